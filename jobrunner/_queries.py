@@ -1,0 +1,198 @@
+"""The only module that runs jobrunner's SQL: statements live in sql/*.sql."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib.resources import files
+from typing import Any, Protocol
+
+import asyncpg
+
+from .errors import InvalidJob, SchemaMissing
+from .job import Job
+from .worker import NewJob
+
+
+def _sql(name: str) -> str:
+    return (files("jobrunner") / "sql" / f"{name}.sql").read_text()
+
+
+INSERT_JOBS = _sql("insert_jobs")
+FIND_UNIQUE_JOBS = _sql("find_unique_jobs")
+GET_JOB = _sql("get_job")
+FETCH_JOBS = _sql("fetch_jobs")
+CLAIM_JOBS = _sql("claim_jobs")
+ACK_JOBS = _sql("ack_jobs")
+CANCEL_JOB = _sql("cancel_job")
+RETRY_JOB = _sql("retry_job")
+REGISTER_NODE = _sql("register_node")
+HEARTBEAT_NODE = _sql("heartbeat_node")
+REMOVE_NODE = _sql("remove_node")
+
+
+class Conn(Protocol):
+    """An asyncpg connection, pool or pooled connection."""
+
+    async def fetch(self, query: str, *args: Any, timeout: float | None = None) -> list[Any]: ...
+    async def fetchrow(self, query: str, *args: Any, timeout: float | None = None) -> Any: ...
+    async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str: ...
+
+
+async def _fetch(conn: Conn, query: str, *args: Any) -> list[Any]:
+    try:
+        return await conn.fetch(query, *args)
+    except (asyncpg.UndefinedTableError, asyncpg.UndefinedObjectError) as exc:
+        raise SchemaMissing() from exc
+    except (asyncpg.CheckViolationError, asyncpg.DataError) as exc:
+        raise InvalidJob(f"the database refused the job: {exc}") from exc
+
+
+def unique_key(job: NewJob, at: float | None = None) -> str | None:
+    """The key a unique job holds in the unique index: fingerprint and period bucket."""
+    fingerprint = job.fingerprint()
+    if fingerprint is None or job.unique is None:
+        return None
+    digest = hashlib.sha256(fingerprint.encode()).hexdigest()[:40]
+    if job.unique.period is None:
+        return f"{digest}:all"
+    at = time.time() if at is None else at
+    return f"{digest}:{int(at // job.unique.period)}"
+
+
+async def insert_jobs(conn: Conn, jobs: Sequence[NewJob]) -> list[Job]:
+    """Insert `jobs` in one statement; a unique conflict returns the existing job.
+
+    The result is in the order of `jobs`. A conflicting row that is released between
+    the insert and the look-up (it finished meanwhile) is inserted again.
+    """
+    results: list[Job | None] = [None] * len(jobs)
+    keys = [unique_key(job) for job in jobs]
+    todo = list(range(len(jobs)))
+    for _ in range(5):
+        rows = await _fetch(conn, INSERT_JOBS, *_columns([jobs[i] for i in todo], [keys[i] for i in todo]))
+        inserted = iter(rows)
+        pending_row = next(inserted, None)
+        by_key: dict[str, Job] = {}
+        conflicts: list[int] = []
+        for index in todo:
+            key = keys[index]
+            if key is not None and key in by_key:
+                results[index] = _as_conflict(by_key[key])
+                continue
+            if pending_row is not None and pending_row["unique_key"] == key:
+                job = Job.from_record(pending_row)
+                results[index] = job
+                if key is not None:
+                    by_key[key] = job
+                pending_row = next(inserted, None)
+            else:
+                conflicts.append(index)
+        if not conflicts:
+            break
+        found_rows = await _fetch(conn, FIND_UNIQUE_JOBS, list({keys[i] for i in conflicts}))
+        found = {row["unique_key"]: Job.from_record(row, conflict=True) for row in found_rows}
+        todo = []
+        for index in conflicts:
+            key = keys[index]
+            if key in found:
+                results[index] = found[key]
+            else:
+                todo.append(index)
+        if not todo:
+            break
+    return [job for job in results if job is not None]
+
+
+def _as_conflict(job: Job) -> Job:
+    from dataclasses import replace
+
+    return replace(job, conflict=True)
+
+
+def _columns(jobs: Sequence[NewJob], keys: Sequence[str | None]) -> tuple[list[Any], ...]:
+    return (
+        [j.worker for j in jobs],
+        [j.queue for j in jobs],
+        [j.encoded_args() for j in jobs],
+        [j.encoded_meta() for j in jobs],
+        [json.dumps(list(j.tags)) for j in jobs],
+        [j.priority for j in jobs],
+        [j.max_attempts for j in jobs],
+        [j.scheduled_at for j in jobs],
+        [j.schedule_in for j in jobs],
+        list(keys),
+        [json.dumps([str(s) for s in j.unique.states]) if j.unique else None for j in jobs],
+    )
+
+
+async def get_job(conn: Conn, job_id: int) -> Job | None:
+    rows = await _fetch(conn, GET_JOB, job_id)
+    return Job.from_record(rows[0]) if rows else None
+
+
+async def cancel_job(conn: Conn, job_id: int) -> Job | None:
+    """Cancel a job that has not finished; None if it had (or does not exist)."""
+    rows = await _fetch(conn, CANCEL_JOB, job_id)
+    return Job.from_record(rows[0]) if rows else None
+
+
+async def retry_job(conn: Conn, job_id: int) -> Job | None:
+    """Make a job that is not executing available now; None if it is executing or missing."""
+    rows = await _fetch(conn, RETRY_JOB, job_id)
+    return Job.from_record(rows[0]) if rows else None
+
+
+async def fetch_jobs(conn: Conn, *, queue: str, demand: int, node: str) -> list[Job]:
+    """Claim up to `demand` available jobs of `queue` for `node`, best first."""
+    rows = await _fetch(conn, FETCH_JOBS, queue, demand, node)
+    jobs = [Job.from_record(row) for row in rows]
+    jobs.sort(key=lambda j: (j.priority, j.scheduled_at, j.id))
+    return jobs
+
+
+async def claim_jobs(conn: Conn, *, ids: Sequence[int], node: str) -> list[Job]:
+    """Claim these waiting jobs (whatever their scheduled time) for `node`, best first."""
+    rows = await _fetch(conn, CLAIM_JOBS, list(ids), node)
+    jobs = [Job.from_record(row) for row in rows]
+    jobs.sort(key=lambda j: (j.priority, j.scheduled_at, j.id))
+    return jobs
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """The outcome of one attempt, to be written back."""
+
+    job_id: int
+    attempt: int
+    state: str
+    delay_s: float | None = None
+    error: str | None = None  # a JSON object
+    undo_attempt: bool = False
+
+
+async def ack_jobs(conn: Conn, node: str, acks: Sequence[Ack]) -> set[int]:
+    """Write `acks` in one statement; return the ids this node still owned."""
+    rows = await _fetch(
+        conn, ACK_JOBS, node,
+        [a.job_id for a in acks], [a.attempt for a in acks], [a.state for a in acks],
+        [a.delay_s for a in acks], [a.error for a in acks], [a.undo_attempt for a in acks],
+    )
+    return {row["id"] for row in rows}
+
+
+async def register_node(conn: Conn, *, name: str, host: str, pid: int, queues: str,
+                        lease_s: float) -> None:
+    await _fetch(conn, REGISTER_NODE, name, host, pid, queues, lease_s)
+
+
+async def heartbeat_node(conn: Conn, *, name: str, queues: str, lease_s: float) -> bool:
+    """Refresh the node's lease; False if its row is gone."""
+    return bool(await _fetch(conn, HEARTBEAT_NODE, name, queues, lease_s))
+
+
+async def remove_node(conn: Conn, name: str) -> None:
+    await _fetch(conn, REMOVE_NODE, name)

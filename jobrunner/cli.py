@@ -1,0 +1,167 @@
+"""The jobrunner command line: thin Typer commands over the client and the runner."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+
+from . import _db, _migrate
+from ._apps import import_apps
+from ._telemetry import configure_logging
+from .client import Client
+from .config import ConfigError, Settings, parse_queues
+from .errors import (
+    DatabaseUnavailable,
+    InvalidJob,
+    JobNotFound,
+    JobRunnerError,
+    UnknownWorker,
+)
+from .runner import Runner
+
+app = typer.Typer(
+    name="jobrunner",
+    help="Background jobs in PostgreSQL: run the daemon and steer its queues.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+T = TypeVar("T")
+
+# Exit codes: 0 done, 1 a job or the daemon failed, 2 bad input, 130 interrupted.
+BAD_INPUT_ERRORS = (ConfigError, InvalidJob, UnknownWorker, JobNotFound, ValueError)
+
+DsnOption = Annotated[
+    str | None,
+    typer.Option("--dsn", envvar="JOBRUNNER_DATABASE_URL", show_envvar=True,
+                 help="PostgreSQL URL; default: config file, else the embedded server."),
+]
+ConfigOption = Annotated[
+    str | None,
+    typer.Option("--config", envvar="JOBRUNNER_CONFIG", show_envvar=True,
+                 help="Config file; default: config/jobrunner.toml if present."),
+]
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """One line on stderr and a non-zero exit: how every bad input ends."""
+    typer.echo(f"error: {_db.redact(message)}", err=True)
+    raise typer.Exit(code)
+
+
+def run(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a command's coroutine; jobrunner errors become one line and an exit code."""
+    try:
+        return asyncio.run(coro_fn())
+    except BAD_INPUT_ERRORS as exc:
+        fail(str(exc), 2)
+    except DatabaseUnavailable as exc:
+        fail(str(exc), 1)
+    except JobRunnerError as exc:
+        fail(str(exc), 1)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+def load_settings(config: str | None, **overrides: Any) -> Settings:
+    try:
+        return Settings.load(config=config, **overrides)
+    except ConfigError as exc:
+        fail(str(exc), 2)
+
+
+@app.command()
+def migrate(dsn: DsnOption = None, config: ConfigOption = None) -> None:
+    """Create or upgrade jobrunner's tables (safe to run concurrently; a no-op when current)."""
+    settings = load_settings(config, database_url=dsn)
+
+    async def go() -> None:
+        url = await _db.resolve_dsn(settings.database_url, settings.data_dir)
+        conn = await _db.connect(url)
+        try:
+            applied = await _migrate.migrate(conn)
+            version = await _migrate.schema_version(conn)
+        finally:
+            await conn.close()
+        if applied:
+            typer.echo(f"applied {', '.join(m.name for m in applied)}; schema at version {version}")
+        else:
+            typer.echo(f"schema is current (version {version})")
+
+    run(go)
+
+
+@app.command()
+def start(
+    queues: Annotated[str | None, typer.Option(
+        "--queues", "-q", envvar="JOBRUNNER_QUEUES",
+        help="name:limit pairs, e.g. emails:20,default:10.")] = None,
+    app_modules: Annotated[list[str] | None, typer.Option(
+        "--app", "-a", help="Module that defines workers; repeat for several.")] = None,
+    dsn: DsnOption = None,
+    config: ConfigOption = None,
+    node: Annotated[str | None, typer.Option(help="This node's name (default: host-pid-random).")] = None,
+    log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
+    shutdown_grace_s: Annotated[float | None, typer.Option(
+        "--shutdown-grace-s", help="Seconds running jobs get to finish on SIGTERM.")] = None,
+) -> None:
+    """Run jobs until SIGTERM or SIGINT; a second signal interrupts running jobs at once."""
+    try:
+        parsed = parse_queues(queues) if queues is not None else None
+    except ConfigError as exc:
+        fail(str(exc), 2)
+    settings = load_settings(
+        config, database_url=dsn, queues=parsed, node=node, log_level=log_level,
+        shutdown_grace_s=shutdown_grace_s, app=tuple(app_modules) if app_modules else None,
+    )
+    try:
+        configure_logging(settings.log_level, settings.log_format)
+    except ValueError as exc:
+        fail(str(exc), 2)
+    code = run(lambda: _serve(settings))
+    raise typer.Exit(code)
+
+
+async def _serve(settings: Settings) -> int:
+    import_apps(settings.app)
+    async with Client(settings=settings) as client:
+        runner = Runner(client, settings=settings)
+        signals = 0
+
+        def on_signal() -> None:
+            nonlocal signals
+            signals += 1
+            if signals == 1:
+                runner.request_stop()
+            else:
+                asyncio.ensure_future(runner.interrupt())
+
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal)
+        try:
+            await runner.start()
+            stop_wait = asyncio.ensure_future(runner.stop_requested.wait())
+            fail_wait = asyncio.ensure_future(runner.failed.wait())
+            await asyncio.wait([stop_wait, fail_wait], return_when=asyncio.FIRST_COMPLETED)
+            stop_wait.cancel()
+            fail_wait.cancel()
+        finally:
+            await runner.stop(grace=runner.requested_grace_s)
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+        return 1 if runner.failed.is_set() else 0
+
+
+def main() -> None:
+    """Entry point of the `jobrunner` script."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,1 @@
+"""pytest fixtures for users' test suites (registered through the pytest11 entry point)."""

@@ -1,0 +1,242 @@
+"""The daemon: owns the notifier, producers, acker and plugins, and orders start and stop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import socket
+from collections.abc import Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Protocol
+
+import structlog
+
+from . import _db, _migrate, _queries
+from ._acker import Acker
+from ._notifier import CANCEL, INSERT, Notifier
+from ._producer import Producer
+from .config import QueueConfig, Settings
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from .client import Client
+
+log = structlog.get_logger("jobrunner.runner")
+
+
+class Service(Protocol):
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+def node_name() -> str:
+    """A per-process identity: host, pid and a random part (pids repeat in containers)."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def _queue_configs(queues: Mapping[str, int | QueueConfig]) -> dict[str, QueueConfig]:
+    configs = {}
+    for name, value in queues.items():
+        configs[name] = value if isinstance(value, QueueConfig) else QueueConfig(limit=value)
+    if not configs:
+        raise ConfigError("no queues to run; give --queues like emails:20,default:10")
+    return configs
+
+
+class Runner:
+    """The jobrunner daemon, embeddable in an application's own event loop.
+
+    Example:
+        >>> async with jobrunner.connect(dsn) as client:
+        ...     async with jobrunner.Runner(client, queues={"emails": 20}) as runner:
+        ...         await stop_requested.wait()
+        ...         await runner.stop(grace=30)
+    """
+
+    def __init__(self, client: Client, queues: Mapping[str, int | QueueConfig] | None = None,
+                 *, settings: Settings | None = None, node: str | None = None) -> None:
+        self.client = client
+        self.settings = settings or client.settings
+        self.queues = _queue_configs(queues if queues is not None else self.settings.queues)
+        self.node = node or self.settings.node or node_name()
+        self.host = socket.gethostname()
+        self.producers: dict[str, Producer] = {}
+        self.failed = asyncio.Event()
+        self.failure: BaseException | None = None
+        self.stopped = asyncio.Event()
+        self.stop_requested = asyncio.Event()
+        self.requested_grace_s: float | None = None
+        self._notifier: Notifier | None = None
+        self._acker: Acker | None = None
+        self._services: list[Any] = []
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._started = False
+        self._stopping = False
+
+    @property
+    def notifier(self) -> Notifier:
+        assert self._notifier is not None, "the runner is not started"
+        return self._notifier
+
+    @property
+    def acker(self) -> Acker:
+        assert self._acker is not None, "the runner is not started"
+        return self._acker
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Check the schema, register the node, then start listening, acking and fetching."""
+        pool = self.client.pool
+        async with pool.acquire() as conn:
+            await _migrate.verify(conn)
+        await _queries.register_node(pool, name=self.node, host=self.host, pid=os.getpid(),
+                                     queues=self._queue_state(), lease_s=self.settings.node_lease_s)
+        self._started = True
+        self._notifier = Notifier(self.client.dsn)
+        self._acker = Acker(pool, self.node)
+        for name, config in self.queues.items():
+            self.producers[name] = Producer(
+                name, config, client=self.client, node=self.node, acker=self._acker,
+                poll_interval_s=self.settings.poll_interval_s,
+            )
+        self._notifier.subscribe(INSERT, self._on_insert)
+        self._notifier.subscribe(CANCEL, self._on_cancel)
+        self._notifier.on_reconnect(self._wake_all)
+        await self._start_service(self._notifier)
+        await self._start_service(self._acker)
+        for service in self._extensions():
+            prepare = getattr(service, "prepare", None)
+            if prepare is not None:
+                await prepare()
+            self._services.append(service)
+        for producer in self.producers.values():
+            await self._start_service(producer)
+        for service in self._services:
+            await self._start_service(service)
+        self._heartbeat = self._watch(asyncio.create_task(self._heartbeat_loop(),
+                                                          name="jobrunner.heartbeat"))
+        log.info("node.started", node=self.node, queues={q: c.limit for q, c in self.queues.items()})
+
+    def _extensions(self) -> list[Any]:
+        """Plugins (stager, cron, pruner, rescuer) and the control loop."""
+        from . import _control, plugins
+
+        return [_control.Controller(self), *plugins.build(self)]
+
+    async def _start_service(self, service: Any) -> None:
+        await service.start()
+        task = getattr(service, "_task", None)
+        if isinstance(task, asyncio.Task):
+            self._watch(task)
+
+    def _watch(self, task: asyncio.Task[Any]) -> asyncio.Task[Any]:
+        """A background task that dies stops the daemon with a failure."""
+
+        def done(t: asyncio.Task[Any]) -> None:
+            if t.cancelled() or self._stopping:
+                return
+            exc = t.exception()
+            if exc is not None:
+                log.error("node.task_failed", task=t.get_name(), error=_db.redact(repr(exc)))
+                self.failure = exc
+                self.failed.set()
+
+        task.add_done_callback(done)
+        return task
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop fetching, let running jobs finish for `grace` seconds, interrupt the rest.
+
+        Idempotent, and safe before start().
+        """
+        if not self._started or self._stopping:
+            await self.stopped.wait() if self._stopping else None
+            return
+        self._stopping = True
+        grace_s = self.settings.shutdown_grace_s if grace is None else grace
+        log.info("node.stopping", node=self.node, grace_s=grace_s)
+        for service in reversed(self._services):
+            await _quietly(service.stop())
+        await asyncio.gather(*(p.stop(grace_s) for p in self.producers.values()))
+        if self._acker is not None:
+            await self._acker.stop()
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            await asyncio.gather(self._heartbeat, return_exceptions=True)
+        await _quietly(_queries.remove_node(self.client.pool, self.node))
+        if self._notifier is not None:
+            await self._notifier.stop()
+        log.info("node.stopped", node=self.node)
+        self.stopped.set()
+
+    def request_stop(self, grace_s: float | None = None) -> None:
+        """Ask whoever runs this node (the CLI) to stop it, as a control command does."""
+        self.requested_grace_s = grace_s
+        self.stop_requested.set()
+
+    async def interrupt(self) -> None:
+        """Cancel every running job now (a second signal): they go back to the queue."""
+        await asyncio.gather(*(p.interrupt() for p in self.producers.values()))
+
+    def _on_insert(self, queue: str) -> None:
+        producer = self.producers.get(queue)
+        if producer is not None:
+            producer.wake()
+
+    def _on_cancel(self, payload: str) -> None:
+        node, _, job_id = payload.rpartition(" ")
+        if node != self.node or not job_id.isdigit():
+            return
+        for producer in self.producers.values():
+            if producer.cancel_job(int(job_id)):
+                log.info("job.cancelling", job_id=int(job_id), queue=producer.queue)
+
+    def _wake_all(self) -> None:
+        for producer in self.producers.values():
+            producer.wake()
+
+    def _queue_state(self) -> str:
+        state = {
+            name: {
+                "limit": self.producers[name].limit if name in self.producers else c.limit,
+                "paused": self.producers[name].paused if name in self.producers else False,
+                "running": self.producers[name].running if name in self.producers else 0,
+            }
+            for name, c in self.queues.items()
+        }
+        return json.dumps(state)
+
+    async def heartbeat(self) -> None:
+        """Refresh this node's lease and queue state; re-register if its row is gone."""
+        pool, lease_s = self.client.pool, self.settings.node_lease_s
+        alive = await _queries.heartbeat_node(pool, name=self.node, queues=self._queue_state(),
+                                              lease_s=lease_s)
+        if not alive:
+            await _queries.register_node(pool, name=self.node, host=self.host, pid=os.getpid(),
+                                         queues=self._queue_state(), lease_s=lease_s)
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_interval_s)
+            try:
+                await self.heartbeat()
+            except Exception as exc:
+                log.warning("node.heartbeat_failed", error=_db.redact(str(exc)))
+
+
+async def _quietly(awaitable: Any) -> None:
+    try:
+        await awaitable
+    except Exception as exc:
+        log.warning("node.stop_step_failed", error=_db.redact(str(exc)))

@@ -1,0 +1,20 @@
+-- $1 ids bigint[], $2 node name. Claims these jobs if they are waiting (any time), for
+-- running them in-process (testing inline mode, drain); skips jobs another node holds.
+WITH picked AS (
+    SELECT id
+    FROM jobrunner_jobs
+    WHERE id = ANY($1::bigint[]) AND state IN ('available', 'scheduled', 'retryable')
+    ORDER BY priority, scheduled_at, id
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE jobrunner_jobs AS j
+SET state = 'executing',
+    attempt = j.attempt + 1,
+    attempted_at = now(),
+    attempted_by = ARRAY[$2::text]
+FROM picked
+WHERE j.id = picked.id
+RETURNING j.id, 'executing' AS state, j.queue, j.worker, j.args::text AS args, j.meta::text AS meta,
+          j.tags, j.errors::text AS errors, j.attempt, j.max_attempts, j.priority, j.inserted_at,
+          j.scheduled_at, j.attempted_at, j.completed_at, j.discarded_at, j.cancelled_at,
+          j.attempted_by, j.unique_key

@@ -1,0 +1,2 @@
+-- $1 name
+DELETE FROM jobrunner_nodes WHERE name = $1

@@ -1,0 +1,376 @@
+"""The @worker decorator, insertable jobs, and the name -> worker registry."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import random
+import re
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Protocol, TypeVar, overload
+
+from .errors import InvalidJob, UnknownWorker
+from .job import Job, JobState
+
+DEFAULT_QUEUE = "default"
+DEFAULT_MAX_ATTEMPTS = 20
+DEFAULT_UNIQUE_STATES = (
+    JobState.AVAILABLE,
+    JobState.SCHEDULED,
+    JobState.EXECUTING,
+    JobState.RETRYABLE,
+    JobState.COMPLETED,
+)
+_UNIQUE_FIELDS = frozenset({"worker", "queue", "args", "meta"})
+_QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.\-:]{1,128}$")
+
+
+def validate_queue(name: object) -> str:
+    """Return `name` if it is a usable queue name, else raise InvalidJob."""
+    if not isinstance(name, str) or not _QUEUE_NAME.match(name):
+        raise InvalidJob(
+            f"queue name must be 1-128 letters, digits or '_.-:', got {name!r}"
+        )
+    return name
+
+
+def default_backoff(attempt: int) -> float:
+    """Oban's backoff: 15 + 2**attempt seconds, plus up to 10% jitter."""
+    base = 15 + 2 ** min(max(attempt, 0), 24)
+    return base + random.uniform(0, base * 0.1)  # noqa: S311 - jitter, not crypto
+
+
+@dataclass(frozen=True, slots=True)
+class Unique:
+    """Make a job unique, as Oban does.
+
+    Args:
+        period: seconds during which a duplicate is refused, or None for ever.
+        fields: which of worker, queue, args and meta make two jobs the same.
+        keys: only these args (and meta) keys are compared; all when None.
+        states: a duplicate only conflicts with jobs in these states.
+
+    Example:
+        >>> @worker(unique=Unique(period=300, keys=["user_id"]))
+        ... async def welcome(job: Job) -> None: ...
+    """
+
+    period: float | None = 60
+    fields: tuple[str, ...] = ("worker", "queue", "args")
+    keys: tuple[str, ...] | None = None
+    states: tuple[JobState, ...] = DEFAULT_UNIQUE_STATES
+
+    def __init__(
+        self,
+        period: float | None = 60,
+        fields: Iterable[str] = ("worker", "queue", "args"),
+        keys: Iterable[str] | None = None,
+        states: Iterable[JobState | str] = DEFAULT_UNIQUE_STATES,
+    ) -> None:
+        object.__setattr__(self, "period", period)
+        object.__setattr__(self, "fields", tuple(fields))
+        object.__setattr__(self, "keys", None if keys is None else tuple(keys))
+        object.__setattr__(self, "states", tuple(_state(s) for s in states))
+        self._validate()
+
+    def _validate(self) -> None:
+        if self.period is not None and not (
+            isinstance(self.period, int | float) and self.period > 0
+        ):
+            raise InvalidJob(f"unique period must be > 0 seconds or None, got {self.period!r}")
+        unknown = set(self.fields) - _UNIQUE_FIELDS
+        if unknown or not self.fields:
+            raise InvalidJob(
+                f"unique fields must be among {sorted(_UNIQUE_FIELDS)}, got {list(self.fields)!r}"
+            )
+        if not self.states:
+            raise InvalidJob("unique states must not be empty")
+
+    def fingerprint(self, worker: str, queue: str, args: Mapping[str, Any],
+                    meta: Mapping[str, Any]) -> str:
+        """What two duplicate jobs share; the period bucket is added by the database."""
+        values: dict[str, Any] = {"worker": worker, "queue": queue, "args": args, "meta": meta}
+        picked: dict[str, Any] = {}
+        for name in sorted(self.fields):
+            value = values[name]
+            if name in ("args", "meta") and self.keys is not None:
+                value = {k: value.get(k) for k in self.keys}
+            picked[name] = value
+        return json.dumps(picked, sort_keys=True, separators=(",", ":"))
+
+
+def _state(value: JobState | str) -> JobState:
+    try:
+        return JobState(value)
+    except ValueError:
+        raise InvalidJob(f"unknown job state {value!r}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A job ready to insert; build it with `a_worker.new(args, ...)`."""
+
+    worker: str
+    args: dict[str, Any]
+    queue: str = DEFAULT_QUEUE
+    priority: int = 0
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    tags: tuple[str, ...] = ()
+    meta: dict[str, Any] = field(default_factory=dict)
+    scheduled_at: datetime | None = None
+    schedule_in: float | None = None
+    unique: Unique | None = None
+
+    def __post_init__(self) -> None:
+        self._validate()
+
+    def _validate(self) -> None:
+        if not isinstance(self.worker, str) or not self.worker:
+            raise InvalidJob(f"worker name must be a non-empty string, got {self.worker!r}")
+        _json_object("args", self.args)
+        _json_object("meta", self.meta)
+        validate_queue(self.queue)
+        if not isinstance(self.priority, int) or isinstance(self.priority, bool) \
+                or not 0 <= self.priority <= 9:
+            raise InvalidJob(f"priority must be an integer from 0 to 9, got {self.priority!r}")
+        if not isinstance(self.max_attempts, int) or isinstance(self.max_attempts, bool) \
+                or not 1 <= self.max_attempts <= 32767:
+            raise InvalidJob(f"max_attempts must be an integer >= 1, got {self.max_attempts!r}")
+        if not all(isinstance(t, str) and t for t in self.tags):
+            raise InvalidJob(f"tags must be non-empty strings, got {list(self.tags)!r}")
+        if self.scheduled_at is not None and self.schedule_in is not None:
+            raise InvalidJob("give scheduled_at or schedule_in, not both")
+        if self.scheduled_at is not None and (
+            not isinstance(self.scheduled_at, datetime) or self.scheduled_at.tzinfo is None
+        ):
+            raise InvalidJob(
+                f"scheduled_at must be a timezone-aware datetime, got {self.scheduled_at!r}"
+            )
+        if self.schedule_in is not None and (
+            not isinstance(self.schedule_in, int | float) or isinstance(self.schedule_in, bool)
+            or not math.isfinite(self.schedule_in) or self.schedule_in < 0
+        ):
+            raise InvalidJob(f"schedule_in must be seconds >= 0, got {self.schedule_in!r}")
+        if self.unique is not None and not isinstance(self.unique, Unique):
+            raise InvalidJob(f"unique must be a jobrunner.Unique, got {self.unique!r}")
+
+    def run_at(self, now: datetime) -> datetime | None:
+        """When the job becomes available; None means now (the database's now)."""
+        if self.scheduled_at is not None:
+            return self.scheduled_at
+        if self.schedule_in:
+            return now + timedelta(seconds=self.schedule_in)
+        return None
+
+    def encoded_args(self) -> str:
+        return json.dumps(self.args, separators=(",", ":"), ensure_ascii=False)
+
+    def encoded_meta(self) -> str:
+        return json.dumps(self.meta, separators=(",", ":"), ensure_ascii=False)
+
+    def fingerprint(self) -> str | None:
+        if self.unique is None:
+            return None
+        return self.unique.fingerprint(self.worker, self.queue, self.args, self.meta)
+
+
+def _json_object(what: str, value: object) -> None:
+    if not isinstance(value, dict):
+        raise InvalidJob(f"{what} must be a JSON object (a dict), got {type(value).__name__}")
+    try:
+        decoded = json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise InvalidJob(f"{what} must be JSON-serialisable: {exc}") from None
+    if decoded != value:
+        raise InvalidJob(f"{what} must survive a JSON round trip (string keys, no tuples)")
+
+
+class Worker:
+    """A registered worker: what the daemon looks up by name to run a job."""
+
+    __slots__ = ("_backoff", "_perform", "_timeout", "max_attempts", "name", "priority",
+                 "queue", "tags", "target", "timeout", "unique")
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        target: Any,
+        perform: Callable[[Job], Awaitable[Any]],
+        backoff: Callable[[Job], float] | None,
+        timeout_fn: Callable[[Job], float | None] | None,
+        queue: str,
+        max_attempts: int,
+        priority: int,
+        tags: tuple[str, ...],
+        timeout: float | None,
+        unique: Unique | None,
+    ) -> None:
+        self.name, self.target = name, target
+        self._perform, self._backoff, self._timeout = perform, backoff, timeout_fn
+        self.queue, self.max_attempts, self.priority = queue, max_attempts, priority
+        self.tags, self.timeout, self.unique = tags, timeout, unique
+
+    def __repr__(self) -> str:
+        return f"<jobrunner.Worker {self.name!r} queue={self.queue!r}>"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.target(*args, **kwargs)
+
+    async def perform(self, job: Job) -> Any:
+        return await self._perform(job)
+
+    def backoff(self, job: Job) -> float:
+        """Seconds to wait before retrying `job` after its failed attempt."""
+        if self._backoff is not None:
+            return float(self._backoff(job))
+        return default_backoff(job.attempt)
+
+    def timeout_for(self, job: Job) -> float | None:
+        if self._timeout is not None:
+            return self._timeout(job)
+        return self.timeout
+
+    def new(
+        self,
+        args: dict[str, Any] | None = None,
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        max_attempts: int | None = None,
+        tags: Iterable[str] | None = None,
+        meta: dict[str, Any] | None = None,
+        schedule_in: float | None = None,
+        scheduled_at: datetime | None = None,
+        unique: Unique | None | bool = True,
+    ) -> NewJob:
+        """Build an insertable job; options override the worker's.
+
+        Example:
+            >>> await client.insert(send_email.new({"user_id": 42}, schedule_in=60))
+        """
+        if unique is True:
+            unique_opt = self.unique
+        elif unique is False:
+            unique_opt = None
+        else:
+            unique_opt = unique
+        return NewJob(
+            worker=self.name,
+            args={} if args is None else args,
+            queue=self.queue if queue is None else queue,
+            priority=self.priority if priority is None else priority,
+            max_attempts=self.max_attempts if max_attempts is None else max_attempts,
+            tags=tuple(self.tags if tags is None else tags),
+            meta={} if meta is None else meta,
+            schedule_in=schedule_in,
+            scheduled_at=scheduled_at,
+            unique=unique_opt,
+        )
+
+
+_REGISTRY: dict[str, Worker] = {}
+
+T = TypeVar("T")
+
+
+class _Decorator(Protocol):
+    @overload
+    def __call__(self, target: type[T]) -> type[T]: ...
+    @overload
+    def __call__(self, target: Callable[[Job], Awaitable[Any]]) -> Worker: ...
+
+
+def worker(
+    *,
+    queue: str = DEFAULT_QUEUE,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    priority: int = 0,
+    tags: Iterable[str] = (),
+    timeout: float | None = None,
+    unique: Unique | None = None,
+    name: str | None = None,
+) -> Any:
+    """Register an async function, or a class with `async perform(job)`, as a worker.
+
+    Example:
+        >>> @worker(queue="emails", max_attempts=5)
+        ... async def send_email(job: Job) -> None: ...
+        >>> @worker(queue="media")
+        ... class ProcessVideo:
+        ...     async def perform(self, job: Job) -> None: ...
+        ...     def backoff(self, job: Job) -> float: return 2 ** job.attempt
+    """
+    tags = tuple(tags)
+    _validate_options(queue, max_attempts, priority, tags, timeout, unique)
+
+    def decorate(target: Any) -> Any:
+        worker_name = name or f"{target.__module__}.{target.__qualname__}"
+        common: dict[str, Any] = dict(
+            name=worker_name, target=target, queue=queue, max_attempts=max_attempts,
+            priority=priority, tags=tags, timeout=timeout, unique=unique,
+        )
+        if inspect.isclass(target):
+            if not inspect.iscoroutinefunction(getattr(target, "perform", None)):
+                raise TypeError(f"worker class {worker_name!r} needs 'async def perform(self, job)'")
+
+            async def perform(job: Job) -> Any:
+                return await target().perform(job)
+
+            backoff = (lambda job: target().backoff(job)) if hasattr(target, "backoff") else None
+            timeout_fn = (
+                (lambda job: target().timeout(job)) if callable(getattr(target, "timeout", None))
+                else None
+            )
+            registered = Worker(perform=perform, backoff=backoff, timeout_fn=timeout_fn, **common)
+            target.new = registered.new
+            target.worker = registered
+            _REGISTRY[worker_name] = registered
+            return target
+        if not inspect.iscoroutinefunction(target):
+            raise TypeError(f"worker {worker_name!r} must be an 'async def' function or a class")
+        registered = Worker(perform=target, backoff=None, timeout_fn=None, **common)
+        _REGISTRY[worker_name] = registered
+        return registered
+
+    return decorate
+
+
+def _validate_options(queue: str, max_attempts: int, priority: int, tags: tuple[str, ...],
+                      timeout: float | None, unique: Unique | None) -> None:
+    NewJob(worker="_", args={}, queue=queue, priority=priority, max_attempts=max_attempts,
+           tags=tags, unique=unique)
+    if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
+        raise InvalidJob(f"timeout must be seconds > 0 or None, got {timeout!r}")
+
+
+def lookup(name: str) -> Worker:
+    """The registered worker called `name`."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownWorker(f"unknown worker {name!r}; is its module in --app?") from None
+
+
+def registered() -> dict[str, Worker]:
+    """A copy of the registry, name -> worker."""
+    return dict(_REGISTRY)
+
+
+def as_worker(target: Worker | type | str) -> Worker:
+    """Resolve a worker object, a decorated class or a registered name."""
+    if isinstance(target, Worker):
+        return target
+    if isinstance(target, str):
+        return lookup(target)
+    found = getattr(target, "worker", None)
+    if isinstance(found, Worker):
+        return found
+    raise UnknownWorker(f"{target!r} is not a jobrunner worker; decorate it with @worker")
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc)
