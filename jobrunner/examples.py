@@ -1,0 +1,31 @@
+"""Example workers that `make run` loads (config/jobrunner.toml: app = ["jobrunner.examples"])."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import structlog
+
+from .client import current_client
+from .job import Job, Snooze
+from .worker import worker
+
+log = structlog.get_logger("jobrunner.examples")
+
+
+@worker(queue="default")
+async def greet(job: Job) -> None:
+    """Says hello, then chains a welcome email."""
+    log.info("example.greet", name=job.args.get("name", "world"))
+    await current_client().insert(send_welcome.new({"name": job.args.get("name", "world")}))
+
+
+@worker(queue="emails", max_attempts=5)
+async def send_welcome(job: Job) -> Snooze | None:
+    """Pretends to send an email; the mail server is sometimes busy."""
+    await asyncio.sleep(0.05)
+    if random.random() < 0.2:  # noqa: S311 - a demo
+        return Snooze(5)
+    log.info("example.sent", to=job.args.get("name"))
+    return None
