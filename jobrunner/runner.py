@@ -100,6 +100,7 @@ class Runner:
         pool = self.client.pool
         async with pool.acquire() as conn:
             await _migrate.verify(conn)
+        extensions = self._extensions()  # validates plugin settings (crontab) before anything runs
         await _queries.register_node(pool, name=self.node, host=self.host, pid=os.getpid(),
                                      queues=self._queue_state(), lease_s=self.settings.node_lease_s)
         self._started = True
@@ -115,7 +116,7 @@ class Runner:
         self._notifier.on_reconnect(self._wake_all)
         await self._start_service(self._notifier)
         await self._start_service(self._acker)
-        for service in self._extensions():
+        for service in extensions:
             prepare = getattr(service, "prepare", None)
             if prepare is not None:
                 await prepare()
