@@ -18,8 +18,9 @@ RUN useradd --create-home --uid 10001 jobrunner
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir --no-index --find-links /wheels jobrunner \
  && rm -rf /wheels
+# Settings come from JOBRUNNER_* variables, or a config file mounted at
+# /app/config/jobrunner.toml (the repository's example config is not baked in).
 WORKDIR /app
-COPY config/jobrunner.toml ./config/jobrunner.toml
 USER jobrunner
 # SIGTERM starts a graceful stop: running jobs get shutdown_grace_s (15 s by default) to
 # finish. Give the container longer than that: `docker stop -t 30`, or in compose
