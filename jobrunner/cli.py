@@ -14,8 +14,9 @@ from . import _db, _migrate
 from ._apps import import_apps
 from ._telemetry import configure_logging
 from .client import Client
-from .config import ConfigError, Settings, parse_queues
+from .config import Settings, parse_queues
 from .errors import (
+    ConfigError,
     DatabaseUnavailable,
     InvalidJob,
     JobNotFound,

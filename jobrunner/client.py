@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 TestingMode = Literal["inline", "manual"]
 
+_NOT_CONNECTED = "the client is not connected; use 'async with jobrunner.connect()'"
+
 _current: contextvars.ContextVar[Client] = contextvars.ContextVar("jobrunner_client")
 
 
@@ -54,13 +56,13 @@ class Client:
     def dsn(self) -> str:
         """The resolved database URL (after `async with`)."""
         if self._dsn is None:
-            raise JobRunnerError("the client is not connected; use 'async with jobrunner.connect()'")
+            raise JobRunnerError(_NOT_CONNECTED)
         return self._dsn
 
     @property
     def pool(self) -> asyncpg.Pool:
         if self._pool is None:
-            raise JobRunnerError("the client is not connected; use 'async with jobrunner.connect()'")
+            raise JobRunnerError(_NOT_CONNECTED)
         return self._pool
 
     async def __aenter__(self) -> Self:

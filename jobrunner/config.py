@@ -114,8 +114,13 @@ class Settings:
                 )
 
     @classmethod
-    def load(cls, *, config: str | Path | None = None, env: Mapping[str, str] | None = None,
-             **overrides: Any) -> Settings:
+    def load(
+        cls,
+        *,
+        config: str | Path | None = None,
+        env: Mapping[str, str] | None = None,
+        **overrides: Any,
+    ) -> Settings:
         """Settings from the config file, then the environment, then `overrides` (None skipped).
 
         Example:
@@ -181,7 +186,7 @@ def _queue_config(name: str, raw: Any) -> QueueConfig:
         unknown = set(raw) - {"limit", "dispatch_cooldown", "dispatch_cooldown_s"}
         if unknown:
             raise ConfigError(f"queue {name!r} has unknown options {sorted(unknown)}")
-        cooldown = raw.get("dispatch_cooldown_s", raw.get("dispatch_cooldown", 0.0))
+        cooldown: Any = raw.get("dispatch_cooldown_s", raw.get("dispatch_cooldown", 0.0))
         return QueueConfig(limit=raw.get("limit", 10), dispatch_cooldown_s=cooldown)
     raise ConfigError(f"queue {name!r} must be a limit or a table, got {raw!r}")
 
@@ -248,6 +253,8 @@ def _number(name: str, raw: str, kind: type[float] | type[int]) -> Any:
 
 def _seconds(value: object) -> bool:
     return (
-        isinstance(value, int | float) and not isinstance(value, bool)
-        and math.isfinite(value) and value >= 0
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
     )

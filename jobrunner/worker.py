@@ -9,8 +9,8 @@ import random
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, Protocol, TypeVar, overload
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from .errors import InvalidJob, UnknownWorker
 from .job import Job, JobState
@@ -31,15 +31,13 @@ _QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.\-:]{1,128}$")
 def validate_queue(name: object) -> str:
     """Return `name` if it is a usable queue name, else raise InvalidJob."""
     if not isinstance(name, str) or not _QUEUE_NAME.match(name):
-        raise InvalidJob(
-            f"queue name must be 1-128 letters, digits or '_.-:', got {name!r}"
-        )
+        raise InvalidJob(f"queue name must be 1-128 letters, digits or '_.-:', got {name!r}")
     return name
 
 
 def default_backoff(attempt: int) -> float:
     """Oban's backoff: 15 + 2**attempt seconds, plus up to 10% jitter."""
-    base = 15 + 2 ** min(max(attempt, 0), 24)
+    base = 15.0 + float(2 ** min(max(attempt, 0), 24))
     return base + random.uniform(0, base * 0.1)  # noqa: S311 - jitter, not crypto
 
 
@@ -89,8 +87,9 @@ class Unique:
         if not self.states:
             raise InvalidJob("unique states must not be empty")
 
-    def fingerprint(self, worker: str, queue: str, args: Mapping[str, Any],
-                    meta: Mapping[str, Any]) -> str:
+    def fingerprint(
+        self, worker: str, queue: str, args: Mapping[str, Any], meta: Mapping[str, Any]
+    ) -> str:
         """What two duplicate jobs share; the period bucket is added by the database."""
         values: dict[str, Any] = {"worker": worker, "queue": queue, "args": args, "meta": meta}
         picked: dict[str, Any] = {}
@@ -133,11 +132,17 @@ class NewJob:
         _json_object("args", self.args)
         _json_object("meta", self.meta)
         validate_queue(self.queue)
-        if not isinstance(self.priority, int) or isinstance(self.priority, bool) \
-                or not 0 <= self.priority <= 9:
+        if (
+            not isinstance(self.priority, int)
+            or isinstance(self.priority, bool)
+            or not 0 <= self.priority <= 9
+        ):
             raise InvalidJob(f"priority must be an integer from 0 to 9, got {self.priority!r}")
-        if not isinstance(self.max_attempts, int) or isinstance(self.max_attempts, bool) \
-                or not 1 <= self.max_attempts <= 32767:
+        if (
+            not isinstance(self.max_attempts, int)
+            or isinstance(self.max_attempts, bool)
+            or not 1 <= self.max_attempts <= 32767
+        ):
             raise InvalidJob(f"max_attempts must be an integer >= 1, got {self.max_attempts!r}")
         if not all(isinstance(t, str) and t for t in self.tags):
             raise InvalidJob(f"tags must be non-empty strings, got {list(self.tags)!r}")
@@ -150,8 +155,10 @@ class NewJob:
                 f"scheduled_at must be a timezone-aware datetime, got {self.scheduled_at!r}"
             )
         if self.schedule_in is not None and (
-            not isinstance(self.schedule_in, int | float) or isinstance(self.schedule_in, bool)
-            or not math.isfinite(self.schedule_in) or self.schedule_in < 0
+            not isinstance(self.schedule_in, int | float)
+            or isinstance(self.schedule_in, bool)
+            or not math.isfinite(self.schedule_in)
+            or self.schedule_in < 0
         ):
             raise InvalidJob(f"schedule_in must be seconds >= 0, got {self.schedule_in!r}")
         if self.unique is not None and not isinstance(self.unique, Unique):
@@ -191,8 +198,19 @@ def _json_object(what: str, value: object) -> None:
 class Worker:
     """A registered worker: what the daemon looks up by name to run a job."""
 
-    __slots__ = ("_backoff", "_perform", "_timeout", "max_attempts", "name", "priority",
-                 "queue", "tags", "target", "timeout", "unique")
+    __slots__ = (
+        "_backoff",
+        "_perform",
+        "_timeout",
+        "max_attempts",
+        "name",
+        "priority",
+        "queue",
+        "tags",
+        "target",
+        "timeout",
+        "unique",
+    )
 
     def __init__(
         self,
@@ -245,7 +263,7 @@ class Worker:
         meta: dict[str, Any] | None = None,
         schedule_in: float | None = None,
         scheduled_at: datetime | None = None,
-        unique: Unique | None | bool = True,
+        unique: Unique | bool | None = True,
     ) -> NewJob:
         """Build an insertable job; options override the worker's.
 
@@ -274,15 +292,6 @@ class Worker:
 
 _REGISTRY: dict[str, Worker] = {}
 
-T = TypeVar("T")
-
-
-class _Decorator(Protocol):
-    @overload
-    def __call__(self, target: type[T]) -> type[T]: ...
-    @overload
-    def __call__(self, target: Callable[[Job], Awaitable[Any]]) -> Worker: ...
-
 
 def worker(
     *,
@@ -293,7 +302,7 @@ def worker(
     timeout: float | None = None,
     unique: Unique | None = None,
     name: str | None = None,
-) -> Any:
+) -> Callable[[Any], Any]:
     """Register an async function, or a class with `async perform(job)`, as a worker.
 
     Example:
@@ -310,24 +319,19 @@ def worker(
     def decorate(target: Any) -> Any:
         worker_name = name or f"{target.__module__}.{target.__qualname__}"
         common: dict[str, Any] = dict(
-            name=worker_name, target=target, queue=queue, max_attempts=max_attempts,
-            priority=priority, tags=tags, timeout=timeout, unique=unique,
+            name=worker_name,
+            target=target,
+            queue=queue,
+            max_attempts=max_attempts,
+            priority=priority,
+            tags=tags,
+            timeout=timeout,
+            unique=unique,
         )
         if inspect.isclass(target):
-            if not inspect.iscoroutinefunction(getattr(target, "perform", None)):
-                raise TypeError(f"worker class {worker_name!r} needs 'async def perform(self, job)'")
-
-            async def perform(job: Job) -> Any:
-                return await target().perform(job)
-
-            backoff = (lambda job: target().backoff(job)) if hasattr(target, "backoff") else None
-            timeout_fn = (
-                (lambda job: target().timeout(job)) if callable(getattr(target, "timeout", None))
-                else None
-            )
-            registered = Worker(perform=perform, backoff=backoff, timeout_fn=timeout_fn, **common)
-            target.new = registered.new
-            target.worker = registered
+            registered = _class_worker(target, worker_name, common)
+            target.new = registered.new  # type: ignore[attr-defined]
+            target.worker = registered  # type: ignore[attr-defined]
             _REGISTRY[worker_name] = registered
             return target
         if not inspect.iscoroutinefunction(target):
@@ -339,10 +343,46 @@ def worker(
     return decorate
 
 
-def _validate_options(queue: str, max_attempts: int, priority: int, tags: tuple[str, ...],
-                      timeout: float | None, unique: Unique | None) -> None:
-    NewJob(worker="_", args={}, queue=queue, priority=priority, max_attempts=max_attempts,
-           tags=tags, unique=unique)
+def _class_worker(cls: Any, worker_name: str, common: dict[str, Any]) -> Worker:
+    """A Worker around a class: a new instance per call, as a job is a fresh start."""
+    if not inspect.iscoroutinefunction(getattr(cls, "perform", None)):
+        raise TypeError(f"worker class {worker_name!r} needs 'async def perform(self, job)'")
+
+    async def perform(job: Job) -> Any:
+        return await cls().perform(job)
+
+    def backoff(job: Job) -> float:
+        return float(cls().backoff(job))
+
+    def timeout_fn(job: Job) -> float | None:
+        value = cls().timeout(job)
+        return None if value is None else float(value)
+
+    return Worker(
+        perform=perform,
+        backoff=backoff if callable(getattr(cls, "backoff", None)) else None,
+        timeout_fn=timeout_fn if callable(getattr(cls, "timeout", None)) else None,
+        **common,
+    )
+
+
+def _validate_options(
+    queue: str,
+    max_attempts: int,
+    priority: int,
+    tags: tuple[str, ...],
+    timeout: float | None,
+    unique: Unique | None,
+) -> None:
+    NewJob(
+        worker="_",
+        args={},
+        queue=queue,
+        priority=priority,
+        max_attempts=max_attempts,
+        tags=tags,
+        unique=unique,
+    )
     if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
         raise InvalidJob(f"timeout must be seconds > 0 or None, got {timeout!r}")
 
@@ -373,4 +413,4 @@ def as_worker(target: Worker | type | str) -> Worker:
 
 
 def now_utc() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
