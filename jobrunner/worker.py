@@ -66,23 +66,35 @@ class Unique:
         period: float | None = 60,
         fields: Iterable[str] = ("worker", "queue", "args"),
         keys: Iterable[str] | None = None,
-        states: Iterable[JobState | str] = DEFAULT_UNIQUE_STATES,
+        states: Iterable[JobState | str] | str = DEFAULT_UNIQUE_STATES,
     ) -> None:
+        if isinstance(keys, str):
+            raise InvalidJob(f"unique keys must be a list of strings, got {keys!r}")
         object.__setattr__(self, "period", period)
         object.__setattr__(self, "fields", tuple(fields))
         object.__setattr__(self, "keys", None if keys is None else tuple(keys))
-        object.__setattr__(self, "states", tuple(_state(s) for s in states))
+        object.__setattr__(self, "states", _states(states))
         self._validate()
 
     def _validate(self) -> None:
-        if self.period is not None and not (
-            isinstance(self.period, int | float) and self.period > 0
+        period = self.period
+        if period is not None and not (
+            isinstance(period, int | float)
+            and not isinstance(period, bool)
+            and math.isfinite(period)
+            and period > 0
         ):
-            raise InvalidJob(f"unique period must be > 0 seconds or None, got {self.period!r}")
+            raise InvalidJob(f"unique period must be > 0 seconds or None, got {period!r}")
         unknown = set(self.fields) - _UNIQUE_FIELDS
         if unknown or not self.fields:
             raise InvalidJob(
                 f"unique fields must be among {sorted(_UNIQUE_FIELDS)}, got {list(self.fields)!r}"
+            )
+        if self.keys is not None and not (
+            self.keys and all(isinstance(k, str) and k for k in self.keys)
+        ):
+            raise InvalidJob(
+                f"unique keys must not be empty and must be strings, got {list(self.keys)!r}"
             )
         if not self.states:
             raise InvalidJob("unique states must not be empty")
@@ -90,15 +102,41 @@ class Unique:
     def fingerprint(
         self, worker: str, queue: str, args: Mapping[str, Any], meta: Mapping[str, Any]
     ) -> str:
-        """What two duplicate jobs share; the period bucket is added by the database."""
+        """What two duplicate jobs share (the period is checked by the database).
+
+        `keys` pick from args and meta when those are among the fields; with neither,
+        they pick from args (`fields=["worker"], keys=["user_id"]`: one job per user).
+        """
         values: dict[str, Any] = {"worker": worker, "queue": queue, "args": args, "meta": meta}
+        fields = set(self.fields)
+        if self.keys is not None and not fields & {"args", "meta"}:
+            fields.add("args")
         picked: dict[str, Any] = {}
-        for name in sorted(self.fields):
+        for name in sorted(fields):
             value = values[name]
             if name in ("args", "meta") and self.keys is not None:
                 value = {k: value.get(k) for k in self.keys}
             picked[name] = value
         return json.dumps(picked, sort_keys=True, separators=(",", ":"))
+
+
+# Oban's named groups of unique states.
+STATE_GROUPS: dict[str, tuple[JobState, ...]] = {
+    "all": tuple(JobState),
+    "incomplete": DEFAULT_UNIQUE_STATES[:4],
+    "scheduled": (JobState.SCHEDULED,),
+    "successful": DEFAULT_UNIQUE_STATES,
+}
+
+
+def _states(value: Iterable[JobState | str] | str) -> tuple[JobState, ...]:
+    if isinstance(value, str) and not isinstance(value, JobState):
+        if value in STATE_GROUPS:
+            return STATE_GROUPS[value]
+        raise InvalidJob(
+            f"unknown job state {value!r}; give a list of states or one of {sorted(STATE_GROUPS)}"
+        )
+    return tuple(_state(s) for s in value)
 
 
 def _state(value: JobState | str) -> JobState:
@@ -144,7 +182,7 @@ class NewJob:
             or not 1 <= self.max_attempts <= 32767
         ):
             raise InvalidJob(f"max_attempts must be an integer >= 1, got {self.max_attempts!r}")
-        if not all(isinstance(t, str) and t for t in self.tags):
+        if isinstance(self.tags, str) or not all(isinstance(t, str) and t for t in self.tags):
             raise InvalidJob(f"tags must be non-empty strings, got {list(self.tags)!r}")
         if self.scheduled_at is not None and self.schedule_in is not None:
             raise InvalidJob("give scheduled_at or schedule_in, not both")
@@ -188,11 +226,24 @@ def _json_object(what: str, value: object) -> None:
     if not isinstance(value, dict):
         raise InvalidJob(f"{what} must be a JSON object (a dict), got {type(value).__name__}")
     try:
-        decoded = json.loads(json.dumps(value, allow_nan=False))
+        encoded = json.dumps(value, allow_nan=False)
+        decoded = json.loads(encoded)
     except (TypeError, ValueError) as exc:
         raise InvalidJob(f"{what} must be JSON-serialisable: {exc}") from None
     if decoded != value:
         raise InvalidJob(f"{what} must survive a JSON round trip (string keys, no tuples)")
+    if "\\u0000" in encoded and _has_nul(value):
+        raise InvalidJob(f"{what} must not contain NUL characters ('\\x00'), remove them")
+
+
+def _has_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 class Worker:
@@ -282,7 +333,7 @@ class Worker:
             queue=self.queue if queue is None else queue,
             priority=self.priority if priority is None else priority,
             max_attempts=self.max_attempts if max_attempts is None else max_attempts,
-            tags=tuple(self.tags if tags is None else tags),
+            tags=self.tags if tags is None else _tags(tags),
             meta={} if meta is None else meta,
             schedule_in=schedule_in,
             scheduled_at=scheduled_at,
@@ -313,7 +364,7 @@ def worker(
         ...     async def perform(self, job: Job) -> None: ...
         ...     def backoff(self, job: Job) -> float: return 2 ** job.attempt
     """
-    tags = tuple(tags)
+    tags = _tags(tags)
     _validate_options(queue, max_attempts, priority, tags, timeout, unique)
 
     def decorate(target: Any) -> Any:
@@ -383,8 +434,19 @@ def _validate_options(
         tags=tags,
         unique=unique,
     )
-    if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
+    if timeout is not None and (
+        not isinstance(timeout, int | float)
+        or isinstance(timeout, bool)
+        or not math.isfinite(timeout)
+        or timeout <= 0
+    ):
         raise InvalidJob(f"timeout must be seconds > 0 or None, got {timeout!r}")
+
+
+def _tags(tags: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(tags, str):
+        raise InvalidJob(f"tags must be a list of strings, got {tags!r}")
+    return tuple(tags)
 
 
 def lookup(name: str) -> Worker:
