@@ -12,7 +12,9 @@ import argparse
 import asyncio
 import json
 import os
+import logging
 import platform
+import shutil
 import socket
 import statistics
 import sys
@@ -26,6 +28,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import structlog
 
 from . import _bench_cases as cases
 from ._bench_cases import QUICK, Context, Metrics, Sizes
@@ -328,13 +331,14 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     try:
         await cases.prepare_database(dsn)
         info = await versions(dsn)
-        with tempfile.TemporaryDirectory(prefix="jobrunner-bench-") as workdir:
-            ctx = Context(dsn=dsn, workdir=Path(workdir), sizes=sizes_for(args))
-            for name in args.cases:
-                _say(f"{name}:")
-                for key, values in (await run_case(name, ctx, args.runs)).items():
-                    results[key] = summarize(values)
-            logs = cases.log_summary(ctx.log_path)
+        workdir = Path(tempfile.mkdtemp(prefix="jobrunner-bench-"))
+        ctx = Context(dsn=dsn, workdir=workdir, sizes=sizes_for(args))
+        for name in args.cases:
+            _say(f"{name}:")
+            for key, values in (await run_case(name, ctx, args.runs)).items():
+                results[key] = summarize(values)
+        logs = cases.log_summary(ctx.log_path)
+        shutil.rmtree(workdir)  # kept when a case failed: its daemon.log tells why
     finally:
         if not args.keep:
             await drop_database(server, args.database)
@@ -354,6 +358,7 @@ def _sizes_dict(sizes: Sizes) -> dict[str, float]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     try:
         data = asyncio.run(bench(args))
     except (OSError, asyncpg.PostgresError, RuntimeError) as exc:
