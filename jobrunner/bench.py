@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import logging
+import os
 import platform
 import shutil
 import socket
