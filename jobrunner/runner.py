@@ -15,6 +15,7 @@ import structlog
 
 from . import _db, _migrate, _queries
 from ._acker import Acker
+from ._leader import Leader
 from ._notifier import CANCEL, INSERT, Notifier
 from ._producer import Producer
 from .config import QueueConfig, Settings
@@ -73,6 +74,7 @@ class Runner:
         self._notifier: Notifier | None = None
         self._acker: Acker | None = None
         self._services: list[Any] = []
+        self.leader: Leader | None = None  # set by plugins.build(); .is_leader for status
         self._heartbeat: asyncio.Task[None] | None = None
         self._started = False
         self._stopping = False
