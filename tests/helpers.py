@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 ROOT = Path(__file__).resolve().parent.parent
+NO_CONFIG = ROOT / "tests" / "apps" / "no_config.toml"
 T = TypeVar("T")
 
 # Tiny intervals so that time-based behaviour shows within a test's deadline.
@@ -62,8 +63,8 @@ class Daemon:
         self.queues = queues
         self.app = list(app)
         self.args = list(args)
-        self.env = {**os.environ, **FAST_ENV, **(env or {})}
-        self.env.pop("JOBRUNNER_CONFIG", None)
+        # Not the example config/jobrunner.toml of the working directory: only what is given.
+        self.env = {**os.environ, **FAST_ENV, "JOBRUNNER_CONFIG": str(NO_CONFIG), **(env or {})}
         self.log_path = Path(tempfile.mkstemp(prefix="jobrunner-daemon-", suffix=".log")[1])
         self.proc: subprocess.Popen[bytes] | None = None
 
