@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from importlib.resources import files
 from typing import Any, Protocol
 
 import asyncpg
 
-from .errors import InvalidJob, SchemaMissing
+from .errors import InvalidJob, JobRunnerError, SchemaMissing
 from .job import Job
 from .worker import NewJob
 
@@ -52,66 +51,80 @@ async def _fetch(conn: Conn, query: str, *args: Any) -> list[Any]:
         raise InvalidJob(f"the database refused the job: {exc}") from exc
 
 
-def unique_key(job: NewJob, at: float | None = None) -> str | None:
-    """The key a unique job holds in the unique index: fingerprint and period bucket."""
+def unique_key(job: NewJob) -> str | None:
+    """The key a unique job holds in the unique index: a digest of its fingerprint."""
     fingerprint = job.fingerprint()
-    if fingerprint is None or job.unique is None:
+    if fingerprint is None:
         return None
-    digest = hashlib.sha256(fingerprint.encode()).hexdigest()[:40]
-    if job.unique.period is None:
-        return f"{digest}:all"
-    at = time.time() if at is None else at
-    return f"{digest}:{int(at // job.unique.period)}"
+    return "u:" + hashlib.sha256(fingerprint.encode()).hexdigest()
+
+
+_INSERT_ROUNDS = 5
 
 
 async def insert_jobs(conn: Conn, jobs: Sequence[NewJob]) -> list[Job]:
     """Insert `jobs` in one statement; a unique conflict returns the existing job.
 
-    The result is in the order of `jobs`. A conflicting row that is released between
-    the insert and the look-up (it finished meanwhile) is inserted again.
+    The result is in the order of `jobs`, conflicts marked `conflict=True`. A conflicting
+    job that left its unique states before it could be looked up no longer blocks: those
+    jobs are inserted again.
     """
-    results: list[Job | None] = [None] * len(jobs)
     keys = [unique_key(job) for job in jobs]
+    results: dict[int, Job] = {}
     todo = list(range(len(jobs)))
-    for _ in range(5):
-        rows = await _fetch(conn, INSERT_JOBS, *_columns([jobs[i] for i in todo], [keys[i] for i in todo]))
-        inserted = iter(rows)
-        pending_row = next(inserted, None)
-        by_key: dict[str, Job] = {}
-        conflicts: list[int] = []
-        for index in todo:
-            key = keys[index]
-            if key is not None and key in by_key:
-                results[index] = _as_conflict(by_key[key])
-                continue
-            if pending_row is not None and pending_row["unique_key"] == key:
-                job = Job.from_record(pending_row)
-                results[index] = job
-                if key is not None:
-                    by_key[key] = job
-                pending_row = next(inserted, None)
-            else:
-                conflicts.append(index)
-        if not conflicts:
-            break
-        found_rows = await _fetch(conn, FIND_UNIQUE_JOBS, list({keys[i] for i in conflicts}))
-        found = {row["unique_key"]: Job.from_record(row, conflict=True) for row in found_rows}
-        todo = []
-        for index in conflicts:
-            key = keys[index]
-            if key in found:
-                results[index] = found[key]
-            else:
-                todo.append(index)
+    for _ in range(_INSERT_ROUNDS):
+        conflicts = await _insert_round(conn, jobs, keys, todo, results)
+        if conflicts:
+            found = await find_unique_jobs(conn, list(set(conflicts.values())))
+            for index, key in conflicts.items():
+                if key in found:
+                    results[index] = replace(found[key], conflict=True)
+        todo = [i for i in todo if i not in results]
         if not todo:
-            break
-    return [job for job in results if job is not None]
+            return [results[i] for i in range(len(jobs))]
+    raise JobRunnerError(
+        "unique jobs kept conflicting with jobs that were released at once; insert them again"
+    )
 
 
-def _as_conflict(job: Job) -> Job:
-    from dataclasses import replace
+async def _insert_round(conn: Conn, jobs: Sequence[NewJob], keys: Sequence[str | None],
+                        todo: Sequence[int], results: dict[int, Job]) -> dict[int, str]:
+    """Insert the jobs at `todo` into `results`; return the conflicting ones' keys."""
+    rows = await _insert_statement(conn, _columns([jobs[i] for i in todo], [keys[i] for i in todo]))
+    conflicts: dict[int, str] = {}
+    by_key: dict[str, Job] = {}
+    for row in rows:
+        index = todo[row["ord"] - 1]
+        if row["id"] is None:
+            conflicts[index] = row["held_key"]
+            continue
+        job = Job.from_record(row)
+        results[index] = job
+        if job.unique_key is not None:
+            by_key[job.unique_key] = job
+    for index, key in list(conflicts.items()):
+        if key in by_key:  # a duplicate within the batch
+            results[index] = replace(by_key[key], conflict=True)
+            del conflicts[index]
+    return conflicts
 
-    return replace(job, conflict=True)
+
+async def _insert_statement(conn: Conn, columns: tuple[list[Any], ...]) -> list[Any]:
+    """Run INSERT_JOBS; a deadlock between concurrent inserts is retried outside transactions."""
+    for attempt in range(3):
+        try:
+            return await _fetch(conn, INSERT_JOBS, *columns)
+        except asyncpg.DeadlockDetectedError:
+            in_transaction = getattr(conn, "is_in_transaction", None)
+            if attempt == 2 or (in_transaction is not None and in_transaction()):
+                raise
+    raise AssertionError("unreachable")
+
+
+async def find_unique_jobs(conn: Conn, keys: Sequence[str]) -> dict[str, Job]:
+    """The jobs holding these unique keys now, by key."""
+    rows = await _fetch(conn, FIND_UNIQUE_JOBS, list(keys))
+    return {row["unique_key"]: Job.from_record(row) for row in rows}
 
 
 def _columns(jobs: Sequence[NewJob], keys: Sequence[str | None]) -> tuple[list[Any], ...]:
@@ -126,7 +139,8 @@ def _columns(jobs: Sequence[NewJob], keys: Sequence[str | None]) -> tuple[list[A
         [j.scheduled_at for j in jobs],
         [j.schedule_in for j in jobs],
         list(keys),
-        [json.dumps([str(s) for s in j.unique.states]) if j.unique else None for j in jobs],
+        ["{" + ",".join(j.unique.states) + "}" if j.unique else None for j in jobs],
+        [j.unique.period if j.unique else None for j in jobs],
     )
 
 

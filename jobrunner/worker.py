@@ -46,10 +46,12 @@ class Unique:
     """Make a job unique, as Oban does.
 
     Args:
-        period: seconds during which a duplicate is refused, or None for ever.
+        period: seconds since an existing job's insert during which a duplicate is refused
+            (a sliding window on the database's clock), or None for ever.
         fields: which of worker, queue, args and meta make two jobs the same.
         keys: only these args (and meta) keys are compared; all when None.
-        states: a duplicate only conflicts with jobs in these states.
+        states: a duplicate only conflicts with jobs in these states: a list, or one of
+            Oban's groups "successful" (the default), "incomplete", "scheduled", "all".
 
     Example:
         >>> @worker(unique=Unique(period=300, keys=["user_id"]))
