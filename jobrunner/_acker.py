@@ -36,6 +36,7 @@ class Acker:
         self._idle.set()
         self.written = 0
         self.stale = 0
+        self.flushes = 0
 
     def push(self, ack: Ack) -> None:
         self._pending.append(ack)
@@ -89,6 +90,7 @@ class Acker:
 
     async def _write(self, batch: list[Ack]) -> None:
         owned = await _queries.ack_jobs(self._pool, self._node, batch)
+        self.flushes += 1
         self.written += len(owned)
         if len(owned) != len(batch):
             lost = [a.job_id for a in batch if a.job_id not in owned]

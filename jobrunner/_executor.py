@@ -9,16 +9,15 @@ import os
 import socket
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from . import _queries, _telemetry
 from ._queries import Ack
-from .errors import UnknownWorker
 from .job import Cancel, Discard, Job, Snooze
 from .worker import Worker, default_backoff, lookup
 
@@ -49,7 +48,7 @@ class Result:
 def _error(job: Job, message: str, exc: BaseException | None) -> str:
     entry = {
         "attempt": job.attempt,
-        "at": datetime.now(timezone.utc).isoformat(),
+        "at": datetime.now(UTC).isoformat(),
         "error": message,
         "traceback": "".join(traceback.format_exception(exc)) if exc is not None else None,
     }
@@ -75,61 +74,94 @@ def to_ack(job: Job, value: Any, exc: BaseException | None,
         ack = Ack(job.id, job.attempt, "scheduled", delay_s=value.seconds, undo_attempt=True)
         return ack, SNOOZED
     if isinstance(value, Cancel):
-        return Ack(job.id, job.attempt, "cancelled", error=_error(job, value.reason, None)), CANCELLED
+        ack = Ack(job.id, job.attempt, "cancelled", error=_error(job, value.reason, None))
+        return ack, CANCELLED
     if isinstance(value, Discard):
-        return Ack(job.id, job.attempt, "discarded", error=_error(job, value.reason, None)), DISCARDED
+        ack = Ack(job.id, job.attempt, "discarded", error=_error(job, value.reason, None))
+        return ack, DISCARDED
     return Ack(job.id, job.attempt, "completed"), COMPLETED
 
 
 def interrupted(job: Job) -> Ack:
-    """The ack for a job stopped by a shutdown: back to available, the attempt not counted."""
-    return Ack(job.id, job.attempt, "available", delay_s=0.0, undo_attempt=True)
+    """The ack for a job stopped by a shutdown: back to available in its place in the queue,
+    the attempt not counted."""
+    return Ack(job.id, job.attempt, "available", undo_attempt=True)
+
+
+INTERRUPTED = "interrupted"
 
 
 def _fields(job: Job) -> dict[str, Any]:
     return {"job_id": job.id, "worker": job.worker, "queue": job.queue, "attempt": job.attempt}
 
 
-async def execute(job: Job, client: Client) -> Result:
-    """Run one attempt of `job`; never raises but for CancelledError."""
+async def execute(job: Job, client: Client,
+                  cancel_reasons: Mapping[int, str] | None = None) -> Result:
+    """Run one attempt of `job`; never raises but for CancelledError.
+
+    A cancelled attempt emits `job.exception` with the outcome `cancel_reasons[job.id]`
+    (default "interrupted") and propagates the cancellation: the caller writes its ack.
+    """
     from .client import _current
 
     fields = _fields(job)
-    queue_time_s = _queue_time(job)
-    _telemetry.emit(_telemetry.JOB_START, logging.INFO, {**fields, "queue_time_s": queue_time_s})
+    fields["queue_time_s"] = _queue_time(job)
+    _telemetry.emit(_telemetry.JOB_START, logging.INFO, dict(fields))
     token = _current.set(client)
     started = time.perf_counter()
-    value: Any = None
-    exc: BaseException | None = None
-    worker: Worker | None = None
     try:
-        worker = lookup(job.worker)
-        timeout_s = worker.timeout_for(job)
-        deadline = asyncio.timeout(timeout_s)
-        try:
-            async with deadline:
-                value = await worker.perform(job)
-        except TimeoutError as timed_out:
-            if timeout_s is None or not deadline.expired():
-                raise
-            raise JobTimeout(f"job timed out after {timeout_s:g}s") from timed_out
-    except UnknownWorker as unknown:
-        exc = unknown
-    except Exception as error:
-        exc = error
+        with structlog.contextvars.bound_contextvars(
+            job_id=job.id, worker=job.worker, queue=job.queue, attempt=job.attempt,
+        ):
+            worker, value, exc = await _perform(job)
+    except asyncio.CancelledError:
+        reason = (cancel_reasons or {}).get(job.id, INTERRUPTED)
+        _telemetry.emit(_telemetry.JOB_EXCEPTION, logging.WARNING, {
+            **fields, "duration_s": round(time.perf_counter() - started, 6),
+            "outcome": reason, "error": "CancelledError",
+        })
+        raise
     finally:
         _current.reset(token)
     duration_s = time.perf_counter() - started
     backoff_s = _backoff(worker, job) if exc is not None else None
     ack, outcome = to_ack(job, value, exc, backoff_s)
-    done = {**fields, "duration_s": round(duration_s, 6), "queue_time_s": queue_time_s,
-            "outcome": outcome}
+    fields["duration_s"] = round(duration_s, 6)
+    fields["outcome"] = outcome
     if exc is not None:
-        _telemetry.emit(_telemetry.JOB_EXCEPTION, logging.WARNING,
-                        {**done, "error": f"{type(exc).__name__}: {exc}"})
+        fields["error"] = f"{type(exc).__name__}: {exc}"
+        _telemetry.emit(_telemetry.JOB_EXCEPTION, logging.WARNING, fields)
     else:
-        _telemetry.emit(_telemetry.JOB_STOP, logging.INFO, done)
+        _telemetry.emit(_telemetry.JOB_STOP, logging.INFO, fields)
     return Result(job, ack, outcome, exc, duration_s)
+
+
+async def _perform(job: Job) -> tuple[Worker | None, Any, Exception | None]:
+    """The worker, and what it returned or raised; an unknown worker is an error on the job."""
+    worker: Worker | None = None
+    try:
+        worker = lookup(job.worker)
+        return worker, await _call(worker, job), None
+    except Exception as exc:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            # The worker turned our cancellation into an error: honour the cancellation.
+            raise asyncio.CancelledError from exc
+        return worker, None, exc
+
+
+async def _call(worker: Worker, job: Job) -> Any:
+    timeout_s = worker.timeout_for(job)
+    if timeout_s is None:
+        return await worker.perform(job)
+    deadline = asyncio.timeout(timeout_s)
+    try:
+        async with deadline:
+            return await worker.perform(job)
+    except TimeoutError as timed_out:
+        if not deadline.expired():
+            raise
+        raise JobTimeout(f"job timed out after {timeout_s:g}s") from timed_out
 
 
 def _backoff(worker: Worker | None, job: Job) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from functools import partial
 from typing import TYPE_CHECKING
 
 import structlog
@@ -19,7 +20,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("jobrunner.producer")
 
-SHUTDOWN, CANCELLED = "shutdown", "cancelled"
+SHUTDOWN, CANCELLED, ABANDONED = _executor.INTERRUPTED, "cancelled", "abandoned"
+STUBBORN_WAIT_S = 5.0  # how long interrupted jobs get to honour their cancellation
 
 
 class Producer:
@@ -42,9 +44,11 @@ class Producer:
         self._acker = acker
         self._poll_interval_s = poll_interval_s
         self._wake = asyncio.Event()
+        self._wake.set()  # the first fetch happens at once
         self._more = True
         self._stopping = False
-        self._running: dict[int, asyncio.Task[None]] = {}
+        self._interrupting = False
+        self._running: dict[int, tuple[Job, asyncio.Task[None]]] = {}
         self._cancel_reasons: dict[int, str] = {}
         self._drained = asyncio.Event()
         self._drained.set()
@@ -74,42 +78,64 @@ class Producer:
         self.limit = limit
         self.wake()
 
-    def cancel_job(self, job_id: int) -> bool:
-        """Stop a running job because it was cancelled; False if it does not run here."""
-        task = self._running.get(job_id)
-        if task is None:
+    def cancel_job(self, job_id: int, reason: str = CANCELLED) -> bool:
+        """Stop a running job that no longer belongs here (cancelled, or taken by another node).
+
+        No ack is written for it. False if it does not run here.
+        """
+        running = self._running.get(job_id)
+        if running is None or running[1].done():
             return False
-        self._cancel_reasons[job_id] = CANCELLED
-        task.cancel()
+        self._cancel_reasons[job_id] = reason
+        running[1].cancel()
         return True
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name=f"jobrunner.producer.{self.queue}")
+
+    def halt(self) -> None:
+        """Stop fetching; running jobs go on."""
+        self._stopping = True
+        self._wake.set()
 
     async def stop(self, grace_s: float = 15.0) -> None:
         """Stop fetching, let running jobs finish for `grace_s`, then interrupt the rest.
 
         Interrupted jobs go back to available with the attempt not counted.
         """
-        self._stopping = True
-        self._wake.set()
+        self.halt()
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
-        if self._running:
+        if self._running and not self._interrupting:
             log.info("producer.draining", queue=self.queue, running=len(self._running),
                      grace_s=grace_s)
             try:
                 await asyncio.wait_for(asyncio.shield(self._drained.wait()), grace_s)
             except TimeoutError:
-                await self.interrupt()
+                log.warning("producer.grace_expired", queue=self.queue,
+                            running=len(self._running))
+        await self._interrupt_and_wait()
 
-    async def interrupt(self) -> None:
-        """Cancel every running job now; they go back to the queue."""
-        tasks = list(self._running.values())
-        for task in tasks:
+    def interrupt(self) -> None:
+        """Stop fetching and cancel every running job now; they go back to the queue."""
+        self.halt()
+        self._interrupting = True
+        for _, task in self._running.values():
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _interrupt_and_wait(self) -> None:
+        self.interrupt()
+        if not self._running:
+            return
+        running = list(self._running.values())
+        await asyncio.wait([task for _, task in running], timeout=STUBBORN_WAIT_S)
+        for job, task in running:
+            if not task.done():
+                # The job ignores its cancellation: it goes back now, as the node is stopping.
+                log.error("job.ignored_cancel", job_id=job.id, queue=self.queue)
+                self._cancel_reasons[job.id] = ABANDONED
+                self._acker.push(_executor.interrupted(job))
 
     async def _loop(self) -> None:
         failures = 0
@@ -136,37 +162,48 @@ class Producer:
 
     async def _tick(self) -> None:
         """One fetch: claim up to the free slots and start them."""
-        if self.paused or not self._more:
+        if self.paused or not self._more or self._stopping:
             return
         demand = self.limit - len(self._running)
         if demand <= 0:
             return
+        # Cleared before the fetch so that a wake() during it is not lost.
+        self._more = False
         jobs = await _queries.fetch_jobs(self._client.pool, queue=self.queue, demand=demand,
                                          node=self._node)
         self.fetches += 1
-        self._more = len(jobs) == demand
+        if len(jobs) == demand:
+            self._more = True
         for job in jobs:
             self._dispatch(job)
 
     def _dispatch(self, job: Job) -> None:
         task = asyncio.create_task(self._run(job), name=f"jobrunner.job.{job.id}")
-        self._running[job.id] = task
+        self._running[job.id] = (job, task)
         self._drained.clear()
+        task.add_done_callback(partial(self._finished, job))
+        if self._interrupting:  # claimed while an interrupt was under way
+            task.cancel()
 
     async def _run(self, job: Job) -> None:
-        try:
-            result = await _executor.execute(job, self._client)
-            self._acker.push(result.ack)
-        except asyncio.CancelledError:
-            reason = self._cancel_reasons.pop(job.id, SHUTDOWN)
+        result = await _executor.execute(job, self._client, self._cancel_reasons)
+        self._acker.push(result.ack)
+
+    def _finished(self, job: Job, task: asyncio.Task[None]) -> None:
+        """Bookkeeping for a job's task, however it ended (even cancelled before it began)."""
+        running = self._running.get(job.id)
+        if running is not None and running[1] is task:
+            del self._running[job.id]
+        reason = self._cancel_reasons.pop(job.id, SHUTDOWN)
+        if task.cancelled():
             if reason == SHUTDOWN:
                 self._acker.push(_executor.interrupted(job))
             log.log(logging.WARNING, "job.interrupted", job_id=job.id, worker=job.worker,
                     queue=job.queue, attempt=job.attempt, reason=reason)
-            raise
-        finally:
-            del self._running[job.id]
-            if not self._running:
-                self._drained.set()
-            if self._more and not self._stopping:
-                self._wake.set()
+        elif (exc := task.exception()) is not None:  # a bug of ours: still end the attempt
+            log.error("job.ack_failed", job_id=job.id, error=repr(exc))
+            self._acker.push(_executor.to_ack(job, None, exc, None)[0])
+        if not self._running:
+            self._drained.set()
+        if self._more and not self._stopping:
+            self._wake.set()

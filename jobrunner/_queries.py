@@ -32,6 +32,7 @@ RETRY_JOB = _sql("retry_job")
 REGISTER_NODE = _sql("register_node")
 HEARTBEAT_NODE = _sql("heartbeat_node")
 REMOVE_NODE = _sql("remove_node")
+OWNED_JOBS = _sql("owned_jobs")
 
 
 class Conn(Protocol):
@@ -211,6 +212,11 @@ async def heartbeat_node(conn: Conn, *, name: str, queues: str, lease_s: float) 
 
 async def remove_node(conn: Conn, name: str) -> None:
     await _fetch(conn, REMOVE_NODE, name)
+
+
+async def owned_jobs(conn: Conn, *, ids: Sequence[int], node: str) -> set[int]:
+    """The ids among `ids` that `node` still runs (executing, attempted by it)."""
+    return {row["id"] for row in await _fetch(conn, OWNED_JOBS, list(ids), node)}
 
 # --- scheduler: staging, leadership, cron, pruning, rescue -------------------------------
 

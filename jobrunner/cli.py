@@ -107,7 +107,8 @@ def start(
         "--app", "-a", help="Module that defines workers; repeat for several.")] = None,
     dsn: DsnOption = None,
     config: ConfigOption = None,
-    node: Annotated[str | None, typer.Option(help="This node's name (default: host-pid-random).")] = None,
+    node: Annotated[str | None, typer.Option(
+        help="This node's name (default: host-pid-random).")] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
     shutdown_grace_s: Annotated[float | None, typer.Option(
         "--shutdown-grace-s", help="Seconds running jobs get to finish on SIGTERM.")] = None,
@@ -130,34 +131,50 @@ def start(
 
 
 async def _serve(settings: Settings) -> int:
+    """Run a node until a signal, a `stop` command or a dead background task (exit 1).
+
+    The first SIGTERM/SIGINT stops fetching and gives running jobs `shutdown_grace_s`; a
+    second one interrupts them at once. Either way they go back to the queue and the exit is 0.
+    """
     import_apps(settings.app)
-    async with Client(settings=settings) as client:
-        runner = Runner(client, settings=settings)
-        signals = 0
+    signalled = asyncio.Event()
+    signals = 0
+    runner: Runner | None = None
 
-        def on_signal() -> None:
-            nonlocal signals
-            signals += 1
-            if signals == 1:
-                runner.request_stop()
-            else:
-                asyncio.ensure_future(runner.interrupt())
+    def on_signal() -> None:
+        nonlocal signals
+        signals += 1
+        signalled.set()
+        if signals > 1 and runner is not None:
+            runner.interrupt()
 
-        loop = asyncio.get_running_loop()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        async with Client(settings=settings) as client:
+            runner = Runner(client, settings=settings)
+            try:
+                await runner.start()
+                await _first_of(signalled, runner.stop_requested, runner.failed)
+            finally:
+                if signals > 1:
+                    runner.interrupt()
+                await runner.stop(grace=runner.requested_grace_s)
+            return 1 if runner.failed.is_set() else 0
+    finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, on_signal)
-        try:
-            await runner.start()
-            stop_wait = asyncio.ensure_future(runner.stop_requested.wait())
-            fail_wait = asyncio.ensure_future(runner.failed.wait())
-            await asyncio.wait([stop_wait, fail_wait], return_when=asyncio.FIRST_COMPLETED)
-            stop_wait.cancel()
-            fail_wait.cancel()
-        finally:
-            await runner.stop(grace=runner.requested_grace_s)
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
-        return 1 if runner.failed.is_set() else 0
+            loop.remove_signal_handler(sig)
+
+
+async def _first_of(*events: asyncio.Event) -> None:
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+
 
 
 def main() -> None:

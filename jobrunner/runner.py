@@ -19,7 +19,7 @@ from ._leader import Leader
 from ._notifier import CANCEL, INSERT, Notifier
 from ._producer import Producer
 from .config import QueueConfig, Settings
-from .errors import ConfigError
+from .errors import ConfigError, JobRunnerError
 
 if TYPE_CHECKING:
     from typing import Self
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from .client import Client
 
 log = structlog.get_logger("jobrunner.runner")
+
+REMOVE_NODE_TIMEOUT_S = 5.0
 
 
 class Service(Protocol):
@@ -50,6 +52,9 @@ def _queue_configs(queues: Mapping[str, int | QueueConfig]) -> dict[str, QueueCo
 
 class Runner:
     """The jobrunner daemon, embeddable in an application's own event loop.
+
+    `failed` is set when one of its background tasks dies; `jobrunner start` then stops
+    with exit code 1. An embedding application may watch it the same way.
 
     Example:
         >>> async with jobrunner.connect(dsn) as client:
@@ -98,15 +103,29 @@ class Runner:
         await self.stop()
 
     async def start(self) -> None:
-        """Check the schema, register the node, then start listening, acking and fetching."""
-        pool = self.client.pool
-        async with pool.acquire() as conn:
+        """Check the schema, register the node, listen, then start plugins and producers.
+
+        If any step fails, what already started is stopped again before the error propagates.
+        """
+        if self._started:
+            raise JobRunnerError("this runner was already started; create a new Runner")
+        async with self.client.pool.acquire() as conn:
             await _migrate.verify(conn)
         extensions = self._extensions()  # validates plugin settings (crontab) before anything runs
+        self._started = True
+        try:
+            await self._start(extensions)
+        except BaseException:
+            await self.stop(grace=0)
+            raise
+        log.info("node.started", node=self.node,
+                 queues={q: c.limit for q, c in self.queues.items()})
+
+    async def _start(self, extensions: list[Any]) -> None:
+        pool = self.client.pool
         await _queries.register_node(pool, name=self.node, host=self.host, pid=os.getpid(),
                                      queues=self._queue_state(), lease_s=self.settings.node_lease_s)
-        self._started = True
-        self._notifier = Notifier(self.client.dsn)
+        self._notifier = Notifier(self.client.dsn, node=self.node)
         self._acker = Acker(pool, self.node)
         for name, config in self.queues.items():
             self.producers[name] = Producer(
@@ -116,20 +135,19 @@ class Runner:
         self._notifier.subscribe(INSERT, self._on_insert)
         self._notifier.subscribe(CANCEL, self._on_cancel)
         self._notifier.on_reconnect(self._wake_all)
-        await self._start_service(self._notifier)
+        await self._start_service(self._notifier)  # LISTEN before the first fetch: none missed
         await self._start_service(self._acker)
         for service in extensions:
             prepare = getattr(service, "prepare", None)
             if prepare is not None:
                 await prepare()
             self._services.append(service)
-        for producer in self.producers.values():
-            await self._start_service(producer)
         for service in self._services:
             await self._start_service(service)
+        for producer in self.producers.values():
+            await self._start_service(producer)
         self._heartbeat = self._watch(asyncio.create_task(self._heartbeat_loop(),
                                                           name="jobrunner.heartbeat"))
-        log.info("node.started", node=self.node, queues={q: c.limit for q, c in self.queues.items()})
 
     def _extensions(self) -> list[Any]:
         """Plugins (stager, cron, pruner, rescuer) and the control loop."""
@@ -161,36 +179,50 @@ class Runner:
     async def stop(self, grace: float | None = None) -> None:
         """Stop fetching, let running jobs finish for `grace` seconds, interrupt the rest.
 
-        Idempotent, and safe before start().
+        Interrupted jobs go back to available, their attempt not counted. Then plugins stop,
+        pending acks are written, and the node row is removed. Idempotent, safe before start().
         """
-        if not self._started or self._stopping:
-            await self.stopped.wait() if self._stopping else None
+        if self._stopping:
+            await self.stopped.wait()
+            return
+        if not self._started:
             return
         self._stopping = True
-        grace_s = self.settings.shutdown_grace_s if grace is None else grace
+        try:
+            await self._stop(self.settings.shutdown_grace_s if grace is None else grace)
+        finally:
+            self.stopped.set()
+
+    async def _stop(self, grace_s: float) -> None:
         log.info("node.stopping", node=self.node, grace_s=grace_s)
+        for producer in self.producers.values():
+            producer.halt()
+        await asyncio.gather(*(p.stop(grace_s) for p in self.producers.values()))
         for service in reversed(self._services):
             await _quietly(service.stop())
-        await asyncio.gather(*(p.stop(grace_s) for p in self.producers.values()))
         if self._acker is not None:
             await self._acker.stop()
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             await asyncio.gather(self._heartbeat, return_exceptions=True)
-        await _quietly(_queries.remove_node(self.client.pool, self.node))
+        await _quietly(asyncio.wait_for(_queries.remove_node(self.client.pool, self.node),
+                                        REMOVE_NODE_TIMEOUT_S))
         if self._notifier is not None:
             await self._notifier.stop()
         log.info("node.stopped", node=self.node)
-        self.stopped.set()
 
     def request_stop(self, grace_s: float | None = None) -> None:
         """Ask whoever runs this node (the CLI) to stop it, as a control command does."""
         self.requested_grace_s = grace_s
         self.stop_requested.set()
 
-    async def interrupt(self) -> None:
-        """Cancel every running job now (a second signal): they go back to the queue."""
-        await asyncio.gather(*(p.interrupt() for p in self.producers.values()))
+    def interrupt(self) -> None:
+        """Stop fetching and cancel every running job now (a second signal).
+
+        The jobs go back to the queue; `stop()` still waits for them to be written back.
+        """
+        for producer in self.producers.values():
+            producer.interrupt()
 
     def _on_insert(self, queue: str) -> None:
         producer = self.producers.get(queue)
@@ -229,11 +261,30 @@ class Runner:
             await _queries.register_node(pool, name=self.node, host=self.host, pid=os.getpid(),
                                          queues=self._queue_state(), lease_s=lease_s)
 
+    async def stop_lost_jobs(self) -> list[int]:
+        """Stop running jobs this node no longer owns: cancelled (a lost NOTIFY) or rescued.
+
+        Returns their ids; no ack is written for them.
+        """
+        running = {job_id for p in self.producers.values() for job_id in p.running_ids()}
+        if not running:
+            return []
+        owned = await _queries.owned_jobs(self.client.pool, ids=list(running), node=self.node)
+        lost = []
+        for producer in self.producers.values():
+            for job_id in running - owned:
+                if producer.cancel_job(job_id):
+                    log.warning("job.lost", job_id=job_id, queue=producer.queue,
+                                reason="no longer executing on this node")
+                    lost.append(job_id)
+        return lost
+
     async def _heartbeat_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.heartbeat_interval_s)
             try:
                 await self.heartbeat()
+                await self.stop_lost_jobs()
             except Exception as exc:
                 log.warning("node.heartbeat_failed", error=_db.redact(str(exc)))
 
@@ -241,5 +292,5 @@ class Runner:
 async def _quietly(awaitable: Any) -> None:
     try:
         await awaitable
-    except Exception as exc:
-        log.warning("node.stop_step_failed", error=_db.redact(str(exc)))
+    except Exception as exc:  # TimeoutError included
+        log.warning("node.stop_step_failed", error=_db.redact(str(exc)) or type(exc).__name__)

@@ -1,0 +1,236 @@
+"""How the daemon finds and dispatches jobs: NOTIFY, polling, limits, order, several nodes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+import jobrunner
+from jobrunner import Job, JobState, worker
+from jobrunner.config import QueueConfig
+from tests.apps import sample
+from tests.helpers import eventually
+
+QUEUE = "dispatch"
+LISTENER = "jobrunner.listener:"
+
+
+@pytest.fixture
+async def started(client) -> AsyncIterator[asyncio.Queue[Job]]:
+    """Jobs of the `ping` worker, as they start."""
+    queue: asyncio.Queue[Job] = asyncio.Queue()
+    _started_queues.append(queue)
+    yield queue
+    _started_queues.remove(queue)
+
+
+_started_queues: list[asyncio.Queue[Job]] = []
+
+
+@worker(queue=QUEUE)
+async def ping(job: Job) -> None:
+    for queue in _started_queues:
+        queue.put_nowait(job)
+
+
+async def _fetched_once(runner: jobrunner.Runner) -> bool:
+    return all(p.fetches >= 1 for p in runner.producers.values())
+
+
+async def test_an_insert_wakes_the_producer_through_notify(client, make_runner, started) -> None:
+    # The poll would only fire after 30 s: a start within the deadline can only be NOTIFY.
+    async with make_runner(queues={QUEUE: 2}, poll_interval_s=30) as runner:
+        await eventually(lambda: _fetched_once(runner))
+        inserted = await client.insert(ping.new({}))
+        ran = await asyncio.wait_for(started.get(), 10)
+    assert ran.id == inserted.id
+
+
+async def test_jobs_inserted_without_notify_are_found_by_the_poll(
+    make_runner, started, db
+) -> None:
+    async with make_runner(queues={QUEUE: 2}, poll_interval_s=0.2) as runner:
+        await eventually(lambda: _fetched_once(runner))
+        job_id = await db.fetchval(
+            "INSERT INTO jobrunner_jobs (queue, worker) VALUES ($1, $2) RETURNING id",
+            QUEUE, ping.name,
+        )
+        ran = await asyncio.wait_for(started.get(), 10)
+    assert ran.id == job_id
+
+
+async def test_the_listener_reconnects_after_being_terminated(
+    client, make_runner, started, db
+) -> None:
+    async with make_runner(queues={QUEUE: 2}, poll_interval_s=30) as runner:
+        old_pid = runner.notifier.backend_pid
+        assert old_pid is not None
+        name = await db.fetchval(
+            "SELECT application_name FROM pg_stat_activity WHERE pid = $1", old_pid)
+        assert name == LISTENER + runner.node
+        assert await db.fetchval("SELECT pg_terminate_backend($1)", old_pid)
+
+        async def reconnected() -> int:
+            pid = runner.notifier.backend_pid
+            assert pid is not None and pid != old_pid
+            return pid
+
+        new_pid = await eventually(reconnected, 15)
+        assert runner.notifier.connects == 2
+        assert await db.fetchval(
+            "SELECT application_name FROM pg_stat_activity WHERE pid = $1", new_pid
+        ) == LISTENER + runner.node
+        await eventually(lambda: _fetched_once(runner))
+        inserted = await client.insert(ping.new({}))
+        ran = await asyncio.wait_for(started.get(), 10)
+        assert ran.id == inserted.id
+        assert not runner.failed.is_set()
+
+
+class Gauge:
+    """Counts jobs running at once and keeps the highest count."""
+
+    def __init__(self) -> None:
+        self.now = 0
+        self.max = 0
+
+    async def hold(self, seconds: float) -> None:
+        self.now += 1
+        self.max = max(self.max, self.now)
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            self.now -= 1
+
+
+async def test_concurrency_never_exceeds_each_queue_limit(client, make_runner) -> None:
+    gauges = {"narrow": Gauge(), "wide": Gauge()}
+
+    @worker(queue="narrow")
+    async def measured(job: Job) -> None:
+        await gauges[job.queue].hold(0.05)
+
+    jobs = [measured.new({"i": i}, queue=q) for q in gauges for i in range(40)]
+    await client.insert_all(jobs)
+    async with make_runner(queues={"narrow": 3, "wide": 7}) as runner:
+
+        async def all_done() -> bool:
+            n = await client.pool.fetchval(
+                "SELECT count(*) FROM jobrunner_jobs WHERE state = 'completed'")
+            assert n == 80, n
+            return True
+
+        await eventually(all_done, 30)
+        assert runner.producers["narrow"].fetches > 1
+    assert (gauges["narrow"].max, gauges["wide"].max) == (3, 7)
+
+
+async def test_jobs_run_in_priority_then_scheduled_time_order(client, make_runner) -> None:
+    order: list[str] = []
+
+    @worker(queue=QUEUE)
+    async def ordered(job: Job) -> None:
+        order.append(job.args["name"])
+
+    now = datetime.now(UTC)
+    await client.insert_all([
+        ordered.new({"name": "p5"}, priority=5),
+        ordered.new({"name": "p1-newer"}, priority=1, scheduled_at=now - timedelta(seconds=10)),
+        ordered.new({"name": "p9"}, priority=9),
+        ordered.new({"name": "p0"}, priority=0),
+        ordered.new({"name": "p1-older"}, priority=1, scheduled_at=now - timedelta(seconds=20)),
+        ordered.new({"name": "p0-second"}, priority=0),
+    ])
+    async with make_runner(queues={QUEUE: 1}):
+
+        async def all_ran() -> bool:
+            assert len(order) == 6, order
+            return True
+
+        await eventually(all_ran, 20)
+    assert order == ["p0", "p0-second", "p1-older", "p1-newer", "p5", "p9"]
+
+
+async def test_dispatch_cooldown_spaces_fetches(client, make_runner, db) -> None:
+    @worker(queue=QUEUE)
+    async def quick(job: Job) -> None:
+        return None
+
+    inserted = await client.insert_all([quick.new({"i": i}) for i in range(4)])
+    async with make_runner(queues={QUEUE: QueueConfig(limit=1, dispatch_cooldown_s=0.3)}):
+
+        async def all_done() -> bool:
+            states = {(await client.get_job(j.id)).state for j in inserted}  # type: ignore[union-attr]
+            assert states == {JobState.COMPLETED}, states
+            return True
+
+        await eventually(all_done, 20)
+    times = await db.fetch("SELECT attempted_at FROM jobrunner_jobs ORDER BY attempted_at")
+    gaps = [(b[0] - a[0]).total_seconds() for a, b in zip(times, times[1:], strict=False)]
+    assert len(gaps) == 3 and min(gaps) >= 0.28, gaps
+
+
+# --- subprocess daemons -----------------------------------------------------------------
+
+
+async def _listener_pid(db: asyncpg.Connection, node: str) -> int | None:
+    return await db.fetchval(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = $1", LISTENER + node)
+
+
+async def test_a_daemon_keeps_running_jobs_after_its_listener_is_killed(
+    client, db, daemons
+) -> None:
+    daemon = daemons(queues="default:5", env={"JOBRUNNER_POLL_INTERVAL_S": "30"}).start()
+    await daemon.wait_ready()
+    first = await client.insert(sample.record_run.new({}))
+
+    async def recorded(n: int) -> bool:
+        assert await db.fetchval("SELECT count(*) FROM test_executions") == n
+        return True
+
+    await eventually(lambda: recorded(1), 10)  # NOTIFY: the poll is 30 s away
+    old_pid = await _listener_pid(db, daemon.node)
+    assert old_pid is not None
+    assert await db.fetchval("SELECT pg_terminate_backend($1)", old_pid)
+
+    async def reconnected() -> int:
+        pid = await _listener_pid(db, daemon.node)
+        assert pid is not None and pid != old_pid
+        return pid
+
+    await eventually(reconnected, 15)
+    second = await client.insert(sample.record_run.new({}))
+    await eventually(lambda: recorded(2), 10)
+    assert await daemon.stop() == 0
+    assert [e["event"] for e in daemon.events("notifier.reconnected")] == ["notifier.reconnected"]
+    for job in (first, second):
+        assert (await client.get_job(job.id)).state is JobState.COMPLETED  # type: ignore[union-attr]
+
+
+async def test_two_daemons_never_run_the_same_job_twice(client, db, daemons) -> None:
+    nodes = [daemons(queues="default:20").start() for _ in range(2)]
+    for daemon in nodes:
+        await daemon.wait_ready()
+    jobs = await client.insert_all([sample.record_run.new({"i": i}) for i in range(2000)])
+
+    async def all_recorded() -> bool:
+        n = await db.fetchval("SELECT count(*) FROM test_executions")
+        assert n >= 2000, n
+        return True
+
+    await eventually(all_recorded, 90, interval_s=0.2)
+    for daemon in nodes:
+        assert await daemon.stop() == 0
+    twice = await db.fetch(
+        "SELECT job_id, count(*) FROM test_executions GROUP BY job_id HAVING count(*) > 1")
+    assert twice == []
+    assert await db.fetchval("SELECT count(DISTINCT job_id) FROM test_executions") == 2000
+    assert set(await db.fetchval("SELECT array_agg(DISTINCT node) FROM test_executions")) <= {
+        d.node for d in nodes}
+    states = await db.fetch("SELECT state::text, count(*) FROM jobrunner_jobs GROUP BY 1")
+    assert {r["state"]: r["count"] for r in states} == {"completed": len(jobs)}
