@@ -7,6 +7,7 @@ import re
 import warnings
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 
@@ -62,25 +63,49 @@ def _unavailable(dsn: str, exc: BaseException) -> DatabaseUnavailable:
     return DatabaseUnavailable(f"cannot connect to {redact(dsn)!r}: {reason}")
 
 
+def _malformed(dsn: str, exc: BaseException) -> ConfigError:
+    reason = redact(str(exc)) or type(exc).__name__
+    return ConfigError(
+        f"invalid database url {redact(dsn)!r}: {reason}; "
+        "give one like 'postgresql://user@localhost:5432/dbname'"
+    )
+
+
+# A malformed DSN (asyncpg's ClientConfigurationError is a ValueError; a port out of range
+# is an OverflowError) is bad input; anything else that fails to connect is unavailability.
+_MALFORMED_ERRORS: tuple[type[BaseException], ...] = (ValueError, OverflowError)
 _CONNECT_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     asyncio.TimeoutError,
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
-    ValueError,  # a malformed DSN
 )
 
 
+def _check_url(dsn: str) -> None:
+    """Refuse what asyncpg would quietly misread: a port out of range wraps around."""
+    if "://" not in dsn:
+        return
+    try:
+        urlsplit(dsn).port  # noqa: B018 - parsing it is the check
+    except ValueError as exc:
+        raise _malformed(dsn, exc) from None
+
+
 async def connect(dsn: str, **kwargs: Any) -> asyncpg.Connection:
-    """One connection, with connect failures as DatabaseUnavailable."""
+    """One connection; a malformed DSN is a ConfigError, other failures DatabaseUnavailable."""
+    _check_url(dsn)
     try:
         return await asyncpg.connect(dsn, timeout=10, **kwargs)
+    except _MALFORMED_ERRORS as exc:
+        raise _malformed(dsn, exc) from None
     except _CONNECT_ERRORS as exc:
         raise _unavailable(dsn, exc) from None
 
 
 async def create_pool(dsn: str, *, max_size: int = 10, min_size: int = 1) -> asyncpg.Pool:
-    """A pool whose connect failures are DatabaseUnavailable."""
+    """A pool; a malformed DSN is a ConfigError, other connect failures DatabaseUnavailable."""
+    _check_url(dsn)
     try:
         pool = await asyncpg.create_pool(
             dsn,
@@ -90,6 +115,8 @@ async def create_pool(dsn: str, *, max_size: int = 10, min_size: int = 1) -> asy
             command_timeout=60,
             server_settings={"application_name": "jobrunner"},
         )
+    except _MALFORMED_ERRORS as exc:
+        raise _malformed(dsn, exc) from None
     except _CONNECT_ERRORS as exc:
         raise _unavailable(dsn, exc) from None
     assert pool is not None

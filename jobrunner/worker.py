@@ -167,8 +167,14 @@ class NewJob:
         self._validate()
 
     def _validate(self) -> None:
-        if not isinstance(self.worker, str) or not self.worker:
-            raise InvalidJob(f"worker name must be a non-empty string, got {self.worker!r}")
+        if (
+            not isinstance(self.worker, str)
+            or not 1 <= len(self.worker) <= 255
+            or "\x00" in self.worker
+        ):
+            raise InvalidJob(
+                f"worker name must be a string of 1-255 characters, got {self.worker!r}"
+            )
         _json_object("args", self.args)
         _json_object("meta", self.meta)
         validate_queue(self.queue)
@@ -184,7 +190,9 @@ class NewJob:
             or not 1 <= self.max_attempts <= 32767
         ):
             raise InvalidJob(f"max_attempts must be an integer >= 1, got {self.max_attempts!r}")
-        if isinstance(self.tags, str) or not all(isinstance(t, str) and t for t in self.tags):
+        if isinstance(self.tags, str) or not all(
+            isinstance(t, str) and t and "\x00" not in t for t in self.tags
+        ):
             raise InvalidJob(f"tags must be non-empty strings, got {list(self.tags)!r}")
         if self.scheduled_at is not None and self.schedule_in is not None:
             raise InvalidJob("give scheduled_at or schedule_in, not both")
@@ -234,17 +242,26 @@ def _json_object(what: str, value: object) -> None:
         raise InvalidJob(f"{what} must be JSON-serialisable: {exc}") from None
     if decoded != value:
         raise InvalidJob(f"{what} must survive a JSON round trip (string keys, no tuples)")
-    if "\\u0000" in encoded and _has_nul(value):
-        raise InvalidJob(f"{what} must not contain NUL characters ('\\x00'), remove them")
+    if ("\\u0000" in encoded or "\\ud" in encoded) and _bad_text(value):
+        raise InvalidJob(
+            f"{what} must hold valid text: no NUL characters ('\\x00') and no lone surrogates"
+        )
 
 
-def _has_nul(value: object) -> bool:
+def _bad_text(value: object) -> bool:
+    """True if a string in `value` holds what PostgreSQL refuses: NUL or a lone surrogate."""
     if isinstance(value, str):
-        return "\x00" in value
+        if "\x00" in value:
+            return True
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
     if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+        return any(_bad_text(k) or _bad_text(v) for k, v in value.items())
     if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
+        return any(_bad_text(v) for v in value)
     return False
 
 

@@ -157,8 +157,10 @@ def test_new_rejects_unknown_options() -> None:
         ({"s": {1, 2}}, "args must be JSON-serialisable"),
         ({1: "int key"}, "args must survive a JSON round trip"),
         ({"t": (1, 2)}, "args must survive a JSON round trip"),
-        ({"nul": "a\x00b"}, "args must not contain NUL characters"),
-        ({"a\x00": 1}, "args must not contain NUL characters"),
+        ({"nul": "a\x00b"}, "args must hold valid text: no NUL characters"),
+        ({"a\x00": 1}, "args must hold valid text: no NUL characters"),
+        ({"x": ["\ud800"]}, "args must hold valid text"),
+        ({"\udfff": 1}, "args must hold valid text"),
     ],
 )
 def test_args_must_be_a_json_object(args: object, message: str) -> None:
