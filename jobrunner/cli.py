@@ -81,6 +81,7 @@ def load_settings(config: str | None, **overrides: Any) -> Settings:
 def migrate(dsn: DsnOption = None, config: ConfigOption = None) -> None:
     """Create or upgrade jobrunner's tables (safe to run concurrently; a no-op when current)."""
     settings = load_settings(config, database_url=dsn)
+    configure_logging("warning", settings.log_format)  # the summary below says what was applied
 
     async def go() -> None:
         url = await _db.resolve_dsn(settings.database_url, settings.data_dir)
