@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import secrets
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -50,6 +51,7 @@ class Producer:
         self._interrupting = False
         self._running: dict[int, tuple[Job, asyncio.Task[None]]] = {}
         self._cancel_reasons: dict[int, str] = {}
+        self._unsettled: list[str] = []  # fetches whose reply was lost: they may have claimed
         self._drained = asyncio.Event()
         self._drained.set()
         self.fetches = 0
@@ -162,6 +164,8 @@ class Producer:
 
     async def _tick(self) -> None:
         """One fetch: claim up to the free slots and start them."""
+        if self._unsettled:
+            await self._recover()
         if self.paused or not self._more or self._stopping:
             return
         demand = self.limit - len(self._running)
@@ -169,13 +173,28 @@ class Producer:
             return
         # Cleared before the fetch so that a wake() during it is not lost.
         self._more = False
+        claim = secrets.token_hex(8)
+        self._unsettled.append(claim)
         jobs = await _queries.fetch_jobs(self._client.pool, queue=self.queue, demand=demand,
-                                         node=self._node)
+                                         node=self._node, claim=claim)
+        self._unsettled.remove(claim)
         self.fetches += 1
         if len(jobs) == demand:
             self._more = True
         for job in jobs:
             self._dispatch(job)
+
+    async def _recover(self) -> None:
+        """Run what fetches whose reply was lost claimed: they may have committed."""
+        jobs = await _queries.claimed_jobs(self._client.pool, node=self._node,
+                                           claims=self._unsettled)
+        self._unsettled.clear()
+        if jobs:
+            log.warning("producer.claim_recovered", queue=self.queue,
+                        job_ids=[job.id for job in jobs])
+        for job in jobs:
+            if job.id not in self._running:
+                self._dispatch(job)
 
     def _dispatch(self, job: Job) -> None:
         task = asyncio.create_task(self._run(job), name=f"jobrunner.job.{job.id}")

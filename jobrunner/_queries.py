@@ -25,6 +25,7 @@ INSERT_JOBS = _sql("insert_jobs")
 FIND_UNIQUE_JOBS = _sql("find_unique_jobs")
 GET_JOB = _sql("get_job")
 FETCH_JOBS = _sql("fetch_jobs")
+CLAIMED_JOBS = _sql("claimed_jobs")
 CLAIM_JOBS = _sql("claim_jobs")
 ACK_JOBS = _sql("ack_jobs")
 CANCEL_JOB = _sql("cancel_job")
@@ -162,9 +163,21 @@ async def retry_job(conn: Conn, job_id: int) -> Job | None:
     return Job.from_record(rows[0]) if rows else None
 
 
-async def fetch_jobs(conn: Conn, *, queue: str, demand: int, node: str) -> list[Job]:
-    """Claim up to `demand` available jobs of `queue` for `node`, best first."""
-    rows = await _fetch(conn, FETCH_JOBS, queue, demand, node)
+async def fetch_jobs(conn: Conn, *, queue: str, demand: int, node: str,
+                     claim: str | None = None) -> list[Job]:
+    """Claim up to `demand` available jobs of `queue` for `node`, best first.
+
+    `claim` names this fetch, so that `claimed_jobs` finds what it took if its reply is lost.
+    """
+    rows = await _fetch(conn, FETCH_JOBS, queue, demand, node, claim)
+    jobs = [Job.from_record(row) for row in rows]
+    jobs.sort(key=lambda j: (j.priority, j.scheduled_at, j.id))
+    return jobs
+
+
+async def claimed_jobs(conn: Conn, *, node: str, claims: Sequence[str]) -> list[Job]:
+    """The jobs that these fetches of `node` claimed and it still holds, best first."""
+    rows = await _fetch(conn, CLAIMED_JOBS, node, list(claims))
     jobs = [Job.from_record(row) for row in rows]
     jobs.sort(key=lambda j: (j.priority, j.scheduled_at, j.id))
     return jobs

@@ -1,4 +1,6 @@
--- $1 queue, $2 demand (how many), $3 node name
+-- $1 queue, $2 demand (how many), $3 node name, $4 claim id (null: none)
+-- attempted_by is [node, claim]: if the reply is lost after the commit, the node finds the
+-- jobs this claim took (claimed_jobs.sql) instead of leaving them executing for ever.
 WITH picked AS (
     SELECT id
     FROM jobrunner_jobs
@@ -11,7 +13,7 @@ UPDATE jobrunner_jobs AS j
 SET state = 'executing',
     attempt = j.attempt + 1,
     attempted_at = now(),
-    attempted_by = ARRAY[$3::text]
+    attempted_by = array_remove(ARRAY[$3::text, $4::text], NULL)
 FROM picked
 WHERE j.id = picked.id
 RETURNING j.id, 'executing' AS state, j.queue, j.worker, j.args::text AS args, j.meta::text AS meta,

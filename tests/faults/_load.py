@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,7 @@ import asyncpg
 
 import jobrunner
 from tests.apps.faults_workers import Record
+from tests.helpers import Daemon
 
 # Connections the tests open carry this name, so that a test can terminate every other
 # session of its database (the daemons') and leave its own alone.
@@ -51,6 +53,14 @@ async def wait_progress(dsn: str, more_than: int, timeout_s: float = 30.0) -> in
 
     result: int = await eventually(moved, timeout_s=timeout_s, interval_s=0.1)
     return result
+
+
+async def listening_again(daemons: Sequence[Daemon], reconnects: int) -> bool:
+    """Every daemon is alive and its listener has reconnected `reconnects` times."""
+    for daemon in daemons:
+        assert daemon.proc is not None and daemon.proc.poll() is None, daemon.output()[-3000:]
+        assert len(daemon.events("notifier.reconnected")) >= reconnects
+    return True
 
 
 @dataclass

@@ -10,7 +10,7 @@ import pytest
 import jobrunner
 from jobrunner.config import Settings
 from tests.faults import ledger
-from tests.faults._load import Inserter, completed, connect, wait_progress
+from tests.faults._load import Inserter, completed, connect, listening_again, wait_progress
 from tests.faults.conftest import prepare_database, report
 from tests.helpers import FAST_ENV, eventually
 
@@ -43,7 +43,7 @@ async def test_daemons_ride_out_database_restarts(own_server, fault_daemons) -> 
                 await asyncio.sleep(down_s)
             await asyncio.to_thread(own_server.start)
             restarts["long" if down_s else mode] += 1
-            await eventually(partial(_listening_again, daemons, sum(restarts.values())), 30)
+            await eventually(partial(listening_again, daemons, sum(restarts.values())), 30)
             seen = await wait_progress(dsn, seen + 200)
         await inserter.stop()
 
@@ -83,11 +83,3 @@ async def test_daemons_ride_out_database_restarts(own_server, fault_daemons) -> 
         assert PASSWORD not in output, "the database password reached the daemon's log"
     report(figures)
     assert await completed(own_server.dsn("jobrunner")) == figures.inserted
-
-
-async def _listening_again(daemons, restarts: int) -> bool:
-    """Every daemon's listener came back after each restart so far."""
-    for daemon in daemons:
-        assert daemon.proc is not None and daemon.proc.poll() is None, daemon.output()[-3000:]
-        assert len(daemon.events("notifier.reconnected")) >= restarts
-    return True
