@@ -33,6 +33,7 @@ RETRY_JOB = _sql("retry_job")
 REGISTER_NODE = _sql("register_node")
 HEARTBEAT_NODE = _sql("heartbeat_node")
 REMOVE_NODE = _sql("remove_node")
+RESCUE_NODE_JOBS = _sql("rescue_node_jobs")
 OWNED_JOBS = _sql("owned_jobs")
 
 
@@ -216,6 +217,11 @@ async def ack_jobs(conn: Conn, node: str, acks: Sequence[Ack]) -> set[int]:
 async def register_node(conn: Conn, *, name: str, host: str, pid: int, queues: str,
                         lease_s: float) -> None:
     await _fetch(conn, REGISTER_NODE, name, host, pid, queues, lease_s)
+
+
+async def rescue_node_jobs(conn: Conn, node: str) -> list[int]:
+    """At a node's start: give back the jobs an earlier process of the same name left executing."""
+    return [row["id"] for row in await _fetch(conn, RESCUE_NODE_JOBS, node)]
 
 
 async def heartbeat_node(conn: Conn, *, name: str, queues: str, lease_s: float) -> bool:

@@ -125,6 +125,10 @@ class Runner:
         pool = self.client.pool
         await _queries.register_node(pool, name=self.node, host=self.host, pid=os.getpid(),
                                      queues=self._queue_state(), lease_s=self.settings.node_lease_s)
+        leftover = await _queries.rescue_node_jobs(pool, self.node)
+        if leftover:
+            log.warning("node.rescued_leftovers", node=self.node, job_ids=leftover[:20],
+                        count=len(leftover), reason="an earlier process of this name died")
         self._notifier = Notifier(self.client.dsn, node=self.node)
         self._acker = Acker(pool, self.node)
         for name, config in self.queues.items():

@@ -1,0 +1,93 @@
+"""Daemons killed with SIGKILL mid-jobs, and stopped with SIGTERM past their grace period."""
+
+from __future__ import annotations
+
+import pytest
+
+import jobrunner
+from jobrunner import JobState
+from jobrunner.config import Settings
+from tests.apps.faults_workers import LongFirst, Record
+from tests.faults import ledger
+from tests.faults.conftest import report
+from tests.helpers import eventually
+
+pytestmark = pytest.mark.faults
+
+
+async def _executing_on(conn, node: str) -> int:
+    return await conn.fetchval(
+        "SELECT count(*) FROM jobrunner_jobs WHERE state = 'executing' AND attempted_by[1] = $1",
+        node,
+    )
+
+
+async def _ran_on(conn, node: str, at_least: int) -> bool:
+    n = await conn.fetchval("SELECT count(*) FROM fault_executions WHERE node = $1", node)
+    assert n >= at_least, f"{n} executions on {node} so far"
+    return True
+
+
+async def test_kill_9_mid_jobs_every_job_completes_once_more_at_most(
+    fdb, faults_dsn, fault_daemons
+):
+    """Two daemons share 400 jobs of 0.1-0.4 s; one is killed with SIGKILL while it runs
+    twenty of them. The survivor rescues them once the victim's lease runs out: every job
+    completes, and only jobs the victim was running ran again, once."""
+    victim = fault_daemons(faults_dsn, queues="faults:20").start()
+    survivor = fault_daemons(faults_dsn, queues="faults:20").start()
+    await victim.wait_ready()
+    await survivor.wait_ready()
+    settings = Settings(database_url=faults_dsn, pool_size=2)
+    async with jobrunner.connect(settings=settings) as client:
+        await client.insert_all([Record.new({"sleep": 0.1 + (i % 4) / 10}) for i in range(400)])
+    await eventually(lambda: _ran_on(fdb, victim.node, 60), timeout_s=30)
+    victim.kill()
+    in_flight = await _executing_on(fdb, victim.node)
+    assert in_flight > 0, "the kill should hit running jobs"
+
+    await ledger.wait_all_completed(fdb, timeout_s=60)
+    figures = await ledger.audit(
+        fdb,
+        "kill -9",
+        faulted_nodes={victim.node},
+        expect_jobs=400,
+        faults={"kills": 1, "in_flight_at_kill": in_flight},
+    )
+    assert figures.extra["rescued"] == in_flight
+    assert figures.duplicates <= in_flight
+    assert await survivor.stop() == 0
+    report(figures)
+
+
+async def test_a_node_restarted_under_the_same_name_after_kill_9_finishes_its_jobs(
+    fdb, faults_dsn, fault_daemons
+):
+    """A daemon with a fixed --node (as a StatefulSet gives) is killed with SIGKILL and
+    started again under the same name before its lease runs out. The jobs the dead process
+    held must not stay executing for ever under a name that looks alive."""
+    first = fault_daemons(faults_dsn, queues="faults:10", node="worker-0").start()
+    await first.wait_ready()
+    settings = Settings(database_url=faults_dsn, pool_size=2)
+    async with jobrunner.connect(settings=settings) as client:
+        jobs = await client.insert_all([LongFirst.new({"sleep": 30}) for _ in range(5)])
+    await eventually(lambda: _ran_on(fdb, "worker-0", 5), timeout_s=30)
+    first.kill()
+    again = fault_daemons(faults_dsn, queues="faults:10", node="worker-0").start()
+    await again.wait_ready()
+
+    await ledger.wait_all_completed(fdb, timeout_s=30)
+    figures = await ledger.audit(
+        fdb,
+        "kill -9, same node name",
+        max_extra_per_job=1,
+        expect_jobs=5,
+        faults={"kills": 1, "in_flight_at_kill": 5},
+    )
+    assert figures.executions == 10
+    async with jobrunner.connect(settings=settings) as client:
+        for job in jobs:
+            done = await client.get_job(job.id)
+            assert done is not None and done.state is JobState.COMPLETED
+    assert await again.stop() == 0
+    report(figures)
