@@ -43,6 +43,7 @@ class Result:
     outcome: str
     exception: BaseException | None = None
     duration_s: float = 0.0
+    value: Any = None  # what the worker returned
 
 
 def _error(job: Job, message: str, exc: BaseException | None) -> str:
@@ -96,8 +97,10 @@ def _fields(job: Job) -> dict[str, Any]:
 
 
 async def execute(job: Job, client: Client,
-                  cancel_reasons: Mapping[int, str] | None = None) -> Result:
-    """Run one attempt of `job`; never raises but for CancelledError.
+                  cancel_reasons: Mapping[int, str] | None = None, *,
+                  worker: Worker | None = None) -> Result:
+    """Run one attempt of `job` (by `worker`, default the one registered under its name);
+    never raises but for CancelledError.
 
     A cancelled attempt emits `job.exception` with the outcome `cancel_reasons[job.id]`
     (default "interrupted") and propagates the cancellation: the caller writes its ack.
@@ -113,7 +116,7 @@ async def execute(job: Job, client: Client,
         with structlog.contextvars.bound_contextvars(
             job_id=job.id, worker=job.worker, queue=job.queue, attempt=job.attempt,
         ):
-            worker, value, exc = await _perform(job)
+            worker, value, exc = await _perform(job, worker)
     except asyncio.CancelledError:
         reason = (cancel_reasons or {}).get(job.id, INTERRUPTED)
         _telemetry.emit(_telemetry.JOB_EXCEPTION, logging.WARNING, {
@@ -133,14 +136,15 @@ async def execute(job: Job, client: Client,
         _telemetry.emit(_telemetry.JOB_EXCEPTION, logging.WARNING, fields)
     else:
         _telemetry.emit(_telemetry.JOB_STOP, logging.INFO, fields)
-    return Result(job, ack, outcome, exc, duration_s)
+    return Result(job, ack, outcome, exc, duration_s, value)
 
 
-async def _perform(job: Job) -> tuple[Worker | None, Any, Exception | None]:
+async def _perform(job: Job, given: Worker | None = None,
+                   ) -> tuple[Worker | None, Any, Exception | None]:
     """The worker, and what it returned or raised; an unknown worker is an error on the job."""
     worker: Worker | None = None
     try:
-        worker = lookup(job.worker)
+        worker = given or lookup(job.worker)
         return worker, await _call(worker, job), None
     except Exception as exc:
         task = asyncio.current_task()
@@ -195,14 +199,12 @@ async def run_claimed(client: Client, jobs: Sequence[Job], node: str) -> list[Re
     return results
 
 
-async def run_inline(client: Client, inserted: Sequence[Job]) -> list[Job]:
-    """Testing inline mode: run each inserted job now, in this task; return them as they ended."""
-    node = inline_node()
-    waiting = [job.id for job in inserted if not job.conflict]
-    claimed = await _queries.claim_jobs(client.pool, ids=waiting, node=node)
-    await run_claimed(client, claimed, node)
-    ended = []
-    for job in inserted:
-        fresh = await _queries.get_job(client.pool, job.id)
-        ended.append(fresh if fresh is not None and not job.conflict else job)
-    return ended
+async def run_inline(client: Client, inserted: Sequence[Job], conn: Any = None) -> list[Job]:
+    """Testing inline mode: run each inserted job now, in this task; return them as they ended.
+
+    Jobs inserted on `conn` inside an open transaction are left for a drain (see
+    `_drain.run_inserted`).
+    """
+    from ._drain import run_inserted
+
+    return await run_inserted(client, inserted, conn=conn)

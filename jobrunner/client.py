@@ -105,10 +105,10 @@ class Client:
         if not batch:
             return []
         inserted = await _queries.insert_jobs(conn or self.pool, batch)
-        if self.testing == "inline" and conn is None:
+        if self.testing == "inline":
             from ._executor import run_inline
 
-            return await run_inline(self, inserted)
+            return await run_inline(self, inserted, conn)
         return inserted
 
     async def get_job(self, job_id: int) -> Job | None:

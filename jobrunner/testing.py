@@ -1,0 +1,465 @@
+"""Helpers for testing code that uses jobrunner, from your own pytest suite.
+
+- `perform_job(worker, args)` runs one job through the executor, with no database, and
+  returns what the worker returned (an exception propagates).
+- `assert_enqueued`, `refute_enqueued` and `all_enqueued` look at the jobs in the database.
+  By default they see the jobs that have not finished: available, scheduled and retryable
+  (Oban looks at available and scheduled; a job waiting for its retry is still enqueued).
+  Pass `state=` to look elsewhere.
+- `drain_queue(client, queue)` runs a queue's waiting jobs in this process, as Oban's does.
+
+With a client made by `jobrunner.connect(dsn, testing="manual")` inserted jobs wait for
+these helpers; with `testing="inline"` each job runs as it is inserted.
+
+Example:
+    >>> from jobrunner.testing import assert_enqueued, drain_queue, perform_job
+    >>> await perform_job(send_email, {"user_id": 42})
+    >>> await signup(client, "ada@example.com")
+    >>> await assert_enqueued(client, worker=send_email, args={"user_id": 1})
+    >>> (await drain_queue(client, "emails")).completed
+    1
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+import asyncpg
+
+from . import _drain, _executor, _queries
+from ._drain import DrainResult
+from .client import Client
+from .config import Settings
+from .errors import InvalidJob, JobRunnerError
+from .job import Job, JobError, JobState
+from .worker import Worker, as_worker, now_utc
+
+__all__ = [
+    "DEFAULT_STATES",
+    "DrainResult",
+    "all_enqueued",
+    "assert_enqueued",
+    "drain_queue",
+    "perform_job",
+    "refute_enqueued",
+]
+
+DEFAULT_STATES = (JobState.AVAILABLE, JobState.SCHEDULED, JobState.RETRYABLE)
+"""The states the assertions look at by default: jobs that have not finished."""
+
+SCHEDULED_AT_TOLERANCE = timedelta(seconds=1)
+_POLL_INTERVAL_S = 0.05
+_SHOWN = 5  # jobs listed in a failed assertion's message
+
+T = TypeVar("T")
+
+# --- perform_job ---------------------------------------------------------------------------
+
+_FINISHED_FIELDS = {"state", "completed_at", "discarded_at", "cancelled_at", "conflict"}
+_JOB_FIELDS = frozenset(f.name for f in dataclasses.fields(Job)) - _FINISHED_FIELDS - {
+    "worker", "args"}
+_NEW_JOB_FIELDS = ("queue", "priority", "max_attempts", "tags", "meta")
+
+
+class _NoDatabase(Client):
+    """The client a job run by perform_job sees: there is no database behind it."""
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        raise JobRunnerError(
+            "perform_job runs the worker without a database; "
+            "pass perform_job(..., client=client) to let it use one"
+        )
+
+
+async def perform_job(worker: Worker | type | str, args: dict[str, Any] | None = None, *,
+                      client: Client | None = None, **job_fields: Any) -> Any:
+    """Run one job of `worker` now, as the daemon would, and return what the worker returned.
+
+    The job is built as the daemon hands it over: executing, attempt 1, the worker's queue,
+    priority, tags and max_attempts, and `args` (and `meta`) round-tripped through JSON, so
+    a test catches args that could not be inserted. `job_fields` override any of
+    id, queue, priority, max_attempts, tags, meta, attempt, errors, inserted_at,
+    scheduled_at, attempted_at, attempted_by and unique_key. The worker runs through the
+    executor, with its timeout; `jobrunner.current_client()` inside it is `client`, which
+    is needed only if the worker uses the database (to enqueue follow-up jobs, say).
+
+    Returns:
+        The worker's return value: None, or a Snooze, Cancel or Discard.
+
+    Raises:
+        UnknownWorker: `worker` is not a worker or not a registered name.
+        InvalidJob: args or a field is not what an insert accepts.
+        TypeError: an unknown job field.
+        Exception: whatever the worker raised (a `JobTimeout` when it ran past its timeout).
+
+    Example:
+        >>> assert await perform_job(send_email, {"user_id": 42}) is None
+        >>> assert await perform_job(send_email, {"user_id": 0}) == Discard("no such user")
+        >>> with pytest.raises(ConnectionError):
+        ...     await perform_job("myapp.workers.send_email", {"user_id": 7}, attempt=3)
+    """
+    target = as_worker(worker)
+    job = build_job(target, args, **job_fields)
+    runner = client if client is not None else _NoDatabase(settings=Settings(), testing="manual")
+    result = await _executor.execute(job, runner, worker=target)
+    if result.exception is not None:
+        raise result.exception
+    return result.value
+
+
+def build_job(worker: Worker, args: dict[str, Any] | None = None, **job_fields: Any) -> Job:
+    """The Job the daemon would hand `worker` for `args`; see `perform_job` for the fields.
+
+    Example:
+        >>> build_job(send_email.worker, {"user_id": 1}, attempt=2).attempt
+        2
+    """
+    unknown = sorted(set(job_fields) - _JOB_FIELDS)
+    if unknown:
+        raise TypeError(f"unknown job field {unknown[0]!r}; "
+                        f"perform_job accepts {', '.join(sorted(_JOB_FIELDS))}")
+    options = {name: job_fields.pop(name) for name in _NEW_JOB_FIELDS if name in job_fields}
+    new = worker.new(args, unique=False, **options)  # validates as an insert would
+    now = now_utc()
+    job = Job(
+        id=1, state=JobState.EXECUTING, queue=new.queue, worker=new.worker,
+        args=json.loads(new.encoded_args()), meta=json.loads(new.encoded_meta()),
+        tags=new.tags, attempt=1, max_attempts=new.max_attempts, priority=new.priority,
+        inserted_at=now, scheduled_at=now, attempted_at=now,
+        attempted_by=(_executor.inline_node(),),
+    )
+    if "errors" in job_fields:
+        job_fields["errors"] = tuple(
+            JobError(**e) if isinstance(e, Mapping) else e for e in job_fields["errors"])
+    if "attempted_by" in job_fields:
+        job_fields["attempted_by"] = tuple(job_fields["attempted_by"])
+    job = dataclasses.replace(job, **job_fields)
+    _check_job(job)
+    return job
+
+
+def _check_job(job: Job) -> None:
+    if not isinstance(job.id, int) or isinstance(job.id, bool) or job.id < 1:
+        raise InvalidJob(f"id must be an integer >= 1, got {job.id!r}")
+    if not isinstance(job.attempt, int) or isinstance(job.attempt, bool) \
+            or not 1 <= job.attempt <= job.max_attempts:
+        raise InvalidJob(f"attempt must be an integer from 1 to max_attempts "
+                         f"({job.max_attempts}), got {job.attempt!r}")
+    for name in ("inserted_at", "scheduled_at", "attempted_at"):
+        value = getattr(job, name)
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            raise InvalidJob(f"{name} must be a timezone-aware datetime, got {value!r}")
+
+
+# --- assert_enqueued, refute_enqueued, all_enqueued ----------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Expected:
+    """What the assertions look for; None fields match anything."""
+
+    worker: str | None
+    args: dict[str, Any] | None
+    queue: str | None
+    priority: int | None
+    scheduled_at: tuple[datetime, timedelta] | None
+    tags: tuple[str, ...] | None
+    meta: dict[str, Any] | None
+    states: tuple[JobState, ...]
+
+    def mismatches(self, job: Job) -> list[str]:
+        """The fields in which `job` differs from what is expected."""
+        wrong = []
+        if self.worker is not None and job.worker != self.worker:
+            wrong.append("worker")
+        if self.queue is not None and job.queue != self.queue:
+            wrong.append("queue")
+        if self.args is not None and not _contains(job.args, self.args):
+            wrong.append("args")
+        if self.meta is not None and not _contains(job.meta, self.meta):
+            wrong.append("meta")
+        if self.priority is not None and job.priority != self.priority:
+            wrong.append("priority")
+        if self.tags is not None and not set(self.tags) <= set(job.tags):
+            wrong.append("tags")
+        if self.scheduled_at is not None:
+            at, within = self.scheduled_at
+            if job.scheduled_at is None or abs(job.scheduled_at - at) > within:
+                wrong.append("scheduled_at")
+        if job.state not in self.states:
+            wrong.append("state")
+        return wrong
+
+    def describe(self) -> str:
+        parts = []
+        if self.worker is not None:
+            parts.append(f"worker={self.worker!r}")
+        if self.queue is not None:
+            parts.append(f"queue={self.queue!r}")
+        if self.args is not None:
+            parts.append(f"args containing {_short(self.args)}")
+        if self.meta is not None:
+            parts.append(f"meta containing {_short(self.meta)}")
+        if self.priority is not None:
+            parts.append(f"priority={self.priority}")
+        if self.tags is not None:
+            parts.append(f"tags including {list(self.tags)!r}")
+        if self.scheduled_at is not None:
+            at, within = self.scheduled_at
+            parts.append(f"scheduled_at={at.isoformat()} ± {within.total_seconds():g}s")
+        parts.append(f"state in ({', '.join(self.states)})")
+        return ", ".join(parts)
+
+
+def _contains(actual: Any, expected: Any) -> bool:
+    """PostgreSQL's jsonb containment (@>): objects by subset, arrays by subset of elements."""
+    if isinstance(expected, dict):
+        return isinstance(actual, dict) and all(
+            key in actual and _contains(actual[key], value) for key, value in expected.items())
+    if isinstance(expected, list):
+        return isinstance(actual, list) and all(
+            any(_contains(item, wanted) for item in actual) for wanted in expected)
+    if isinstance(expected, bool) or isinstance(actual, bool):
+        return type(expected) is type(actual) and expected == actual
+    if isinstance(expected, int | float) and isinstance(actual, int | float):
+        return expected == actual
+    return type(expected) is type(actual) and expected == actual
+
+
+def _expected(worker: Worker | type | str | None, args: dict[str, Any] | None,
+              queue: str | None, priority: int | None, scheduled_at: Any,
+              tags: Iterable[str] | None, meta: dict[str, Any] | None,
+              state: JobState | str | Iterable[JobState | str] | None) -> _Expected:
+    if tags is not None and isinstance(tags, str):
+        raise InvalidJob(f"tags must be a list of strings, got {tags!r}")
+    return _Expected(
+        worker=None if worker is None else worker if isinstance(worker, str)
+        else as_worker(worker).name,
+        args=_json("args", args), queue=queue, priority=priority,
+        scheduled_at=_window(scheduled_at), tags=None if tags is None else tuple(tags),
+        meta=_json("meta", meta), states=_states(state),
+    )
+
+
+def _json(what: str, value: dict[str, Any] | None) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise InvalidJob(f"{what} must be a dict, got {value!r}")
+    try:
+        decoded: dict[str, Any] = json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise InvalidJob(f"{what} must be JSON-serialisable: {exc}") from None
+    return decoded
+
+
+def _window(value: Any) -> tuple[datetime, timedelta] | None:
+    if value is None:
+        return None
+    at, within = value if isinstance(value, tuple) and len(value) == 2 else (value, None)
+    if not isinstance(at, datetime) or at.tzinfo is None:
+        raise InvalidJob(
+            f"scheduled_at must be a timezone-aware datetime or (datetime, delta), got {value!r}")
+    if within is None:
+        return at, SCHEDULED_AT_TOLERANCE
+    if isinstance(within, int | float) and not isinstance(within, bool):
+        within = timedelta(seconds=within)
+    if not isinstance(within, timedelta) or within < timedelta(0):
+        raise InvalidJob(f"scheduled_at tolerance must be a timedelta or seconds >= 0, "
+                         f"got {within!r}")
+    return at, within
+
+
+def _states(state: JobState | str | Iterable[JobState | str] | None) -> tuple[JobState, ...]:
+    if state is None:
+        return DEFAULT_STATES
+    wanted = [state] if isinstance(state, str) else list(state)
+    states = []
+    for value in wanted:
+        try:
+            states.append(JobState(value))
+        except ValueError:
+            raise InvalidJob(f"unknown job state {value!r}; use one of "
+                             f"{', '.join(JobState)}") from None
+    if not states:
+        raise InvalidJob("state must name at least one job state")
+    return tuple(states)
+
+
+async def _matching(client: Client, expected: _Expected) -> list[Job]:
+    jobs = await _queries.enqueued_jobs(
+        client.pool, states=list(expected.states), worker=expected.worker, queue=expected.queue)
+    return [job for job in jobs if not expected.mismatches(job)]
+
+
+async def _poll(check: Callable[[], Awaitable[T]], timeout_s: float | None,
+                done: Callable[[T], bool]) -> T:
+    """`check()` until `done` holds of its value or `timeout_s` passed; the last value."""
+    value = await check()
+    if timeout_s is None or done(value):
+        return value
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while loop.time() < deadline:
+        await asyncio.sleep(min(_POLL_INTERVAL_S, max(deadline - loop.time(), 0)))
+        value = await check()
+        if done(value):
+            return value
+    return value
+
+
+async def assert_enqueued(
+    client: Client, *, worker: Worker | type | str | None = None,
+    args: dict[str, Any] | None = None, queue: str | None = None, priority: int | None = None,
+    scheduled_at: datetime | tuple[datetime, timedelta | float] | None = None,
+    tags: Iterable[str] | None = None, meta: dict[str, Any] | None = None,
+    state: JobState | str | Iterable[JobState | str] | None = None,
+    timeout: float | None = None,  # noqa: ASYNC109 - Oban's name; the helper polls to it
+) -> Job:
+    """Assert that a job matching these fields is enqueued, and return it (the oldest).
+
+    `args` and `meta` match as subsets (PostgreSQL's `@>`), `tags` when all given tags are
+    there, `scheduled_at` within 1 second (or pass `(datetime, tolerance)`), the others by
+    equality. `worker` is a worker, a decorated class or a worker name. Jobs are looked for
+    in `DEFAULT_STATES` unless `state` names others. With `timeout` (seconds), wait up to
+    that long for the job to appear (jobs enqueued by a running daemon or another task).
+
+    Raises:
+        AssertionError: no such job; the message lists the jobs enqueued instead.
+
+    Example:
+        >>> await assert_enqueued(client, worker=send_email, args={"user_id": 42})
+        >>> await assert_enqueued(client, worker=remind, scheduled_at=(in_a_week, 60))
+    """
+    expected = _expected(worker, args, queue, priority, scheduled_at, tags, meta, state)
+    found = await _poll(lambda: _matching(client, expected), timeout, bool)
+    if not found:
+        raise AssertionError(await _explain_missing(client, expected, timeout))
+    return found[0]
+
+
+async def refute_enqueued(
+    client: Client, *, worker: Worker | type | str | None = None,
+    args: dict[str, Any] | None = None, queue: str | None = None, priority: int | None = None,
+    scheduled_at: datetime | tuple[datetime, timedelta | float] | None = None,
+    tags: Iterable[str] | None = None, meta: dict[str, Any] | None = None,
+    state: JobState | str | Iterable[JobState | str] | None = None,
+    timeout: float | None = None,  # noqa: ASYNC109 - as in assert_enqueued
+) -> None:
+    """Assert that no job matching these fields is enqueued; fields as in `assert_enqueued`.
+
+    With `timeout` (seconds), keep checking for that long: the assertion fails as soon as
+    such a job appears.
+
+    Raises:
+        AssertionError: such jobs exist; the message lists them.
+
+    Example:
+        >>> await refute_enqueued(client, worker=send_email, args={"user_id": 42})
+    """
+    expected = _expected(worker, args, queue, priority, scheduled_at, tags, meta, state)
+    found = await _poll(lambda: _matching(client, expected), timeout, bool)
+    if found:
+        lines = [f"expected no job enqueued with {expected.describe()}; found {len(found)}:"]
+        lines += _listing(found, expected=None)
+        raise AssertionError("\n".join(lines))
+
+
+async def all_enqueued(
+    client: Client, *, worker: Worker | type | str | None = None,
+    args: dict[str, Any] | None = None, queue: str | None = None, priority: int | None = None,
+    scheduled_at: datetime | tuple[datetime, timedelta | float] | None = None,
+    tags: Iterable[str] | None = None, meta: dict[str, Any] | None = None,
+    state: JobState | str | Iterable[JobState | str] | None = None,
+) -> list[Job]:
+    """The enqueued jobs matching these fields, oldest first; fields as in `assert_enqueued`.
+
+    Example:
+        >>> jobs = await all_enqueued(client, worker=send_email)
+        >>> sorted(job.args["user_id"] for job in jobs)
+        [1, 2, 3]
+    """
+    expected = _expected(worker, args, queue, priority, scheduled_at, tags, meta, state)
+    return await _matching(client, expected)
+
+
+async def _explain_missing(client: Client, expected: _Expected, waited_s: float | None) -> str:
+    waited = f" within {waited_s:g}s" if waited_s else ""
+    head = f"expected a job enqueued with {expected.describe()}; found none{waited}"
+    others = await _queries.enqueued_jobs(client.pool, states=list(expected.states), limit=1000)
+    # The same worker's jobs first: they are the likeliest near misses.
+    others.sort(key=lambda job: (job.worker != expected.worker, job.id))
+    lines = [head + (f" among {len(others)} enqueued jobs:" if others else
+                     "; no job is enqueued in those states")]
+    lines += _listing(others, expected=expected)
+    elsewhere = await _queries.enqueued_jobs(
+        client.pool, states=[s for s in JobState if s not in expected.states],
+        worker=expected.worker, queue=expected.queue, limit=1000)
+    near = [job for job in elsewhere if expected.mismatches(job) == ["state"]]
+    if near:
+        lines.append(f"{len(near)} matching job(s) in other states, pass state= to include them:")
+        lines += _listing(near, expected=None)
+    return "\n".join(lines)
+
+
+def _listing(jobs: list[Job], expected: _Expected | None) -> list[str]:
+    lines = []
+    for job in jobs[:_SHOWN]:
+        line = (f"  #{job.id} {job.worker} queue={job.queue!r} state={job.state} "
+                f"args={_short(job.args)}")
+        if job.meta:
+            line += f" meta={_short(job.meta)}"
+        if job.priority:
+            line += f" priority={job.priority}"
+        if job.tags:
+            line += f" tags={list(job.tags)!r}"
+        if job.state is not JobState.AVAILABLE and job.scheduled_at is not None:
+            line += f" scheduled_at={job.scheduled_at.isoformat()}"
+        if expected is not None:
+            line += f"  (differs in {', '.join(expected.mismatches(job))})"
+        lines.append(line)
+    if len(jobs) > _SHOWN:
+        lines.append(f"  ... and {len(jobs) - _SHOWN} more")
+    return lines
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# --- drain_queue ---------------------------------------------------------------------------
+
+
+async def drain_queue(client: Client, queue: str, *, with_scheduled: bool | datetime = False,
+                      with_recursion: bool = False, with_safety: bool = True,
+                      with_limit: int | None = None) -> DrainResult:
+    """Run the waiting jobs of `queue` in this process, one after another, as Oban does.
+
+    Available jobs run, and scheduled or retryable ones whose time has come; with
+    `with_scheduled=True` also those whose time has not come (a datetime: those due by
+    then). `with_recursion=True` also runs the jobs the drained jobs enqueue (and retries a
+    failed job while its retry qualifies); `with_limit` caps how many jobs run;
+    `with_safety=False` lets the first exception a worker raises propagate (its failure is
+    recorded first). A snoozed job does not run twice in one drain.
+
+    Returns:
+        The counts by outcome (`completed`, `failure`, `snoozed`, `cancelled`,
+        `discarded`; `as_dict()` gives them as a dict) and the `exceptions` raised.
+
+    Example:
+        >>> await client.insert(send_email.new({"user_id": 42}))
+        >>> result = await drain_queue(client, "emails")
+        >>> result.as_dict()
+        {'completed': 1, 'failure': 0, 'snoozed': 0, 'cancelled': 0, 'discarded': 0}
+    """
+    return await _drain.drain(client, [queue], with_scheduled=with_scheduled,
+                              with_recursion=with_recursion, with_safety=with_safety,
+                              with_limit=with_limit)
