@@ -179,8 +179,32 @@ async def _first_of(*events: asyncio.Event) -> None:
 
 
 def main() -> None:
-    """Entry point of the `jobrunner` script."""
+    """Entry point of the `jobrunner` script: bad usage is one `error:` line, exit 2."""
+    # Typer's usage errors (an unknown option or command, a bad value) are click exceptions.
+    usage_error: type[Exception] = next(
+        c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
+    )
     try:
-        app()
+        code = app(standalone_mode=False, prog_name="jobrunner")
     except KeyboardInterrupt:
         sys.exit(130)
+    except typer.Abort:
+        typer.echo("error: aborted", err=True)
+        sys.exit(1)
+    except usage_error as exc:
+        sys.exit(_usage_error(exc))
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _usage_error(exc: Exception) -> int:
+    """Print a usage error as one line; return its exit code."""
+    message = " ".join(str(getattr(exc, "format_message", exc.__str__)()).split())
+    message = message[:1].lower() + message[1:].rstrip(".")
+    code = int(getattr(exc, "exit_code", 2))
+    if not message:  # no command given: the help was shown
+        return code
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None:
+        message += f"; see '{ctx.command_path} --help'"
+    typer.echo(f"error: {_db.redact(message)}", err=True)
+    return code
