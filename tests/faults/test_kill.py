@@ -91,3 +91,44 @@ async def test_a_node_restarted_under_the_same_name_after_kill_9_finishes_its_jo
             assert done is not None and done.state is JobState.COMPLETED
     assert await again.stop() == 0
     report(figures)
+
+
+async def test_sigterm_past_grace_returns_jobs_and_a_later_node_runs_them(
+    fdb, faults_dsn, fault_daemons
+):
+    """A daemon running five 60-second jobs gets SIGTERM with a one-second grace period: it
+    exits cleanly, the jobs go back to available without using an attempt, and a daemon
+    started later runs them to completion."""
+    first = fault_daemons(faults_dsn, queues="faults:10", args=["--shutdown-grace-s", "1"])
+    first.start()
+    await first.wait_ready()
+    settings = Settings(database_url=faults_dsn, pool_size=2)
+    async with jobrunner.connect(settings=settings) as client:
+        jobs = await client.insert_all([LongFirst.new({"sleep": 60}) for _ in range(5)])
+        await eventually(lambda: _ran_on(fdb, first.node, 5), timeout_s=30)
+        first.signal()
+        assert await first.wait(timeout_s=20) == 0
+        for job in jobs:
+            back = await client.get_job(job.id)
+            assert back is not None and back.state is JobState.AVAILABLE, back
+            assert back.attempt == 0 and back.errors == (), back
+
+        later = fault_daemons(faults_dsn, queues="faults:10").start()
+        await later.wait_ready()
+        await ledger.wait_all_completed(fdb, timeout_s=30)
+        for job in jobs:
+            done = await client.get_job(job.id)
+            assert done is not None and done.attempt == 1 and done.errors == (), done
+            assert done.attempted_by[0] == later.node
+    figures = await ledger.audit(
+        fdb,
+        "SIGTERM past grace",
+        faulted_nodes={first.node},
+        expect_jobs=5,
+        faults={"sigterms": 1, "interrupted": 5},
+    )
+    assert figures.executions == 10
+    attempts = await fdb.fetch("SELECT DISTINCT attempt FROM fault_executions")
+    assert [r["attempt"] for r in attempts] == [1], "an interrupted run must not use an attempt"
+    assert await later.stop() == 0
+    report(figures)
