@@ -103,6 +103,53 @@ async def connect(dsn: str, **kwargs: Any) -> asyncpg.Connection:
         raise _unavailable(dsn, exc) from None
 
 
+class PooledConnection(asyncpg.Connection):  # type: ignore[misc]
+    """A connection of jobrunner's pool that knows when only jobrunner's statements used it."""
+
+    __slots__ = ("_statements_only",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._statements_only = False
+
+    def mark_statements_only(self) -> None:
+        self._statements_only = True
+
+    def take_statements_only(self) -> bool:
+        used, self._statements_only = self._statements_only, False
+        return used
+
+
+async def _reset(conn: asyncpg.Connection) -> None:
+    """Pool release: asyncpg's reset query, unless only jobrunner's statements ran.
+
+    Those are single statements that leave no session state (no SET, LISTEN, cursor or
+    session advisory lock), and asyncpg has already rolled back any open transaction, so
+    the reset's round trip, on the path of every fetch, ack and insert, buys nothing.
+    A connection used for anything else (a worker's `pool.acquire()`) gets the full reset.
+    """
+    if isinstance(conn, PooledConnection) and conn.take_statements_only():
+        return
+    query = conn.get_reset_query()
+    if query:
+        await conn.execute(query)
+
+
+async def fetch(conn: Any, query: str, *args: Any) -> list[Any]:
+    """`conn.fetch(query, *args)` for one of jobrunner's statements; on a pool, the
+    connection goes back without the reset round trip (see `_reset`)."""
+    rows: list[Any]
+    if not isinstance(conn, asyncpg.Pool):
+        rows = await conn.fetch(query, *args)
+        return rows
+    async with conn.acquire() as pooled:
+        rows = await pooled.fetch(query, *args)
+        mark = getattr(pooled, "mark_statements_only", None)
+        if mark is not None:
+            mark()
+    return rows
+
+
 async def create_pool(dsn: str, *, max_size: int = 10, min_size: int = 1) -> asyncpg.Pool:
     """A pool; a malformed DSN is a ConfigError, other connect failures DatabaseUnavailable."""
     _check_url(dsn)
@@ -114,6 +161,8 @@ async def create_pool(dsn: str, *, max_size: int = 10, min_size: int = 1) -> asy
             timeout=10,
             command_timeout=60,
             server_settings={"application_name": "jobrunner"},
+            connection_class=PooledConnection,
+            reset=_reset,
         )
     except _MALFORMED_ERRORS as exc:
         raise _malformed(dsn, exc) from None

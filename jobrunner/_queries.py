@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 import asyncpg
 
+from . import _db
 from .errors import InvalidJob, JobRunnerError, SchemaMissing
 from .job import Job
 from .worker import NewJob
@@ -46,7 +47,7 @@ class Conn(Protocol):
 
 async def _fetch(conn: Conn, query: str, *args: Any) -> list[Any]:
     try:
-        return await conn.fetch(query, *args)
+        return await _db.fetch(conn, query, *args)
     except (asyncpg.UndefinedTableError, asyncpg.UndefinedObjectError) as exc:
         raise SchemaMissing() from exc
     except (asyncpg.CheckViolationError, asyncpg.DataError) as exc:
