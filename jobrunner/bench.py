@@ -56,6 +56,8 @@ class Metric:
 METRICS: dict[str, Metric] = {
     "burn_down_c10": Metric("burn-down, concurrency 10", "jobs/s", 8_000),
     "burn_down_c50": Metric("burn-down, concurrency 50", "jobs/s", 20_000),
+    "burn_down_c10_cpu": Metric("  daemon CPU per job, c10", "us"),
+    "burn_down_c50_cpu": Metric("  daemon CPU per job, c50", "us"),
     "wake_p50_ms": Metric("wake latency p50", "ms", 1.0, higher_is_better=False),
     "wake_p90_ms": Metric("wake latency p90", "ms"),
     "wake_p99_ms": Metric("wake latency p99", "ms", 2.5, higher_is_better=False),
@@ -68,6 +70,8 @@ METRICS: dict[str, Metric] = {
     "memory_jobs_done": Metric("jobs run while measuring memory", "jobs"),
     "scale_c10": Metric("burn-down c10, finished rows preloaded", "jobs/s"),
     "scale_c50": Metric("burn-down c50, finished rows preloaded", "jobs/s"),
+    "scale_c10_cpu": Metric("  daemon CPU per job, c10", "us"),
+    "scale_c50_cpu": Metric("  daemon CPU per job, c50", "us"),
     "scale_c10_ratio": Metric("  of the empty-table c10 figure", "ratio", 0.8),
     "scale_c50_ratio": Metric("  of the empty-table c50 figure", "ratio", 0.8),
 }
@@ -238,7 +242,8 @@ async def drop_database(server: str, name: str) -> None:
 async def _burn_down(ctx: Context) -> Metrics:
     c10 = await cases.burn_down(ctx, 10)
     c50 = await cases.burn_down(ctx, 50)
-    return {"burn_down_c10": c10["jobs_per_s"], "burn_down_c50": c50["jobs_per_s"]}
+    return {"burn_down_c10": c10["jobs_per_s"], "burn_down_c50": c50["jobs_per_s"],
+            "burn_down_c10_cpu": c10["cpu_us_per_job"], "burn_down_c50_cpu": c50["cpu_us_per_job"]}
 
 
 async def _latency(ctx: Context) -> Metrics:
@@ -260,7 +265,8 @@ async def _memory(ctx: Context) -> Metrics:
 async def _scale(ctx: Context) -> Metrics:
     c10 = await cases.burn_down(ctx, 10, keep_rows=True)
     c50 = await cases.burn_down(ctx, 50, keep_rows=True)
-    return {"scale_c10": c10["jobs_per_s"], "scale_c50": c50["jobs_per_s"]}
+    return {"scale_c10": c10["jobs_per_s"], "scale_c50": c50["jobs_per_s"],
+            "scale_c10_cpu": c10["cpu_us_per_job"], "scale_c50_cpu": c50["cpu_us_per_job"]}
 
 
 RUNS: dict[str, Callable[[Context], Awaitable[Metrics]]] = {
