@@ -177,6 +177,10 @@ async def _first_of(*events: asyncio.Event) -> None:
             wait.cancel()
 
 
+# The operator's commands (pause, resume, scale, stop, drain, status, jobs, enqueue) live in
+# their own modules, which register on `app`; imported last since they use the helpers above.
+from . import _cli_jobs, _cli_ops  # noqa: E402, F401
+
 
 def main() -> None:
     """Entry point of the `jobrunner` script: bad usage is one `error:` line, exit 2."""

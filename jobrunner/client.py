@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -17,6 +17,10 @@ from .worker import NewJob
 
 if TYPE_CHECKING:
     from typing import Self
+
+    from ._commands import ControlResult
+    from ._draining import DrainReport
+    from ._status import Status
 
 TestingMode = Literal["inline", "manual"]
 
@@ -130,6 +134,95 @@ class Client:
         if job is None:
             raise JobNotFound(f"no job with id {job_id}")
         return job
+
+    # --- control: pause, resume, scale, stop, drain; the operator's queries ---------------
+
+    async def pause_queue(self, queue: str, node: str | None = None, *, timeout_s: float = 5.0,
+                          force: bool = False) -> ControlResult:
+        """Stop fetching from `queue` (running jobs finish) on every node, or on `node`.
+
+        Aimed at every node, the pause is persisted: nodes that start later stay paused
+        until `resume_queue`. Waits up to `timeout_s` seconds for the live nodes serving the
+        queue to apply it; the result says which did. An unknown queue raises unless `force`.
+
+        Example:
+            >>> result = await client.pause_queue("emails")
+            >>> result.ok, sorted(result.applied)
+        """
+        from . import _commands
+
+        return await _commands.pause(self, queue, node, timeout_s=timeout_s, force=force)
+
+    async def resume_queue(self, queue: str, node: str | None = None, *, timeout_s: float = 5.0,
+                           force: bool = False) -> ControlResult:
+        """Fetch from `queue` again on every node (persisted), or on `node`; see pause_queue."""
+        from . import _commands
+
+        return await _commands.resume(self, queue, node, timeout_s=timeout_s, force=force)
+
+    async def scale_queue(self, queue: str, limit: int, node: str | None = None, *,
+                          timeout_s: float = 5.0, force: bool = False) -> ControlResult:
+        """Run up to `limit` jobs of `queue` at once per node; scaling down lets running jobs
+        finish. Aimed at every node, the limit is persisted for nodes that start later.
+
+        Example:
+            >>> await client.scale_queue("emails", 50)
+        """
+        from . import _commands
+
+        return await _commands.scale(self, queue, limit, node, timeout_s=timeout_s, force=force)
+
+    async def stop_node(self, node: str | None = None, *, grace_s: float | None = None,
+                        timeout_s: float = 5.0) -> ControlResult:
+        """Stop `node` (None: every live node) gracefully: running jobs get `grace_s` seconds
+        (None: the node's shutdown_grace_s). Returns once the nodes applied the command."""
+        from . import _commands
+
+        return await _commands.stop(self, node, grace_s=grace_s, timeout_s=timeout_s)
+
+    async def drain(self, queues: Sequence[str] | None = None, *, with_scheduled: bool = False,
+                    timeout_s: float | None = None) -> DrainReport:
+        """Run every waiting job of `queues` (None: every queue) until none is left.
+
+        Live nodes serving a queue run its jobs; queues no live node serves (unpaused) run
+        here, so their workers must be imported. `with_scheduled` runs scheduled and
+        retryable jobs now too (failed jobs are retried until they succeed or run out of
+        attempts). Raises DrainTimeout after `timeout_s` seconds.
+
+        Example:
+            >>> report = await client.drain(["emails"])
+            >>> report.ok, report.counts()
+        """
+        from . import _draining
+
+        return await _draining.drain(self, queues, with_scheduled=with_scheduled,
+                                     timeout_s=timeout_s)
+
+    async def list_jobs(self, *, state: str | Sequence[str] | None = None,
+                        queue: str | None = None, worker: str | None = None,
+                        limit: int = 20) -> list[Job]:
+        """The newest jobs matching the filters (`state` may be one state or several)."""
+        from ._commands import job_states
+
+        states = None if state is None else job_states(state)
+        return await _queries.list_jobs(self.pool, states=states, queue=queue, worker=worker,
+                                        limit=limit)
+
+    async def retry_jobs(self, *, state: str | Sequence[str], queue: str | None = None,
+                         worker: str | None = None) -> list[int]:
+        """Retry every job in `state` (of `queue`, `worker`) now; the ids retried."""
+        from ._commands import job_states
+
+        states = job_states(state)
+        if "executing" in states:
+            raise InvalidJob("executing jobs cannot be retried; cancel them first")
+        return await _queries.retry_jobs(self.pool, states=states, queue=queue, worker=worker)
+
+    async def status(self) -> Status:
+        """Nodes, their queues, and job counts by queue and state (`jobrunner status`)."""
+        from . import _status
+
+        return await _status.status(self)
 
 
 def connect(dsn: str | None = None, *, testing: TestingMode | None = None,
