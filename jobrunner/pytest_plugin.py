@@ -37,14 +37,15 @@ import pytest
 from . import _db, _migrate, _queries
 from .client import Client, TestingMode, connect
 from .config import Settings
-from .errors import ConfigError
+from .errors import ConfigError, JobRunnerError
 
 ENV_DSN = "JOBRUNNER_TEST_DSN"
 T = TypeVar("T")
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run `coro` to the end in a thread of its own, whatever event loop the test uses."""
+    """Run `coro` to the end in a thread of its own, whatever event loop the test uses;
+    a jobrunner error fails the tests that asked for the database with its one line."""
     box: dict[str, Any] = {}
 
     def target() -> None:
@@ -56,6 +57,8 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
     thread = threading.Thread(target=target, name="jobrunner-test-setup")
     thread.start()
     thread.join()
+    if isinstance(box.get("error"), JobRunnerError):
+        pytest.fail(f"jobrunner_dsn: {box['error']}", pytrace=False)
     if "error" in box:
         raise box["error"]
     value: T = box["value"]

@@ -1,21 +1,14 @@
 """Helpers for testing code that uses jobrunner, from your own pytest suite.
 
-- `perform_job(worker, args)` runs one job through the executor, with no database, and
-  returns what the worker returned (an exception propagates).
-- `assert_enqueued`, `refute_enqueued` and `all_enqueued` look at the jobs in the database.
-  By default they see the jobs that have not finished: available, scheduled and retryable
-  (Oban looks at available and scheduled; a job waiting for its retry is still enqueued).
-  Pass `state=` to look elsewhere.
-- `drain_queue(client, queue)` runs a queue's waiting jobs in this process, as Oban's does.
-
-With a client made by `jobrunner.connect(dsn, testing="manual")` inserted jobs wait for
-these helpers; with `testing="inline"` each job runs as it is inserted.
+`perform_job` runs one job through the executor with no database; `assert_enqueued`,
+`refute_enqueued` and `all_enqueued` look at the jobs in the database, by default those that
+have not finished: available, scheduled and retryable (Oban looks at available and
+scheduled; a job waiting for its retry is still enqueued); `drain_queue` runs a queue's
+waiting jobs here, as Oban's does. Pair them with `jobrunner.connect(dsn, testing="manual")`.
 
 Example:
-    >>> from jobrunner.testing import assert_enqueued, drain_queue, perform_job
     >>> await perform_job(send_email, {"user_id": 42})
-    >>> await signup(client, "ada@example.com")
-    >>> await assert_enqueued(client, worker=send_email, args={"user_id": 1})
+    >>> await assert_enqueued(client, worker=send_email, args={"user_id": 42})
     >>> (await drain_queue(client, "emails")).completed
     1
 """
@@ -28,7 +21,7 @@ import json
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar, Unpack
 
 import asyncpg
 
@@ -43,6 +36,7 @@ from .worker import Worker, as_worker, now_utc
 __all__ = [
     "DEFAULT_STATES",
     "DrainResult",
+    "JobFilters",
     "all_enqueued",
     "assert_enqueued",
     "drain_queue",
@@ -161,6 +155,19 @@ def _check_job(job: Job) -> None:
 # --- assert_enqueued, refute_enqueued, all_enqueued ----------------------------------------
 
 
+class JobFilters(TypedDict, total=False):
+    """What `assert_enqueued`, `refute_enqueued` and `all_enqueued` match jobs on."""
+
+    worker: Worker | type | str
+    args: dict[str, Any]
+    queue: str
+    priority: int
+    scheduled_at: datetime | tuple[datetime, timedelta | float]
+    tags: Iterable[str]
+    meta: dict[str, Any]
+    state: JobState | str | Iterable[JobState | str]
+
+
 @dataclass(frozen=True, slots=True)
 class _Expected:
     """What the assertions look for; None fields match anything."""
@@ -176,41 +183,29 @@ class _Expected:
 
     def mismatches(self, job: Job) -> list[str]:
         """The fields in which `job` differs from what is expected."""
-        wrong = []
-        if self.worker is not None and job.worker != self.worker:
-            wrong.append("worker")
-        if self.queue is not None and job.queue != self.queue:
-            wrong.append("queue")
-        if self.args is not None and not _contains(job.args, self.args):
-            wrong.append("args")
-        if self.meta is not None and not _contains(job.meta, self.meta):
-            wrong.append("meta")
-        if self.priority is not None and job.priority != self.priority:
-            wrong.append("priority")
-        if self.tags is not None and not set(self.tags) <= set(job.tags):
-            wrong.append("tags")
-        if self.scheduled_at is not None:
-            at, within = self.scheduled_at
-            if job.scheduled_at is None or abs(job.scheduled_at - at) > within:
-                wrong.append("scheduled_at")
-        if job.state not in self.states:
-            wrong.append("state")
-        return wrong
+        at, within = self.scheduled_at or (None, None)
+        fits = {
+            "worker": self.worker is None or job.worker == self.worker,
+            "queue": self.queue is None or job.queue == self.queue,
+            "args": self.args is None or _contains(job.args, self.args),
+            "meta": self.meta is None or _contains(job.meta, self.meta),
+            "priority": self.priority is None or job.priority == self.priority,
+            "tags": self.tags is None or set(self.tags) <= set(job.tags),
+            "scheduled_at": at is None or within is None or (
+                job.scheduled_at is not None and abs(job.scheduled_at - at) <= within),
+            "state": job.state in self.states,
+        }
+        return [name for name, fit in fits.items() if not fit]
 
     def describe(self) -> str:
-        parts = []
-        if self.worker is not None:
-            parts.append(f"worker={self.worker!r}")
-        if self.queue is not None:
-            parts.append(f"queue={self.queue!r}")
-        if self.args is not None:
-            parts.append(f"args containing {_short(self.args)}")
-        if self.meta is not None:
-            parts.append(f"meta containing {_short(self.meta)}")
-        if self.priority is not None:
-            parts.append(f"priority={self.priority}")
-        if self.tags is not None:
-            parts.append(f"tags including {list(self.tags)!r}")
+        texts = {
+            "worker": f"worker={self.worker!r}", "queue": f"queue={self.queue!r}",
+            "args": f"args containing {_short(self.args)}",
+            "meta": f"meta containing {_short(self.meta)}",
+            "priority": f"priority={self.priority}",
+            "tags": f"tags including {list(self.tags or ())!r}",
+        }
+        parts = [text for name, text in texts.items() if getattr(self, name) is not None]
         if self.scheduled_at is not None:
             at, within = self.scheduled_at
             parts.append(f"scheduled_at={at.isoformat()} ± {within.total_seconds():g}s")
@@ -233,18 +228,21 @@ def _contains(actual: Any, expected: Any) -> bool:
     return type(expected) is type(actual) and expected == actual
 
 
-def _expected(worker: Worker | type | str | None, args: dict[str, Any] | None,
-              queue: str | None, priority: int | None, scheduled_at: Any,
-              tags: Iterable[str] | None, meta: dict[str, Any] | None,
-              state: JobState | str | Iterable[JobState | str] | None) -> _Expected:
-    if tags is not None and isinstance(tags, str):
+def _expected(filters: Mapping[str, Any]) -> _Expected:
+    unknown = sorted(set(filters) - set(JobFilters.__annotations__))
+    if unknown:
+        raise TypeError(f"unknown job filter {unknown[0]!r}; "
+                        f"use {', '.join(JobFilters.__annotations__)}")
+    worker, tags = filters.get("worker"), filters.get("tags")
+    if isinstance(tags, str):
         raise InvalidJob(f"tags must be a list of strings, got {tags!r}")
     return _Expected(
         worker=None if worker is None else worker if isinstance(worker, str)
         else as_worker(worker).name,
-        args=_json("args", args), queue=queue, priority=priority,
-        scheduled_at=_window(scheduled_at), tags=None if tags is None else tuple(tags),
-        meta=_json("meta", meta), states=_states(state),
+        args=_json("args", filters.get("args")), queue=filters.get("queue"),
+        priority=filters.get("priority"), scheduled_at=_window(filters.get("scheduled_at")),
+        tags=None if tags is None else tuple(tags), meta=_json("meta", filters.get("meta")),
+        states=_states(filters.get("state")),
     )
 
 
@@ -315,14 +313,8 @@ async def _poll(check: Callable[[], Awaitable[T]], timeout_s: float | None,
     return value
 
 
-async def assert_enqueued(
-    client: Client, *, worker: Worker | type | str | None = None,
-    args: dict[str, Any] | None = None, queue: str | None = None, priority: int | None = None,
-    scheduled_at: datetime | tuple[datetime, timedelta | float] | None = None,
-    tags: Iterable[str] | None = None, meta: dict[str, Any] | None = None,
-    state: JobState | str | Iterable[JobState | str] | None = None,
-    timeout: float | None = None,  # noqa: ASYNC109 - Oban's name; the helper polls to it
-) -> Job:
+async def assert_enqueued(client: Client, *, timeout: float | None = None,  # noqa: ASYNC109
+                          **filters: Unpack[JobFilters]) -> Job:
     """Assert that a job matching these fields is enqueued, and return it (the oldest).
 
     `args` and `meta` match as subsets (PostgreSQL's `@>`), `tags` when all given tags are
@@ -338,22 +330,16 @@ async def assert_enqueued(
         >>> await assert_enqueued(client, worker=send_email, args={"user_id": 42})
         >>> await assert_enqueued(client, worker=remind, scheduled_at=(in_a_week, 60))
     """
-    expected = _expected(worker, args, queue, priority, scheduled_at, tags, meta, state)
+    expected = _expected(filters)
     found = await _poll(lambda: _matching(client, expected), timeout, bool)
     if not found:
         raise AssertionError(await _explain_missing(client, expected, timeout))
     return found[0]
 
 
-async def refute_enqueued(
-    client: Client, *, worker: Worker | type | str | None = None,
-    args: dict[str, Any] | None = None, queue: str | None = None, priority: int | None = None,
-    scheduled_at: datetime | tuple[datetime, timedelta | float] | None = None,
-    tags: Iterable[str] | None = None, meta: dict[str, Any] | None = None,
-    state: JobState | str | Iterable[JobState | str] | None = None,
-    timeout: float | None = None,  # noqa: ASYNC109 - as in assert_enqueued
-) -> None:
-    """Assert that no job matching these fields is enqueued; fields as in `assert_enqueued`.
+async def refute_enqueued(client: Client, *, timeout: float | None = None,  # noqa: ASYNC109
+                          **filters: Unpack[JobFilters]) -> None:
+    """Assert that no job matching these filters is enqueued; filters as in `assert_enqueued`.
 
     With `timeout` (seconds), keep checking for that long: the assertion fails as soon as
     such a job appears.
@@ -364,7 +350,7 @@ async def refute_enqueued(
     Example:
         >>> await refute_enqueued(client, worker=send_email, args={"user_id": 42})
     """
-    expected = _expected(worker, args, queue, priority, scheduled_at, tags, meta, state)
+    expected = _expected(filters)
     found = await _poll(lambda: _matching(client, expected), timeout, bool)
     if found:
         lines = [f"expected no job enqueued with {expected.describe()}; found {len(found)}:"]
@@ -372,21 +358,15 @@ async def refute_enqueued(
         raise AssertionError("\n".join(lines))
 
 
-async def all_enqueued(
-    client: Client, *, worker: Worker | type | str | None = None,
-    args: dict[str, Any] | None = None, queue: str | None = None, priority: int | None = None,
-    scheduled_at: datetime | tuple[datetime, timedelta | float] | None = None,
-    tags: Iterable[str] | None = None, meta: dict[str, Any] | None = None,
-    state: JobState | str | Iterable[JobState | str] | None = None,
-) -> list[Job]:
-    """The enqueued jobs matching these fields, oldest first; fields as in `assert_enqueued`.
+async def all_enqueued(client: Client, **filters: Unpack[JobFilters]) -> list[Job]:
+    """The enqueued jobs matching these filters, oldest first; filters as in `assert_enqueued`.
 
     Example:
         >>> jobs = await all_enqueued(client, worker=send_email)
         >>> sorted(job.args["user_id"] for job in jobs)
         [1, 2, 3]
     """
-    expected = _expected(worker, args, queue, priority, scheduled_at, tags, meta, state)
+    expected = _expected(filters)
     return await _matching(client, expected)
 
 
@@ -423,7 +403,7 @@ def _listing(jobs: list[Job], expected: _Expected | None) -> list[str]:
         if job.state is not JobState.AVAILABLE and job.scheduled_at is not None:
             line += f" scheduled_at={job.scheduled_at.isoformat()}"
         if expected is not None:
-            line += f"  (differs in {', '.join(expected.mismatches(job))})"
+            line += f"  (differs in {', '.join(expected.mismatches(job)) or 'nothing now'})"
         lines.append(line)
     if len(jobs) > _SHOWN:
         lines.append(f"  ... and {len(jobs) - _SHOWN} more")
