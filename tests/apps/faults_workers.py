@@ -35,8 +35,9 @@ ON CONFLICT (token) DO NOTHING
 RECORD_DEADLINE_S = 60.0
 
 
-async def record(job: Job) -> int:
-    """Record this execution (retrying through outages); return how many the job has had."""
+async def record(job: Job, *, count: bool = False) -> int | None:
+    """Record this execution (retrying through outages); with `count`, return how many
+    executions the job has had."""
     pool = jobrunner.current_client().pool
     token = uuid.uuid4()
     node = job.attempted_by[0] if job.attempted_by else "?"
@@ -47,10 +48,12 @@ async def record(job: Job) -> int:
         try:
             async with pool.acquire() as conn:
                 await conn.execute(RECORD, token, job.id, job.attempt, node, os.getpid())
-                count: int = await conn.fetchval(
+                if not count:
+                    return None
+                n: int = await conn.fetchval(
                     "SELECT count(*) FROM fault_executions WHERE job_id = $1", job.id
                 )
-                return count
+                return n
         except Exception:  # any connection or server error: the database may be restarting
             if loop.time() > deadline:
                 raise
@@ -80,5 +83,5 @@ class LongFirst(_FastRetry):
     interrupts it is visible and the job still finishes on a later node."""
 
     async def perform(self, job: Job) -> None:
-        if await record(job) == 1:
+        if await record(job, count=True) == 1:
             await asyncio.sleep(float(job.args["sleep"]))

@@ -84,6 +84,7 @@ class Figures:
     lost: int = 0
     faults: dict[str, int] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    extra_by_node: Counter[str] = field(default_factory=Counter)  # re-run after a run there
 
     def line(self) -> str:
         parts = [
@@ -168,6 +169,7 @@ async def audit(
     assert not twice, f"jobs completed more than once: {twice}"
     assert set(completions) == set(jobs), "a job became completed without a recorded transition"
 
+    figures.extra_by_node = Counter(n for nodes in runs.values() for n in nodes[:-1])
     if max_extra_per_job is not None:
         over = {j: n for j, n in runs.items() if len(n) - 1 > max_extra_per_job}
         assert not over, (
