@@ -38,6 +38,7 @@ from jobrunner.testing import (
     refute_enqueued,
 )
 from jobrunner.worker import lookup
+from tests.helpers import eventually
 
 RAN: list[Job] = []
 NODES: list[int] = []  # how many rows the running job's node had, seen from inside the job
@@ -404,6 +405,51 @@ async def test_drain_registers_a_node_while_it_runs(
     assert NODES == [1]
     assert "-drain-" in RAN[0].attempted_by[0]
     assert await db.fetchval("SELECT count(*) FROM jobrunner_nodes") == 0
+
+
+async def test_a_draining_node_heartbeats_and_its_jobs_are_not_rescued(
+    client: jobrunner.Client, db: asyncpg.Connection
+) -> None:
+    release = asyncio.Event()
+    running: asyncio.Queue[Job] = asyncio.Queue()
+
+    @worker(queue="long", name="helpers.long")
+    async def long(job: Job) -> None:
+        running.put_nowait(job)
+        await release.wait()
+
+    await client.insert(long.new({}))
+    draining = asyncio.create_task(drain_queue(client, "long"))
+    try:
+        job = await asyncio.wait_for(running.get(), timeout=10)
+        node = job.attempted_by[0]
+        first = await db.fetchval("SELECT heartbeat_at FROM jobrunner_nodes WHERE name = $1", node)
+
+        async def heartbeated() -> bool:
+            at = await db.fetchval("SELECT heartbeat_at FROM jobrunner_nodes WHERE name = $1",
+                                   node)
+            return at is not None and at > first
+
+        await eventually(heartbeated, timeout_s=10)
+        assert await _queries.rescue_jobs(client.pool, node_lease_s=0) == []
+    finally:
+        release.set()
+    assert (await draining).completed == 1
+
+
+async def test_drain_beside_a_live_daemon_runs_each_job_once(
+    client: jobrunner.Client, make_runner: Any
+) -> None:
+    jobs = await client.insert_all([act.new({"n": n}) for n in range(60)])
+    async with make_runner(queues={"helpers": 3}):
+        await drain_queue(client, "helpers")
+
+        async def all_done() -> bool:
+            assert await all_enqueued(client, state=["available", "executing"]) == []
+            return True
+
+        await eventually(all_done)
+    assert sorted(j.id for j in RAN) == sorted(j.id for j in jobs)
 
 
 async def test_drain_skips_jobs_locked_by_others(
