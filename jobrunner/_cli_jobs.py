@@ -155,10 +155,11 @@ def retry(ids: IdsArgument = None, state: StateOption = None, queue: QueueOption
             fail("executing jobs cannot be retried; cancel them first")
         retried = with_client(settings, lambda c: c.retry_jobs(state=states, queue=queue,
                                                                worker=worker))
-        what = "/".join(states) + (f" in queue {queue!r}" if queue else "") + (
-            f" of worker {worker!r}" if worker else "")
-        typer.echo(f"retried {len(retried)} {what} job{'' if len(retried) == 1 else 's'}"
-                   + (": " + ", ".join(map(str, retried)) if retried else ""))
+        what = ", ".join([f"state {'/'.join(states)}"] + ([f"queue {queue!r}"] if queue else [])
+                         + ([f"worker {worker!r}"] if worker else []))
+        ids_text = (": " + ", ".join(map(str, retried))) if retried else ""
+        typer.echo(f"retried {len(retried)} job{'' if len(retried) == 1 else 's'} ({what})"
+                   + ids_text)
         return
     numbers = parse_ids(ids)
     refused = with_client(settings, lambda c: _retry_ids(c, numbers))

@@ -70,8 +70,7 @@ def resume(queue: str, node: NodeOption = None, timeout: TimeoutOption = 5.0,
 def scale(queue: str, limit: Annotated[str, typer.Argument(help="Jobs at once per node, >= 1.")],
           node: NodeOption = None, timeout: TimeoutOption = 5.0, force: ForceOption = False,
           dsn: DsnOption = None, config: ConfigOption = None) -> None:
-    """Run up to LIMIT jobs of QUEUE at once on each node; scaling down lets running jobs
-    finish. Persisted unless --node is given."""
+    """Run up to LIMIT jobs of QUEUE at once per node (running jobs are never cut short)."""
     try:
         number = int(limit)
     except ValueError:
@@ -119,8 +118,7 @@ def drain(
     app_modules: AppOption = None, json_out: JsonOption = False,
     dsn: DsnOption = None, config: ConfigOption = None,
 ) -> None:
-    """Run every waiting job of the queues until none is left (CI, deploys): on the live
-    nodes serving a queue, else in this process. Exit 0 if all succeeded, 1 if any failed."""
+    """Run every waiting job of the queues, on live nodes or here; exit 1 if any failed."""
     settings = load_settings(config, database_url=dsn,
                              app=tuple(app_modules) if app_modules else None)
 
