@@ -93,8 +93,11 @@ async def check_queue(client: Client, queue: str) -> None:
 
 
 async def check_node(client: Client, node: str, queue: str | None) -> None:
-    """Raise UnknownTarget unless `node` is live (and serves `queue` when given)."""
-    live = [n for n in await _queries.status_nodes(client.pool) if n.live]
+    """Raise UnknownTarget unless `node` is a live daemon (serving `queue` when given).
+
+    Node rows that serve no queue (a drain or an inline test process) run no control loop.
+    """
+    live = [n for n in await _queries.status_nodes(client.pool) if n.live and n.queues]
     found = next((n for n in live if n.name == node), None)
     if found is None:
         names = ", ".join(n.name for n in live) or "none"

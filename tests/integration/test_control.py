@@ -159,3 +159,15 @@ async def test_list_retry_and_status(client, db, make_runner) -> None:
     (queue,) = status.queues
     assert queue.name == "default" and queue.paused and queue.nodes == ()
     assert queue.jobs["available"] == 3 and sum(queue.jobs.values()) == 3
+
+
+async def test_nodes_without_queues_are_not_waited_for(client, db, make_runner) -> None:
+    # A drain or an inline test process holds a node row serving no queue: no control loop.
+    await db.execute("INSERT INTO jobrunner_nodes (name, host, pid, queues, expires_at) "
+                     "VALUES ('drainer', 'h', 1, '{}', now() + interval '1 minute')")
+    async with make_runner(node="a") as a:
+        result = await client.stop_node(timeout_s=3)
+        assert result.ok and result.targets == ("a",)
+        assert a.stop_requested.is_set()
+        with pytest.raises(UnknownTarget, match=r"unknown node 'drainer'.*live nodes: a\)"):
+            await client.stop_node("drainer")
