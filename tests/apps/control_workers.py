@@ -57,3 +57,14 @@ async def snooze(job: Job) -> jobrunner.Snooze:
 async def cancel(job: Job) -> jobrunner.Cancel:
     """Cancels itself."""
     return jobrunner.Cancel("not needed")
+
+
+GATE_TABLE = "CREATE TABLE IF NOT EXISTS control_gate (opened_at timestamptz NOT NULL)"
+
+
+@worker(queue="default", name="control.gate")
+async def gate(job: Job) -> None:
+    """Runs until a row appears in `control_gate`: holds its node's slot meanwhile."""
+    pool = jobrunner.current_client().pool
+    while not await pool.fetchval("SELECT EXISTS (SELECT 1 FROM control_gate)"):
+        await asyncio.sleep(0.05)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 
 import jobrunner
 from jobrunner import JobState
 from tests.apps import control_workers, sample
-from tests.helpers import NO_CONFIG, run_cli
+from tests.helpers import NO_CONFIG, eventually, run_cli
 
 APPS = ("tests.apps.sample", "tests.apps.control_workers")
 APP_FLAGS = ("--app", "tests.apps.sample", "--app", "tests.apps.control_workers")
@@ -105,6 +106,40 @@ async def test_drain_goes_through_live_daemons(client, db, daemons) -> None:
     assert applied == 4  # two drains, each applied by both nodes
     for daemon in nodes:
         assert await daemon.stop() == 0
+
+
+async def test_drain_waits_for_the_jobs_daemons_run(client, db, daemons) -> None:
+    await db.execute(control_workers.GATE_TABLE)
+    await db.execute("TRUNCATE control_gate")
+    daemon = daemons(queues="default:1", node="gated", app=APPS).start()
+    await daemon.wait_ready()
+    # The gate job holds the node's only slot, so the others wait for the drain to begin.
+    held = await client.insert(control_workers.gate.new({}))
+
+    async def executing() -> bool:
+        return (await client.get_job(held.id)).state is JobState.EXECUTING
+
+    await eventually(executing)
+    queued = await client.insert_all([sample.record_run.new({"i": i}) for i in range(3)])
+    failing = await client.insert(sample.fail.new({}))
+    drain = asyncio.create_task(asyncio.to_thread(cli, client.dsn, "drain", "default"))
+
+    async def drain_began() -> bool:
+        return bool(await db.fetchval("SELECT count(*) FROM jobrunner_control "
+                                      "WHERE command = 'drain'"))
+
+    await eventually(drain_began, 30)
+    await db.execute("INSERT INTO control_gate VALUES (now())")
+    result = await drain
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.splitlines() == [
+        "drained 'default' through gated",
+        "completed 4, retried 1, failed 0, cancelled 0, snoozed 0",
+    ]
+    assert result.stderr.splitlines()[-1].startswith("error: 1 job failed and will be retried")
+    assert await states(client, [held, *queued]) == [JobState.COMPLETED] * 4
+    assert (await client.get_job(failing.id)).state is JobState.RETRYABLE
+    assert await daemon.stop() == 0
 
 
 async def test_drain_timeout_and_bad_input(client, db) -> None:
