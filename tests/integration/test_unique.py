@@ -4,6 +4,7 @@ inserts, within and across insert_all batches, and under concurrency."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -227,16 +228,15 @@ async def test_insert_all_with_duplicates_within_and_across_batches(
 async def test_concurrent_inserts_of_one_unique_job_make_one_row(
     client: jobrunner.Client, db: asyncpg.Connection, pool: asyncpg.Pool
 ) -> None:
+    async def insert_one(conn: asyncpg.Connection, start: asyncio.Event, round_: int) -> Job:
+        await start.wait()
+        return await client.insert(sync.new({"round": round_}), conn=conn)
+
     for round_ in range(5):
         start = asyncio.Event()
-
-        async def insert_one(conn: asyncpg.Connection) -> Job:
-            await start.wait()
-            return await client.insert(sync.new({"round": round_}), conn=conn)
-
         connections = [await pool.acquire() for _ in range(20)]
         try:
-            tasks = [asyncio.create_task(insert_one(c)) for c in connections]
+            tasks = [asyncio.create_task(insert_one(c, start, round_)) for c in connections]
             start.set()
             jobs = await asyncio.gather(*tasks)
         finally:
@@ -299,6 +299,12 @@ async def test_concurrent_bulk_inserts_with_overlapping_keys(
 async def test_an_uncommitted_duplicate_decides_at_its_commit(
     client: jobrunner.Client, db: asyncpg.Connection, pool: asyncpg.Pool
 ) -> None:
+    async def waiting_on_lock(conn: asyncpg.Connection) -> bool:
+        event = await db.fetchval("SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1",
+                                  conn.get_server_pid())
+        assert event == "Lock"
+        return True
+
     for outcome in ("commit", "rollback"):
         holder = await pool.acquire()
         waiter = await pool.acquire()
@@ -309,13 +315,7 @@ async def test_an_uncommitted_duplicate_decides_at_its_commit(
             blocked = asyncio.create_task(client.insert(sync.new({"outcome": outcome}),
                                                         conn=waiter))
 
-            async def waiting_on_lock() -> bool:
-                event = await db.fetchval("SELECT wait_event_type FROM pg_stat_activity "
-                                          "WHERE pid = $1", waiter.get_server_pid())
-                assert event == "Lock"
-                return True
-
-            await eventually(waiting_on_lock, timeout_s=20)
+            await eventually(functools.partial(waiting_on_lock, waiter), timeout_s=20)
             assert not blocked.done()
             if outcome == "commit":
                 await tx.commit()

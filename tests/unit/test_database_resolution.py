@@ -50,7 +50,7 @@ def test_config_named_by_flag_or_env(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 def test_missing_or_broken_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ConfigError, match="config file '/nowhere/jr.toml' not found"):
+    with pytest.raises(ConfigError, match=r"config file '/nowhere/jr\.toml' not found"):
         Settings.load(config="/nowhere/jr.toml", env={})
     broken = write_config(tmp_path / "broken.toml", "database_url = \n")
     with pytest.raises(ConfigError, match="cannot read config file"):
