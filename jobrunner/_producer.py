@@ -142,10 +142,11 @@ class Producer:
     async def _loop(self) -> None:
         failures = 0
         while not self._stopping:
-            try:
-                await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)
-            except TimeoutError:
-                self._more = True
+            if not self._wake.is_set():
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)
+                except TimeoutError:
+                    self._more = True
             self._wake.clear()
             if self._stopping:
                 break

@@ -56,9 +56,13 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
     try:
         numeric = logging.getLevelNamesMapping()[level.upper()]
     except KeyError:
-        raise ValueError(f"log level must be debug, info, warning or error, got {level!r}") from None
+        raise ValueError(
+            f"log level must be debug, info, warning or error, got {level!r}"
+        ) from None
     console = fmt == "console" or (fmt == "auto" and sys.stdout.isatty())
-    renderer: Any = structlog.dev.ConsoleRenderer() if console else structlog.processors.JSONRenderer()
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer() if console else structlog.processors.JSONRenderer()
+    )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

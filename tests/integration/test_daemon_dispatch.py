@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -11,6 +13,8 @@ import pytest
 
 import jobrunner
 from jobrunner import Job, JobState, worker
+from jobrunner._acker import Acker
+from jobrunner._producer import Producer
 from jobrunner.config import QueueConfig
 from tests.apps import sample
 from tests.helpers import eventually
@@ -170,7 +174,7 @@ async def test_dispatch_cooldown_spaces_fetches(client, make_runner, db) -> None
 
         await eventually(all_done, 20)
     times = await db.fetch("SELECT attempted_at FROM jobrunner_jobs ORDER BY attempted_at")
-    gaps = [(b[0] - a[0]).total_seconds() for a, b in zip(times, times[1:], strict=False)]
+    gaps = [(b[0] - a[0]).total_seconds() for a, b in itertools.pairwise(times)]
     assert len(gaps) == 3 and min(gaps) >= 0.28, gaps
 
 
@@ -234,3 +238,70 @@ async def test_two_daemons_never_run_the_same_job_twice(client, db, daemons) -> 
         d.node for d in nodes}
     states = await db.fetch("SELECT state::text, count(*) FROM jobrunner_jobs GROUP BY 1")
     assert {r["state"]: r["count"] for r in states} == {"completed": len(jobs)}
+
+
+# --- producer and runner lifecycle ------------------------------------------------------------
+
+
+async def test_jobs_interrupted_before_their_task_began_go_back(client, started) -> None:
+    acker = Acker(client.pool, "node-p")
+    producer = Producer(QUEUE, QueueConfig(limit=3), client=client, node="node-p", acker=acker)
+    await acker.start()
+    try:
+        inserted = await client.insert_all([ping.new({"i": i}) for i in range(3)])
+        await producer._tick()  # claims and dispatches; the tasks have not run a step yet
+        assert producer.running == 3
+        producer.interrupt()
+        await asyncio.wait_for(producer.stop(grace_s=30), 10)
+        assert producer.running == 0
+        await asyncio.wait_for(acker.wait_idle(), 10)
+    finally:
+        await acker.stop()
+    assert started.empty()
+    for job in inserted:
+        after = await client.get_job(job.id)
+        assert after is not None and after.state is JobState.AVAILABLE and after.attempt == 0
+
+
+async def test_the_runner_embeds_in_an_application_loop(client, db) -> None:
+    began: asyncio.Queue[int] = asyncio.Queue()
+
+    @worker(queue="embedded")
+    async def nap(job: Job) -> None:
+        began.put_nowait(job.id)
+        await asyncio.sleep(float(job.args["sleep"]))
+
+    async with jobrunner.Runner(client, queues={"embedded": 2}) as runner:
+        row = await db.fetchrow("SELECT queues FROM jobrunner_nodes WHERE name = $1", runner.node)
+        assert json.loads(row["queues"]) == {
+            "embedded": {"limit": 2, "paused": False, "running": 0}}
+        quick = await client.insert(nap.new({"sleep": 0}))
+        assert await asyncio.wait_for(began.get(), 10) == quick.id
+        slow = await client.insert(nap.new({"sleep": 60}))
+        assert await asyncio.wait_for(began.get(), 10) == slow.id
+        await asyncio.wait_for(runner.stop(grace=0.2), 20)
+        assert runner.stopped.is_set()
+    for job_id, state, attempt in ((quick.id, JobState.COMPLETED, 1),
+                                   (slow.id, JobState.AVAILABLE, 0)):
+        job = await client.get_job(job_id)
+        assert job is not None and (job.state, job.attempt) == (state, attempt)
+    assert await db.fetchval("SELECT count(*) FROM jobrunner_nodes") == 0
+
+
+async def test_a_runner_that_fails_to_start_cleans_up(client, db, monkeypatch) -> None:
+    async def broken_start(self: Producer) -> None:
+        raise RuntimeError("cannot start")
+
+    monkeypatch.setattr(Producer, "start", broken_start)
+    runner = jobrunner.Runner(client, queues={QUEUE: 1})
+    with pytest.raises(RuntimeError, match="cannot start"):
+        await runner.start()
+    assert runner.stopped.is_set() and runner.notifier.backend_pid is None
+    assert await db.fetchval("SELECT count(*) FROM jobrunner_nodes") == 0
+
+    async def listener_gone() -> bool:
+        assert await _listener_pid(db, runner.node) is None
+        return True
+
+    await eventually(listener_gone)
+    await runner.stop()  # idempotent

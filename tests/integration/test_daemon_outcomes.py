@@ -10,8 +10,7 @@ import asyncpg
 import pytest
 
 import jobrunner
-from jobrunner import Cancel, Discard, Job, JobState, NewJob, Snooze, worker
-from jobrunner import _queries
+from jobrunner import Cancel, Discard, Job, JobState, NewJob, Snooze, _queries, worker
 from jobrunner._acker import Acker
 from jobrunner._queries import Ack
 from tests.helpers import eventually
@@ -235,7 +234,7 @@ async def test_subscribers_receive_start_stop_and_exception(client, make_runner)
 
 
 async def test_subscribe_rejects_unknown_events() -> None:
-    with pytest.raises(ValueError, match="unknown event 'job.done'"):
+    with pytest.raises(ValueError, match=r"unknown event 'job\.done'"):
         jobrunner.subscribe(lambda event, fields: None, ["job.done"])
 
 
