@@ -65,13 +65,15 @@ class Unique:
 
     def __init__(
         self,
-        period: float | None = 60,
+        period: float | timedelta | None = 60,
         fields: Iterable[str] = ("worker", "queue", "args"),
         keys: Iterable[str] | None = None,
         states: Iterable[JobState | str] | str = DEFAULT_UNIQUE_STATES,
     ) -> None:
         if isinstance(keys, str):
             raise InvalidJob(f"unique keys must be a list of strings, got {keys!r}")
+        if isinstance(period, timedelta):
+            period = period.total_seconds()
         object.__setattr__(self, "period", period)
         object.__setattr__(self, "fields", tuple(fields))
         object.__setattr__(self, "keys", None if keys is None else tuple(keys))
@@ -331,11 +333,14 @@ class Worker:
         max_attempts: int | None = None,
         tags: Iterable[str] | None = None,
         meta: dict[str, Any] | None = None,
-        schedule_in: float | None = None,
+        schedule_in: float | timedelta | None = None,
         scheduled_at: datetime | None = None,
         unique: Unique | bool | None = True,
     ) -> NewJob:
         """Build an insertable job; options override the worker's.
+
+        `schedule_in` is seconds (or a timedelta) from now; `scheduled_at` a timezone-aware
+        time; `unique=False` drops the worker's uniqueness for this job.
 
         Example:
             >>> await client.insert(send_email.new({"user_id": 42}, schedule_in=60))
@@ -354,7 +359,9 @@ class Worker:
             max_attempts=self.max_attempts if max_attempts is None else max_attempts,
             tags=self.tags if tags is None else _tags(tags),
             meta={} if meta is None else meta,
-            schedule_in=schedule_in,
+            schedule_in=(
+                schedule_in.total_seconds() if isinstance(schedule_in, timedelta) else schedule_in
+            ),
             scheduled_at=scheduled_at,
             unique=unique_opt,
         )

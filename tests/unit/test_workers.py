@@ -199,6 +199,16 @@ def test_bad_schedule(options: dict[str, object], message: str) -> None:
         w.new({}, **options)  # type: ignore[arg-type]
 
 
+def test_durations_may_be_timedeltas() -> None:
+    @worker()
+    async def w(job: Job) -> None: ...
+
+    assert w.new({}, schedule_in=timedelta(minutes=2)).schedule_in == 120.0
+    assert Unique(period=timedelta(hours=1)).period == 3600.0
+    with pytest.raises(InvalidJob, match=_re("schedule_in must be seconds >= 0, got -1.0")):
+        w.new({}, schedule_in=timedelta(seconds=-1))
+
+
 def test_new_job_run_at() -> None:
     now = datetime(2030, 1, 1, tzinfo=UTC)
     at = now + timedelta(hours=1)
