@@ -1,4 +1,4 @@
--- jobrunner schema, version 3: which transaction issued each control command.
+-- jobrunner schema, version 2: which transaction issued each control command.
 -- A starting node reads the persisted queue state and a snapshot in one statement; it then
 -- applies exactly the commands that snapshot did not see, so none is lost or applied twice.
 
