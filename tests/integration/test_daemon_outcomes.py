@@ -291,6 +291,27 @@ async def test_a_job_cancelled_without_notification_is_stopped_by_the_heartbeat(
     assert job.completed_at is None and job.errors == ()
 
 
+async def test_a_job_that_turns_its_interruption_into_an_error_still_goes_back(
+    client, make_runner
+) -> None:
+    began: asyncio.Queue[int] = asyncio.Queue()
+
+    @worker(queue=QUEUE)
+    async def stubborn(job: Job) -> None:
+        began.put_nowait(job.id)
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            raise RuntimeError("stopped, but says it failed") from None
+
+    async with make_runner(queues={QUEUE: 1}) as runner:
+        inserted = await client.insert(stubborn.new({}))
+        assert await asyncio.wait_for(began.get(), 15) == inserted.id
+        await asyncio.wait_for(runner.stop(grace=0.1), 20)
+    job = await ended(client, inserted.id, JobState.AVAILABLE, timeout_s=0)
+    assert job.attempt == 0 and job.errors == ()
+
+
 async def _no_running(runner: jobrunner.Runner) -> bool:
     return all(p.running == 0 for p in runner.producers.values())
 
