@@ -14,7 +14,13 @@ import asyncpg
 
 from .errors import ConfigError, DatabaseUnavailable
 
-_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^:/@?#]*:)(?P<pw>[^@/?#]*)(?=@)", re.I)
+# The password runs to the first @ that a host (maybe empty: a unix socket), a port and the end
+# of the URL follow, so that @ / ? # pasted unencoded into a password are hidden too.
+_URL_PASSWORD = re.compile(
+    r"(?P<head>[a-z][a-z0-9+.-]*://[^:/?#\s]*:)(?P<pw>.*?)"
+    r"(?=@(?:\[[0-9a-f:.]*\]|[a-z0-9._%-]*)(?::[0-9]*)?(?:[/?#'\"\s,;)]|$))",
+    re.I,
+)
 _KV_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<pw>'[^']*'|\S+)", re.I)
 
 
@@ -83,15 +89,38 @@ async def resolve_dsn(database_url: str | None, data_dir: str | Path = ".jobrunn
     return await asyncio.to_thread(embedded_dsn, data_dir)
 
 
+def _redact_dsn(dsn: str) -> str:
+    """`dsn` with its password hidden: all between `user:` and the last @ (the DSN is one URL)."""
+    scheme, sep, rest = dsn.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in userinfo:
+        return redact(dsn)
+    return f"{scheme}://{userinfo.partition(':')[0]}:***@{host}"
+
+
+def _scrub(exc: BaseException, dsn: str) -> str:
+    """A parser's or driver's message about `dsn` without any piece of its password: a URL
+    with / ? # in the password is split there, and the pieces are echoed ('pa')."""
+    reason = str(exc)
+    userinfo = dsn.partition("://")[2].rpartition("@")[0]
+    secret = userinfo.partition(":")[2]
+    if secret:
+        pieces = [p for p in re.split(r"[/?#@:]", secret) if p]
+        for piece in sorted({secret, *(p for p in pieces if len(p) >= 3)}, key=len, reverse=True):
+            reason = reason.replace(piece, "***")
+        for piece in pieces:
+            reason = reason.replace(f"'{piece}'", "'***'")
+    return redact(reason) or type(exc).__name__
+
+
 def _unavailable(dsn: str, exc: BaseException) -> DatabaseUnavailable:
-    reason = redact(str(exc)) or type(exc).__name__
-    return DatabaseUnavailable(f"cannot connect to {redact(dsn)!r}: {reason}")
+    return DatabaseUnavailable(f"cannot connect to {_redact_dsn(dsn)!r}: {_scrub(exc, dsn)}")
 
 
 def _malformed(dsn: str, exc: BaseException) -> ConfigError:
-    reason = redact(str(exc)) or type(exc).__name__
+    reason = _scrub(exc, dsn)
     return ConfigError(
-        f"invalid database url {redact(dsn)!r}: {reason}; "
+        f"invalid database url {_redact_dsn(dsn)!r}: {reason}; "
         "give one like 'postgresql://user@localhost:5432/dbname'"
     )
 
