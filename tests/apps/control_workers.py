@@ -40,8 +40,10 @@ async def slow(job: Job) -> None:
     try:
         await asyncio.sleep(float(job.args.get("sleep", 1)))
     except asyncio.CancelledError:
-        await pool.execute("UPDATE control_runs SET cancelled = true, ended_at = clock_timestamp() "
-                           "WHERE job_id = $1 AND ended_at IS NULL", job.id)
+        # Shielded: the record is written even if the task is cancelled again meanwhile.
+        await asyncio.shield(pool.execute(
+            "UPDATE control_runs SET cancelled = true, ended_at = clock_timestamp() "
+            "WHERE job_id = $1 AND ended_at IS NULL", job.id))
         raise
     await pool.execute("UPDATE control_runs SET ended_at = clock_timestamp() "
                        "WHERE job_id = $1 AND ended_at IS NULL", job.id)

@@ -130,7 +130,7 @@ async def test_commands_wait_only_for_the_timeout(client, db, make_runner) -> No
 
 async def test_bad_targets_are_refused(client, make_runner) -> None:
     async with make_runner(node="a"):
-        with pytest.raises(UnknownTarget, match=r"unknown queue 'nope'.*known queues: default"):
+        with pytest.raises(UnknownTarget, match=r"unknown queue 'nope': no node serves it"):
             await client.pause_queue("nope")
         with pytest.raises(UnknownTarget, match=r"unknown node 'z'.*live nodes: a"):
             await client.pause_queue("default", "z")
