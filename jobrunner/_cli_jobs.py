@@ -239,28 +239,37 @@ def enqueue(
     json_out: JsonOption = False, dsn: DsnOption = None, config: ConfigOption = None,
 ) -> None:
     """Insert one job. The worker's options are the defaults; flags override them."""
-    parsed_args, parsed_meta = _json_object("--args", args), _json_object("--meta", meta)
+    options: dict[str, Any] = {"args": _json_object("--args", args),
+                               "meta": _json_object("--meta", meta), "queue": queue,
+                               "priority": priority, "schedule_in": schedule_in,
+                               "max_attempts": max_attempts, "tags": tag}
     settings = load_settings(config, database_url=dsn,
                              app=tuple(app_modules) if app_modules else None)
 
     def build() -> NewJob:
         import_apps(settings.app)
-        options: dict[str, Any] = {"queue": queue, "priority": priority, "tags": tag,
-                                   "max_attempts": max_attempts}
-        found = registered().get(worker)
-        if found is not None:
-            return found.new(parsed_args, meta=parsed_meta, schedule_in=schedule_in, **options)
-        if not force:
-            modules = ", ".join(settings.app) or "none given"
-            fail(f"unknown worker {worker!r}: no registered worker has that name (app modules: "
-                 f"{modules}); pass --app MODULE that defines it, or --force to insert it anyway")
-        typer.echo(f"warning: no registered worker is named {worker!r}; inserting anyway",
-                   err=True)
-        defaults = {k: v for k, v in options.items() if v is not None}
-        return NewJob(worker=worker, args=parsed_args, meta=parsed_meta, schedule_in=schedule_in,
-                      **{**defaults, "tags": tuple(tag or ())})
+        return _new_job(worker, options, force=force, modules=settings.app)
 
     job, served = with_client(settings, lambda c: _enqueue(c, build))
+    _enqueued(job, served, json_out)
+
+
+def _new_job(worker: str, options: dict[str, Any], *, force: bool,
+             modules: Sequence[str]) -> NewJob:
+    """The job for a registered worker (its options as defaults), or, with --force, any name."""
+    found = registered().get(worker)
+    if found is not None:
+        return found.new(**options)
+    if not force:
+        fail(f"unknown worker {worker!r}: no registered worker has that name (app modules: "
+             f"{', '.join(modules) or 'none given'}); pass --app MODULE that defines it, or "
+             "--force to insert it anyway")
+    typer.echo(f"warning: no registered worker is named {worker!r}; inserting anyway", err=True)
+    given = {k: v for k, v in options.items() if v is not None}
+    return NewJob(worker=worker, **{**given, "tags": tuple(options["tags"] or ())})
+
+
+def _enqueued(job: Job, served: bool, json_out: bool) -> None:
     if json_out:
         typer.echo(json.dumps({**job_json(job), "conflict": job.conflict}, indent=2))
     else:
