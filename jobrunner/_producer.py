@@ -86,8 +86,8 @@ class Producer:
         No ack is written for it. False if it does not run here.
         """
         running = self._running.get(job_id)
-        if running is None or running[1].done():
-            return False
+        if running is None or running[1].done() or job_id in self._cancel_reasons:
+            return False  # cancelling twice would interrupt the worker's own clean-up
         self._cancel_reasons[job_id] = reason
         running[1].cancel()
         return True

@@ -34,6 +34,7 @@ RETRY_JOB = _sql("retry_job")
 REGISTER_NODE = _sql("register_node")
 HEARTBEAT_NODE = _sql("heartbeat_node")
 REMOVE_NODE = _sql("remove_node")
+RESCUE_NODE_JOBS = _sql("rescue_node_jobs")
 OWNED_JOBS = _sql("owned_jobs")
 
 
@@ -219,6 +220,11 @@ async def register_node(conn: Conn, *, name: str, host: str, pid: int, queues: s
     await _fetch(conn, REGISTER_NODE, name, host, pid, queues, lease_s)
 
 
+async def rescue_node_jobs(conn: Conn, node: str) -> list[int]:
+    """At a node's start: give back the jobs an earlier process of the same name left executing."""
+    return [row["id"] for row in await _fetch(conn, RESCUE_NODE_JOBS, node)]
+
+
 async def heartbeat_node(conn: Conn, *, name: str, queues: str, lease_s: float) -> bool:
     """Refresh the node's lease; False if its row is gone."""
     return bool(await _fetch(conn, HEARTBEAT_NODE, name, queues, lease_s))
@@ -231,6 +237,7 @@ async def remove_node(conn: Conn, name: str) -> None:
 async def owned_jobs(conn: Conn, *, ids: Sequence[int], node: str) -> set[int]:
     """The ids among `ids` that `node` still runs (executing, attempted by it)."""
     return {row["id"] for row in await _fetch(conn, OWNED_JOBS, list(ids), node)}
+
 
 # --- scheduler: staging, leadership, cron, pruning, rescue -------------------------------
 
