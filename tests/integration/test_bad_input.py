@@ -37,8 +37,9 @@ async def test_unreachable_database(db: asyncpg.Connection) -> None:
 
 async def test_database_that_does_not_exist(dsn: str) -> None:
     missing = with_database(dsn, "jobrunner_no_such_database")
-    with pytest.raises(DatabaseUnavailable,
-                       match='database "jobrunner_no_such_database" does not exist'):
+    with pytest.raises(
+        DatabaseUnavailable, match='database "jobrunner_no_such_database" does not exist'
+    ):
         async with jobrunner.connect(missing):
             pass
 
@@ -99,52 +100,72 @@ async def test_a_job_the_database_refuses_fails_the_whole_batch(
 
 async def test_sql_in_values_is_data(client: jobrunner.Client, db: asyncpg.Connection) -> None:
     evil = "'); DROP TABLE jobrunner_jobs; --"
-    job = await client.insert(NewJob(worker=f"w{evil}", args={evil: evil}, tags=(evil,),
-                                     meta={"q": evil}))
-    assert (job.worker, job.args, job.tags, job.meta) == (f"w{evil}", {evil: evil}, (evil,),
-                                                          {"q": evil})
+    job = await client.insert(
+        NewJob(worker=f"w{evil}", args={evil: evil}, tags=(evil,), meta={"q": evil})
+    )
+    assert (job.worker, job.args, job.tags, job.meta) == (
+        f"w{evil}",
+        {evil: evil},
+        (evil,),
+        {"q": evil},
+    )
     assert await client.get_job(job.id) == job
     assert await count(db) == 1
 
 
 async def test_huge_and_unicode_values_round_trip(client: jobrunner.Client) -> None:
     big = "ß漢🚀" * 400_000  # ~4 MB of UTF-8
-    job = await client.insert(NewJob(worker="unicode.wörker.漢", args={"big": big, "ключ": [1]},
-                                     queue="unicode_q", tags=("标签",)))
+    job = await client.insert(
+        NewJob(
+            worker="unicode.wörker.漢",
+            args={"big": big, "ключ": [1]},
+            queue="unicode_q",
+            tags=("标签",),
+        )
+    )
     stored = await client.get_job(job.id)
     assert stored is not None and stored.args["big"] == big and stored.args["ключ"] == [1]
     assert stored.worker == "unicode.wörker.漢" and stored.tags == ("标签",)
 
 
 async def test_non_ascii_queue_names_are_refused(client: jobrunner.Client) -> None:
-    with pytest.raises(InvalidJob, match=re.escape("queue name must be 1-128 letters, digits "
-                                                   "or '_.-:', got 'ünïcode'")):
+    with pytest.raises(
+        InvalidJob,
+        match=re.escape("queue name must be 1-128 letters, digits or '_.-:', got 'ünïcode'"),
+    ):
         task.new({}, queue="ünïcode")
 
 
 # Any character PostgreSQL stores: not NUL, not a lone surrogate (both refused up front).
 _CHARS = st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",))
 _SCALARS = (
-    st.none() | st.booleans() | st.integers(min_value=-(2**80), max_value=2**80)
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**80), max_value=2**80)
     # Past 1e15 Python writes floats with an exponent, which jsonb turns into an integer.
     | st.floats(min_value=-1e15, max_value=1e15, allow_nan=False)
     | st.text(_CHARS, max_size=20)
 )
 _KEYS = st.text(_CHARS, max_size=10)
-_JSON = st.recursive(_SCALARS, lambda inner: st.lists(inner, max_size=4)
-                     | st.dictionaries(_KEYS, inner, max_size=4), max_leaves=20)
+_JSON = st.recursive(
+    _SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_KEYS, inner, max_size=4),
+    max_leaves=20,
+)
 _ARGS = st.dictionaries(_KEYS, _JSON, max_size=6)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(args=_ARGS, meta=_ARGS)
-def test_any_json_object_round_trips_exactly(dsn: str, args: dict[str, Any],
-                                             meta: dict[str, Any]) -> None:
+def test_any_json_object_round_trips_exactly(
+    dsn: str, args: dict[str, Any], meta: dict[str, Any]
+) -> None:
     async def check() -> None:
         conn = await asyncpg.connect(dsn)
         try:
-            [job] = await _queries.insert_jobs(conn, [NewJob(worker="prop", args=args, meta=meta,
-                                                             queue="property")])
+            [job] = await _queries.insert_jobs(
+                conn, [NewJob(worker="prop", args=args, meta=meta, queue="property")]
+            )
             stored = await _queries.get_job(conn, job.id)
             assert stored is not None
             assert job.args == stored.args == args and job.meta == stored.meta == meta
@@ -166,10 +187,12 @@ def _types(value: Any) -> Any:
 
 
 @settings(max_examples=60, deadline=None)
-@given(args=_ARGS, bad=st.sampled_from(["\x00", "\ud800", "a\udfffb", "x\x00y"]),
-       as_key=st.booleans())
-def test_text_postgresql_refuses_is_refused_up_front(args: dict[str, Any], bad: str,
-                                                      as_key: bool) -> None:
+@given(
+    args=_ARGS, bad=st.sampled_from(["\x00", "\ud800", "a\udfffb", "x\x00y"]), as_key=st.booleans()
+)
+def test_text_postgresql_refuses_is_refused_up_front(
+    args: dict[str, Any], bad: str, as_key: bool
+) -> None:
     poisoned = {**args, bad: 1} if as_key else {**args, "nested": [{"v": bad}]}
     with pytest.raises(InvalidJob, match="args must hold valid text"):
         task.new(poisoned)

@@ -56,6 +56,7 @@ async def test_testing_mode_must_be_known(dsn: str) -> None:
 
 
 def test_current_client_outside_a_job() -> None:
-    with pytest.raises(JobRunnerError,
-                       match=r"current_client\(\) is only available inside a running job"):
+    with pytest.raises(
+        JobRunnerError, match=r"current_client\(\) is only available inside a running job"
+    ):
         jobrunner.current_client()

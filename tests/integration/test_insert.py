@@ -52,15 +52,31 @@ async def db_now(db: asyncpg.Connection) -> datetime:
     return now
 
 
-async def test_insert_round_trips_every_field(client: jobrunner.Client,
-                                              db: asyncpg.Connection) -> None:
-    args = {"user_id": 42, "name": "Zoë 🚀", "nested": {"list": [1, 2.5, None, True, "x"]},
-            "big": 2**70, "empty": {}, "quote": "it's \"quoted\"; DROP TABLE x; --"}
+async def test_insert_round_trips_every_field(
+    client: jobrunner.Client, db: asyncpg.Connection
+) -> None:
+    args = {
+        "user_id": 42,
+        "name": "Zoë 🚀",
+        "nested": {"list": [1, 2.5, None, True, "x"]},
+        "big": 2**70,
+        "empty": {},
+        "quote": 'it\'s "quoted"; DROP TABLE x; --',
+    }
     meta = {"trace": "abc", "n": [1]}
     at = datetime(2031, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
     before = await db_now(db)
-    job = await client.insert(send.new(args, queue="other", priority=9, max_attempts=3,
-                                       tags=["a", "b c"], meta=meta, scheduled_at=at))
+    job = await client.insert(
+        send.new(
+            args,
+            queue="other",
+            priority=9,
+            max_attempts=3,
+            tags=["a", "b c"],
+            meta=meta,
+            scheduled_at=at,
+        )
+    )
     assert isinstance(job.id, int) and job.id > 0
     assert job.state is JobState.SCHEDULED
     assert (job.queue, job.worker, job.args, job.meta) == ("other", "insert_tests.send", args, meta)
@@ -86,8 +102,9 @@ async def test_insert_uses_worker_defaults(client: jobrunner.Client) -> None:
     assert default.args == {} and default.tags == ()
 
 
-async def test_schedule_in_and_scheduled_at(client: jobrunner.Client,
-                                            db: asyncpg.Connection) -> None:
+async def test_schedule_in_and_scheduled_at(
+    client: jobrunner.Client, db: asyncpg.Connection
+) -> None:
     before = await db_now(db)
     later = await client.insert(plain.new({}, schedule_in=90))
     after = await db_now(db)
@@ -112,8 +129,15 @@ async def test_insert_all_round_trips_in_order_in_one_statement(
 ) -> None:
     at = datetime(2032, 1, 1, tzinfo=UTC)
     new_jobs = [
-        send.new({"i": i}, queue=f"q{i % 3}", priority=i % 10, max_attempts=1 + i % 5,
-                 tags=[f"t{i}"], meta={"m": i}, scheduled_at=at if i % 4 == 0 else None)
+        send.new(
+            {"i": i},
+            queue=f"q{i % 3}",
+            priority=i % 10,
+            max_attempts=1 + i % 5,
+            tags=[f"t{i}"],
+            meta={"m": i},
+            scheduled_at=at if i % 4 == 0 else None,
+        )
         for i in range(500)
     ]
     counting = CountingConn(client.pool)
@@ -124,8 +148,11 @@ async def test_insert_all_round_trips_in_order_in_one_statement(
     assert ids == sorted(ids) and len(set(ids)) == 500
     for i, (new, job) in enumerate(zip(new_jobs, jobs, strict=True)):
         assert job.args == {"i": i} == new.args
-        assert (job.queue, job.priority, job.max_attempts) == (new.queue, new.priority,
-                                                                new.max_attempts)
+        assert (job.queue, job.priority, job.max_attempts) == (
+            new.queue,
+            new.priority,
+            new.max_attempts,
+        )
         assert job.tags == (f"t{i}",) and job.meta == {"m": i}
         expected = JobState.SCHEDULED if i % 4 == 0 else JobState.AVAILABLE
         assert job.state is expected
@@ -140,8 +167,7 @@ async def test_insert_all_of_nothing_sends_nothing(client: jobrunner.Client) -> 
     assert counting.statements == 0
 
 
-async def test_insert_takes_only_new_jobs(client: jobrunner.Client,
-                                          db: asyncpg.Connection) -> None:
+async def test_insert_takes_only_new_jobs(client: jobrunner.Client, db: asyncpg.Connection) -> None:
     with pytest.raises(InvalidJob, match=r"insert takes jobs built with worker\.new"):
         await client.insert({"worker": "x"})  # type: ignore[arg-type]
     with pytest.raises(InvalidJob, match=r"insert takes jobs built with worker\.new"):
@@ -177,8 +203,9 @@ async def test_insert_in_the_callers_transaction_rolls_back_with_it(
     with pytest.raises(Boom):
         async with client.pool.acquire() as conn, conn.transaction():
             rolled = await client.insert(send.new({"user_id": 8}, queue="rolled"), conn=conn)
-            await client.insert_all([plain.new({"i": i}, queue="rolled") for i in range(3)],
-                                    conn=conn)
+            await client.insert_all(
+                [plain.new({"i": i}, queue="rolled") for i in range(3)], conn=conn
+            )
             raise Boom
     assert await client.get_job(rolled.id) is None
     assert await db.fetchval("SELECT count(*) FROM jobrunner_jobs") == 0
@@ -191,9 +218,14 @@ async def test_insert_in_the_callers_transaction_rolls_back_with_it(
 async def test_notify_wakes_each_queue_once_and_not_for_scheduled_jobs(
     client: jobrunner.Client, listener: asyncio.Queue[str]
 ) -> None:
-    await client.insert_all([plain.new({}, queue="a"), plain.new({}, queue="b"),
-                             plain.new({}, queue="a"), plain.new({}, queue="later",
-                                                                  schedule_in=600)])
+    await client.insert_all(
+        [
+            plain.new({}, queue="a"),
+            plain.new({}, queue="b"),
+            plain.new({}, queue="a"),
+            plain.new({}, queue="later", schedule_in=600),
+        ]
+    )
     await client.insert(plain.new({}, queue="marker"))
     got = [await asyncio.wait_for(listener.get(), 10) for _ in range(3)]
     assert sorted(got[:2]) == ["a", "b"] and got[2] == "marker"
@@ -213,8 +245,9 @@ async def test_cancel_job(client: jobrunner.Client, db: asyncpg.Connection) -> N
     assert again == cancelled
 
     done = await client.insert(plain.new({}))
-    await db.execute("UPDATE jobrunner_jobs SET state = 'completed', completed_at = now() "
-                     "WHERE id = $1", done.id)
+    await db.execute(
+        "UPDATE jobrunner_jobs SET state = 'completed', completed_at = now() WHERE id = $1", done.id
+    )
     kept = await client.cancel_job(done.id)
     assert kept.state is JobState.COMPLETED and kept.cancelled_at is None
 
@@ -222,12 +255,15 @@ async def test_cancel_job(client: jobrunner.Client, db: asyncpg.Connection) -> N
         await client.cancel_job(987654321)
 
 
-async def test_retry_job(client: jobrunner.Client, db: asyncpg.Connection,
-                         listener: asyncio.Queue[str]) -> None:
+async def test_retry_job(
+    client: jobrunner.Client, db: asyncpg.Connection, listener: asyncio.Queue[str]
+) -> None:
     job = await client.insert(plain.new({}, queue="again", max_attempts=2))
     await db.execute(
         "UPDATE jobrunner_jobs SET state = 'discarded', discarded_at = now(), attempt = 2, "
-        "scheduled_at = now() - interval '1 day' WHERE id = $1", job.id)
+        "scheduled_at = now() - interval '1 day' WHERE id = $1",
+        job.id,
+    )
     assert await asyncio.wait_for(listener.get(), 10) == "again"  # the insert's
     retried = await client.retry_job(job.id)
     assert retried.state is JobState.AVAILABLE
@@ -245,8 +281,9 @@ async def test_retry_job(client: jobrunner.Client, db: asyncpg.Connection,
         await client.retry_job(987654321)
 
 
-async def test_args_are_stored_as_jsonb_objects(client: jobrunner.Client,
-                                                db: asyncpg.Connection) -> None:
+async def test_args_are_stored_as_jsonb_objects(
+    client: jobrunner.Client, db: asyncpg.Connection
+) -> None:
     job = await client.insert(plain.new({"k": "v"}))
     kind = await db.fetchval("SELECT jsonb_typeof(args) FROM jobrunner_jobs WHERE id = $1", job.id)
     assert kind == "object"

@@ -16,14 +16,22 @@ from jobrunner._migrate import Migration
 from tests.conftest import with_database
 
 MISSING = "jobrunner tables missing, run 'jobrunner migrate'"
-TABLES = {"jobrunner_jobs", "jobrunner_nodes", "jobrunner_queues", "jobrunner_control",
-          "jobrunner_control_applied", "jobrunner_leader", "jobrunner_cron",
-          "jobrunner_migrations"}
+TABLES = {
+    "jobrunner_jobs",
+    "jobrunner_nodes",
+    "jobrunner_queues",
+    "jobrunner_control",
+    "jobrunner_control_applied",
+    "jobrunner_leader",
+    "jobrunner_cron",
+    "jobrunner_migrations",
+}
 
 
 @pytest.fixture
-async def fresh(make_database: Callable[[str], Awaitable[str]],
-                worker_suffix: str) -> AsyncIterator[str]:
+async def fresh(
+    make_database: Callable[[str], Awaitable[str]], worker_suffix: str
+) -> AsyncIterator[str]:
     """An empty database of this test's own."""
     name = f"jobrunner_test_{worker_suffix}_mig_{os.urandom(3).hex()}"
     dsn = await make_database(name)
@@ -51,10 +59,12 @@ async def test_migrate_an_empty_database_then_no_op(fresh: str) -> None:
         assert TABLES <= await tables(conn)
         assert await _migrate.schema_version(conn) == _migrate.LATEST
         await _migrate.verify(conn)
-        rows = await conn.fetch("SELECT version, name, checksum FROM jobrunner_migrations "
-                                "ORDER BY version")
+        rows = await conn.fetch(
+            "SELECT version, name, checksum FROM jobrunner_migrations ORDER BY version"
+        )
         assert [(r["version"], r["name"], r["checksum"]) for r in rows] == [
-            (m.version, m.name, m.checksum) for m in _migrate.available()]
+            (m.version, m.name, m.checksum) for m in _migrate.available()
+        ]
         assert await _migrate.migrate(conn) == []
         assert await conn.fetchval("SELECT count(*) FROM jobrunner_migrations") == len(rows)
     finally:
@@ -83,7 +93,8 @@ async def test_upgrade_from_the_previous_version(fresh: str) -> None:
         await conn.execute(_migrate._CREATE_TABLE)
         await conn.executemany(
             "INSERT INTO jobrunner_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-            [(m.version, m.name, m.checksum) for m in migrations[:-1]])
+            [(m.version, m.name, m.checksum) for m in migrations[:-1]],
+        )
         if len(migrations) > 1:
             with pytest.raises(SchemaOutdated, match="run 'jobrunner migrate'"):
                 await _migrate.verify(conn)
@@ -99,8 +110,11 @@ async def test_an_edited_migration_is_refused(fresh: str) -> None:
     try:
         await _migrate.migrate(conn)
         await conn.execute("UPDATE jobrunner_migrations SET checksum = 'edited' WHERE version = 1")
-        with pytest.raises(MigrationError, match="migration '0001_initial' was changed after it "
-                                                 "was applied; shipped migrations must never be"):
+        with pytest.raises(
+            MigrationError,
+            match="migration '0001_initial' was changed after it "
+            "was applied; shipped migrations must never be",
+        ):
             await _migrate.migrate(conn)
     finally:
         await conn.close()
@@ -110,8 +124,7 @@ async def test_a_failing_migration_leaves_nothing_half_written(
     fresh: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     shipped = _migrate.available()
-    broken = Migration(999, "0999_broken",
-                       "CREATE TABLE jobrunner_half (id int);\nSELECT 1 / 0;")
+    broken = Migration(999, "0999_broken", "CREATE TABLE jobrunner_half (id int);\nSELECT 1 / 0;")
     monkeypatch.setattr(_migrate, "available", lambda: [*shipped, broken])
     conn = await asyncpg.connect(fresh)
     try:
@@ -128,8 +141,10 @@ async def test_a_newer_schema_is_accepted(fresh: str) -> None:
     conn = await asyncpg.connect(fresh)
     try:
         await _migrate.migrate(conn)
-        await conn.execute("INSERT INTO jobrunner_migrations (version, name, checksum) "
-                           "VALUES (9999, '9999_future', 'x')")
+        await conn.execute(
+            "INSERT INTO jobrunner_migrations (version, name, checksum) "
+            "VALUES (9999, '9999_future', 'x')"
+        )
         assert await _migrate.migrate(conn) == []
         await _migrate.verify(conn)
     finally:
@@ -148,8 +163,11 @@ async def test_client_refuses_a_missing_or_outdated_schema(
     finally:
         await conn.close()
     monkeypatch.setattr(_migrate, "LATEST", _migrate.LATEST + 1)
-    with pytest.raises(SchemaOutdated, match=f"the jobrunner schema is at version "
-                                             f"{_migrate.LATEST - 1} but this jobrunner needs "
-                                             f"{_migrate.LATEST}, run 'jobrunner migrate'"):
+    with pytest.raises(
+        SchemaOutdated,
+        match=f"the jobrunner schema is at version "
+        f"{_migrate.LATEST - 1} but this jobrunner needs "
+        f"{_migrate.LATEST}, run 'jobrunner migrate'",
+    ):
         async with jobrunner.connect(fresh):
             pass

@@ -64,8 +64,9 @@ async def test_duplicate_returns_the_existing_job_marked_conflict(
     assert await count(db) == 2
 
 
-async def test_fields_decide_what_a_duplicate_is(client: jobrunner.Client,
-                                                 db: asyncpg.Connection) -> None:
+async def test_fields_decide_what_a_duplicate_is(
+    client: jobrunner.Client, db: asyncpg.Connection
+) -> None:
     @worker(name="unique_tests.other", unique=Unique(period=300))
     async def other(job: Job) -> None: ...
 
@@ -88,8 +89,9 @@ async def test_fields_decide_what_a_duplicate_is(client: jobrunner.Client,
     assert m2.conflict and m2.id == m1.id and not m3.conflict
 
 
-async def test_keys_compare_a_subset_of_args(client: jobrunner.Client,
-                                             db: asyncpg.Connection) -> None:
+async def test_keys_compare_a_subset_of_args(
+    client: jobrunner.Client, db: asyncpg.Connection
+) -> None:
     first = await client.insert(by_user.new({"user_id": 1, "reason": "a"}))
     same_user = await client.insert(by_user.new({"user_id": 1, "reason": "b"}))
     other_user = await client.insert(by_user.new({"user_id": 2, "reason": "a"}))
@@ -102,7 +104,7 @@ async def test_keys_compare_a_subset_of_args(client: jobrunner.Client,
 
 
 async def test_keys_without_args_in_fields_still_compare_those_args(
-    client: jobrunner.Client
+    client: jobrunner.Client,
 ) -> None:
     unique = Unique(period=60, fields=["queue", "worker"], keys=["user_id"])
     first = await client.insert(plain.new({"user_id": 1, "n": 1}, unique=unique))
@@ -111,22 +113,26 @@ async def test_keys_without_args_in_fields_still_compare_those_args(
     assert again.conflict and again.id == first.id and not other.conflict
 
 
-async def test_unique_can_be_turned_off_per_job(client: jobrunner.Client,
-                                                db: asyncpg.Connection) -> None:
+async def test_unique_can_be_turned_off_per_job(
+    client: jobrunner.Client, db: asyncpg.Connection
+) -> None:
     await client.insert(sync.new({"id": 1}))
     loose = await client.insert(sync.new({"id": 1}, unique=False))
     assert not loose.conflict and loose.unique_key is None
     assert await count(db) == 2
 
 
-async def test_period_is_a_sliding_window(client: jobrunner.Client,
-                                          db: asyncpg.Connection) -> None:
+async def test_period_is_a_sliding_window(client: jobrunner.Client, db: asyncpg.Connection) -> None:
     first = await client.insert(sync.new({"id": 1}))
-    await db.execute("UPDATE jobrunner_jobs SET inserted_at = now() - interval '299 seconds' "
-                     "WHERE id = $1", first.id)
+    await db.execute(
+        "UPDATE jobrunner_jobs SET inserted_at = now() - interval '299 seconds' WHERE id = $1",
+        first.id,
+    )
     assert (await client.insert(sync.new({"id": 1}))).id == first.id  # still inside 300 s
-    await db.execute("UPDATE jobrunner_jobs SET inserted_at = now() - interval '301 seconds' "
-                     "WHERE id = $1", first.id)
+    await db.execute(
+        "UPDATE jobrunner_jobs SET inserted_at = now() - interval '301 seconds' WHERE id = $1",
+        first.id,
+    )
     fresh = await client.insert(sync.new({"id": 1}))
     assert not fresh.conflict and fresh.id != first.id
     old = await client.get_job(first.id)
@@ -156,8 +162,15 @@ async def test_no_period_means_for_ever(client: jobrunner.Client, db: asyncpg.Co
 
 @pytest.mark.parametrize(
     ("state", "conflicts"),
-    [("available", True), ("scheduled", True), ("executing", True), ("retryable", True),
-     ("completed", True), ("discarded", False), ("cancelled", False)],
+    [
+        ("available", True),
+        ("scheduled", True),
+        ("executing", True),
+        ("retryable", True),
+        ("completed", True),
+        ("discarded", False),
+        ("cancelled", False),
+    ],
 )
 async def test_default_states_are_obans_successful_group(
     client: jobrunner.Client, db: asyncpg.Connection, state: str, conflicts: bool
@@ -171,8 +184,9 @@ async def test_default_states_are_obans_successful_group(
         assert again.state is JobState(state)
 
 
-async def test_new_jobs_states_decide_against_older_jobs(client: jobrunner.Client,
-                                                         db: asyncpg.Connection) -> None:
+async def test_new_jobs_states_decide_against_older_jobs(
+    client: jobrunner.Client, db: asyncpg.Connection
+) -> None:
     """A completed job (unique in the default states) does not block an 'incomplete' one."""
     first = await client.insert(sync.new({"id": 1}))
     await set_state(db, first.id, "completed")
@@ -209,8 +223,15 @@ async def test_insert_all_with_duplicates_within_and_across_batches(
     client: jobrunner.Client, db: asyncpg.Connection
 ) -> None:
     existing = await client.insert(sync.new({"id": 0}))
-    batch = [sync.new({"id": 1}), plain.new({"n": 1}), sync.new({"id": 1}), sync.new({"id": 0}),
-             sync.new({"id": 2}), plain.new({"n": 1}), sync.new({"id": 2})]
+    batch = [
+        sync.new({"id": 1}),
+        plain.new({"n": 1}),
+        sync.new({"id": 1}),
+        sync.new({"id": 0}),
+        sync.new({"id": 2}),
+        plain.new({"n": 1}),
+        sync.new({"id": 2}),
+    ]
     jobs = await client.insert_all(batch)
     assert [j.conflict for j in jobs] == [False, False, True, True, False, False, True]
     assert jobs[2] == replace(jobs[0], conflict=True)
@@ -300,8 +321,9 @@ async def test_an_uncommitted_duplicate_decides_at_its_commit(
     client: jobrunner.Client, db: asyncpg.Connection, pool: asyncpg.Pool
 ) -> None:
     async def waiting_on_lock(conn: asyncpg.Connection) -> bool:
-        event = await db.fetchval("SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1",
-                                  conn.get_server_pid())
+        event = await db.fetchval(
+            "SELECT wait_event_type FROM pg_stat_activity WHERE pid = $1", conn.get_server_pid()
+        )
         assert event == "Lock"
         return True
 
@@ -312,8 +334,9 @@ async def test_an_uncommitted_duplicate_decides_at_its_commit(
             tx = holder.transaction()
             await tx.start()
             held = await client.insert(sync.new({"outcome": outcome}), conn=holder)
-            blocked = asyncio.create_task(client.insert(sync.new({"outcome": outcome}),
-                                                        conn=waiter))
+            blocked = asyncio.create_task(
+                client.insert(sync.new({"outcome": outcome}), conn=waiter)
+            )
 
             await eventually(functools.partial(waiting_on_lock, waiter), timeout_s=20)
             assert not blocked.done()

@@ -23,29 +23,39 @@ def test_nothing_configured_means_embedded(tmp_path: Path, monkeypatch: pytest.M
     assert settings.data_dir == ".jobrunner"
 
 
-def test_config_file_then_env_then_argument(tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_config_file_then_env_then_argument(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
-    write_config(tmp_path / "config" / "jobrunner.toml",
-                 'database_url = "postgresql://file/db"\ndata_dir = "/var/lib/jr"\n')
+    write_config(
+        tmp_path / "config" / "jobrunner.toml",
+        'database_url = "postgresql://file/db"\ndata_dir = "/var/lib/jr"\n',
+    )
     assert Settings.load(env={}).database_url == "postgresql://file/db"
     assert Settings.load(env={}).data_dir == "/var/lib/jr"
     env = {"JOBRUNNER_DATABASE_URL": "postgresql://env/db"}
     assert Settings.load(env=env).database_url == "postgresql://env/db"
-    assert Settings.load(env=env, database_url="postgresql://flag/db").database_url == \
-        "postgresql://flag/db"
+    assert (
+        Settings.load(env=env, database_url="postgresql://flag/db").database_url
+        == "postgresql://flag/db"
+    )
     assert Settings.load(env=env, database_url=None).database_url == "postgresql://env/db"
 
 
 def test_config_named_by_flag_or_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    write_config(tmp_path / "config" / "jobrunner.toml", 'database_url = "postgresql://default/x"\n')
+    write_config(
+        tmp_path / "config" / "jobrunner.toml", 'database_url = "postgresql://default/x"\n'
+    )
     other = write_config(tmp_path / "other.toml", 'database_url = "postgresql://other/x"\n')
     named = write_config(tmp_path / "named.toml", 'database_url = "postgresql://named/x"\n')
-    assert Settings.load(env={"JOBRUNNER_CONFIG": str(other)}).database_url == \
-        "postgresql://other/x"
-    assert Settings.load(config=named, env={"JOBRUNNER_CONFIG": str(other)}).database_url == \
-        "postgresql://named/x"
+    assert (
+        Settings.load(env={"JOBRUNNER_CONFIG": str(other)}).database_url == "postgresql://other/x"
+    )
+    assert (
+        Settings.load(config=named, env={"JOBRUNNER_CONFIG": str(other)}).database_url
+        == "postgresql://named/x"
+    )
 
 
 def test_missing_or_broken_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -73,8 +83,10 @@ async def test_a_given_url_is_used_as_it_is(tmp_path: Path) -> None:
         ("postgresql://app@db/app", "postgresql://app@db/app"),
         ("host=db user=app password=s3cret dbname=app", "host=db user=app password=*** dbname=app"),
         ("host=db password='s3 cret' dbname=app", "host=db password=*** dbname=app"),
-        ("cannot connect to 'postgresql://a:b@h/d': refused",
-         "cannot connect to 'postgresql://a:***@h/d': refused"),
+        (
+            "cannot connect to 'postgresql://a:b@h/d': refused",
+            "cannot connect to 'postgresql://a:***@h/d': refused",
+        ),
     ],
 )
 def test_redact_hides_passwords(text: str, shown: str) -> None:

@@ -13,7 +13,8 @@ from jobrunner import _migrate, _queries
 
 def test_all_is_sorted_and_complete() -> None:
     public = {
-        name for name, value in vars(jobrunner).items()
+        name
+        for name, value in vars(jobrunner).items()
         if not name.startswith("_") and not isinstance(value, type(sys))
     }
     assert jobrunner.__all__ == sorted(jobrunner.__all__)
@@ -23,8 +24,19 @@ def test_all_is_sorted_and_complete() -> None:
 
 
 def test_design_names_are_exported() -> None:
-    for name in ("Cancel", "Discard", "Job", "Snooze", "Unique", "worker", "connect",
-                 "current_client", "Runner", "Client", "JobState"):
+    for name in (
+        "Cancel",
+        "Discard",
+        "Job",
+        "Snooze",
+        "Unique",
+        "worker",
+        "connect",
+        "current_client",
+        "Runner",
+        "Client",
+        "JobState",
+    ):
         assert name in jobrunner.__all__
 
 
@@ -61,7 +73,12 @@ def test_console_script_and_module_entry_point() -> None:
     assert scripts["jobrunner"] == "jobrunner.cli:main"
     plugins = {ep.name: ep.value for ep in importlib.metadata.entry_points(group="pytest11")}
     assert plugins["jobrunner"] == "jobrunner.pytest_plugin"
-    done = subprocess.run([sys.executable, "-m", "jobrunner", "--help"], capture_output=True,
-                          text=True, timeout=60, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "jobrunner", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert "migrate" in done.stdout and "start" in done.stdout

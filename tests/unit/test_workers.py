@@ -12,8 +12,13 @@ from jobrunner.worker import as_worker, default_backoff, lookup, registered
 
 
 def _job(**fields: object) -> Job:
-    values: dict[str, object] = {"id": 1, "state": JobState.EXECUTING, "queue": "default",
-                                 "worker": "w", "args": {}}
+    values: dict[str, object] = {
+        "id": 1,
+        "state": JobState.EXECUTING,
+        "queue": "default",
+        "worker": "w",
+        "args": {},
+    }
     values.update(fields)
     return Job(**values)  # type: ignore[arg-type]
 
@@ -36,8 +41,15 @@ async def test_function_worker_defaults_and_registry() -> None:
 async def test_function_worker_options() -> None:
     unique = Unique(period=300, keys=["user_id"])
 
-    @worker(queue="emails", max_attempts=5, priority=1, tags=["mail", "eu"], timeout=30,
-            unique=unique, name="mail.send")
+    @worker(
+        queue="emails",
+        max_attempts=5,
+        priority=1,
+        tags=["mail", "eu"],
+        timeout=30,
+        unique=unique,
+        name="mail.send",
+    )
     async def send(job: Job) -> str:
         return f"sent {job.args['to']}"
 
@@ -56,7 +68,7 @@ async def test_class_worker_with_backoff_and_timeout() -> None:
             return f"video {job.args['id']}"
 
         def backoff(self, job: Job) -> float:
-            return 2.0 ** job.attempt
+            return 2.0**job.attempt
 
         def timeout(self, job: Job) -> float:
             return 10.0 * job.args["id"]
@@ -84,10 +96,12 @@ def test_class_worker_without_optional_methods_uses_defaults() -> None:
 
 def test_worker_must_be_async() -> None:
     with pytest.raises(TypeError, match="must be an 'async def' function or a class"):
+
         @worker()
         def sync(job: Job) -> None: ...
 
     with pytest.raises(TypeError, match="needs 'async def perform"):
+
         @worker()
         class NoPerform:
             def perform(self, job: Job) -> None: ...
@@ -126,10 +140,27 @@ def test_new_overrides_worker_options() -> None:
     async def w(job: Job) -> None: ...
 
     at = datetime(2030, 1, 1, tzinfo=UTC)
-    job = w.new({"x": 1}, queue="q2", priority=0, max_attempts=1, tags=["b", "c"],
-                meta={"m": [1, 2]}, scheduled_at=at, unique=False)
-    assert job == NewJob(worker=w.name, args={"x": 1}, queue="q2", priority=0, max_attempts=1,
-                         tags=("b", "c"), meta={"m": [1, 2]}, scheduled_at=at, unique=None)
+    job = w.new(
+        {"x": 1},
+        queue="q2",
+        priority=0,
+        max_attempts=1,
+        tags=["b", "c"],
+        meta={"m": [1, 2]},
+        scheduled_at=at,
+        unique=False,
+    )
+    assert job == NewJob(
+        worker=w.name,
+        args={"x": 1},
+        queue="q2",
+        priority=0,
+        max_attempts=1,
+        tags=("b", "c"),
+        meta={"m": [1, 2]},
+        scheduled_at=at,
+        unique=None,
+    )
     default = w.new()
     assert (default.args, default.queue, default.priority, default.max_attempts) == ({}, "q1", 3, 7)
     assert default.tags == ("a",) and default.unique == Unique(period=10)
@@ -187,8 +218,10 @@ def test_meta_must_be_a_json_object() -> None:
         ({"schedule_in": "60"}, "schedule_in must be seconds >= 0, got '60'"),
         ({"scheduled_at": datetime(2030, 1, 1)}, "scheduled_at must be a timezone-aware"),
         ({"scheduled_at": "2030-01-01"}, "scheduled_at must be a timezone-aware"),
-        ({"schedule_in": 1, "scheduled_at": datetime.now(UTC)},
-         "give scheduled_at or schedule_in, not both"),
+        (
+            {"schedule_in": 1, "scheduled_at": datetime.now(UTC)},
+            "give scheduled_at or schedule_in, not both",
+        ),
     ],
 )
 def test_bad_schedule(options: dict[str, object], message: str) -> None:
@@ -228,7 +261,7 @@ def test_lookup_of_unknown_worker() -> None:
 
 def test_default_backoff_is_obans() -> None:
     for attempt in (1, 2, 5, 10):
-        base = 15 + 2 ** attempt
+        base = 15 + 2**attempt
         for _ in range(50):
             assert base <= default_backoff(attempt) <= base * 1.1
     assert default_backoff(10_000) < math.inf
@@ -240,8 +273,13 @@ class TestUnique:
         assert unique.period == 60
         assert unique.fields == ("worker", "queue", "args")
         assert unique.keys is None
-        assert unique.states == (JobState.AVAILABLE, JobState.SCHEDULED, JobState.EXECUTING,
-                                 JobState.RETRYABLE, JobState.COMPLETED)
+        assert unique.states == (
+            JobState.AVAILABLE,
+            JobState.SCHEDULED,
+            JobState.EXECUTING,
+            JobState.RETRYABLE,
+            JobState.COMPLETED,
+        )
 
     @pytest.mark.parametrize(
         ("group", "states"),
@@ -287,11 +325,13 @@ class TestUnique:
         assert a == b and a != c
         assert by_user.fingerprint("w", "other", {"user_id": 1}, {}) != a
         args_only = Unique(fields=["args"])
-        assert args_only.fingerprint("w1", "q1", {"x": 1}, {}) == \
-            args_only.fingerprint("w2", "q2", {"x": 1}, {})
+        assert args_only.fingerprint("w1", "q1", {"x": 1}, {}) == args_only.fingerprint(
+            "w2", "q2", {"x": 1}, {}
+        )
         with_meta = Unique(fields=["worker", "meta"], keys=["tenant"])
-        assert with_meta.fingerprint("w", "q", {"a": 1}, {"tenant": "t", "x": 1}) == \
-            with_meta.fingerprint("w", "q", {"a": 2}, {"tenant": "t", "x": 2})
+        assert with_meta.fingerprint(
+            "w", "q", {"a": 1}, {"tenant": "t", "x": 1}
+        ) == with_meta.fingerprint("w", "q", {"a": 2}, {"tenant": "t", "x": 2})
 
     def test_keys_without_args_or_meta_compare_args(self) -> None:
         """fields=[queue, worker] with keys=[user_id]: one job per user, as Oban users write it."""
@@ -305,4 +345,3 @@ def _re(text: str) -> str:
     import re
 
     return re.escape(text)
-
