@@ -91,8 +91,13 @@ async def insert_jobs(conn: Conn, jobs: Sequence[NewJob]) -> list[Job]:
     )
 
 
-async def _insert_round(conn: Conn, jobs: Sequence[NewJob], keys: Sequence[str | None],
-                        todo: Sequence[int], results: dict[int, Job]) -> dict[int, str]:
+async def _insert_round(
+    conn: Conn,
+    jobs: Sequence[NewJob],
+    keys: Sequence[str | None],
+    todo: Sequence[int],
+    results: dict[int, Job],
+) -> dict[int, str]:
     """Insert the jobs at `todo` into `results`; return the conflicting ones' keys."""
     rows = await _insert_statement(conn, _columns([jobs[i] for i in todo], [keys[i] for i in todo]))
     conflicts: dict[int, str] = {}
