@@ -43,7 +43,7 @@ async def faults_dsn(dsn: str) -> str:
     """The session database (on the suite's server) with the ledger installed."""
     conn = await connect(dsn)
     try:
-        await ledger.install(conn)
+        await ledger.install(conn, audit=False)
     finally:
         await conn.close()
     return dsn
@@ -51,12 +51,15 @@ async def faults_dsn(dsn: str) -> str:
 
 @pytest.fixture
 async def fdb(faults_dsn: str, db: asyncpg.Connection) -> AsyncIterator[asyncpg.Connection]:
-    """A connection to the session database; jobs and ledger are emptied after the test."""
+    """A connection to the session database, audited during the test; jobs and ledger are
+    emptied after it, and the audit trigger removed (other suites share the database)."""
     conn = await connect(faults_dsn)
     try:
+        await ledger.install(conn)
         await ledger.reset(conn)
         yield conn
     finally:
+        await ledger.uninstall_audit(conn)
         await ledger.reset(conn)
         await conn.close()
 

@@ -37,6 +37,9 @@ BEGIN
     RETURN NULL;
 END;
 $$;
+"""
+
+TRIGGER = """
 DROP TRIGGER IF EXISTS fault_audit ON jobrunner_jobs;
 CREATE TRIGGER fault_audit AFTER UPDATE OF state ON jobrunner_jobs
     FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM NEW.state)
@@ -46,10 +49,17 @@ CREATE TRIGGER fault_audit AFTER UPDATE OF state ON jobrunner_jobs
 FINISHED = ("completed", "discarded", "cancelled")
 
 
-async def install(conn: asyncpg.Connection) -> None:
-    """Create the executions ledger and the transitions audit in a migrated database."""
+async def install(conn: asyncpg.Connection, *, audit: bool = True) -> None:
+    """Create the executions ledger and the transitions audit in a migrated database; the
+    audit trigger only with `audit` (a shared database drops it after each test)."""
     await conn.execute(EXECUTIONS_TABLE)
     await conn.execute(AUDIT)
+    if audit:
+        await conn.execute(TRIGGER)
+
+
+async def uninstall_audit(conn: asyncpg.Connection) -> None:
+    await conn.execute("DROP TRIGGER IF EXISTS fault_audit ON jobrunner_jobs")
 
 
 async def reset(conn: asyncpg.Connection) -> None:

@@ -75,6 +75,9 @@ async def test_daemons_ride_out_database_restarts(own_server, fault_daemons) -> 
     finally:
         await conn.close()
     figures.extra["insert_errors"] = inserter.errors
+    figures.extra["claims_recovered"] = sum(
+        len(d.events("producer.claim_recovered")) for d in daemons
+    )
     figures.extra["ambiguous_committed"] = len(keys & inserter.ambiguous)
 
     for daemon in daemons:

@@ -56,6 +56,10 @@ async def test_jobs_keep_flowing_when_every_connection_is_killed(
         faults={"kill_rounds": ROUNDS, "sessions_killed": terminated},
     )
     figures.extra["insert_errors"] = inserter.errors
+    figures.extra["fetches_failed"] = sum(len(d.events("producer.fetch_failed")) for d in daemons)
+    figures.extra["claims_recovered"] = sum(
+        len(d.events("producer.claim_recovered")) for d in daemons
+    )
     for daemon in daemons:
         assert await daemon.stop() == 0
     report(figures)
