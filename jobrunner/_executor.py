@@ -113,10 +113,13 @@ async def execute(job: Job, client: Client,
     token = _current.set(client)
     started = time.perf_counter()
     try:
-        with structlog.contextvars.bound_contextvars(
+        bound = structlog.contextvars.bind_contextvars(
             job_id=job.id, worker=job.worker, queue=job.queue, attempt=job.attempt,
-        ):
+        )
+        try:
             worker, value, exc = await _perform(job, worker)
+        finally:
+            structlog.contextvars.reset_contextvars(**bound)
     except asyncio.CancelledError:
         reason = (cancel_reasons or {}).get(job.id, INTERRUPTED)
         _telemetry.emit(_telemetry.JOB_EXCEPTION, logging.WARNING, {

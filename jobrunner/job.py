@@ -23,6 +23,7 @@ class JobState(StrEnum):
 
 
 FINISHED_STATES = (JobState.COMPLETED, JobState.DISCARDED, JobState.CANCELLED)
+_STATES = {state.value: state for state in JobState}
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,14 +69,16 @@ class Job:
     @classmethod
     def from_record(cls, row: Mapping[str, Any], *, conflict: bool = False) -> Job:
         """Build a job from a row of `jobrunner_jobs` (json columns as text)."""
-        errors = tuple(JobError(**e) for e in json.loads(row["errors"]))
+        # Most jobs have no meta and no errors: skip decoding those (this runs per job fetched).
+        raw_errors, raw_meta = row["errors"], row["meta"]
+        errors = () if raw_errors == "[]" else tuple(JobError(**e) for e in json.loads(raw_errors))
         return cls(
             id=row["id"],
-            state=JobState(row["state"]),
+            state=_STATES[row["state"]],
             queue=row["queue"],
             worker=row["worker"],
             args=json.loads(row["args"]),
-            meta=json.loads(row["meta"]),
+            meta={} if raw_meta == "{}" else json.loads(raw_meta),
             tags=tuple(row["tags"]),
             errors=errors,
             attempt=row["attempt"],
