@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 from typing import ClassVar
 
+import asyncpg
 import structlog
 
+from .._db import redact
 from .._leader import Leadership
-from ..errors import ConfigError
+from ..errors import ConfigError, DatabaseUnavailable
 
 log = structlog.get_logger("jobrunner.plugins")
 
@@ -54,6 +56,10 @@ class Periodic:
         while True:
             try:
                 await self._tick()
+            except (OSError, DatabaseUnavailable, asyncpg.InterfaceError,
+                    asyncpg.CannotConnectNowError) as exc:
+                # The database is away: expected during restarts, not worth a traceback.
+                log.warning(f"{self.name}.failed", error=redact(str(exc)))
             except Exception:
                 log.exception(f"{self.name}.failed")
             await asyncio.sleep(self.interval_s)
