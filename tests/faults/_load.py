@@ -55,6 +55,22 @@ async def wait_progress(dsn: str, more_than: int, timeout_s: float = 30.0) -> in
     return result
 
 
+async def executing_on(conn: asyncpg.Connection, node: str) -> int:
+    """How many jobs are executing under `node` (frozen once it is dead, until rescued)."""
+    n: int = await conn.fetchval(
+        "SELECT count(*) FROM jobrunner_jobs WHERE state = 'executing' AND attempted_by[1] = $1",
+        node,
+    )
+    return n
+
+
+async def ran_on(conn: asyncpg.Connection, node: str, at_least: int) -> bool:
+    """`node` has recorded at least `at_least` executions (for `eventually`)."""
+    n = await conn.fetchval("SELECT count(*) FROM fault_executions WHERE node = $1", node)
+    assert n >= at_least, f"{n} executions on {node} so far"
+    return True
+
+
 async def listening_again(daemons: Sequence[Daemon], reconnects: int) -> bool:
     """Every daemon is alive and its listener has reconnected `reconnects` times."""
     for daemon in daemons:

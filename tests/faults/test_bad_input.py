@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+import structlog
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -207,9 +208,16 @@ CONFIG = str(Path(__file__).with_name("jobrunner.toml"))
 
 
 def jobrunner_cli(argv: list[str], dsn: str | None = None) -> Any:
-    """`jobrunner ARGV` in this process (parsing and errors; signals need a subprocess)."""
+    """`jobrunner ARGV` in this process (parsing and errors; signals need a subprocess).
+
+    Commands configure structlog for their own output streams, which the runner closes
+    afterwards: the suite's configuration is put back so that later tests can log."""
     env = {"JOBRUNNER_CONFIG": CONFIG, "JOBRUNNER_DATABASE_URL": dsn}
-    return CliRunner().invoke(app, argv, env=env)
+    saved = structlog.get_config()
+    try:
+        return CliRunner().invoke(app, argv, env=env)
+    finally:
+        structlog.configure(**saved)
 
 
 def _count_jobs(dsn: str) -> int:

@@ -14,7 +14,7 @@ import jobrunner
 from jobrunner.config import Settings
 from tests.apps.faults_workers import Record
 from tests.faults import ledger
-from tests.faults._load import Inserter, completed
+from tests.faults._load import Inserter, completed, executing_on
 from tests.faults.conftest import report
 from tests.helpers import Daemon, eventually
 
@@ -54,13 +54,6 @@ async def _moved_on(dsn: str, past: int) -> int | None:
     return n if n is not None and n >= past else None
 
 
-async def _executing_on(conn, node: str) -> int:
-    return await conn.fetchval(
-        "SELECT count(*) FROM jobrunner_jobs WHERE state = 'executing' AND attempted_by[1] = $1",
-        node,
-    )
-
-
 async def test_random_kills_and_restarts_of_three_daemons(fdb, faults_dsn, fault_daemons):
     """Daemons are killed (SIGKILL) or stopped past a short grace period (SIGTERM) at
     random while 25,000 jobs flow, and replaced at once. In the end every job completed,
@@ -91,7 +84,7 @@ async def test_random_kills_and_restarts_of_three_daemons(fdb, faults_dsn, fault
             victim = live.pop(rng.randrange(len(live)))
             if rng.random() < 0.6:
                 victim.kill()
-                faults.append(Fault("kill", victim.node, await _executing_on(fdb, victim.node)))
+                faults.append(Fault("kill", victim.node, await executing_on(fdb, victim.node)))
             else:
                 victim.signal(signal.SIGTERM)
                 assert await victim.wait(timeout_s=30) == 0, victim.output()[-3000:]

@@ -9,23 +9,11 @@ from jobrunner import JobState
 from jobrunner.config import Settings
 from tests.apps.faults_workers import LongFirst, Record
 from tests.faults import ledger
+from tests.faults._load import executing_on, ran_on
 from tests.faults.conftest import report
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.faults
-
-
-async def _executing_on(conn, node: str) -> int:
-    return await conn.fetchval(
-        "SELECT count(*) FROM jobrunner_jobs WHERE state = 'executing' AND attempted_by[1] = $1",
-        node,
-    )
-
-
-async def _ran_on(conn, node: str, at_least: int) -> bool:
-    n = await conn.fetchval("SELECT count(*) FROM fault_executions WHERE node = $1", node)
-    assert n >= at_least, f"{n} executions on {node} so far"
-    return True
 
 
 async def test_kill_9_mid_jobs_every_job_completes_once_more_at_most(
@@ -41,9 +29,9 @@ async def test_kill_9_mid_jobs_every_job_completes_once_more_at_most(
     settings = Settings(database_url=faults_dsn, pool_size=2)
     async with jobrunner.connect(settings=settings) as client:
         await client.insert_all([Record.new({"sleep": 0.1 + (i % 4) / 10}) for i in range(400)])
-    await eventually(lambda: _ran_on(fdb, victim.node, 60), timeout_s=30)
+    await eventually(lambda: ran_on(fdb, victim.node, 60), timeout_s=30)
     victim.kill()
-    in_flight = await _executing_on(fdb, victim.node)
+    in_flight = await executing_on(fdb, victim.node)
     assert in_flight > 0, "the kill should hit running jobs"
 
     await ledger.wait_all_completed(fdb, timeout_s=60)
@@ -71,7 +59,7 @@ async def test_a_node_restarted_under_the_same_name_after_kill_9_finishes_its_jo
     settings = Settings(database_url=faults_dsn, pool_size=2)
     async with jobrunner.connect(settings=settings) as client:
         jobs = await client.insert_all([LongFirst.new({"sleep": 30}) for _ in range(5)])
-    await eventually(lambda: _ran_on(fdb, "worker-0", 5), timeout_s=30)
+    await eventually(lambda: ran_on(fdb, "worker-0", 5), timeout_s=30)
     first.kill()
     again = fault_daemons(faults_dsn, queues="faults:10", node="worker-0").start()
     await again.wait_ready()
@@ -105,7 +93,7 @@ async def test_sigterm_past_grace_returns_jobs_and_a_later_node_runs_them(
     settings = Settings(database_url=faults_dsn, pool_size=2)
     async with jobrunner.connect(settings=settings) as client:
         jobs = await client.insert_all([LongFirst.new({"sleep": 60}) for _ in range(5)])
-        await eventually(lambda: _ran_on(fdb, first.node, 5), timeout_s=30)
+        await eventually(lambda: ran_on(fdb, first.node, 5), timeout_s=30)
         first.signal()
         assert await first.wait(timeout_s=20) == 0
         for job in jobs:

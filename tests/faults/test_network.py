@@ -12,6 +12,7 @@ from jobrunner import JobState
 from jobrunner.config import Settings
 from tests.apps.faults_workers import LongFirst, Record
 from tests.faults import ledger
+from tests.faults._load import executing_on, ran_on
 from tests.faults.conftest import report
 from tests.faults.proxy import Proxy
 from tests.helpers import eventually
@@ -50,13 +51,6 @@ async def test_a_claim_whose_reply_is_lost_still_runs(fdb, faults_dsn, proxy, fa
     report(figures)
 
 
-async def _held_by(conn, node: str) -> int:
-    return await conn.fetchval(
-        "SELECT count(*) FROM jobrunner_jobs WHERE state = 'executing' AND attempted_by[1] = $1",
-        node,
-    )
-
-
 async def test_a_partitioned_node_that_keeps_running_loses_its_jobs_once(
     fdb, faults_dsn, proxy, fault_daemons
 ):
@@ -69,7 +63,7 @@ async def test_a_partitioned_node_that_keeps_running_loses_its_jobs_once(
     settings = Settings(database_url=faults_dsn, pool_size=2)
     async with jobrunner.connect(settings=settings) as client:
         await client.insert_all([LongFirst.new({"sleep": 6}) for _ in range(5)])
-        await eventually(lambda: _ran_on(fdb, cut_off.node, 5), timeout_s=20)
+        await eventually(lambda: ran_on(fdb, cut_off.node, 5), timeout_s=20)
         other = fault_daemons(faults_dsn, queues="faults:5").start()
         await other.wait_ready()
 
@@ -83,7 +77,7 @@ async def test_a_partitioned_node_that_keeps_running_loses_its_jobs_once(
         await ledger.wait_all_completed(fdb, timeout_s=30)
         # The healed node refuses nothing new: it runs jobs again.
         await client.insert_all([Record.new({}) for _ in range(40)])
-        await eventually(lambda: _ran_on(fdb, cut_off.node, 6), timeout_s=30)
+        await eventually(lambda: ran_on(fdb, cut_off.node, 6), timeout_s=30)
         await ledger.wait_all_completed(fdb, timeout_s=30)
 
     figures = await ledger.audit(
@@ -104,10 +98,4 @@ async def test_a_partitioned_node_that_keeps_running_loses_its_jobs_once(
 
 
 async def _none_held(conn, node: str) -> bool:
-    return await _held_by(conn, node) == 0
-
-
-async def _ran_on(conn, node: str, at_least: int) -> bool:
-    n = await conn.fetchval("SELECT count(*) FROM fault_executions WHERE node = $1", node)
-    assert n >= at_least, f"{n} executions on {node} so far"
-    return True
+    return await executing_on(conn, node) == 0
