@@ -214,7 +214,9 @@ async def create_pool(dsn: str, *, max_size: int = 10, min_size: int = 1) -> asy
             max_size=max_size,
             timeout=10,
             command_timeout=60,
-            server_settings={"application_name": "jobrunner"},
+            # JIT compiling costs tens of milliseconds and never pays off for jobrunner's
+            # short statements; a large insert_all's estimate is high enough to trigger it.
+            server_settings={"application_name": "jobrunner", "jit": "off"},
             connection_class=PooledConnection,
             reset=_reset,
         )

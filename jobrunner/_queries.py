@@ -142,7 +142,7 @@ def _columns(jobs: Sequence[NewJob], keys: Sequence[str | None]) -> tuple[list[A
         [j.queue for j in jobs],
         [j.encoded_args() for j in jobs],
         [j.encoded_meta() for j in jobs],
-        [json.dumps(list(j.tags)) for j in jobs],
+        [json.dumps(list(j.tags)) if j.tags else "[]" for j in jobs],
         [j.priority for j in jobs],
         [j.max_attempts for j in jobs],
         [j.scheduled_at for j in jobs],

@@ -24,6 +24,8 @@ DEFAULT_UNIQUE_STATES = (
     JobState.RETRYABLE,
     JobState.COMPLETED,
 )
+# json.dumps(value, separators=(",", ":"), ensure_ascii=False), without a new encoder a call.
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 _UNIQUE_FIELDS = frozenset({"worker", "queue", "args", "meta"})
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.\-:]{1,128}$")
 
@@ -223,10 +225,10 @@ class NewJob:
         return None
 
     def encoded_args(self) -> str:
-        return json.dumps(self.args, separators=(",", ":"), ensure_ascii=False)
+        return _COMPACT.encode(self.args)
 
     def encoded_meta(self) -> str:
-        return json.dumps(self.meta, separators=(",", ":"), ensure_ascii=False)
+        return _COMPACT.encode(self.meta) if self.meta else "{}"
 
     def fingerprint(self) -> str | None:
         if self.unique is None:

@@ -9,7 +9,7 @@
 -- states the new job does not count, are released here, in the same statement, so the
 -- unique index decides every conflict even between concurrent inserts.
 WITH input AS (
-    SELECT i.*, nextval(pg_get_serial_sequence('jobrunner_jobs', 'id')) AS id,
+    SELECT i.*, nextval((SELECT pg_get_serial_sequence('jobrunner_jobs', 'id'))::regclass) AS id,
            coalesce(i.scheduled_at,
                     now() + make_interval(secs => coalesce(i.schedule_in, 0))) AS run_at,
            i.unique_states::jobrunner_job_state[] AS states
@@ -44,7 +44,8 @@ ins AS (
                                 max_attempts, scheduled_at, unique_key, unique_states)
     OVERRIDING SYSTEM VALUE
     SELECT k.id, k.state, k.worker, k.queue, k.args::jsonb, k.meta::jsonb,
-           ARRAY(SELECT jsonb_array_elements_text(k.tags::jsonb)),
+           CASE WHEN k.tags = '[]' THEN '{}'::text[]
+                ELSE ARRAY(SELECT jsonb_array_elements_text(k.tags::jsonb)) END,
            k.priority, k.max_attempts, k.run_at, k.held_key,
            CASE WHEN k.held_key IS NOT NULL THEN k.states END
     FROM keyed k
