@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from . import _queries, _telemetry
+from . import _telemetry
 from ._queries import Ack
 from .job import Cancel, Discard, Job, Snooze
 from .worker import Worker, default_backoff, lookup
@@ -190,16 +190,6 @@ def _queue_time(job: Job) -> float | None:
 def inline_node() -> str:
     """The name under which a process runs jobs itself (inline mode, drain)."""
     return f"{socket.gethostname()}-{os.getpid()}-inline"
-
-
-async def run_claimed(client: Client, jobs: Sequence[Job], node: str) -> list[Result]:
-    """Run claimed jobs one after another in this task, writing each ack at once."""
-    results = []
-    for job in jobs:
-        result = await execute(job, client)
-        await _queries.ack_jobs(client.pool, node, [result.ack])
-        results.append(result)
-    return results
 
 
 async def run_inline(client: Client, inserted: Sequence[Job], conn: Any = None) -> list[Job]:
