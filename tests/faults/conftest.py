@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -20,7 +19,6 @@ from tests.faults.pgserver import PgServer
 from tests.helpers import Daemon
 
 FIGURES: list[str] = []
-CONFIG = Path(__file__).with_name("jobrunner.toml")
 
 
 def report(figures: Figures) -> Figures:
@@ -99,7 +97,6 @@ def fault_daemons() -> Iterator[Callable[..., Daemon]]:
     def make(dsn: str, **kwargs: Any) -> Daemon:
         kwargs.setdefault("app", ("tests.apps.faults_workers",))
         kwargs.setdefault("queues", "faults:20")
-        kwargs["args"] = ["--config", str(CONFIG), *kwargs.get("args", ())]
         daemon = Daemon(dsn, **kwargs)
         started.append(daemon)
         return daemon

@@ -10,7 +10,6 @@ import asyncio
 import json
 import math
 import re
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -25,7 +24,7 @@ from jobrunner import InvalidJob, JobRunnerError, NewJob, Unique, _queries
 from jobrunner.cli import app
 from jobrunner.config import Settings
 from tests.faults._load import connect
-from tests.helpers import run_cli
+from tests.helpers import NO_CONFIG, run_cli
 
 pytestmark = pytest.mark.faults
 
@@ -204,7 +203,6 @@ def test_insert_all_with_one_bad_job_inserts_none(
 # --- the command line ----------------------------------------------------------------------
 
 APP = ["--app", "tests.apps.faults_workers"]
-CONFIG = str(Path(__file__).with_name("jobrunner.toml"))
 
 
 def jobrunner_cli(argv: list[str], dsn: str | None = None) -> Any:
@@ -212,7 +210,7 @@ def jobrunner_cli(argv: list[str], dsn: str | None = None) -> Any:
 
     Commands configure structlog for their own output streams, which the runner closes
     afterwards: the suite's configuration is put back so that later tests can log."""
-    env = {"JOBRUNNER_CONFIG": CONFIG, "JOBRUNNER_DATABASE_URL": dsn}
+    env = {"JOBRUNNER_CONFIG": str(NO_CONFIG), "JOBRUNNER_DATABASE_URL": dsn}
     saved = structlog.get_config()
     try:
         return CliRunner().invoke(app, argv, env=env)
