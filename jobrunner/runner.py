@@ -7,6 +7,7 @@ import json
 import os
 import secrets
 import socket
+import time
 from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -74,6 +75,7 @@ class Runner:
         self.failed = asyncio.Event()
         self.failure: BaseException | None = None
         self.stopped = asyncio.Event()
+        self._heartbeat_failed_at: float | None = None
         self.stop_requested = asyncio.Event()
         self.requested_grace_s: float | None = None
         self._notifier: Notifier | None = None
@@ -290,7 +292,17 @@ class Runner:
                 await self.heartbeat()
                 await self.stop_lost_jobs()
             except Exception as exc:
+                self._heartbeat_failed_at = time.monotonic()
                 log.warning("node.heartbeat_failed", error=_db.redact(str(exc)))
+
+    def heartbeat_settled(self) -> bool:
+        """True unless this node's heartbeat failed within the last node lease.
+
+        A failed heartbeat means the database was away; other live nodes' leases may have
+        expired meanwhile, so the rescuer waits until they have had a lease to renew them.
+        """
+        failed_at = self._heartbeat_failed_at
+        return failed_at is None or time.monotonic() - failed_at >= self.settings.node_lease_s
 
 
 async def _quietly(awaitable: Any) -> None:

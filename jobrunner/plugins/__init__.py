@@ -43,7 +43,8 @@ def build(runner: Runner) -> list[Any]:
                max_age_by_state=settings.prune_max_age_by_state,
                batch_size=settings.prune_batch_size, leader=leader),
         Rescuer(pool, interval_s=settings.rescue_interval_s,
-                node_lease_s=settings.node_lease_s, leader=leader),
+                node_lease_s=settings.node_lease_s, leader=leader,
+                settled=runner.heartbeat_settled),
     ]
     if schedules:
         # Slots missed by less than this are a leader handover, not downtime: all inserted.

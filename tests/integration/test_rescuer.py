@@ -14,6 +14,7 @@ from jobrunner import JobState
 from jobrunner._leader import Leader
 from jobrunner.plugins.rescuer import Rescuer
 from tests.apps import sample
+from tests.helpers import eventually
 
 LEASE_S = 30.0
 
@@ -142,3 +143,34 @@ async def test_the_error_entry_is_stored_as_json(
 def test_a_lease_must_be_positive() -> None:
     with pytest.raises(jobrunner.ConfigError, match="node_lease_s must be seconds > 0, got 0"):
         Rescuer(None, interval_s=1, node_lease_s=0)  # type: ignore[arg-type]
+
+
+async def test_after_an_outage_it_waits_for_live_nodes_to_heartbeat(
+    client: jobrunner.Client, db: asyncpg.Connection
+) -> None:
+    # A node whose lease ran out while the database was away looks dead, but may be alive.
+    await add_node(db, "maybe-alive", expires_in_s=-1)
+    job_id = await executing(client, db, "maybe-alive", started_s_ago=60)
+    settled = False
+    rescuer = Rescuer(client.pool, interval_s=1, node_lease_s=LEASE_S, settled=lambda: settled)
+    assert await rescuer._tick() == []
+    assert (await job(client, job_id)).state is JobState.EXECUTING
+    settled = True
+    [rescued] = await rescuer._tick()
+    assert rescued.id == job_id
+
+
+async def test_a_failed_heartbeat_unsettles_the_node_for_a_lease(
+    client: jobrunner.Client, make_runner
+) -> None:
+    async with make_runner(queues={"default": 1}, node_lease_s=3) as runner:
+        assert runner.heartbeat_settled()
+        # The node's heartbeat fails, as it would with the database away.
+        await client.pool.execute("ALTER TABLE jobrunner_nodes RENAME TO jobrunner_nodes_away")
+        try:
+            async def unsettled() -> bool:
+                return not runner.heartbeat_settled()
+
+            await eventually(unsettled, timeout_s=15)
+        finally:
+            await client.pool.execute("ALTER TABLE jobrunner_nodes_away RENAME TO jobrunner_nodes")
