@@ -81,10 +81,15 @@ class Acker:
                 except Exception as exc:
                     self._pending[:0] = batch
                     failures += 1
-                    log.warning("acker.write_failed", error=_db.redact(str(exc)),
-                                pending=len(self._pending), failures=failures)
-                    await asyncio.sleep(min(2.0, 0.02 * 2 ** min(failures, 8))
-                                        * random.uniform(0.5, 1.0))  # noqa: S311 - jitter
+                    log.warning(
+                        "acker.write_failed",
+                        error=_db.redact(str(exc)),
+                        pending=len(self._pending),
+                        failures=failures,
+                    )
+                    await asyncio.sleep(
+                        min(2.0, 0.02 * 2 ** min(failures, 8)) * random.uniform(0.5, 1.0)
+                    )
             if not self._pending:
                 self._idle.set()
 
@@ -95,5 +100,9 @@ class Acker:
         if len(owned) != len(batch):
             lost = [a.job_id for a in batch if a.job_id not in owned]
             self.stale += len(lost)
-            log.warning("ack.stale", job_ids=lost[:20], count=len(lost),
-                        reason="job no longer owned by this node (rescued or cancelled)")
+            log.warning(
+                "ack.stale",
+                job_ids=lost[:20],
+                count=len(lost),
+                reason="job no longer owned by this node (rescued or cancelled)",
+            )

@@ -62,8 +62,15 @@ class Sizes:
     scale_rows: int = 1_000_000
 
 
-QUICK = Sizes(burn_jobs=2_000, latency_jobs=50, insert_s=0.5, insert_all_jobs=10_000,
-              memory_jobs=20_000, memory_run_s=1.0, scale_rows=100_000)
+QUICK = Sizes(
+    burn_jobs=2_000,
+    latency_jobs=50,
+    insert_s=0.5,
+    insert_all_jobs=10_000,
+    memory_jobs=20_000,
+    memory_run_s=1.0,
+    scale_rows=100_000,
+)
 
 
 @dataclass(slots=True)
@@ -115,17 +122,33 @@ class Daemon:
         ctx.daemons += 1
         self.node = f"bench-{os.getpid()}-{ctx.daemons}"
         self._ctx = ctx
-        self._cmd = [sys.executable, "-m", "jobrunner", "start", "--dsn", ctx.dsn,
-                     "--queues", f"{_bench_workers.QUEUE}:{concurrency}",
-                     "--app", _bench_workers.__name__, "--node", self.node]
+        self._cmd = [
+            sys.executable,
+            "-m",
+            "jobrunner",
+            "start",
+            "--dsn",
+            ctx.dsn,
+            "--queues",
+            f"{_bench_workers.QUEUE}:{concurrency}",
+            "--app",
+            _bench_workers.__name__,
+            "--node",
+            self.node,
+        ]
         self._env = daemon_env(env)
         self.proc: asyncio.subprocess.Process | None = None
 
     async def __aenter__(self) -> Self:
         with self._ctx.log_path.open("ab") as log:
             self.proc = await asyncio.create_subprocess_exec(
-                *self._cmd, cwd=self._ctx.workdir, env=self._env, stdout=log,
-                stderr=asyncio.subprocess.STDOUT, stdin=asyncio.subprocess.DEVNULL)
+                *self._cmd,
+                cwd=self._ctx.workdir,
+                env=self._env,
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
+                stdin=asyncio.subprocess.DEVNULL,
+            )
         try:
             await self._wait_ready()
         except BaseException:
@@ -133,20 +156,26 @@ class Daemon:
             raise
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self.stop()
 
     async def _wait_ready(self, timeout_s: float = 30.0) -> None:
         conn = await asyncpg.connect(self._ctx.dsn)
         try:
             deadline = time.monotonic() + timeout_s
-            while not await conn.fetchval("SELECT 1 FROM jobrunner_nodes WHERE name = $1",
-                                          self.node):
+            while not await conn.fetchval(
+                "SELECT 1 FROM jobrunner_nodes WHERE name = $1", self.node
+            ):
                 self.check_alive()
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"daemon not ready in {timeout_s}s; "
-                                       f"see {self._ctx.log_path}")
+                    raise RuntimeError(
+                        f"daemon not ready in {timeout_s}s; see {self._ctx.log_path}"
+                    )
                 await asyncio.sleep(0.01)
         finally:
             await conn.close()
@@ -182,8 +211,9 @@ class Daemon:
             await self.proc.wait()
 
 
-async def insert_noops(client: Client, count: int, *, conn: Any = None,
-                       chunk: int = 10_000) -> None:
+async def insert_noops(
+    client: Client, count: int, *, conn: Any = None, chunk: int = 10_000
+) -> None:
     for start in range(0, count, chunk):
         size = min(chunk, count - start)
         batch = [_bench_workers.noop.new({"n": start + i}) for i in range(size)]
@@ -226,8 +256,11 @@ async def burn_down(ctx: Context, concurrency: int, *, keep_rows: bool = False) 
         row = await conn.fetchrow(SPAN, floor)
     if row["done"] != jobs:
         raise RuntimeError(f"{row['done']} of {jobs} jobs completed")
-    return {"jobs_per_s": jobs / row["span_s"], "seconds": row["span_s"],
-            "cpu_us_per_job": cpu_s / jobs * 1e6}
+    return {
+        "jobs_per_s": jobs / row["span_s"],
+        "seconds": row["span_s"],
+        "cpu_us_per_job": cpu_s / jobs * 1e6,
+    }
 
 
 async def wake_latency(ctx: Context) -> Metrics:
@@ -247,8 +280,12 @@ async def wake_latency(ctx: Context) -> Metrics:
                 await asyncio.sleep(gap)
             started = await _read_stamps(stamps, count)
     latencies = sorted((started[n] - committed[n]) * 1000 for n in committed)
-    return {"p50_ms": percentile(latencies, 50), "p90_ms": percentile(latencies, 90),
-            "p99_ms": percentile(latencies, 99), "max_ms": latencies[-1]}
+    return {
+        "p50_ms": percentile(latencies, 50),
+        "p90_ms": percentile(latencies, 90),
+        "p99_ms": percentile(latencies, 99),
+        "max_ms": latencies[-1],
+    }
 
 
 async def _read_stamps(path: Path, count: int, timeout_s: float = 10.0) -> dict[int, float]:

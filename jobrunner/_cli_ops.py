@@ -42,51 +42,85 @@ def report(result: ControlResult, done: str, timeout_s: float) -> None:
     if applied:
         typer.echo(f"applied by {_plural(len(applied), 'node')}: {', '.join(applied)}")
     if result.missing:
-        fail(f"not applied within {timeout_s:g}s by {_plural(len(result.missing), 'node')}: "
-             f"{', '.join(result.missing)}; check them with 'jobrunner status'", 1)
+        fail(
+            f"not applied within {timeout_s:g}s by {_plural(len(result.missing), 'node')}: "
+            f"{', '.join(result.missing)}; check them with 'jobrunner status'",
+            1,
+        )
 
 
 @app.command()
-def pause(queue: str, node: NodeOption = None, timeout: TimeoutOption = 5.0,
-          force: ForceOption = False, dsn: DsnOption = None, config: ConfigOption = None) -> None:
+def pause(
+    queue: str,
+    node: NodeOption = None,
+    timeout: TimeoutOption = 5.0,
+    force: ForceOption = False,
+    dsn: DsnOption = None,
+    config: ConfigOption = None,
+) -> None:
     """Stop starting jobs of QUEUE; running jobs finish. Persisted unless --node is given."""
     settings = load_settings(config, database_url=dsn)
-    result = with_client(settings, lambda c: c.pause_queue(queue, node, timeout_s=timeout,
-                                                           force=force))
+    result = with_client(
+        settings, lambda c: c.pause_queue(queue, node, timeout_s=timeout, force=force)
+    )
     report(result, f"paused queue {queue!r}", timeout)
 
 
 @app.command()
-def resume(queue: str, node: NodeOption = None, timeout: TimeoutOption = 5.0,
-           force: ForceOption = False, dsn: DsnOption = None, config: ConfigOption = None) -> None:
+def resume(
+    queue: str,
+    node: NodeOption = None,
+    timeout: TimeoutOption = 5.0,
+    force: ForceOption = False,
+    dsn: DsnOption = None,
+    config: ConfigOption = None,
+) -> None:
     """Start running jobs of QUEUE again. Persisted unless --node is given."""
     settings = load_settings(config, database_url=dsn)
-    result = with_client(settings, lambda c: c.resume_queue(queue, node, timeout_s=timeout,
-                                                            force=force))
+    result = with_client(
+        settings, lambda c: c.resume_queue(queue, node, timeout_s=timeout, force=force)
+    )
     report(result, f"resumed queue {queue!r}", timeout)
 
 
 @app.command()
-def scale(queue: str, limit: Annotated[str, typer.Argument(help="Jobs at once per node, >= 1.")],
-          node: NodeOption = None, timeout: TimeoutOption = 5.0, force: ForceOption = False,
-          dsn: DsnOption = None, config: ConfigOption = None) -> None:
+def scale(
+    queue: str,
+    limit: Annotated[str, typer.Argument(help="Jobs at once per node, >= 1.")],
+    node: NodeOption = None,
+    timeout: TimeoutOption = 5.0,
+    force: ForceOption = False,
+    dsn: DsnOption = None,
+    config: ConfigOption = None,
+) -> None:
     """Run up to LIMIT jobs of QUEUE at once per node (running jobs are never cut short)."""
     try:
         number = int(limit)
     except ValueError:
         fail(f"queue limit must be a whole number >= 1, got {limit!r}")
     settings = load_settings(config, database_url=dsn)
-    result = with_client(settings, lambda c: c.scale_queue(queue, number, node, timeout_s=timeout,
-                                                           force=force))
+    result = with_client(
+        settings, lambda c: c.scale_queue(queue, number, node, timeout_s=timeout, force=force)
+    )
     report(result, f"scaled queue {queue!r} to {number} per node", timeout)
 
 
 @app.command()
-def stop(node: NodeOption = None,
-         grace: Annotated[float | None, typer.Option(
-             "--grace", min=0, help="Seconds running jobs get to finish (default: the node's "
-             "shutdown_grace_s); what is left goes back to the queue.")] = None,
-         timeout: TimeoutOption = 5.0, dsn: DsnOption = None, config: ConfigOption = None) -> None:
+def stop(
+    node: NodeOption = None,
+    grace: Annotated[
+        float | None,
+        typer.Option(
+            "--grace",
+            min=0,
+            help="Seconds running jobs get to finish (default: the node's "
+            "shutdown_grace_s); what is left goes back to the queue.",
+        ),
+    ] = None,
+    timeout: TimeoutOption = 5.0,
+    dsn: DsnOption = None,
+    config: ConfigOption = None,
+) -> None:
     """Stop a node (or every node) gracefully, as SIGTERM does."""
     settings = load_settings(config, database_url=dsn)
     result = with_client(settings, lambda c: c.stop_node(node, grace_s=grace, timeout_s=timeout))
@@ -95,8 +129,9 @@ def stop(node: NodeOption = None,
 
 
 @app.command()
-def status(json_out: JsonOption = False, dsn: DsnOption = None,
-           config: ConfigOption = None) -> None:
+def status(
+    json_out: JsonOption = False, dsn: DsnOption = None, config: ConfigOption = None
+) -> None:
     """Nodes (heartbeat, leader, queues) and queues (limit, paused, running, jobs by state)."""
     settings = load_settings(config, database_url=dsn)
     found = with_client(settings, lambda c: c.status())
@@ -108,25 +143,42 @@ def status(json_out: JsonOption = False, dsn: DsnOption = None,
 
 @app.command()
 def drain(
-    queues: Annotated[list[str] | None, typer.Argument(
-        help="Queues to drain; default: every queue with waiting jobs or a known worker.")] = None,
-    with_scheduled: Annotated[bool, typer.Option(
-        "--with-scheduled", help="Run scheduled and retryable jobs now too; failed jobs are "
-        "retried until they succeed or run out of attempts.")] = False,
-    timeout: Annotated[float, typer.Option(
-        "--timeout", min=0, help="Give up after this many seconds (exit 2); 0: never.")] = 300.0,
-    app_modules: AppOption = None, json_out: JsonOption = False,
-    dsn: DsnOption = None, config: ConfigOption = None,
+    queues: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Queues to drain; default: every queue with waiting jobs or a known worker."
+        ),
+    ] = None,
+    with_scheduled: Annotated[
+        bool,
+        typer.Option(
+            "--with-scheduled",
+            help="Run scheduled and retryable jobs now too; failed jobs are "
+            "retried until they succeed or run out of attempts.",
+        ),
+    ] = False,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            "--timeout", min=0, help="Give up after this many seconds (exit 2); 0: never."
+        ),
+    ] = 300.0,
+    app_modules: AppOption = None,
+    json_out: JsonOption = False,
+    dsn: DsnOption = None,
+    config: ConfigOption = None,
 ) -> None:
     """Run every waiting job of the queues, on live nodes or here; exit 1 if any failed."""
-    settings = load_settings(config, database_url=dsn,
-                             app=tuple(app_modules) if app_modules else None)
+    settings = load_settings(
+        config, database_url=dsn, app=tuple(app_modules) if app_modules else None
+    )
 
     async def body(client: Client) -> _draining.DrainReport:
         import_apps(settings.app)
         try:
-            return await client.drain(queues or None, with_scheduled=with_scheduled,
-                                      timeout_s=timeout or None)
+            return await client.drain(
+                queues or None, with_scheduled=with_scheduled, timeout_s=timeout or None
+            )
         except _draining.DrainTimeout as exc:
             fail(str(exc), 2)
 
@@ -136,9 +188,17 @@ def drain(
 
 def _drain_summary(result: _draining.DrainReport, json_out: bool) -> None:
     if json_out:
-        typer.echo(json.dumps({**result.counts(), "ok": result.ok,
-                               "by_nodes": {q: list(n) for q, n in result.by_nodes.items()},
-                               "here": list(result.here)}, indent=2))
+        typer.echo(
+            json.dumps(
+                {
+                    **result.counts(),
+                    "ok": result.ok,
+                    "by_nodes": {q: list(n) for q, n in result.by_nodes.items()},
+                    "here": list(result.here),
+                },
+                indent=2,
+            )
+        )
     else:
         parts = [f"{q!r} through {', '.join(n)}" for q, n in sorted(result.by_nodes.items())]
         if result.here:
@@ -146,8 +206,13 @@ def _drain_summary(result: _draining.DrainReport, json_out: bool) -> None:
         typer.echo(f"drained {'; '.join(parts)}" if parts else "nothing to drain: no queue")
         typer.echo(", ".join(f"{k} {v}" for k, v in result.counts().items()))
     if result.failed:
-        fail(f"{_plural(result.failed, 'job')} failed; see 'jobrunner jobs list --state "
-             "discarded'", 1)
+        fail(
+            f"{_plural(result.failed, 'job')} failed; see 'jobrunner jobs list --state discarded'",
+            1,
+        )
     if not result.ok:
-        fail(f"{_plural(result.retried, 'job')} failed and will be retried later; see "
-             "'jobrunner jobs list --state retryable', or drain --with-scheduled", 1)
+        fail(
+            f"{_plural(result.retried, 'job')} failed and will be retried later; see "
+            "'jobrunner jobs list --state retryable', or drain --with-scheduled",
+            1,
+        )

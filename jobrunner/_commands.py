@@ -101,11 +101,15 @@ async def check_node(client: Client, node: str, queue: str | None) -> None:
     found = next((n for n in live if n.name == node), None)
     if found is None:
         names = ", ".join(n.name for n in live) or "none"
-        raise UnknownTarget(f"unknown node {node!r}: no live node has that name "
-                            f"(live nodes: {names}); see 'jobrunner status'")
+        raise UnknownTarget(
+            f"unknown node {node!r}: no live node has that name "
+            f"(live nodes: {names}); see 'jobrunner status'"
+        )
     if queue is not None and queue not in found.queues:
-        raise UnknownTarget(f"node {node!r} does not serve queue {queue!r} "
-                            f"(it serves: {', '.join(sorted(found.queues)) or 'none'})")
+        raise UnknownTarget(
+            f"node {node!r} does not serve queue {queue!r} "
+            f"(it serves: {', '.join(sorted(found.queues)) or 'none'})"
+        )
 
 
 def check_limit(limit: object) -> int:
@@ -114,9 +118,15 @@ def check_limit(limit: object) -> int:
     return limit
 
 
-async def issue(client: Client, command: str, *, queue: str | None = None,
-                node: str | None = None, payload: Mapping[str, Any] | None = None,
-                timeout_s: float = 5.0) -> ControlResult:
+async def issue(
+    client: Client,
+    command: str,
+    *,
+    queue: str | None = None,
+    node: str | None = None,
+    payload: Mapping[str, Any] | None = None,
+    timeout_s: float = 5.0,
+) -> ControlResult:
     """Insert a command (persisting queue state when aimed at every node) and wait for it.
 
     Pause, resume and scale aimed at every node update `jobrunner_queues` in the same
@@ -127,19 +137,24 @@ async def issue(client: Client, command: str, *, queue: str | None = None,
     async with client.pool.acquire() as conn, conn.transaction():
         await _queries.prune_control(conn, max_age_s=CONTROL_HISTORY_S)
         control_id, _ = await _queries.insert_control(
-            conn, command=command, queue=queue, node=node, payload=payload, issued_by=issuer())
+            conn, command=command, queue=queue, node=node, payload=payload, issued_by=issuer()
+        )
         if persist:
             assert queue is not None
             await _queries.persist_queue_state(
-                conn, queue, paused={PAUSE: True, RESUME: False}.get(command),
-                limit=payload.get("limit"))
+                conn,
+                queue,
+                paused={PAUSE: True, RESUME: False}.get(command),
+                limit=payload.get("limit"),
+            )
     targets = tuple(await _queries.control_targets(client.pool, control_id))
     applied = await wait_applied(client, control_id, targets, timeout_s)
     return ControlResult(control_id, command, queue, node, targets, applied, persist)
 
 
-async def wait_applied(client: Client, control_id: int, targets: tuple[str, ...],
-                       timeout_s: float) -> dict[str, dict[str, Any]]:
+async def wait_applied(
+    client: Client, control_id: int, targets: tuple[str, ...], timeout_s: float
+) -> dict[str, dict[str, Any]]:
     """Poll until every target applied the command, or `timeout_s` seconds passed."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
@@ -150,34 +165,38 @@ async def wait_applied(client: Client, control_id: int, targets: tuple[str, ...]
         await asyncio.sleep(POLL_S)
 
 
-async def pause(client: Client, queue: str, node: str | None, *, timeout_s: float,
-                force: bool) -> ControlResult:
+async def pause(
+    client: Client, queue: str, node: str | None, *, timeout_s: float, force: bool
+) -> ControlResult:
     await _check_target(client, queue, node, force)
     return await issue(client, PAUSE, queue=queue, node=node, timeout_s=timeout_s)
 
 
-async def resume(client: Client, queue: str, node: str | None, *, timeout_s: float,
-                 force: bool) -> ControlResult:
+async def resume(
+    client: Client, queue: str, node: str | None, *, timeout_s: float, force: bool
+) -> ControlResult:
     await _check_target(client, queue, node, force)
     return await issue(client, RESUME, queue=queue, node=node, timeout_s=timeout_s)
 
 
-async def scale(client: Client, queue: str, limit: int, node: str | None, *,
-                timeout_s: float, force: bool) -> ControlResult:
+async def scale(
+    client: Client, queue: str, limit: int, node: str | None, *, timeout_s: float, force: bool
+) -> ControlResult:
     check_limit(limit)
     await _check_target(client, queue, node, force)
-    return await issue(client, SCALE, queue=queue, node=node, payload={"limit": limit},
-                       timeout_s=timeout_s)
+    return await issue(
+        client, SCALE, queue=queue, node=node, payload={"limit": limit}, timeout_s=timeout_s
+    )
 
 
-async def stop(client: Client, node: str | None, *, grace_s: float | None,
-               timeout_s: float) -> ControlResult:
+async def stop(
+    client: Client, node: str | None, *, grace_s: float | None, timeout_s: float
+) -> ControlResult:
     if grace_s is not None and not (isinstance(grace_s, int | float) and 0 <= grace_s < math.inf):
         raise ValueError(f"grace must be seconds >= 0, got {grace_s!r}")
     if node is not None:
         await check_node(client, node, None)
-    return await issue(client, STOP, node=node, payload={"grace_s": grace_s},
-                       timeout_s=timeout_s)
+    return await issue(client, STOP, node=node, payload={"grace_s": grace_s}, timeout_s=timeout_s)
 
 
 async def _check_target(client: Client, queue: str, node: str | None, force: bool) -> None:

@@ -44,8 +44,9 @@ class Controller:
     async def prepare(self) -> None:
         """Before producers start: load the persisted queue state (paused, limit override)."""
         runner = self._runner
-        start = await _queries.control_prepare(runner.client.pool, node=runner.node,
-                                               queues=list(runner.producers))
+        start = await _queries.control_prepare(
+            runner.client.pool, node=runner.node, queues=list(runner.producers)
+        )
         self._snapshot, self._started_at = start.snapshot, start.started_at
         for name, producer in runner.producers.items():
             if name in start.paused:
@@ -53,8 +54,9 @@ class Controller:
             if name in start.limits:
                 producer.scale(start.limits[name])
         if start.paused or start.limits:
-            log.info("control.loaded", node=runner.node, paused=sorted(start.paused),
-                     limits=start.limits)
+            log.info(
+                "control.loaded", node=runner.node, paused=sorted(start.paused), limits=start.limits
+            )
             await runner.heartbeat()
 
     async def start(self) -> None:
@@ -91,15 +93,17 @@ class Controller:
             await self.prepare()
         assert self._snapshot is not None and self._started_at is not None
         commands = await _queries.pending_control(
-            runner.client.pool, node=runner.node, queues=list(runner.producers),
-            snapshot=self._snapshot, started_at=self._started_at,
+            runner.client.pool,
+            node=runner.node,
+            queues=list(runner.producers),
+            snapshot=self._snapshot,
+            started_at=self._started_at,
         )
         if not commands:
             return
         results = {command.id: self._apply(command) for command in commands}
         await runner.heartbeat()  # status shows the new state as soon as the command returns
-        await _queries.record_control_applied(runner.client.pool, node=runner.node,
-                                              results=results)
+        await _queries.record_control_applied(runner.client.pool, node=runner.node, results=results)
         self.applied.extend(commands)
         for command in commands:
             if command.command == STOP:
@@ -107,14 +111,20 @@ class Controller:
 
     def _apply(self, command: ControlCommand) -> dict[str, Any]:
         """Apply one command to the producers; what it did, as recorded for the issuer."""
-        log.info("control.applying", id=command.id, command=command.command, queue=command.queue,
-                 issued_by=command.issued_by)
+        log.info(
+            "control.applying",
+            id=command.id,
+            command=command.command,
+            queue=command.queue,
+            issued_by=command.issued_by,
+        )
         if command.command == STOP:
             return {"stopping": True, "grace_s": _grace(command.payload)}
         producer = self._runner.producers.get(command.queue or "")
         if producer is None or command.command not in COMMANDS:
-            log.warning("control.ignored", id=command.id, command=command.command,
-                        queue=command.queue)
+            log.warning(
+                "control.ignored", id=command.id, command=command.command, queue=command.queue
+            )
             return {"ignored": True}
         if command.command == PAUSE:
             producer.pause()

@@ -131,8 +131,14 @@ async def drain(
         while with_limit is None or tally.total < with_limit:
             demand = BATCH_SIZE if with_limit is None else min(BATCH_SIZE, with_limit - tally.total)
             jobs = await _queries.drain_jobs(
-                client.pool, queues=names, demand=demand, node=name, all_scheduled=all_scheduled,
-                until=until, max_id=max_id, skip=sorted(tally.skip),
+                client.pool,
+                queues=names,
+                demand=demand,
+                node=name,
+                all_scheduled=all_scheduled,
+                until=until,
+                max_id=max_id,
+                skip=sorted(tally.skip),
             )
             if not jobs:
                 break
@@ -149,8 +155,9 @@ def _queue_names(queues: Sequence[str] | None) -> list[str] | None:
     return [validate_queue(name) for name in names]
 
 
-async def _run(client: Client, jobs: Sequence[Job], node: str, tally: _Tally, *,
-               safe: bool, recursive: bool) -> None:
+async def _run(
+    client: Client, jobs: Sequence[Job], node: str, tally: _Tally, *, safe: bool, recursive: bool
+) -> None:
     """Run claimed jobs in order, acking each at once; release the unrun ones on the way out."""
     pending = list(jobs)
     try:
@@ -170,8 +177,9 @@ async def _release(client: Client, node: str, jobs: Sequence[Job]) -> None:
     try:
         await _queries.ack_jobs(client.pool, node, [_executor.interrupted(job) for job in jobs])
     except Exception as exc:  # the rescuer puts them back once the node's lease expires
-        log.warning("drain.release_failed", node=node, jobs=[j.id for j in jobs],
-                    error=_db.redact(str(exc)))
+        log.warning(
+            "drain.release_failed", node=node, jobs=[j.id for j in jobs], error=_db.redact(str(exc))
+        )
 
 
 @asynccontextmanager
@@ -181,8 +189,14 @@ async def node_lease(client: Client, node: str) -> AsyncIterator[None]:
     It serves no queue, so control commands do not wait for it; the rescuer leaves its jobs.
     """
     settings = client.settings
-    await _queries.register_node(client.pool, name=node, host=socket.gethostname(),
-                                 pid=os.getpid(), queues="{}", lease_s=settings.node_lease_s)
+    await _queries.register_node(
+        client.pool,
+        name=node,
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        queues="{}",
+        lease_s=settings.node_lease_s,
+    )
     task = asyncio.create_task(_heartbeat(client, node), name="jobrunner.drain_heartbeat")
     try:
         yield
@@ -197,12 +211,17 @@ async def _heartbeat(client: Client, node: str) -> None:
     while True:
         await asyncio.sleep(settings.heartbeat_interval_s)
         try:
-            alive = await _queries.heartbeat_node(client.pool, name=node, queues="{}",
-                                                  lease_s=settings.node_lease_s)
+            alive = await _queries.heartbeat_node(
+                client.pool, name=node, queues="{}", lease_s=settings.node_lease_s
+            )
             if not alive:
                 await _queries.register_node(
-                    client.pool, name=node, host=socket.gethostname(), pid=os.getpid(),
-                    queues="{}", lease_s=settings.node_lease_s,
+                    client.pool,
+                    name=node,
+                    host=socket.gethostname(),
+                    pid=os.getpid(),
+                    queues="{}",
+                    lease_s=settings.node_lease_s,
                 )
         except Exception as exc:
             log.warning("drain.heartbeat_failed", node=node, error=_db.redact(str(exc)))

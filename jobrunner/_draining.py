@@ -58,12 +58,22 @@ class DrainReport:
         return self.failed == 0 and (self.with_scheduled or self.retried == 0)
 
     def counts(self) -> dict[str, int]:
-        return {"completed": self.completed, "retried": self.retried, "failed": self.failed,
-                "cancelled": self.cancelled, "snoozed": self.snoozed}
+        return {
+            "completed": self.completed,
+            "retried": self.retried,
+            "failed": self.failed,
+            "cancelled": self.cancelled,
+            "snoozed": self.snoozed,
+        }
 
 
-async def drain(client: Client, queues: Sequence[str] | None = None, *,
-                with_scheduled: bool = False, timeout_s: float | None = None) -> DrainReport:
+async def drain(
+    client: Client,
+    queues: Sequence[str] | None = None,
+    *,
+    with_scheduled: bool = False,
+    timeout_s: float | None = None,
+) -> DrainReport:
     """Run the waiting jobs of `queues` (None: every queue) until none is left.
 
     Raises DrainTimeout after `timeout_s` seconds (None: no limit), naming what was left.
@@ -83,8 +93,10 @@ async def drain(client: Client, queues: Sequence[str] | None = None, *,
     except TimeoutError:
         left = await _queries.count_waiting(client.pool, queues=names, states=WAITING)
         what = ", ".join(f"{n} in {q!r}" for q, n in left.items()) or "none waiting"
-        raise DrainTimeout(f"drain timed out after {timeout_s:g}s (jobs left: {what}); "
-                           "raise --timeout or check the nodes with 'jobrunner status'") from None
+        raise DrainTimeout(
+            f"drain timed out after {timeout_s:g}s (jobs left: {what}); "
+            "raise --timeout or check the nodes with 'jobrunner status'"
+        ) from None
     total = {k: parts[0][k] + parts[1][k] for k in parts[0]}
     return DrainReport(**total, with_scheduled=with_scheduled, by_nodes=by_nodes, here=here)
 
@@ -105,8 +117,9 @@ async def _served(client: Client, names: Iterable[str]) -> dict[str, tuple[str, 
     nodes = [n for n in await _queries.status_nodes(client.pool) if n.live]
     served = {}
     for name in names:
-        running = tuple(sorted(n.name for n in nodes
-                               if name in n.queues and not n.queues[name].get("paused")))
+        running = tuple(
+            sorted(n.name for n in nodes if name in n.queues and not n.queues[name].get("paused"))
+        )
         if running:
             served[name] = running
     return served
@@ -130,14 +143,21 @@ async def _check_workers(client: Client, queues: Sequence[str], with_scheduled: 
 async def _here(client: Client, queues: Sequence[str], *, with_scheduled: bool) -> dict[str, int]:
     if not queues:
         return _counts()
-    result = await _drain.drain(client, list(queues), with_scheduled=with_scheduled,
-                                with_recursion=True, with_safety=True)
-    return _counts(completed=result.completed, retried=result.failure, failed=result.discarded,
-                   cancelled=result.cancelled, snoozed=result.snoozed)
+    result = await _drain.drain(
+        client, list(queues), with_scheduled=with_scheduled, with_recursion=True, with_safety=True
+    )
+    return _counts(
+        completed=result.completed,
+        retried=result.failure,
+        failed=result.discarded,
+        cancelled=result.cancelled,
+        snoozed=result.snoozed,
+    )
 
 
-async def _through_nodes(client: Client, queues: Sequence[str], *,
-                         with_scheduled: bool) -> dict[str, int]:
+async def _through_nodes(
+    client: Client, queues: Sequence[str], *, with_scheduled: bool
+) -> dict[str, int]:
     """Wake the nodes, stage scheduled jobs if asked, and wait until the queues are empty."""
     if not queues:
         return _counts()
@@ -145,18 +165,21 @@ async def _through_nodes(client: Client, queues: Sequence[str], *,
     pool = client.pool
     baseline = await _queries.drain_baseline(pool, queues=queues, states=states)
     for queue in queues:
-        await _commands.issue(client, DRAIN, queue=queue,
-                              payload={"with_scheduled": with_scheduled}, timeout_s=0)
+        await _commands.issue(
+            client, DRAIN, queue=queue, payload={"with_scheduled": with_scheduled}, timeout_s=0
+        )
     while True:
         if with_scheduled:
             await _queries.stage_queues(pool, queues, since=baseline.started_at)
-        left = await _queries.count_waiting(pool, queues=queues, states=states,
-                                            since=baseline.started_at)
+        left = await _queries.count_waiting(
+            pool, queues=queues, states=states, since=baseline.started_at
+        )
         if not left:
             break
         await asyncio.sleep(POLL_S)
-    return _outcomes(await _queries.drain_outcomes(pool, queues=queues, baseline=baseline),
-                     baseline)
+    return _outcomes(
+        await _queries.drain_outcomes(pool, queues=queues, baseline=baseline), baseline
+    )
 
 
 def _outcomes(jobs: Sequence[Job], baseline: DrainBaseline) -> dict[str, int]:
@@ -164,16 +187,22 @@ def _outcomes(jobs: Sequence[Job], baseline: DrainBaseline) -> dict[str, int]:
     counts = _counts()
     for job in jobs:
         before = baseline.attempts.get(job.id, 0)
-        counts["retried"] += sum(1 for e in job.errors if before < e.attempt < job.max_attempts
-                                 and e.traceback is not None)
+        counts["retried"] += sum(
+            1
+            for e in job.errors
+            if before < e.attempt < job.max_attempts and e.traceback is not None
+        )
         if job.state is JobState.COMPLETED:
             counts["completed"] += 1
         elif job.state is JobState.DISCARDED:
             counts["failed"] += 1
         elif job.state is JobState.CANCELLED:
             counts["cancelled"] += 1
-        elif job.state is JobState.SCHEDULED and job.attempted_at is not None \
-                and job.attempted_at >= baseline.started_at:
+        elif (
+            job.state is JobState.SCHEDULED
+            and job.attempted_at is not None
+            and job.attempted_at >= baseline.started_at
+        ):
             counts["snoozed"] += 1
     return counts
 

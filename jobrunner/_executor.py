@@ -25,7 +25,11 @@ if TYPE_CHECKING:
     from .client import Client
 
 COMPLETED, FAILURE, SNOOZED, CANCELLED, DISCARDED = (
-    "completed", "failure", "snoozed", "cancelled", "discarded",
+    "completed",
+    "failure",
+    "snoozed",
+    "cancelled",
+    "discarded",
 )
 OUTCOMES = (COMPLETED, FAILURE, SNOOZED, CANCELLED, DISCARDED)
 
@@ -56,8 +60,9 @@ def _error(job: Job, message: str, exc: BaseException | None) -> str:
     return json.dumps(entry)
 
 
-def to_ack(job: Job, value: Any, exc: BaseException | None,
-           backoff_s: float | None) -> tuple[Ack, str]:
+def to_ack(
+    job: Job, value: Any, exc: BaseException | None, backoff_s: float | None
+) -> tuple[Ack, str]:
     """Map a worker's return value or exception to the ack and outcome name.
 
     None (or any other value) completes; Snooze reschedules without using an attempt;
@@ -96,9 +101,13 @@ def _fields(job: Job) -> dict[str, Any]:
     return {"job_id": job.id, "worker": job.worker, "queue": job.queue, "attempt": job.attempt}
 
 
-async def execute(job: Job, client: Client,
-                  cancel_reasons: Mapping[int, str] | None = None, *,
-                  worker: Worker | None = None) -> Result:
+async def execute(
+    job: Job,
+    client: Client,
+    cancel_reasons: Mapping[int, str] | None = None,
+    *,
+    worker: Worker | None = None,
+) -> Result:
     """Run one attempt of `job` (by `worker`, default the one registered under its name);
     never raises but for CancelledError.
 
@@ -114,7 +123,10 @@ async def execute(job: Job, client: Client,
     started = time.perf_counter()
     try:
         bound = structlog.contextvars.bind_contextvars(
-            job_id=job.id, worker=job.worker, queue=job.queue, attempt=job.attempt,
+            job_id=job.id,
+            worker=job.worker,
+            queue=job.queue,
+            attempt=job.attempt,
         )
         try:
             worker, value, exc = await _perform(job, worker)
@@ -122,10 +134,16 @@ async def execute(job: Job, client: Client,
             structlog.contextvars.reset_contextvars(**bound)
     except asyncio.CancelledError:
         reason = (cancel_reasons or {}).get(job.id, INTERRUPTED)
-        _telemetry.emit(_telemetry.JOB_EXCEPTION, logging.WARNING, {
-            **fields, "duration_s": round(time.perf_counter() - started, 6),
-            "outcome": reason, "error": "CancelledError",
-        })
+        _telemetry.emit(
+            _telemetry.JOB_EXCEPTION,
+            logging.WARNING,
+            {
+                **fields,
+                "duration_s": round(time.perf_counter() - started, 6),
+                "outcome": reason,
+                "error": "CancelledError",
+            },
+        )
         raise
     finally:
         _current.reset(token)
@@ -142,8 +160,10 @@ async def execute(job: Job, client: Client,
     return Result(job, ack, outcome, exc, duration_s, value)
 
 
-async def _perform(job: Job, given: Worker | None = None,
-                   ) -> tuple[Worker | None, Any, Exception | None]:
+async def _perform(
+    job: Job,
+    given: Worker | None = None,
+) -> tuple[Worker | None, Any, Exception | None]:
     """The worker, and what it returned or raised; an unknown worker is an error on the job."""
     worker: Worker | None = None
     try:

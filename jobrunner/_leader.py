@@ -41,9 +41,15 @@ class Leader:
 
     _task: asyncio.Task[None] | None = None
 
-    def __init__(self, pool: _queries.Conn, *, node: str, lease_s: float,
-                 name: str = LEADERSHIP,
-                 listen: Callable[[Callable[[str], None]], None] | None = None) -> None:
+    def __init__(
+        self,
+        pool: _queries.Conn,
+        *,
+        node: str,
+        lease_s: float,
+        name: str = LEADERSHIP,
+        listen: Callable[[Callable[[str], None]], None] | None = None,
+    ) -> None:
         self._validate(lease_s)
         self._pool = pool
         self._listen = listen
@@ -107,8 +113,9 @@ class Leader:
     async def _tick(self) -> bool:
         """Take or renew the lease once; True if this node leads."""
         sent = time.monotonic()
-        leads = await _queries.elect_leader(self._pool, name=self.name, node=self.node,
-                                            lease_s=self.lease_s)
+        leads = await _queries.elect_leader(
+            self._pool, name=self.name, node=self.node, lease_s=self.lease_s
+        )
         if leads:
             if not self.is_leader:
                 log.info("leader.elected", node=self.node)

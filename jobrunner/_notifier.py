@@ -43,8 +43,14 @@ class Notifier:
 
     _task: asyncio.Task[None] | None = None
 
-    def __init__(self, dsn: str, *, node: str | None = None, health_interval_s: float = 5.0,
-                 max_backoff_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        node: str | None = None,
+        health_interval_s: float = 5.0,
+        max_backoff_s: float = 5.0,
+    ) -> None:
         self._dsn = dsn
         self._application_name = application_name(node)
         self._health_interval_s = health_interval_s
@@ -95,10 +101,11 @@ class Notifier:
                     await self._connect()
                 except Exception as exc:
                     failures += 1
-                    log.warning("notifier.connect_failed", error=_db.redact(str(exc)),
-                                failures=failures)
+                    log.warning(
+                        "notifier.connect_failed", error=_db.redact(str(exc)), failures=failures
+                    )
                     delay = min(self._max_backoff_s, 0.05 * 2 ** min(failures, 10))
-                    await asyncio.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311 - jitter
+                    await asyncio.sleep(delay * random.uniform(0.5, 1.0))
                     continue
                 failures = 0
                 log.info("notifier.reconnected", connects=self.connects)
@@ -110,8 +117,9 @@ class Notifier:
             await self._close()
 
     async def _connect(self) -> None:
-        conn = await _db.connect(self._dsn,
-                                 server_settings={"application_name": self._application_name})
+        conn = await _db.connect(
+            self._dsn, server_settings={"application_name": self._application_name}
+        )
         self._lost.clear()
         conn.add_termination_listener(lambda _c: self._lost.set())
         try:

@@ -34,8 +34,17 @@ class Producer:
 
     _task: asyncio.Task[None] | None = None
 
-    def __init__(self, queue: str, config: QueueConfig, *, client: Client, node: str,
-                 acker: Acker, poll_interval_s: float = 1.0, paused: bool = False) -> None:
+    def __init__(
+        self,
+        queue: str,
+        config: QueueConfig,
+        *,
+        client: Client,
+        node: str,
+        acker: Acker,
+        poll_interval_s: float = 1.0,
+        paused: bool = False,
+    ) -> None:
         self.queue = queue
         self.limit = config.limit
         self.dispatch_cooldown_s = config.dispatch_cooldown_s
@@ -110,13 +119,13 @@ class Producer:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         if self._running and not self._interrupting:
-            log.info("producer.draining", queue=self.queue, running=len(self._running),
-                     grace_s=grace_s)
+            log.info(
+                "producer.draining", queue=self.queue, running=len(self._running), grace_s=grace_s
+            )
             try:
                 await asyncio.wait_for(asyncio.shield(self._drained.wait()), grace_s)
             except TimeoutError:
-                log.warning("producer.grace_expired", queue=self.queue,
-                            running=len(self._running))
+                log.warning("producer.grace_expired", queue=self.queue, running=len(self._running))
         await self._interrupt_and_wait()
 
     def interrupt(self) -> None:
@@ -155,10 +164,16 @@ class Producer:
                 failures = 0
             except Exception as exc:
                 failures += 1
-                log.warning("producer.fetch_failed", queue=self.queue,
-                            error=_db.redact(str(exc)), failures=failures)
-                await asyncio.sleep(min(self._poll_interval_s, 0.02 * 2 ** min(failures, 8))
-                                    * random.uniform(0.5, 1.0))  # noqa: S311 - jitter
+                log.warning(
+                    "producer.fetch_failed",
+                    queue=self.queue,
+                    error=_db.redact(str(exc)),
+                    failures=failures,
+                )
+                await asyncio.sleep(
+                    min(self._poll_interval_s, 0.02 * 2 ** min(failures, 8))
+                    * random.uniform(0.5, 1.0)
+                )
                 continue
             if self.dispatch_cooldown_s:
                 await asyncio.sleep(self.dispatch_cooldown_s)
@@ -176,8 +191,9 @@ class Producer:
         self._more = False
         claim = secrets.token_hex(8)
         self._unsettled.append(claim)
-        jobs = await _queries.fetch_jobs(self._client.pool, queue=self.queue, demand=demand,
-                                         node=self._node, claim=claim)
+        jobs = await _queries.fetch_jobs(
+            self._client.pool, queue=self.queue, demand=demand, node=self._node, claim=claim
+        )
         self._unsettled.remove(claim)
         self.fetches += 1
         if len(jobs) == demand:
@@ -187,12 +203,14 @@ class Producer:
 
     async def _recover(self) -> None:
         """Run what fetches whose reply was lost claimed: they may have committed."""
-        jobs = await _queries.claimed_jobs(self._client.pool, node=self._node,
-                                           claims=self._unsettled)
+        jobs = await _queries.claimed_jobs(
+            self._client.pool, node=self._node, claims=self._unsettled
+        )
         self._unsettled.clear()
         if jobs:
-            log.warning("producer.claim_recovered", queue=self.queue,
-                        job_ids=[job.id for job in jobs])
+            log.warning(
+                "producer.claim_recovered", queue=self.queue, job_ids=[job.id for job in jobs]
+            )
         for job in jobs:
             if job.id not in self._running:
                 self._dispatch(job)
@@ -218,8 +236,15 @@ class Producer:
         if task.cancelled():
             if reason == SHUTDOWN:
                 self._acker.push(_executor.interrupted(job))
-            log.log(logging.WARNING, "job.interrupted", job_id=job.id, worker=job.worker,
-                    queue=job.queue, attempt=job.attempt, reason=reason)
+            log.log(
+                logging.WARNING,
+                "job.interrupted",
+                job_id=job.id,
+                worker=job.worker,
+                queue=job.queue,
+                attempt=job.attempt,
+                reason=reason,
+            )
         elif (exc := task.exception()) is not None:  # a bug of ours: still end the attempt
             log.error("job.ack_failed", job_id=job.id, error=repr(exc))
             self._acker.push(_executor.to_ack(job, None, exc, None)[0])

@@ -39,11 +39,11 @@ OWNED_JOBS = _sql("owned_jobs")
 
 
 class Conn(Protocol):
-    """An asyncpg connection, pool or pooled connection."""
+    """An asyncpg connection, pool or pooled connection (asyncpg's own signatures)."""
 
-    async def fetch(self, query: str, *args: Any, timeout: float | None = None) -> list[Any]: ...
-    async def fetchrow(self, query: str, *args: Any, timeout: float | None = None) -> Any: ...
-    async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str: ...
+    async def fetch(self, query: str, *args: Any, timeout: float | None = None) -> list[Any]: ...  # noqa: ASYNC109
+    async def fetchrow(self, query: str, *args: Any, timeout: float | None = None) -> Any: ...  # noqa: ASYNC109
+    async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str: ...  # noqa: ASYNC109
 
 
 async def _fetch(conn: Conn, query: str, *args: Any) -> list[Any]:
@@ -170,8 +170,9 @@ async def retry_job(conn: Conn, job_id: int) -> Job | None:
     return Job.from_record(rows[0]) if rows else None
 
 
-async def fetch_jobs(conn: Conn, *, queue: str, demand: int, node: str,
-                     claim: str | None = None) -> list[Job]:
+async def fetch_jobs(
+    conn: Conn, *, queue: str, demand: int, node: str, claim: str | None = None
+) -> list[Job]:
     """Claim up to `demand` available jobs of `queue` for `node`, best first.
 
     `claim` names this fetch, so that `claimed_jobs` finds what it took if its reply is lost.
@@ -213,15 +214,22 @@ class Ack:
 async def ack_jobs(conn: Conn, node: str, acks: Sequence[Ack]) -> set[int]:
     """Write `acks` in one statement; return the ids this node still owned."""
     rows = await _fetch(
-        conn, ACK_JOBS, node,
-        [a.job_id for a in acks], [a.attempt for a in acks], [a.state for a in acks],
-        [a.delay_s for a in acks], [a.error for a in acks], [a.undo_attempt for a in acks],
+        conn,
+        ACK_JOBS,
+        node,
+        [a.job_id for a in acks],
+        [a.attempt for a in acks],
+        [a.state for a in acks],
+        [a.delay_s for a in acks],
+        [a.error for a in acks],
+        [a.undo_attempt for a in acks],
     )
     return {row["id"] for row in rows}
 
 
-async def register_node(conn: Conn, *, name: str, host: str, pid: int, queues: str,
-                        lease_s: float) -> None:
+async def register_node(
+    conn: Conn, *, name: str, host: str, pid: int, queues: str, lease_s: float
+) -> None:
     await _fetch(conn, REGISTER_NODE, name, host, pid, queues, lease_s)
 
 
@@ -294,26 +302,34 @@ class CronJob:
     unique_key: str
 
 
-async def insert_cron_jobs(conn: Conn, jobs: Sequence[CronJob],
-                           progress: Mapping[str, datetime]) -> list[Job]:
+async def insert_cron_jobs(
+    conn: Conn, jobs: Sequence[CronJob], progress: Mapping[str, datetime]
+) -> list[Job]:
     """Insert `jobs` (a slot already inserted is skipped) and move entries' progress forward.
 
     Returns the jobs actually inserted.
     """
     new = [c.job for c in jobs]
     rows = await _fetch(
-        conn, INSERT_CRON_JOBS,
-        [j.worker for j in new], [j.queue for j in new],
-        [j.encoded_args() for j in new], [j.encoded_meta() for j in new],
-        [json.dumps(list(j.tags)) for j in new], [j.priority for j in new],
-        [j.max_attempts for j in new], [c.unique_key for c in jobs],
-        list(progress), list(progress.values()),
+        conn,
+        INSERT_CRON_JOBS,
+        [j.worker for j in new],
+        [j.queue for j in new],
+        [j.encoded_args() for j in new],
+        [j.encoded_meta() for j in new],
+        [json.dumps(list(j.tags)) for j in new],
+        [j.priority for j in new],
+        [j.max_attempts for j in new],
+        [c.unique_key for c in jobs],
+        list(progress),
+        list(progress.values()),
     )
     return [Job.from_record(row) for row in rows]
 
 
-async def prune_jobs(conn: Conn, *, completed_s: float, cancelled_s: float, discarded_s: float,
-                     limit: int) -> dict[str, int]:
+async def prune_jobs(
+    conn: Conn, *, completed_s: float, cancelled_s: float, discarded_s: float, limit: int
+) -> dict[str, int]:
     """Delete one batch of finished jobs older than their state's age; state -> how many."""
     rows = await _fetch(conn, PRUNE_JOBS, completed_s, cancelled_s, discarded_s, limit)
     counts: dict[str, int] = {}
@@ -342,16 +358,33 @@ ENQUEUED_JOBS = _sql("enqueued_jobs")
 RESET_TABLES = _sql("reset_tables")
 
 
-async def drain_jobs(conn: Conn, *, queues: Sequence[str] | None, demand: int, node: str,
-                     all_scheduled: bool, until: datetime | None, max_id: int | None,
-                     skip: Sequence[int]) -> list[Job]:
+async def drain_jobs(
+    conn: Conn,
+    *,
+    queues: Sequence[str] | None,
+    demand: int,
+    node: str,
+    all_scheduled: bool,
+    until: datetime | None,
+    max_id: int | None,
+    skip: Sequence[int],
+) -> list[Job]:
     """Claim up to `demand` waiting jobs of `queues` (None: all) for `node`, best first.
 
     Available jobs always qualify; scheduled and retryable ones when `all_scheduled`, or once
     due by `until` (None: now). Jobs above `max_id` or in `skip` are left.
     """
-    rows = await _fetch(conn, DRAIN_JOBS, None if queues is None else list(queues), demand, node,
-                        all_scheduled, until, max_id, list(skip))
+    rows = await _fetch(
+        conn,
+        DRAIN_JOBS,
+        None if queues is None else list(queues),
+        demand,
+        node,
+        all_scheduled,
+        until,
+        max_id,
+        list(skip),
+    )
     jobs = [Job.from_record(row) for row in rows]
     jobs.sort(key=lambda j: (j.priority, j.scheduled_at, j.id))
     return jobs
@@ -363,8 +396,14 @@ async def max_job_id(conn: Conn) -> int:
     return int(rows[0]["max_id"])
 
 
-async def enqueued_jobs(conn: Conn, *, states: Sequence[str], worker: str | None = None,
-                        queue: str | None = None, limit: int | None = None) -> list[Job]:
+async def enqueued_jobs(
+    conn: Conn,
+    *,
+    states: Sequence[str],
+    worker: str | None = None,
+    queue: str | None = None,
+    limit: int | None = None,
+) -> list[Job]:
     """Jobs in `states` (of `worker` and `queue` when given), oldest first."""
     rows = await _fetch(conn, ENQUEUED_JOBS, list(states), worker, queue, limit)
     return [Job.from_record(row) for row in rows]
@@ -461,15 +500,23 @@ class DrainBaseline:
     started_at: datetime
 
 
-async def insert_control(conn: Conn, *, command: str, queue: str | None, node: str | None,
-                         payload: Mapping[str, Any], issued_by: str) -> tuple[int, datetime]:
+async def insert_control(
+    conn: Conn,
+    *,
+    command: str,
+    queue: str | None,
+    node: str | None,
+    payload: Mapping[str, Any],
+    issued_by: str,
+) -> tuple[int, datetime]:
     """Insert a command (daemons are woken at commit); its id and created_at."""
     rows = await _fetch(conn, INSERT_CONTROL, command, queue, node, json.dumps(payload), issued_by)
     return int(rows[0]["id"]), rows[0]["created_at"]
 
 
-async def persist_queue_state(conn: Conn, queue: str, *, paused: bool | None = None,
-                              limit: int | None = None) -> None:
+async def persist_queue_state(
+    conn: Conn, queue: str, *, paused: bool | None = None, limit: int | None = None
+) -> None:
     await _fetch(conn, PERSIST_QUEUE_STATE, queue, paused, limit)
 
 
@@ -495,26 +542,45 @@ async def control_prepare(conn: Conn, *, node: str, queues: Sequence[str]) -> Co
     return ControlStart(rows[0]["snapshot"], rows[0]["started_at"], paused, limits)
 
 
-async def pending_control(conn: Conn, *, node: str, queues: Sequence[str], snapshot: str,
-                          started_at: datetime) -> list[ControlCommand]:
+async def pending_control(
+    conn: Conn, *, node: str, queues: Sequence[str], snapshot: str, started_at: datetime
+) -> list[ControlCommand]:
     """Commands aimed at `node` that it has not applied yet, oldest first."""
     rows = await _fetch(conn, PENDING_CONTROL, node, list(queues), snapshot, started_at)
-    return [ControlCommand(r["id"], r["command"], r["queue"], r["node"],
-                           json.loads(r["payload"]), r["issued_by"]) for r in rows]
+    return [
+        ControlCommand(
+            r["id"], r["command"], r["queue"], r["node"], json.loads(r["payload"]), r["issued_by"]
+        )
+        for r in rows
+    ]
 
 
-async def record_control_applied(conn: Conn, *, node: str,
-                                 results: Mapping[int, Mapping[str, Any]]) -> None:
-    await _fetch(conn, RECORD_CONTROL_APPLIED, list(results), node,
-                 [json.dumps(r) for r in results.values()])
+async def record_control_applied(
+    conn: Conn, *, node: str, results: Mapping[int, Mapping[str, Any]]
+) -> None:
+    await _fetch(
+        conn, RECORD_CONTROL_APPLIED, list(results), node, [json.dumps(r) for r in results.values()]
+    )
 
 
 async def status_nodes(conn: Conn) -> list[NodeRow]:
     """Every node row, oldest first."""
     rows = await _fetch(conn, STATUS_NODES)
-    return [NodeRow(r["name"], r["host"], r["pid"], json.loads(r["queues"]), r["started_at"],
-                    r["heartbeat_at"], r["expires_at"], r["live"], r["leader"], r["now"])
-            for r in rows]
+    return [
+        NodeRow(
+            r["name"],
+            r["host"],
+            r["pid"],
+            json.loads(r["queues"]),
+            r["started_at"],
+            r["heartbeat_at"],
+            r["expires_at"],
+            r["live"],
+            r["leader"],
+            r["now"],
+        )
+        for r in rows
+    ]
 
 
 async def persisted_queues(conn: Conn) -> dict[str, tuple[bool, int | None]]:
@@ -534,30 +600,35 @@ async def queue_has_jobs(conn: Conn, queue: str) -> bool:
     return bool((await _fetch(conn, QUEUE_HAS_JOBS, queue))[0]["found"])
 
 
-async def list_jobs(conn: Conn, *, states: Sequence[str] | None, queue: str | None,
-                    worker: str | None, limit: int) -> list[Job]:
+async def list_jobs(
+    conn: Conn, *, states: Sequence[str] | None, queue: str | None, worker: str | None, limit: int
+) -> list[Job]:
     """Jobs matching the filters, newest first."""
-    rows = await _fetch(conn, LIST_JOBS, None if states is None else list(states), queue,
-                        worker, limit)
+    rows = await _fetch(
+        conn, LIST_JOBS, None if states is None else list(states), queue, worker, limit
+    )
     return [Job.from_record(row) for row in rows]
 
 
-async def retry_jobs(conn: Conn, *, states: Sequence[str], queue: str | None,
-                     worker: str | None) -> list[int]:
+async def retry_jobs(
+    conn: Conn, *, states: Sequence[str], queue: str | None, worker: str | None
+) -> list[int]:
     """Make every matching job that is not executing available now; their ids."""
     rows = await _fetch(conn, RETRY_JOBS, list(states), queue, worker)
     return [row["id"] for row in rows]
 
 
-async def drain_baseline(conn: Conn, *, queues: Sequence[str],
-                         states: Sequence[str]) -> DrainBaseline:
+async def drain_baseline(
+    conn: Conn, *, queues: Sequence[str], states: Sequence[str]
+) -> DrainBaseline:
     rows = await _fetch(conn, DRAIN_BASELINE, list(queues), list(states))
     attempts = {r["id"]: r["attempt"] for r in rows if r["id"] is not None}
     return DrainBaseline(attempts, int(rows[-1]["max_id"]), rows[-1]["now"])
 
 
-async def count_waiting(conn: Conn, *, queues: Sequence[str], states: Sequence[str],
-                        since: datetime | None = None) -> dict[str, int]:
+async def count_waiting(
+    conn: Conn, *, queues: Sequence[str], states: Sequence[str], since: datetime | None = None
+) -> dict[str, int]:
     """queue -> how many of its jobs are in `states` (queues with none are left out).
 
     Jobs that snoozed since `since` are not counted.
@@ -572,11 +643,18 @@ async def stage_queues(conn: Conn, queues: Sequence[str], *, since: datetime) ->
     await _fetch(conn, STAGE_QUEUES, list(queues), since)
 
 
-async def drain_outcomes(conn: Conn, *, queues: Sequence[str],
-                         baseline: DrainBaseline) -> list[Job]:
+async def drain_outcomes(
+    conn: Conn, *, queues: Sequence[str], baseline: DrainBaseline
+) -> list[Job]:
     """The jobs a drain ran: its baseline and the ones inserted and attempted since."""
-    rows = await _fetch(conn, DRAIN_OUTCOMES, list(queues), list(baseline.attempts),
-                        baseline.max_id, baseline.started_at)
+    rows = await _fetch(
+        conn,
+        DRAIN_OUTCOMES,
+        list(queues),
+        list(baseline.attempts),
+        baseline.max_id,
+        baseline.started_at,
+    )
     return [Job.from_record(row) for row in rows]
 
 

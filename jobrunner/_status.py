@@ -62,13 +62,16 @@ async def status(client: Client) -> Status:
     now = nodes[0].now if nodes else await _queries.database_now(pool)
     live = [n for n in nodes if n.live]
     names = sorted({q for n in live for q in n.queues} | set(persisted) | set(counts))
-    queues = tuple(_queue(name, live, persisted.get(name, (False, None)), counts.get(name, {}))
-                   for name in names)
+    queues = tuple(
+        _queue(name, live, persisted.get(name, (False, None)), counts.get(name, {}))
+        for name in names
+    )
     return Status(now, tuple(nodes), queues)
 
 
-def _queue(name: str, live: Sequence[NodeRow], persisted: tuple[bool, int | None],
-           counts: dict[str, int]) -> QueueStatus:
+def _queue(
+    name: str, live: Sequence[NodeRow], persisted: tuple[bool, int | None], counts: dict[str, int]
+) -> QueueStatus:
     serving = sorted((n for n in live if name in n.queues), key=lambda n: n.name)
     on = [n.queues[name] for n in serving]
     return QueueStatus(
@@ -89,12 +92,20 @@ def _iso(at: datetime | None) -> str | None:
 
 def _node_json(node: NodeRow) -> dict[str, Any]:
     return {
-        "name": node.name, "host": node.host, "pid": node.pid,
-        "started_at": _iso(node.started_at), "heartbeat_at": _iso(node.heartbeat_at),
-        "expires_at": _iso(node.expires_at), "live": node.live, "leader": node.leader,
+        "name": node.name,
+        "host": node.host,
+        "pid": node.pid,
+        "started_at": _iso(node.started_at),
+        "heartbeat_at": _iso(node.heartbeat_at),
+        "expires_at": _iso(node.expires_at),
+        "live": node.live,
+        "leader": node.leader,
         "queues": {
-            name: {"limit": q.get("limit"), "paused": bool(q.get("paused")),
-                   "running": q.get("running", 0)}
+            name: {
+                "limit": q.get("limit"),
+                "paused": bool(q.get("paused")),
+                "running": q.get("running", 0),
+            }
             for name, q in sorted(node.queues.items())
         },
     }
@@ -102,8 +113,12 @@ def _node_json(node: NodeRow) -> dict[str, Any]:
 
 def _queue_json(queue: QueueStatus) -> dict[str, Any]:
     return {
-        "name": queue.name, "nodes": list(queue.nodes), "limit": queue.limit,
-        "running": queue.running, "paused": queue.paused, "paused_on": list(queue.paused_on),
+        "name": queue.name,
+        "nodes": list(queue.nodes),
+        "limit": queue.limit,
+        "running": queue.running,
+        "paused": queue.paused,
+        "paused_on": list(queue.paused_on),
         "persisted": {"paused": queue.persisted_paused, "limit": queue.persisted_limit},
         "jobs": queue.jobs,
     }
@@ -113,12 +128,15 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]
     """Left-aligned columns two spaces apart; numbers right-aligned."""
     cells = [[str(h) for h in headers]] + [["-" if c is None else str(c) for c in r] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    numeric = [all(_is_number(r[i]) for r in cells[1:]) and len(cells) > 1
-               for i in range(len(headers))]
+    numeric = [
+        all(_is_number(r[i]) for r in cells[1:]) and len(cells) > 1 for i in range(len(headers))
+    ]
     lines = []
     for row in cells:
-        parts = [c.rjust(w) if num else c.ljust(w) for c, w, num in zip(row, widths, numeric,
-                                                                        strict=True)]
+        parts = [
+            c.rjust(w) if num else c.ljust(w)
+            for c, w, num in zip(row, widths, numeric, strict=True)
+        ]
         lines.append("  ".join(parts).rstrip())
     return lines
 
@@ -148,11 +166,22 @@ def render(status: Status) -> str:
     """The status as aligned tables for a terminal."""
     lines = ["NODES"]
     if status.nodes:
-        rows = [(n.name, n.host, n.pid, n.started_at.strftime("%Y-%m-%d %H:%M:%SZ"),
-                 _ago(status.now, n.heartbeat_at) + ("" if n.live else " (expired)"),
-                 "yes" if n.leader else "no", _node_queues(n)) for n in status.nodes]
-        lines += table(("NAME", "HOST", "PID", "STARTED", "HEARTBEAT", "LEADER",
-                        "QUEUES (running/limit)"), rows)
+        rows = [
+            (
+                n.name,
+                n.host,
+                n.pid,
+                n.started_at.strftime("%Y-%m-%d %H:%M:%SZ"),
+                _ago(status.now, n.heartbeat_at) + ("" if n.live else " (expired)"),
+                "yes" if n.leader else "no",
+                _node_queues(n),
+            )
+            for n in status.nodes
+        ]
+        lines += table(
+            ("NAME", "HOST", "PID", "STARTED", "HEARTBEAT", "LEADER", "QUEUES (running/limit)"),
+            rows,
+        )
     else:
         lines.append("no node is running; start one with 'jobrunner start'")
     lines += ["", "QUEUES"]
@@ -163,8 +192,10 @@ def render(status: Status) -> str:
         lines.append("no queue has nodes or jobs yet")
     persisted = [q for q in status.queues if q.persisted_paused or q.persisted_limit]
     if persisted:
-        lines += ["", "persisted for nodes that start later: " + "; ".join(
-            _persisted(q) for q in persisted)]
+        lines += [
+            "",
+            "persisted for nodes that start later: " + "; ".join(_persisted(q) for q in persisted),
+        ]
     return "\n".join(lines)
 
 
@@ -178,11 +209,18 @@ def _queue_row(queue: QueueStatus) -> tuple[object, ...]:
         paused = f"{len(queue.paused_on)}/{len(queue.nodes)} nodes"
     else:
         paused = "no"
-    return (queue.name, len(queue.nodes), queue.limit, queue.running, paused,
-            *(queue.jobs[s] for s in STATES))
+    return (
+        queue.name,
+        len(queue.nodes),
+        queue.limit,
+        queue.running,
+        paused,
+        *(queue.jobs[s] for s in STATES),
+    )
 
 
 def _persisted(queue: QueueStatus) -> str:
     parts = (["paused"] if queue.persisted_paused else []) + (
-        [f"limit {queue.persisted_limit}"] if queue.persisted_limit else [])
+        [f"limit {queue.persisted_limit}"] if queue.persisted_limit else []
+    )
     return f"{queue.name} {', '.join(parts)}"

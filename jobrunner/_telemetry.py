@@ -64,7 +64,8 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
         ) from None
     console = fmt == "console" or (fmt == "auto" and sys.stdout.isatty())
     renderer: Any = (
-        structlog.dev.ConsoleRenderer() if console
+        structlog.dev.ConsoleRenderer()
+        if console
         else structlog.processors.JSONRenderer(serializer=_dumps)
     )
     structlog.configure(

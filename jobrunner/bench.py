@@ -65,8 +65,9 @@ METRICS: dict[str, Metric] = {
     "insert_per_s": Metric("client.insert, sequential", "jobs/s", 3_500),
     "insert_all_s": Metric("insert_all of 10,000 jobs", "s", 0.1, higher_is_better=False),
     "memory_ready_rss_mb": Metric("daemon RSS when ready", "MB"),
-    "memory_peak_rss_mb": Metric("daemon peak RSS, jobs waiting", "MB", 150,
-                                 higher_is_better=False),
+    "memory_peak_rss_mb": Metric(
+        "daemon peak RSS, jobs waiting", "MB", 150, higher_is_better=False
+    ),
     "memory_jobs_done": Metric("jobs run while measuring memory", "jobs"),
     "scale_c10": Metric("burn-down c10, finished rows preloaded", "jobs/s"),
     "scale_c50": Metric("burn-down c50, finished rows preloaded", "jobs/s"),
@@ -79,23 +80,41 @@ METRICS: dict[str, Metric] = {
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line; `--cases` takes names separated by spaces or commas."""
-    parser = argparse.ArgumentParser(prog="python -m jobrunner.bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dsn", help="a server where the bench may create its database "
-                        "(default: JOBRUNNER_BENCH_DSN, else 127.0.0.1:5432, else embedded)")
-    parser.add_argument("--database", default="jobrunner_bench",
-                        help="the database to create, use and drop (default: %(default)s)")
-    parser.add_argument("--runs", type=int, default=None,
-                        help="runs per case (default 3, 1 with --quick)")
-    parser.add_argument("--quick", action="store_true",
-                        help="smaller cases, one run: a smoke test")
-    parser.add_argument("--cases", nargs="+", default=None, metavar="CASE",
-                        help=f"among {', '.join(CASES)} (default: all but scale)")
-    parser.add_argument("--with-scale", action="store_true",
-                        help="add the scale case (1,000,000 finished rows preloaded)")
+    parser = argparse.ArgumentParser(
+        prog="python -m jobrunner.bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--dsn",
+        help="a server where the bench may create its database "
+        "(default: JOBRUNNER_BENCH_DSN, else 127.0.0.1:5432, else embedded)",
+    )
+    parser.add_argument(
+        "--database",
+        default="jobrunner_bench",
+        help="the database to create, use and drop (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--runs", type=int, default=None, help="runs per case (default 3, 1 with --quick)"
+    )
+    parser.add_argument("--quick", action="store_true", help="smaller cases, one run: a smoke test")
+    parser.add_argument(
+        "--cases",
+        nargs="+",
+        default=None,
+        metavar="CASE",
+        help=f"among {', '.join(CASES)} (default: all but scale)",
+    )
+    parser.add_argument(
+        "--with-scale",
+        action="store_true",
+        help="add the scale case (1,000,000 finished rows preloaded)",
+    )
     parser.add_argument("--scale-rows", type=int, default=None, help="finished rows to preload")
-    parser.add_argument("--json", dest="json_path", metavar="PATH",
-                        help="also write the results here")
+    parser.add_argument(
+        "--json", dest="json_path", metavar="PATH", help="also write the results here"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     args = parser.parse_args(argv)
     args.cases = _case_names(parser, args.cases, args.with_scale)
@@ -106,8 +125,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _case_names(parser: argparse.ArgumentParser, raw: list[str] | None,
-                with_scale: bool) -> tuple[str, ...]:
+def _case_names(
+    parser: argparse.ArgumentParser, raw: list[str] | None, with_scale: bool
+) -> tuple[str, ...]:
     if raw is None:
         return (*DEFAULT_CASES, "scale") if with_scale else DEFAULT_CASES
     names = [name for item in raw for name in item.split(",") if name]
@@ -128,8 +148,12 @@ def sizes_for(args: argparse.Namespace) -> Sizes:
 
 def summarize(values: Sequence[float]) -> dict[str, Any]:
     """Median, min and max of one metric's runs."""
-    return {"median": statistics.median(values), "min": min(values), "max": max(values),
-            "runs": list(values)}
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "runs": list(values),
+    }
 
 
 def add_ratios(results: dict[str, dict[str, Any]]) -> None:
@@ -139,8 +163,12 @@ def add_ratios(results: dict[str, dict[str, Any]]) -> None:
         if scaled is None or base is None:
             continue
         ratio = scaled["median"] / base["median"]
-        results[f"scale_{conc}_ratio"] = {"median": ratio, "min": ratio, "max": ratio,
-                                          "runs": [ratio]}
+        results[f"scale_{conc}_ratio"] = {
+            "median": ratio,
+            "min": ratio,
+            "max": ratio,
+            "runs": [ratio],
+        }
 
 
 def fmt(value: float) -> str:
@@ -155,9 +183,14 @@ def fmt(value: float) -> str:
 
 def machine() -> dict[str, Any]:
     """Cores, CPU model, memory and load: the state the figures were taken in."""
-    return {"cores": os.cpu_count(), "cpu": _cpu_model(), "memory_gb": _memory_gb(),
-            "load_avg": [round(x, 2) for x in os.getloadavg()], "host": socket.gethostname(),
-            "os": platform.platform()}
+    return {
+        "cores": os.cpu_count(),
+        "cpu": _cpu_model(),
+        "memory_gb": _memory_gb(),
+        "load_avg": [round(x, 2) for x in os.getloadavg()],
+        "host": socket.gethostname(),
+        "os": platform.platform(),
+    }
 
 
 def _cpu_model() -> str:
@@ -191,13 +224,20 @@ async def versions(dsn: str) -> dict[str, Any]:
     conn = await asyncpg.connect(dsn)
     try:
         server = await conn.fetchval("SHOW server_version")
-        settings = {name: await conn.fetchval(f"SHOW {name}") for name in
-                    ("fsync", "synchronous_commit", "shared_buffers", "max_connections")}
+        settings = {
+            name: await conn.fetchval(f"SHOW {name}")
+            for name in ("fsync", "synchronous_commit", "shared_buffers", "max_connections")
+        }
     finally:
         await conn.close()
-    return {"python": platform.python_version(), "postgresql": server, "server": settings,
-            "asyncpg": asyncpg.__version__, "structlog": _package_version("structlog"),
-            "jobrunner": _package_version("jobrunner")}
+    return {
+        "python": platform.python_version(),
+        "postgresql": server,
+        "server": settings,
+        "asyncpg": asyncpg.__version__,
+        "structlog": _package_version("structlog"),
+        "jobrunner": _package_version("jobrunner"),
+    }
 
 
 def _server_up(host: str = "127.0.0.1", port: int = 5432) -> bool:
@@ -242,8 +282,12 @@ async def drop_database(server: str, name: str) -> None:
 async def _burn_down(ctx: Context) -> Metrics:
     c10 = await cases.burn_down(ctx, 10)
     c50 = await cases.burn_down(ctx, 50)
-    return {"burn_down_c10": c10["jobs_per_s"], "burn_down_c50": c50["jobs_per_s"],
-            "burn_down_c10_cpu": c10["cpu_us_per_job"], "burn_down_c50_cpu": c50["cpu_us_per_job"]}
+    return {
+        "burn_down_c10": c10["jobs_per_s"],
+        "burn_down_c50": c50["jobs_per_s"],
+        "burn_down_c10_cpu": c10["cpu_us_per_job"],
+        "burn_down_c50_cpu": c50["cpu_us_per_job"],
+    }
 
 
 async def _latency(ctx: Context) -> Metrics:
@@ -265,12 +309,19 @@ async def _memory(ctx: Context) -> Metrics:
 async def _scale(ctx: Context) -> Metrics:
     c10 = await cases.burn_down(ctx, 10, keep_rows=True)
     c50 = await cases.burn_down(ctx, 50, keep_rows=True)
-    return {"scale_c10": c10["jobs_per_s"], "scale_c50": c50["jobs_per_s"],
-            "scale_c10_cpu": c10["cpu_us_per_job"], "scale_c50_cpu": c50["cpu_us_per_job"]}
+    return {
+        "scale_c10": c10["jobs_per_s"],
+        "scale_c50": c50["jobs_per_s"],
+        "scale_c10_cpu": c10["cpu_us_per_job"],
+        "scale_c50_cpu": c50["cpu_us_per_job"],
+    }
 
 
 RUNS: dict[str, Callable[[Context], Awaitable[Metrics]]] = {
-    "burn-down": _burn_down, "latency": _latency, "insert": _insert, "memory": _memory,
+    "burn-down": _burn_down,
+    "latency": _latency,
+    "insert": _insert,
+    "memory": _memory,
     "scale": _scale,
 }
 
@@ -315,8 +366,10 @@ def report(data: dict[str, Any]) -> str:
         if found is None:
             continue
         median, low, high = (fmt(found[k]) for k in ("median", "min", "max"))
-        lines.append(f"{metric.label:<40} {median:>10} {low:>10} {high:>10}  {metric.unit:<7} "
-                     f"{_target(metric, found['median'])}")
+        lines.append(
+            f"{metric.label:<40} {median:>10} {low:>10} {high:>10}  {metric.unit:<7} "
+            f"{_target(metric, found['median'])}"
+        )
     return "\n".join(lines)
 
 
@@ -349,13 +402,20 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         if not args.keep:
             await drop_database(server, args.database)
     add_ratios(results)
-    return {"runs": args.runs, "quick": args.quick, "cases": list(args.cases),
-            "sizes": _sizes_dict(ctx.sizes), "load_at_start": load_at_start,
-            "machine": machine(), "versions": info, "daemon_logs": logs,
-            "daemon": "`jobrunner start --queues bench:N` subprocess, default settings, "
-                      f"JSON logs to a file ({logs['lines']:,} lines, {logs['warnings']} "
-                      f"warnings, {logs['errors']} errors)",
-            "results": results}
+    return {
+        "runs": args.runs,
+        "quick": args.quick,
+        "cases": list(args.cases),
+        "sizes": _sizes_dict(ctx.sizes),
+        "load_at_start": load_at_start,
+        "machine": machine(),
+        "versions": info,
+        "daemon_logs": logs,
+        "daemon": "`jobrunner start --queues bench:N` subprocess, default settings, "
+        f"JSON logs to a file ({logs['lines']:,} lines, {logs['warnings']} "
+        f"warnings, {logs['errors']} errors)",
+        "results": results,
+    }
 
 
 def _sizes_dict(sizes: Sizes) -> dict[str, float]:

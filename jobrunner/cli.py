@@ -40,13 +40,21 @@ BAD_INPUT_ERRORS = (ConfigError, InvalidJob, UnknownWorker, JobNotFound, ValueEr
 
 DsnOption = Annotated[
     str | None,
-    typer.Option("--dsn", envvar="JOBRUNNER_DATABASE_URL", show_envvar=True,
-                 help="PostgreSQL URL; default: config file, else the embedded server."),
+    typer.Option(
+        "--dsn",
+        envvar="JOBRUNNER_DATABASE_URL",
+        show_envvar=True,
+        help="PostgreSQL URL; default: config file, else the embedded server.",
+    ),
 ]
 ConfigOption = Annotated[
     str | None,
-    typer.Option("--config", envvar="JOBRUNNER_CONFIG", show_envvar=True,
-                 help="Config file; default: config/jobrunner.toml if present."),
+    typer.Option(
+        "--config",
+        envvar="JOBRUNNER_CONFIG",
+        show_envvar=True,
+        help="Config file; default: config/jobrunner.toml if present.",
+    ),
 ]
 
 
@@ -101,18 +109,29 @@ def migrate(dsn: DsnOption = None, config: ConfigOption = None) -> None:
 
 @app.command()
 def start(
-    queues: Annotated[str | None, typer.Option(
-        "--queues", "-q", envvar="JOBRUNNER_QUEUES",
-        help="name:limit pairs, e.g. emails:20,default:10.")] = None,
-    app_modules: Annotated[list[str] | None, typer.Option(
-        "--app", "-a", help="Module that defines workers; repeat for several.")] = None,
+    queues: Annotated[
+        str | None,
+        typer.Option(
+            "--queues",
+            "-q",
+            envvar="JOBRUNNER_QUEUES",
+            help="name:limit pairs, e.g. emails:20,default:10.",
+        ),
+    ] = None,
+    app_modules: Annotated[
+        list[str] | None,
+        typer.Option("--app", "-a", help="Module that defines workers; repeat for several."),
+    ] = None,
     dsn: DsnOption = None,
     config: ConfigOption = None,
-    node: Annotated[str | None, typer.Option(
-        help="This node's name (default: host-pid-random).")] = None,
+    node: Annotated[
+        str | None, typer.Option(help="This node's name (default: host-pid-random).")
+    ] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
-    shutdown_grace_s: Annotated[float | None, typer.Option(
-        "--shutdown-grace-s", help="Seconds running jobs get to finish on SIGTERM.")] = None,
+    shutdown_grace_s: Annotated[
+        float | None,
+        typer.Option("--shutdown-grace-s", help="Seconds running jobs get to finish on SIGTERM."),
+    ] = None,
 ) -> None:
     """Run jobs until SIGTERM or SIGINT; a second signal interrupts running jobs at once."""
     try:
@@ -120,8 +139,13 @@ def start(
     except ConfigError as exc:
         fail(str(exc), 2)
     settings = load_settings(
-        config, database_url=dsn, queues=parsed, node=node, log_level=log_level,
-        shutdown_grace_s=shutdown_grace_s, app=tuple(app_modules) if app_modules else None,
+        config,
+        database_url=dsn,
+        queues=parsed,
+        node=node,
+        log_level=log_level,
+        shutdown_grace_s=shutdown_grace_s,
+        app=tuple(app_modules) if app_modules else None,
     )
     try:
         configure_logging(settings.log_level, settings.log_format)

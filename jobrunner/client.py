@@ -46,8 +46,14 @@ def current_client() -> Client:
 class Client:
     """A connection pool to jobrunner's tables. Use it as `async with jobrunner.connect(dsn)`."""
 
-    def __init__(self, dsn: str | None = None, *, settings: Settings | None = None,
-                 testing: TestingMode | None = None, pool: asyncpg.Pool | None = None) -> None:
+    def __init__(
+        self,
+        dsn: str | None = None,
+        *,
+        settings: Settings | None = None,
+        testing: TestingMode | None = None,
+        pool: asyncpg.Pool | None = None,
+    ) -> None:
         if testing not in (None, "inline", "manual"):
             raise ValueError(f"testing must be 'inline', 'manual' or None, got {testing!r}")
         self.settings = settings or Settings.load(database_url=dsn)
@@ -81,8 +87,12 @@ class Client:
             raise
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self.close()
 
     async def close(self) -> None:
@@ -137,8 +147,9 @@ class Client:
 
     # --- control: pause, resume, scale, stop, drain; the operator's queries ---------------
 
-    async def pause_queue(self, queue: str, node: str | None = None, *, timeout_s: float = 5.0,
-                          force: bool = False) -> ControlResult:
+    async def pause_queue(
+        self, queue: str, node: str | None = None, *, timeout_s: float = 5.0, force: bool = False
+    ) -> ControlResult:
         """Stop fetching from `queue` (running jobs finish) on every node, or on `node`.
 
         Aimed at every node, the pause is persisted: nodes that start later stay paused
@@ -153,15 +164,23 @@ class Client:
 
         return await _commands.pause(self, queue, node, timeout_s=timeout_s, force=force)
 
-    async def resume_queue(self, queue: str, node: str | None = None, *, timeout_s: float = 5.0,
-                           force: bool = False) -> ControlResult:
+    async def resume_queue(
+        self, queue: str, node: str | None = None, *, timeout_s: float = 5.0, force: bool = False
+    ) -> ControlResult:
         """Fetch from `queue` again on every node (persisted), or on `node`; see pause_queue."""
         from . import _commands
 
         return await _commands.resume(self, queue, node, timeout_s=timeout_s, force=force)
 
-    async def scale_queue(self, queue: str, limit: int, node: str | None = None, *,
-                          timeout_s: float = 5.0, force: bool = False) -> ControlResult:
+    async def scale_queue(
+        self,
+        queue: str,
+        limit: int,
+        node: str | None = None,
+        *,
+        timeout_s: float = 5.0,
+        force: bool = False,
+    ) -> ControlResult:
         """Run up to `limit` jobs of `queue` at once per node; scaling down lets running jobs
         finish. Aimed at every node, the limit is persisted for nodes that start later.
 
@@ -172,16 +191,22 @@ class Client:
 
         return await _commands.scale(self, queue, limit, node, timeout_s=timeout_s, force=force)
 
-    async def stop_node(self, node: str | None = None, *, grace_s: float | None = None,
-                        timeout_s: float = 5.0) -> ControlResult:
+    async def stop_node(
+        self, node: str | None = None, *, grace_s: float | None = None, timeout_s: float = 5.0
+    ) -> ControlResult:
         """Stop `node` (None: every live node) gracefully: running jobs get `grace_s` seconds
         (None: the node's shutdown_grace_s). Returns once the nodes applied the command."""
         from . import _commands
 
         return await _commands.stop(self, node, grace_s=grace_s, timeout_s=timeout_s)
 
-    async def drain(self, queues: Sequence[str] | None = None, *, with_scheduled: bool = False,
-                    timeout_s: float | None = None) -> DrainReport:
+    async def drain(
+        self,
+        queues: Sequence[str] | None = None,
+        *,
+        with_scheduled: bool = False,
+        timeout_s: float | None = None,
+    ) -> DrainReport:
         """Run every waiting job of `queues` (None: every queue) until none is left.
 
         Live nodes serving a queue run its jobs; queues no live node serves (unpaused) run
@@ -195,21 +220,29 @@ class Client:
         """
         from . import _draining
 
-        return await _draining.drain(self, queues, with_scheduled=with_scheduled,
-                                     timeout_s=timeout_s)
+        return await _draining.drain(
+            self, queues, with_scheduled=with_scheduled, timeout_s=timeout_s
+        )
 
-    async def list_jobs(self, *, state: str | Sequence[str] | None = None,
-                        queue: str | None = None, worker: str | None = None,
-                        limit: int = 20) -> list[Job]:
+    async def list_jobs(
+        self,
+        *,
+        state: str | Sequence[str] | None = None,
+        queue: str | None = None,
+        worker: str | None = None,
+        limit: int = 20,
+    ) -> list[Job]:
         """The newest jobs matching the filters (`state` may be one state or several)."""
         from ._commands import job_states
 
         states = None if state is None else job_states(state)
-        return await _queries.list_jobs(self.pool, states=states, queue=queue, worker=worker,
-                                        limit=limit)
+        return await _queries.list_jobs(
+            self.pool, states=states, queue=queue, worker=worker, limit=limit
+        )
 
-    async def retry_jobs(self, *, state: str | Sequence[str], queue: str | None = None,
-                         worker: str | None = None) -> list[int]:
+    async def retry_jobs(
+        self, *, state: str | Sequence[str], queue: str | None = None, worker: str | None = None
+    ) -> list[int]:
         """Retry every job in `state` (of `queue`, `worker`) now; the ids retried."""
         from ._commands import job_states
 
@@ -225,8 +258,13 @@ class Client:
         return await _status.status(self)
 
 
-def connect(dsn: str | None = None, *, testing: TestingMode | None = None,
-            settings: Settings | None = None, pool: asyncpg.Pool | None = None) -> Client:
+def connect(
+    dsn: str | None = None,
+    *,
+    testing: TestingMode | None = None,
+    settings: Settings | None = None,
+    pool: asyncpg.Pool | None = None,
+) -> Client:
     """A client for `dsn` (None: JOBRUNNER_DATABASE_URL, config file, else embedded).
 
     Example:

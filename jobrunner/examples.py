@@ -25,7 +25,7 @@ async def greet(job: Job) -> None:
 async def send_welcome(job: Job) -> Snooze | None:
     """Pretends to send an email; the mail server is sometimes busy."""
     await asyncio.sleep(0.05)
-    if random.random() < 0.2:  # noqa: S311 - a demo
+    if random.random() < 0.2:
         return Snooze(5)
     log.info("example.sent", to=job.args.get("name"))
     return None

@@ -99,8 +99,11 @@ def _embedded_server(rootpath: Path) -> str:
     try:
         return _db.embedded_dsn(rootpath / ".jobrunner" / "test")
     except ConfigError:
-        pytest.fail(f"jobrunner_dsn needs a database: set {ENV_DSN} to one the tests may use, "
-                    "or install 'jobrunner[embedded]'", pytrace=False)
+        pytest.fail(
+            f"jobrunner_dsn needs a database: set {ENV_DSN} to one the tests may use, "
+            "or install 'jobrunner[embedded]'",
+            pytrace=False,
+        )
 
 
 @pytest.fixture(scope="session")
@@ -138,8 +141,10 @@ def _async_fixture(function: Any) -> Any:
     except ImportError:
 
         def missing(*_args: Any, **_kwargs: Any) -> None:
-            pytest.fail(f"{function.__name__} needs pytest-asyncio: "
-                        "pip install 'jobrunner[testing]'", pytrace=False)
+            pytest.fail(
+                f"{function.__name__} needs pytest-asyncio: pip install 'jobrunner[testing]'",
+                pytrace=False,
+            )
 
         return pytest.fixture(name=function.__name__)(missing)
     return pytest_asyncio.fixture(function)

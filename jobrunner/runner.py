@@ -64,8 +64,14 @@ class Runner:
         ...         await runner.stop(grace=30)
     """
 
-    def __init__(self, client: Client, queues: Mapping[str, int | QueueConfig] | None = None,
-                 *, settings: Settings | None = None, node: str | None = None) -> None:
+    def __init__(
+        self,
+        client: Client,
+        queues: Mapping[str, int | QueueConfig] | None = None,
+        *,
+        settings: Settings | None = None,
+        node: str | None = None,
+    ) -> None:
         self.client = client
         self.settings = settings or client.settings
         self.queues = _queue_configs(queues if queues is not None else self.settings.queues)
@@ -100,8 +106,12 @@ class Runner:
         await self.start()
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self.stop()
 
     async def start(self) -> None:
@@ -120,22 +130,38 @@ class Runner:
         except BaseException:
             await self.stop(grace=0)
             raise
-        log.info("node.started", node=self.node,
-                 queues={q: c.limit for q, c in self.queues.items()})
+        log.info(
+            "node.started", node=self.node, queues={q: c.limit for q, c in self.queues.items()}
+        )
 
     async def _start(self, extensions: list[Any]) -> None:
         pool = self.client.pool
-        await _queries.register_node(pool, name=self.node, host=self.host, pid=os.getpid(),
-                                     queues=self._queue_state(), lease_s=self.settings.node_lease_s)
+        await _queries.register_node(
+            pool,
+            name=self.node,
+            host=self.host,
+            pid=os.getpid(),
+            queues=self._queue_state(),
+            lease_s=self.settings.node_lease_s,
+        )
         leftover = await _queries.rescue_node_jobs(pool, self.node)
         if leftover:
-            log.warning("node.rescued_leftovers", node=self.node, job_ids=leftover[:20],
-                        count=len(leftover), reason="an earlier process of this name died")
+            log.warning(
+                "node.rescued_leftovers",
+                node=self.node,
+                job_ids=leftover[:20],
+                count=len(leftover),
+                reason="an earlier process of this name died",
+            )
         self._notifier = Notifier(self.client.dsn, node=self.node)
         self._acker = Acker(pool, self.node)
         for name, config in self.queues.items():
             self.producers[name] = Producer(
-                name, config, client=self.client, node=self.node, acker=self._acker,
+                name,
+                config,
+                client=self.client,
+                node=self.node,
+                acker=self._acker,
                 poll_interval_s=self.settings.poll_interval_s,
             )
         self._notifier.subscribe(INSERT, self._on_insert)
@@ -152,8 +178,9 @@ class Runner:
             await self._start_service(service)
         for producer in self.producers.values():
             await self._start_service(producer)
-        self._heartbeat = self._watch(asyncio.create_task(self._heartbeat_loop(),
-                                                          name="jobrunner.heartbeat"))
+        self._heartbeat = self._watch(
+            asyncio.create_task(self._heartbeat_loop(), name="jobrunner.heartbeat")
+        )
 
     def _extensions(self) -> list[Any]:
         """Plugins (stager, cron, pruner, rescuer) and the control loop."""
@@ -211,8 +238,11 @@ class Runner:
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             await asyncio.gather(self._heartbeat, return_exceptions=True)
-        await _quietly(asyncio.wait_for(_queries.remove_node(self.client.pool, self.node),
-                                        REMOVE_NODE_TIMEOUT_S))
+        await _quietly(
+            asyncio.wait_for(
+                _queries.remove_node(self.client.pool, self.node), REMOVE_NODE_TIMEOUT_S
+            )
+        )
         if self._notifier is not None:
             await self._notifier.stop()
         log.info("node.stopped", node=self.node)
@@ -261,11 +291,18 @@ class Runner:
     async def heartbeat(self) -> None:
         """Refresh this node's lease and queue state; re-register if its row is gone."""
         pool, lease_s = self.client.pool, self.settings.node_lease_s
-        alive = await _queries.heartbeat_node(pool, name=self.node, queues=self._queue_state(),
-                                              lease_s=lease_s)
+        alive = await _queries.heartbeat_node(
+            pool, name=self.node, queues=self._queue_state(), lease_s=lease_s
+        )
         if not alive:
-            await _queries.register_node(pool, name=self.node, host=self.host, pid=os.getpid(),
-                                         queues=self._queue_state(), lease_s=lease_s)
+            await _queries.register_node(
+                pool,
+                name=self.node,
+                host=self.host,
+                pid=os.getpid(),
+                queues=self._queue_state(),
+                lease_s=lease_s,
+            )
 
     async def stop_lost_jobs(self) -> list[int]:
         """Stop running jobs this node no longer owns: cancelled (a lost NOTIFY) or rescued.
@@ -280,8 +317,12 @@ class Runner:
         for producer in self.producers.values():
             for job_id in running - owned:
                 if producer.cancel_job(job_id):
-                    log.warning("job.lost", job_id=job_id, queue=producer.queue,
-                                reason="no longer executing on this node")
+                    log.warning(
+                        "job.lost",
+                        job_id=job_id,
+                        queue=producer.queue,
+                        reason="no longer executing on this node",
+                    )
                     lost.append(job_id)
         return lost
 

@@ -56,8 +56,9 @@ T = TypeVar("T")
 # --- perform_job ---------------------------------------------------------------------------
 
 _FINISHED_FIELDS = {"state", "completed_at", "discarded_at", "cancelled_at", "conflict"}
-_JOB_FIELDS = frozenset(f.name for f in dataclasses.fields(Job)) - _FINISHED_FIELDS - {
-    "worker", "args"}
+_JOB_FIELDS = (
+    frozenset(f.name for f in dataclasses.fields(Job)) - _FINISHED_FIELDS - {"worker", "args"}
+)
 _NEW_JOB_FIELDS = ("queue", "priority", "max_attempts", "tags", "meta")
 
 
@@ -72,8 +73,13 @@ class _NoDatabase(Client):
         )
 
 
-async def perform_job(worker: Worker | type | str, args: dict[str, Any] | None = None, *,
-                      client: Client | None = None, **job_fields: Any) -> Any:
+async def perform_job(
+    worker: Worker | type | str,
+    args: dict[str, Any] | None = None,
+    *,
+    client: Client | None = None,
+    **job_fields: Any,
+) -> Any:
     """Run one job of `worker` now, as the daemon would, and return what the worker returned.
 
     The job is built as the daemon hands it over: executing, attempt 1, the worker's queue,
@@ -117,21 +123,33 @@ def build_job(worker: Worker, args: dict[str, Any] | None = None, **job_fields: 
     """
     unknown = sorted(set(job_fields) - _JOB_FIELDS)
     if unknown:
-        raise TypeError(f"unknown job field {unknown[0]!r}; "
-                        f"perform_job accepts {', '.join(sorted(_JOB_FIELDS))}")
+        raise TypeError(
+            f"unknown job field {unknown[0]!r}; "
+            f"perform_job accepts {', '.join(sorted(_JOB_FIELDS))}"
+        )
     options = {name: job_fields.pop(name) for name in _NEW_JOB_FIELDS if name in job_fields}
     new = worker.new(args, unique=False, **options)  # validates as an insert would
     now = now_utc()
     job = Job(
-        id=1, state=JobState.EXECUTING, queue=new.queue, worker=new.worker,
-        args=json.loads(new.encoded_args()), meta=json.loads(new.encoded_meta()),
-        tags=new.tags, attempt=1, max_attempts=new.max_attempts, priority=new.priority,
-        inserted_at=now, scheduled_at=now, attempted_at=now,
+        id=1,
+        state=JobState.EXECUTING,
+        queue=new.queue,
+        worker=new.worker,
+        args=json.loads(new.encoded_args()),
+        meta=json.loads(new.encoded_meta()),
+        tags=new.tags,
+        attempt=1,
+        max_attempts=new.max_attempts,
+        priority=new.priority,
+        inserted_at=now,
+        scheduled_at=now,
+        attempted_at=now,
         attempted_by=(_executor.inline_node(),),
     )
     if "errors" in job_fields:
         job_fields["errors"] = tuple(
-            JobError(**e) if isinstance(e, Mapping) else e for e in job_fields["errors"])
+            JobError(**e) if isinstance(e, Mapping) else e for e in job_fields["errors"]
+        )
     if "attempted_by" in job_fields:
         job_fields["attempted_by"] = tuple(job_fields["attempted_by"])
     job = dataclasses.replace(job, **job_fields)
@@ -142,10 +160,15 @@ def build_job(worker: Worker, args: dict[str, Any] | None = None, **job_fields: 
 def _check_job(job: Job) -> None:
     if not isinstance(job.id, int) or isinstance(job.id, bool) or job.id < 1:
         raise InvalidJob(f"id must be an integer >= 1, got {job.id!r}")
-    if not isinstance(job.attempt, int) or isinstance(job.attempt, bool) \
-            or not 1 <= job.attempt <= job.max_attempts:
-        raise InvalidJob(f"attempt must be an integer from 1 to max_attempts "
-                         f"({job.max_attempts}), got {job.attempt!r}")
+    if (
+        not isinstance(job.attempt, int)
+        or isinstance(job.attempt, bool)
+        or not 1 <= job.attempt <= job.max_attempts
+    ):
+        raise InvalidJob(
+            f"attempt must be an integer from 1 to max_attempts "
+            f"({job.max_attempts}), got {job.attempt!r}"
+        )
     for name in ("inserted_at", "scheduled_at", "attempted_at"):
         value = getattr(job, name)
         if not isinstance(value, datetime) or value.tzinfo is None:
@@ -191,15 +214,17 @@ class _Expected:
             "meta": self.meta is None or _contains(job.meta, self.meta),
             "priority": self.priority is None or job.priority == self.priority,
             "tags": self.tags is None or set(self.tags) <= set(job.tags),
-            "scheduled_at": at is None or within is None or (
-                job.scheduled_at is not None and abs(job.scheduled_at - at) <= within),
+            "scheduled_at": at is None
+            or within is None
+            or (job.scheduled_at is not None and abs(job.scheduled_at - at) <= within),
             "state": job.state in self.states,
         }
         return [name for name, fit in fits.items() if not fit]
 
     def describe(self) -> str:
         texts = {
-            "worker": f"worker={self.worker!r}", "queue": f"queue={self.queue!r}",
+            "worker": f"worker={self.worker!r}",
+            "queue": f"queue={self.queue!r}",
             "args": f"args containing {_short(self.args)}",
             "meta": f"meta containing {_short(self.meta)}",
             "priority": f"priority={self.priority}",
@@ -217,10 +242,12 @@ def _contains(actual: Any, expected: Any) -> bool:
     """PostgreSQL's jsonb containment (@>): objects by subset, arrays by subset of elements."""
     if isinstance(expected, dict):
         return isinstance(actual, dict) and all(
-            key in actual and _contains(actual[key], value) for key, value in expected.items())
+            key in actual and _contains(actual[key], value) for key, value in expected.items()
+        )
     if isinstance(expected, list):
         return isinstance(actual, list) and all(
-            any(_contains(item, wanted) for item in actual) for wanted in expected)
+            any(_contains(item, wanted) for item in actual) for wanted in expected
+        )
     if isinstance(expected, bool) or isinstance(actual, bool):
         return type(expected) is type(actual) and expected == actual
     if isinstance(expected, int | float) and isinstance(actual, int | float):
@@ -231,17 +258,24 @@ def _contains(actual: Any, expected: Any) -> bool:
 def _expected(filters: Mapping[str, Any]) -> _Expected:
     unknown = sorted(set(filters) - set(JobFilters.__annotations__))
     if unknown:
-        raise TypeError(f"unknown job filter {unknown[0]!r}; "
-                        f"use {', '.join(JobFilters.__annotations__)}")
+        raise TypeError(
+            f"unknown job filter {unknown[0]!r}; use {', '.join(JobFilters.__annotations__)}"
+        )
     worker, tags = filters.get("worker"), filters.get("tags")
     if isinstance(tags, str):
         raise InvalidJob(f"tags must be a list of strings, got {tags!r}")
     return _Expected(
-        worker=None if worker is None else worker if isinstance(worker, str)
+        worker=None
+        if worker is None
+        else worker
+        if isinstance(worker, str)
         else as_worker(worker).name,
-        args=_json("args", filters.get("args")), queue=filters.get("queue"),
-        priority=filters.get("priority"), scheduled_at=_window(filters.get("scheduled_at")),
-        tags=None if tags is None else tuple(tags), meta=_json("meta", filters.get("meta")),
+        args=_json("args", filters.get("args")),
+        queue=filters.get("queue"),
+        priority=filters.get("priority"),
+        scheduled_at=_window(filters.get("scheduled_at")),
+        tags=None if tags is None else tuple(tags),
+        meta=_json("meta", filters.get("meta")),
         states=_states(filters.get("state")),
     )
 
@@ -264,14 +298,16 @@ def _window(value: Any) -> tuple[datetime, timedelta] | None:
     at, within = value if isinstance(value, tuple) and len(value) == 2 else (value, None)
     if not isinstance(at, datetime) or at.tzinfo is None:
         raise InvalidJob(
-            f"scheduled_at must be a timezone-aware datetime or (datetime, delta), got {value!r}")
+            f"scheduled_at must be a timezone-aware datetime or (datetime, delta), got {value!r}"
+        )
     if within is None:
         return at, SCHEDULED_AT_TOLERANCE
     if isinstance(within, int | float) and not isinstance(within, bool):
         within = timedelta(seconds=within)
     if not isinstance(within, timedelta) or within < timedelta(0):
-        raise InvalidJob(f"scheduled_at tolerance must be a timedelta or seconds >= 0, "
-                         f"got {within!r}")
+        raise InvalidJob(
+            f"scheduled_at tolerance must be a timedelta or seconds >= 0, got {within!r}"
+        )
     return at, within
 
 
@@ -284,8 +320,9 @@ def _states(state: JobState | str | Iterable[JobState | str] | None) -> tuple[Jo
         try:
             states.append(JobState(value))
         except ValueError:
-            raise InvalidJob(f"unknown job state {value!r}; use one of "
-                             f"{', '.join(JobState)}") from None
+            raise InvalidJob(
+                f"unknown job state {value!r}; use one of {', '.join(JobState)}"
+            ) from None
     if not states:
         raise InvalidJob("state must name at least one job state")
     return tuple(states)
@@ -293,12 +330,14 @@ def _states(state: JobState | str | Iterable[JobState | str] | None) -> tuple[Jo
 
 async def _matching(client: Client, expected: _Expected) -> list[Job]:
     jobs = await _queries.enqueued_jobs(
-        client.pool, states=list(expected.states), worker=expected.worker, queue=expected.queue)
+        client.pool, states=list(expected.states), worker=expected.worker, queue=expected.queue
+    )
     return [job for job in jobs if not expected.mismatches(job)]
 
 
-async def _poll(check: Callable[[], Awaitable[T]], timeout_s: float | None,
-                done: Callable[[T], bool]) -> T:
+async def _poll(
+    check: Callable[[], Awaitable[T]], timeout_s: float | None, done: Callable[[T], bool]
+) -> T:
     """`check()` until `done` holds of its value or `timeout_s` passed; the last value."""
     value = await check()
     if timeout_s is None or done(value):
@@ -313,8 +352,12 @@ async def _poll(check: Callable[[], Awaitable[T]], timeout_s: float | None,
     return value
 
 
-async def assert_enqueued(client: Client, *, timeout: float | None = None,  # noqa: ASYNC109
-                          **filters: Unpack[JobFilters]) -> Job:
+async def assert_enqueued(
+    client: Client,
+    *,
+    timeout: float | None = None,  # noqa: ASYNC109
+    **filters: Unpack[JobFilters],
+) -> Job:
     """Assert that a job matching these fields is enqueued, and return it (the oldest).
 
     `args` and `meta` match as subsets (PostgreSQL's `@>`), `tags` when all given tags are
@@ -337,8 +380,12 @@ async def assert_enqueued(client: Client, *, timeout: float | None = None,  # no
     return found[0]
 
 
-async def refute_enqueued(client: Client, *, timeout: float | None = None,  # noqa: ASYNC109
-                          **filters: Unpack[JobFilters]) -> None:
+async def refute_enqueued(
+    client: Client,
+    *,
+    timeout: float | None = None,  # noqa: ASYNC109
+    **filters: Unpack[JobFilters],
+) -> None:
     """Assert that no job matching these filters is enqueued; filters as in `assert_enqueued`.
 
     With `timeout` (seconds), keep checking for that long: the assertion fails as soon as
@@ -376,12 +423,22 @@ async def _explain_missing(client: Client, expected: _Expected, waited_s: float 
     others = await _queries.enqueued_jobs(client.pool, states=list(expected.states), limit=1000)
     # The same worker's jobs first: they are the likeliest near misses.
     others.sort(key=lambda job: (job.worker != expected.worker, job.id))
-    lines = [head + (f" among {len(others)} enqueued jobs:" if others else
-                     "; no job is enqueued in those states")]
+    lines = [
+        head
+        + (
+            f" among {len(others)} enqueued jobs:"
+            if others
+            else "; no job is enqueued in those states"
+        )
+    ]
     lines += _listing(others, expected=expected)
     elsewhere = await _queries.enqueued_jobs(
-        client.pool, states=[s for s in JobState if s not in expected.states],
-        worker=expected.worker, queue=expected.queue, limit=1000)
+        client.pool,
+        states=[s for s in JobState if s not in expected.states],
+        worker=expected.worker,
+        queue=expected.queue,
+        limit=1000,
+    )
     near = [job for job in elsewhere if expected.mismatches(job) == ["state"]]
     if near:
         lines.append(f"{len(near)} matching job(s) in other states, pass state= to include them:")
@@ -392,8 +449,10 @@ async def _explain_missing(client: Client, expected: _Expected, waited_s: float 
 def _listing(jobs: list[Job], expected: _Expected | None) -> list[str]:
     lines = []
     for job in jobs[:_SHOWN]:
-        line = (f"  #{job.id} {job.worker} queue={job.queue!r} state={job.state} "
-                f"args={_short(job.args)}")
+        line = (
+            f"  #{job.id} {job.worker} queue={job.queue!r} state={job.state} "
+            f"args={_short(job.args)}"
+        )
         if job.meta:
             line += f" meta={_short(job.meta)}"
         if job.priority:
@@ -418,9 +477,15 @@ def _short(value: Any, limit: int = 120) -> str:
 # --- drain_queue ---------------------------------------------------------------------------
 
 
-async def drain_queue(client: Client, queue: str, *, with_scheduled: bool | datetime = False,
-                      with_recursion: bool = False, with_safety: bool = True,
-                      with_limit: int | None = None) -> DrainResult:
+async def drain_queue(
+    client: Client,
+    queue: str,
+    *,
+    with_scheduled: bool | datetime = False,
+    with_recursion: bool = False,
+    with_safety: bool = True,
+    with_limit: int | None = None,
+) -> DrainResult:
     """Run the waiting jobs of `queue` in this process, one after another, as Oban does.
 
     Available jobs run, and scheduled or retryable ones whose time has come; with
@@ -440,6 +505,11 @@ async def drain_queue(client: Client, queue: str, *, with_scheduled: bool | date
         >>> result.as_dict()
         {'completed': 1, 'failure': 0, 'snoozed': 0, 'cancelled': 0, 'discarded': 0}
     """
-    return await _drain.drain(client, [queue], with_scheduled=with_scheduled,
-                              with_recursion=with_recursion, with_safety=with_safety,
-                              with_limit=with_limit)
+    return await _drain.drain(
+        client,
+        [queue],
+        with_scheduled=with_scheduled,
+        with_recursion=with_recursion,
+        with_safety=with_safety,
+        with_limit=with_limit,
+    )

@@ -40,7 +40,7 @@ def validate_queue(name: object) -> str:
 def default_backoff(attempt: int) -> float:
     """Oban's backoff: 15 + 2**attempt seconds, plus up to 10% jitter."""
     base = 15.0 + float(2 ** min(max(attempt, 0), 24))
-    return base + random.uniform(0, base * 0.1)  # noqa: S311 - jitter, not crypto
+    return base + random.uniform(0, base * 0.1)
 
 
 @dataclass(frozen=True, slots=True)

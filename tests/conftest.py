@@ -3,7 +3,6 @@ embedded one), a migrated database per session, and truncation after each test."
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -21,8 +20,10 @@ from jobrunner.config import Settings
 from tests.apps.sample import RECORD_TABLE
 from tests.helpers import ROOT, Daemon
 
-TABLES = ("jobrunner_jobs, jobrunner_nodes, jobrunner_queues, jobrunner_control, "
-          "jobrunner_control_applied, jobrunner_leader, jobrunner_cron")
+TABLES = (
+    "jobrunner_jobs, jobrunner_nodes, jobrunner_queues, jobrunner_control, "
+    "jobrunner_control_applied, jobrunner_leader, jobrunner_cron"
+)
 
 
 def _local_server_up() -> bool:
@@ -98,9 +99,17 @@ async def db(dsn: str) -> AsyncIterator[asyncpg.Connection]:
 def settings(dsn: str) -> Settings:
     """Settings with tiny intervals, as the factories below use."""
     return Settings(
-        database_url=dsn, poll_interval_s=1.0, heartbeat_interval_s=0.5, node_lease_s=3,
-        leader_lease_s=2, stage_interval_s=0.1, rescue_interval_s=0.5, cron_interval_s=0.2,
-        control_poll_interval_s=0.5, shutdown_grace_s=5, pool_size=5,
+        database_url=dsn,
+        poll_interval_s=1.0,
+        heartbeat_interval_s=0.5,
+        node_lease_s=3,
+        leader_lease_s=2,
+        stage_interval_s=0.1,
+        rescue_interval_s=0.5,
+        cron_interval_s=0.2,
+        control_poll_interval_s=0.5,
+        shutdown_grace_s=5,
+        pool_size=5,
     )
 
 
@@ -115,10 +124,13 @@ def make_runner(client: jobrunner.Client, settings: Settings) -> Callable[..., A
     """`async with make_runner(queues={"default": 2}) as runner:` an in-process daemon."""
 
     @asynccontextmanager
-    async def make(queues: dict[str, Any] | None = None, **overrides: Any) -> AsyncIterator[jobrunner.Runner]:
+    async def make(
+        queues: dict[str, Any] | None = None, **overrides: Any
+    ) -> AsyncIterator[jobrunner.Runner]:
         node = overrides.pop("node", None)
-        custom = Settings(**{**{f: getattr(settings, f) for f in settings.__dataclass_fields__},
-                             **overrides})
+        custom = Settings(
+            **{**{f: getattr(settings, f) for f in settings.__dataclass_fields__}, **overrides}
+        )
         runner = jobrunner.Runner(client, queues or {"default": 10}, settings=custom, node=node)
         await runner.start()
         try:

@@ -33,8 +33,9 @@ FAST_ENV = {
 }
 
 
-async def eventually(check: Callable[[], Awaitable[T]], timeout_s: float = 10.0,
-                     interval_s: float = 0.02) -> T:
+async def eventually(
+    check: Callable[[], Awaitable[T]], timeout_s: float = 10.0, interval_s: float = 0.02
+) -> T:
     """Await `check()` until it returns something other than False/None without an
     AssertionError, or fail with its last error once `timeout_s` has passed."""
     loop = asyncio.get_running_loop()
@@ -55,9 +56,16 @@ async def eventually(check: Callable[[], Awaitable[T]], timeout_s: float = 10.0,
 class Daemon:
     """`jobrunner start` in a subprocess, logging JSON to a file we can read."""
 
-    def __init__(self, dsn: str, *, queues: str = "default:10",
-                 app: Sequence[str] = ("tests.apps.sample",), node: str | None = None,
-                 args: Sequence[str] = (), env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        queues: str = "default:10",
+        app: Sequence[str] = ("tests.apps.sample",),
+        node: str | None = None,
+        args: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.dsn = dsn
         self.node = node or f"test-{os.urandom(3).hex()}"
         self.queues = queues
@@ -69,16 +77,32 @@ class Daemon:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def command(self) -> list[str]:
-        cmd = [sys.executable, "-m", "jobrunner", "start", "--dsn", self.dsn,
-               "--queues", self.queues, "--node", self.node]
+        cmd = [
+            sys.executable,
+            "-m",
+            "jobrunner",
+            "start",
+            "--dsn",
+            self.dsn,
+            "--queues",
+            self.queues,
+            "--node",
+            self.node,
+        ]
         for module in self.app:
             cmd += ["--app", module]
         return cmd + self.args
 
     def start(self) -> Daemon:
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(self.command(), cwd=ROOT, env=self.env, stdout=log,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            self.command(),
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
         log.close()
         return self
 
@@ -86,12 +110,16 @@ class Daemon:
         """Until the node row exists (the daemon registered and started its producers)."""
         conn = await asyncpg.connect(self.dsn)
         try:
+
             async def registered() -> bool:
                 assert self.proc is not None
                 if self.proc.poll() is not None:
                     raise AssertionError(f"daemon exited {self.proc.returncode}:\n{self.output()}")
-                row = await conn.fetchval("SELECT 1 FROM jobrunner_nodes WHERE name = $1", self.node)
+                row = await conn.fetchval(
+                    "SELECT 1 FROM jobrunner_nodes WHERE name = $1", self.node
+                )
                 return bool(row) and "node.started" in self.output()
+
             await eventually(registered, timeout_s)
         finally:
             await conn.close()
@@ -145,12 +173,20 @@ class Daemon:
         return found
 
 
-def run_cli(*args: str, dsn: str | None = None, env: dict[str, str] | None = None,
-            timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, dsn: str | None = None, env: dict[str, str] | None = None, timeout_s: float = 60.0
+) -> subprocess.CompletedProcess[str]:
     """`jobrunner ARGS` in a subprocess, as a user types it."""
     full_env = {**os.environ, **FAST_ENV, **(env or {})}
     full_env.pop("JOBRUNNER_CONFIG", None)
     if dsn is not None:
         full_env["JOBRUNNER_DATABASE_URL"] = dsn
-    return subprocess.run([sys.executable, "-m", "jobrunner", *args], cwd=ROOT, env=full_env,
-                          capture_output=True, text=True, timeout=timeout_s, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "jobrunner", *args],
+        cwd=ROOT,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )

@@ -98,11 +98,16 @@ async def test_sign_up_enqueues_a_welcome_and_a_reminder(
 ) -> None:
     await sign_up(jobrunner_client, 1)
 
-    await assert_enqueued(jobrunner_client, worker=send_welcome, args={"user_id": 1},
-                          queue="emails")
+    await assert_enqueued(
+        jobrunner_client, worker=send_welcome, args={"user_id": 1}, queue="emails"
+    )
     in_a_week = datetime.now(UTC) + timedelta(days=7)
-    await assert_enqueued(jobrunner_client, worker=remind, args={"user_id": 1},
-                          scheduled_at=(in_a_week, timedelta(minutes=1)))
+    await assert_enqueued(
+        jobrunner_client,
+        worker=remind,
+        args={"user_id": 1},
+        scheduled_at=(in_a_week, timedelta(minutes=1)),
+    )
     await refute_enqueued(jobrunner_client, worker=send_welcome, args={"user_id": 2})
     assert len(await all_enqueued(jobrunner_client, queue="emails")) == 2
     assert OUTBOX == []  # manual mode: nothing ran
@@ -114,8 +119,13 @@ async def test_draining_the_queue_sends_the_emails(jobrunner_client: jobrunner.C
 
     result = await drain_queue(jobrunner_client, "emails")
 
-    assert result.as_dict() == {"completed": 2, "failure": 0, "snoozed": 0, "cancelled": 0,
-                                "discarded": 0}
+    assert result.as_dict() == {
+        "completed": 2,
+        "failure": 0,
+        "snoozed": 0,
+        "cancelled": 0,
+        "discarded": 0,
+    }
     assert OUTBOX == ["ada@example.com", "grace@example.com"]
     await assert_enqueued(jobrunner_client, worker=remind, state="scheduled")  # next week's
 

@@ -39,16 +39,33 @@ def build(runner: Runner) -> list[Any]:
     plugins: list[Any] = [
         leader,
         Stager(pool, interval_s=settings.stage_interval_s, batch_size=settings.stage_batch_size),
-        Pruner(pool, interval_s=settings.prune_interval_s, max_age_s=settings.prune_max_age_s,
-               max_age_by_state=settings.prune_max_age_by_state,
-               batch_size=settings.prune_batch_size, leader=leader),
-        Rescuer(pool, interval_s=settings.rescue_interval_s,
-                node_lease_s=settings.node_lease_s, leader=leader,
-                settled=runner.heartbeat_settled),
+        Pruner(
+            pool,
+            interval_s=settings.prune_interval_s,
+            max_age_s=settings.prune_max_age_s,
+            max_age_by_state=settings.prune_max_age_by_state,
+            batch_size=settings.prune_batch_size,
+            leader=leader,
+        ),
+        Rescuer(
+            pool,
+            interval_s=settings.rescue_interval_s,
+            node_lease_s=settings.node_lease_s,
+            leader=leader,
+            settled=runner.heartbeat_settled,
+        ),
     ]
     if schedules:
         # Slots missed by less than this are a leader handover, not downtime: all inserted.
         grace_s = 2 * settings.leader_lease_s + 2 * settings.cron_interval_s
-        plugins.append(Cron(pool, schedules, interval_s=settings.cron_interval_s,
-                            catch_up_s=settings.cron_catch_up_s, grace_s=grace_s, leader=leader))
+        plugins.append(
+            Cron(
+                pool,
+                schedules,
+                interval_s=settings.cron_interval_s,
+                catch_up_s=settings.cron_catch_up_s,
+                grace_s=grace_s,
+                leader=leader,
+            )
+        )
     return plugins

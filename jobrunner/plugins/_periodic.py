@@ -56,8 +56,12 @@ class Periodic:
         while True:
             try:
                 await self._tick()
-            except (OSError, DatabaseUnavailable, asyncpg.InterfaceError,
-                    asyncpg.CannotConnectNowError) as exc:
+            except (
+                OSError,
+                DatabaseUnavailable,
+                asyncpg.InterfaceError,
+                asyncpg.CannotConnectNowError,
+            ) as exc:
                 # The database is away: expected during restarts, not worth a traceback.
                 log.warning(f"{self.name}.failed", error=redact(str(exc)))
             except Exception:

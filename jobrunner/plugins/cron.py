@@ -61,24 +61,31 @@ def parse(entry: CronEntry) -> Schedule:
     try:
         zone = ZoneInfo(entry.timezone)
     except (ZoneInfoNotFoundError, ValueError, TypeError):
-        raise ConfigError(f"crontab entry {key!r} has unknown timezone {entry.timezone!r}; "
-                          f"use an IANA name like 'Europe/Madrid' or 'UTC'") from None
+        raise ConfigError(
+            f"crontab entry {key!r} has unknown timezone {entry.timezone!r}; "
+            f"use an IANA name like 'Europe/Madrid' or 'UTC'"
+        ) from None
     if not isinstance(entry.schedule, str) or not croniter.is_valid(entry.schedule):
-        raise ConfigError(f"crontab entry {key!r} has invalid schedule {entry.schedule!r}; use 5 "
-                          f"fields (minute hour day month weekday), or 6 with seconds last")
+        raise ConfigError(
+            f"crontab entry {key!r} has invalid schedule {entry.schedule!r}; use 5 "
+            f"fields (minute hour day month weekday), or 6 with seconds last"
+        )
     try:
         worker = lookup(entry.worker)
     except JobRunnerError:
-        raise ConfigError(f"crontab entry {key!r} names unknown worker {entry.worker!r}; "
-                          f"is its module in --app?") from None
+        raise ConfigError(
+            f"crontab entry {key!r} names unknown worker {entry.worker!r}; is its module in --app?"
+        ) from None
     schedule = Schedule(entry, zone, worker)
     try:
         _build(schedule, datetime(2000, 1, 1, tzinfo=UTC))
         next_slot(schedule, datetime.now(UTC))
     except (JobRunnerError, TypeError, ValueError) as exc:
         if isinstance(exc, CroniterError):
-            raise ConfigError(f"crontab entry {key!r} schedule {entry.schedule!r} never "
-                              f"fires; check its day and month") from None
+            raise ConfigError(
+                f"crontab entry {key!r} schedule {entry.schedule!r} never "
+                f"fires; check its day and month"
+            ) from None
         raise ConfigError(f"crontab entry {key!r}: {exc}") from None
     return schedule
 
@@ -89,8 +96,9 @@ def parse_all(entries: Sequence[CronEntry]) -> list[Schedule]:
     seen: set[str] = set()
     for schedule in schedules:
         if schedule.key in seen:
-            raise ConfigError(f"crontab has two entries called {schedule.key!r}; "
-                              f"give them distinct names")
+            raise ConfigError(
+                f"crontab has two entries called {schedule.key!r}; give them distinct names"
+            )
         seen.add(schedule.key)
     return schedules
 
@@ -124,8 +132,9 @@ def _skipped(schedule: Schedule, local: datetime) -> bool:
     return repeated and schedule.fixed_time
 
 
-def slots_between(schedule: Schedule, after: datetime, until: datetime,
-                  limit: int = MAX_SLOTS_PER_TICK) -> list[datetime]:
+def slots_between(
+    schedule: Schedule, after: datetime, until: datetime, limit: int = MAX_SLOTS_PER_TICK
+) -> list[datetime]:
     """Slots in (after, until], oldest first, at most `limit`."""
     slots: list[datetime] = []
     slot = next_slot(schedule, after)
@@ -135,8 +144,15 @@ def slots_between(schedule: Schedule, after: datetime, until: datetime,
     return slots
 
 
-def due_slots(schedule: Schedule, *, last: datetime, at: datetime, catch_up_s: float | None,
-              grace_s: float, limit: int = MAX_SLOTS_PER_TICK) -> list[datetime]:
+def due_slots(
+    schedule: Schedule,
+    *,
+    last: datetime,
+    at: datetime,
+    catch_up_s: float | None,
+    grace_s: float,
+    limit: int = MAX_SLOTS_PER_TICK,
+) -> list[datetime]:
     """The slots to insert now, given the last slot inserted and the time `at`.
 
     Slots missed by less than `grace_s` (a slow tick, a leader handover) are all inserted.
@@ -165,8 +181,11 @@ def _iso(slot: datetime) -> str:
 def _build(schedule: Schedule, slot: datetime) -> _queries.CronJob:
     entry = schedule.entry
     job = schedule.worker.new(
-        entry.args, queue=entry.queue, priority=entry.priority,
-        max_attempts=entry.max_attempts, meta={"cron": schedule.key, "cron_slot": _iso(slot)},
+        entry.args,
+        queue=entry.queue,
+        priority=entry.priority,
+        max_attempts=entry.max_attempts,
+        meta={"cron": schedule.key, "cron_slot": _iso(slot)},
         unique=False,
     )
     return _queries.CronJob(job=job, unique_key=slot_key(schedule, slot))
@@ -192,9 +211,17 @@ class Cron(Periodic):
     name = "cron"
     interval_setting = "cron_interval_s"
 
-    def __init__(self, pool: _queries.Conn, schedules: Sequence[Schedule], *,
-                 interval_s: float, catch_up_s: float | None = None, grace_s: float = 0.0,
-                 leader: Leadership | None = None, now: Clock | None = None) -> None:
+    def __init__(
+        self,
+        pool: _queries.Conn,
+        schedules: Sequence[Schedule],
+        *,
+        interval_s: float,
+        catch_up_s: float | None = None,
+        grace_s: float = 0.0,
+        leader: Leadership | None = None,
+        now: Clock | None = None,
+    ) -> None:
         super().__init__(interval_s=interval_s, leader=leader)
         self._pool = pool
         self.schedules = tuple(schedules)
@@ -215,8 +242,9 @@ class Cron(Periodic):
             if last is None:
                 marks[schedule.key] = latest_slot(schedule, at)  # new: from the next slot on
                 continue
-            slots = due_slots(schedule, last=last, at=at, catch_up_s=self.catch_up_s,
-                              grace_s=self.grace_s)
+            slots = due_slots(
+                schedule, last=last, at=at, catch_up_s=self.catch_up_s, grace_s=self.grace_s
+            )
             if slots:
                 marks[schedule.key] = slots[-1]
                 jobs.extend(_build(schedule, slot) for slot in slots)
@@ -224,6 +252,12 @@ class Cron(Periodic):
             return []
         inserted = await _queries.insert_cron_jobs(self._pool, jobs, marks)
         for job in inserted:
-            log.info("cron.inserted", job_id=job.id, worker=job.worker, queue=job.queue,
-                     cron=job.meta["cron"], slot=job.meta["cron_slot"])
+            log.info(
+                "cron.inserted",
+                job_id=job.id,
+                worker=job.worker,
+                queue=job.queue,
+                cron=job.meta["cron"],
+                slot=job.meta["cron_slot"],
+            )
         return inserted

@@ -34,21 +34,31 @@ class Pruner(Periodic):
     name = "pruner"
     interval_setting = "prune_interval_s"
 
-    def __init__(self, pool: _queries.Conn, *, interval_s: float, max_age_s: float = 7 * DAY_S,
-                 max_age_by_state: Mapping[str, float] | None = None, batch_size: int = 10_000,
-                 leader: Leadership | None = None) -> None:
+    def __init__(
+        self,
+        pool: _queries.Conn,
+        *,
+        interval_s: float,
+        max_age_s: float = 7 * DAY_S,
+        max_age_by_state: Mapping[str, float] | None = None,
+        batch_size: int = 10_000,
+        leader: Leadership | None = None,
+    ) -> None:
         super().__init__(interval_s=interval_s, leader=leader)
         self.max_ages = self._validate(max_age_s, dict(max_age_by_state or {}), batch_size)
         self._pool = pool
         self.batch_size = batch_size
 
     @staticmethod
-    def _validate(max_age_s: float, by_state: dict[str, float],
-                  batch_size: int) -> dict[str, float]:
+    def _validate(
+        max_age_s: float, by_state: dict[str, float], batch_size: int
+    ) -> dict[str, float]:
         unknown = set(by_state) - set(PRUNABLE_STATES)
         if unknown:
-            raise ConfigError(f"prune_max_age_by_state takes {', '.join(PRUNABLE_STATES)}, "
-                              f"got {sorted(unknown)!r}")
+            raise ConfigError(
+                f"prune_max_age_by_state takes {', '.join(PRUNABLE_STATES)}, "
+                f"got {sorted(unknown)!r}"
+            )
         ages = {state: float(by_state.get(state, max_age_s)) for state in PRUNABLE_STATES}
         for state, age in ages.items():
             if not age >= 0:
@@ -62,8 +72,10 @@ class Pruner(Periodic):
         total: dict[str, int] = {}
         while self.acting:
             pruned = await _queries.prune_jobs(
-                self._pool, completed_s=self.max_ages["completed"],
-                cancelled_s=self.max_ages["cancelled"], discarded_s=self.max_ages["discarded"],
+                self._pool,
+                completed_s=self.max_ages["completed"],
+                cancelled_s=self.max_ages["cancelled"],
+                discarded_s=self.max_ages["discarded"],
                 limit=self.batch_size,
             )
             for state, count in pruned.items():

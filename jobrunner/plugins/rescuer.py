@@ -35,9 +35,15 @@ class Rescuer(Periodic):
     name = "rescuer"
     interval_setting = "rescue_interval_s"
 
-    def __init__(self, pool: _queries.Conn, *, interval_s: float, node_lease_s: float,
-                 leader: Leadership | None = None,
-                 settled: Callable[[], bool] | None = None) -> None:
+    def __init__(
+        self,
+        pool: _queries.Conn,
+        *,
+        interval_s: float,
+        node_lease_s: float,
+        leader: Leadership | None = None,
+        settled: Callable[[], bool] | None = None,
+    ) -> None:
         super().__init__(interval_s=interval_s, leader=leader)
         self._settled = settled
         if not (isinstance(node_lease_s, int | float) and node_lease_s > 0):
@@ -56,9 +62,15 @@ class Rescuer(Periodic):
             return []
         rescued = await _queries.rescue_jobs(self._pool, node_lease_s=self.node_lease_s)
         for job in rescued:
-            log.warning("rescuer.rescued", job_id=job.id, worker=job.worker, queue=job.queue,
-                        attempt=job.attempt, state=str(job.state),
-                        node=job.attempted_by[0] if job.attempted_by else None)
+            log.warning(
+                "rescuer.rescued",
+                job_id=job.id,
+                worker=job.worker,
+                queue=job.queue,
+                attempt=job.attempt,
+                state=str(job.state),
+                node=job.attempted_by[0] if job.attempted_by else None,
+            )
         removed = await _queries.remove_expired_nodes(self._pool)
         if removed:
             log.info("rescuer.nodes_removed", nodes=removed)

@@ -35,18 +35,26 @@ GROUP BY r.node
 async def slow(job: Job) -> None:
     """Records its start, sleeps args.sleep seconds (default 1), records its end."""
     pool = jobrunner.current_client().pool
-    await pool.execute("INSERT INTO control_runs (job_id, node) VALUES ($1, $2)",
-                       job.id, job.attempted_by[0])
+    await pool.execute(
+        "INSERT INTO control_runs (job_id, node) VALUES ($1, $2)", job.id, job.attempted_by[0]
+    )
     try:
         await asyncio.sleep(float(job.args.get("sleep", 1)))
     except asyncio.CancelledError:
         # Shielded: the record is written even if the task is cancelled again meanwhile.
-        await asyncio.shield(pool.execute(
-            "UPDATE control_runs SET cancelled = true, ended_at = clock_timestamp() "
-            "WHERE job_id = $1 AND ended_at IS NULL", job.id))
+        await asyncio.shield(
+            pool.execute(
+                "UPDATE control_runs SET cancelled = true, ended_at = clock_timestamp() "
+                "WHERE job_id = $1 AND ended_at IS NULL",
+                job.id,
+            )
+        )
         raise
-    await pool.execute("UPDATE control_runs SET ended_at = clock_timestamp() "
-                       "WHERE job_id = $1 AND ended_at IS NULL", job.id)
+    await pool.execute(
+        "UPDATE control_runs SET ended_at = clock_timestamp() "
+        "WHERE job_id = $1 AND ended_at IS NULL",
+        job.id,
+    )
 
 
 @worker(queue="default", name="control.snooze")

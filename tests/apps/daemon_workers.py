@@ -23,7 +23,10 @@ async def note(job: Job, event: str) -> None:
     node = job.attempted_by[0] if job.attempted_by else None
     await pool.execute(
         "INSERT INTO daemon_events (job_id, event, attempt, node) VALUES ($1, $2, $3, $4)",
-        job.id, event, job.attempt, node,
+        job.id,
+        event,
+        job.attempt,
+        node,
     )
 
 

@@ -20,8 +20,12 @@ CREATE TABLE IF NOT EXISTS test_executions (
 async def record(job: Job) -> None:
     pool = jobrunner.current_client().pool
     node = job.attempted_by[0] if job.attempted_by else None
-    await pool.execute("INSERT INTO test_executions (job_id, attempt, node) VALUES ($1, $2, $3)",
-                       job.id, job.attempt, node)
+    await pool.execute(
+        "INSERT INTO test_executions (job_id, attempt, node) VALUES ($1, $2, $3)",
+        job.id,
+        job.attempt,
+        node,
+    )
 
 
 @worker(queue="default", name="sample.noop")

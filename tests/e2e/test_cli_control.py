@@ -34,8 +34,9 @@ async def runs(db: asyncpg.Connection) -> asyncpg.Connection:
     return db
 
 
-async def start(daemons, *names: str, queues: str = "default:2,other:2",
-                env: dict[str, str] | None = None) -> list[Daemon]:
+async def start(
+    daemons, *names: str, queues: str = "default:2,other:2", env: dict[str, str] | None = None
+) -> list[Daemon]:
     started = [daemons(queues=queues, node=name, app=APPS, env=env).start() for name in names]
     for daemon in started:
         await daemon.wait_ready()
@@ -48,8 +49,9 @@ async def status(dsn: str) -> dict:
     return json.loads(result.stdout)
 
 
-async def wait_state(client: jobrunner.Client, ids: list[int], state: JobState,
-                     timeout_s: float = 30) -> None:
+async def wait_state(
+    client: jobrunner.Client, ids: list[int], state: JobState, timeout_s: float = 30
+) -> None:
     async def check() -> bool:
         states = [(await client.get_job(i)).state for i in ids]
         assert states == [state] * len(ids), states
@@ -119,11 +121,15 @@ async def test_scale_changes_how_many_jobs_run_at_once(client, db, daemons, runs
     later = await db.fetchval(
         "SELECT max((SELECT count(*) FROM control_runs o WHERE o.node = r.node "
         "AND o.started_at <= r.started_at AND o.ended_at > r.started_at)) "
-        "FROM control_runs r WHERE r.started_at > $1", scaled_at)
+        "FROM control_runs r WHERE r.started_at > $1",
+        scaled_at,
+    )
     assert later == 1
     shown = await status(client.dsn)
     assert {n["name"]: n["queues"]["default"]["limit"] for n in shown["nodes"]} == {
-        "scale-a": 1, "scale-b": 1}
+        "scale-a": 1,
+        "scale-b": 1,
+    }
     assert shown["queues"][0]["persisted"] == {"paused": False, "limit": 1}
     assert await a.stop() == 0 and await b.stop() == 0
 
@@ -134,8 +140,9 @@ async def test_stop_node_stops_only_that_node_gracefully(client, db, daemons, ru
     job = await client.insert(control_workers.slow.new({"sleep": 2}))
 
     async def running_on_a() -> bool:
-        return await db.fetchval("SELECT node FROM control_runs WHERE job_id = $1",
-                                 job.id) == "stop-a"
+        return (
+            await db.fetchval("SELECT node FROM control_runs WHERE job_id = $1", job.id) == "stop-a"
+        )
 
     await eventually(running_on_a)
     stopped = cli(client.dsn, "stop", "--node", "stop-a", "--grace", "20")
@@ -195,7 +202,8 @@ async def test_a_node_that_does_not_apply_is_named(client, db, daemons) -> None:
     assert paused.returncode == 1
     assert paused.stdout.splitlines()[1] == "applied by 1 node: late-a"
     assert one_error_line(paused) == (
-        "error: not applied within 1s by 1 node: late-b; check them with 'jobrunner status'")
+        "error: not applied within 1s by 1 node: late-b; check them with 'jobrunner status'"
+    )
 
     async def caught_up() -> bool:
         nodes = await db.fetch("SELECT node FROM jobrunner_control_applied ORDER BY node")
@@ -209,25 +217,27 @@ async def test_a_node_that_does_not_apply_is_named(client, db, daemons) -> None:
 async def test_without_nodes_and_bad_input(client, db) -> None:
     paused = cli(client.dsn, "pause", "default")
     assert paused.returncode == 0, paused.stderr
-    assert paused.stdout == ("paused queue 'default' on every node (persisted: nodes that start "
-                             "later follow it); no live node serves it, nothing to wait for\n")
+    assert paused.stdout == (
+        "paused queue 'default' on every node (persisted: nodes that start "
+        "later follow it); no live node serves it, nothing to wait for\n"
+    )
     assert await db.fetchval("SELECT paused FROM jobrunner_queues WHERE name = 'default'")
     assert cli(client.dsn, "stop").stdout == (
         "stopping gracefully (running jobs get the node's shutdown_grace_s) on every node; "
-        "no live node, nothing to wait for\n")
+        "no live node, nothing to wait for\n"
+    )
     cases = {
         ("pause", "emials"): "error: unknown queue 'emials': no node serves it and no job uses "
-                             "it (known queues: default); pass --force to use it anyway",
+        "it (known queues: default); pass --force to use it anyway",
         ("scale", "default", "0"): "error: queue limit must be a whole number >= 1, got 0",
-        ("scale", "default", "lots"): "error: queue limit must be a whole number >= 1, "
-                                      "got 'lots'",
+        ("scale", "default", "lots"): "error: queue limit must be a whole number >= 1, got 'lots'",
         ("resume", "default", "--node", "ghost"): "error: unknown node 'ghost': no live node "
-                                                  "has that name (live nodes: none); see "
-                                                  "'jobrunner status'",
+        "has that name (live nodes: none); see "
+        "'jobrunner status'",
         ("stop", "--node", "ghost"): "error: unknown node 'ghost': no live node has that name "
-                                     "(live nodes: none); see 'jobrunner status'",
+        "(live nodes: none); see 'jobrunner status'",
         ("pause", "no spaces"): "error: queue name must be 1-128 letters, digits or '_.-:', "
-                                "got 'no spaces'",
+        "got 'no spaces'",
     }
     for args, message in cases.items():
         result = cli(client.dsn, *args)
@@ -237,5 +247,3 @@ async def test_without_nodes_and_bad_input(client, db) -> None:
     assert await db.fetchval("SELECT count(*) FROM jobrunner_control") == 2
     forced = cli(client.dsn, "pause", "emials", "--force")
     assert forced.returncode == 0 and "no live node serves it" in forced.stdout
-
-

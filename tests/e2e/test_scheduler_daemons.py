@@ -22,8 +22,10 @@ worker = "sched.tick"
 
 
 async def cron_slots(db: asyncpg.Connection) -> list[datetime]:
-    rows = await db.fetch("SELECT meta->>'cron_slot' AS slot FROM jobrunner_jobs "
-                          "WHERE meta->>'cron' = 'every-second' ORDER BY 1")
+    rows = await db.fetch(
+        "SELECT meta->>'cron_slot' AS slot FROM jobrunner_jobs "
+        "WHERE meta->>'cron' = 'every-second' ORDER BY 1"
+    )
     return [datetime.fromisoformat(r["slot"]) for r in rows]
 
 
@@ -78,15 +80,19 @@ async def test_three_daemons_insert_one_job_per_slot_through_leader_changes(
     assert {s for s in slots if s > killed_at} <= set(logged)
     assert {e["cron"] for e in inserted} == {"every-second"}
     assert {d.node for d in nodes if d.events("cron.inserted")} == {
-        first_leader, second_leader, last.node}
+        first_leader,
+        second_leader,
+        last.node,
+    }
 
 
 async def test_a_killed_daemons_job_is_rescued_and_run_once_more(
     db: asyncpg.Connection, daemons: Callable[..., Daemon]
 ) -> None:
     doomed = await daemons(app=APPS).start().wait_ready()
-    await db.execute("INSERT INTO jobrunner_jobs (worker, args) "
-                     "VALUES ('sched.slow_first', '{\"sleep\": 120}')")
+    await db.execute(
+        "INSERT INTO jobrunner_jobs (worker, args) VALUES ('sched.slow_first', '{\"sleep\": 120}')"
+    )
     job_id = await db.fetchval("SELECT id FROM jobrunner_jobs")
 
     async def started() -> bool:
@@ -97,8 +103,11 @@ async def test_a_killed_daemons_job_is_rescued_and_run_once_more(
     doomed.kill()
 
     async def completed() -> asyncpg.Record:
-        row = await db.fetchrow("SELECT state::text, attempt, errors::text, attempted_by "
-                                "FROM jobrunner_jobs WHERE id = $1", job_id)
+        row = await db.fetchrow(
+            "SELECT state::text, attempt, errors::text, attempted_by "
+            "FROM jobrunner_jobs WHERE id = $1",
+            job_id,
+        )
         assert row["state"] == "completed", row
         return row
 
@@ -107,8 +116,10 @@ async def test_a_killed_daemons_job_is_rescued_and_run_once_more(
     assert [(r["attempt"], r["node"]) for r in runs] == [(1, doomed.node), (2, survivor.node)]
     assert job["attempt"] == 2 and job["attempted_by"][0] == survivor.node
     assert f"orphaned: node {doomed.node} stopped heartbeating" in job["errors"]
-    assert await db.fetchval("SELECT count(*) FROM jsonb_array_elements($1::jsonb)",
-                             job["errors"]) == 1
+    assert (
+        await db.fetchval("SELECT count(*) FROM jsonb_array_elements($1::jsonb)", job["errors"])
+        == 1
+    )
     nodes = await db.fetch("SELECT name FROM jobrunner_nodes")
     assert [n["name"] for n in nodes] == [survivor.node]  # the dead node's row went too
     assert await survivor.stop() == 0
@@ -120,8 +131,9 @@ async def test_a_long_job_on_a_live_daemon_is_never_rescued(
 ) -> None:
     """Node lease 3 s, rescue every 0.5 s: a job of 6 s outlives two leases, untouched."""
     pair = [await daemons(app=APPS).start().wait_ready() for _ in range(2)]
-    await db.execute("INSERT INTO jobrunner_jobs (worker, args) "
-                     "VALUES ('sched.slow_first', '{\"sleep\": 6}')")
+    await db.execute(
+        "INSERT INTO jobrunner_jobs (worker, args) VALUES ('sched.slow_first', '{\"sleep\": 6}')"
+    )
 
     async def completed() -> asyncpg.Record:
         row = await db.fetchrow("SELECT state::text, attempt, errors::text FROM jobrunner_jobs")

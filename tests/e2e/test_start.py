@@ -94,9 +94,7 @@ async def test_sigterm_puts_back_a_job_longer_than_the_grace(client, db, daemons
     assert await db.fetchval("SELECT count(*) FROM jobrunner_nodes") == 0
 
 
-async def test_a_second_sigint_interrupts_running_jobs_at_once(
-    client, db, daemons, events
-) -> None:
+async def test_a_second_sigint_interrupts_running_jobs_at_once(client, db, daemons, events) -> None:
     daemon = daemons(queues="default:5", app=APPS, args=["--shutdown-grace-s", "300"]).start()
     await daemon.wait_ready()
     inserted = await client.insert_all([daemon_workers.sleep.new({"sleep": 60}) for _ in range(2)])
@@ -147,7 +145,8 @@ async def test_the_node_row_is_registered_refreshed_and_removed(client, db, daem
 
     async def refreshed() -> bool:
         beat = await db.fetchrow(
-            "SELECT heartbeat_at, expires_at FROM jobrunner_nodes WHERE name = $1", daemon.node)
+            "SELECT heartbeat_at, expires_at FROM jobrunner_nodes WHERE name = $1", daemon.node
+        )
         assert beat["heartbeat_at"] > row["heartbeat_at"]
         assert beat["expires_at"] > row["expires_at"]
         return True
@@ -162,7 +161,8 @@ async def test_a_killed_daemon_leaves_its_row_to_expire(db, daemons) -> None:
     await daemon.wait_ready()
     daemon.kill()
     expires_at = await db.fetchval(
-        "SELECT expires_at FROM jobrunner_nodes WHERE name = $1", daemon.node)
+        "SELECT expires_at FROM jobrunner_nodes WHERE name = $1", daemon.node
+    )
     assert expires_at is not None
 
 
@@ -209,8 +209,7 @@ async def test_log_level_hides_lower_levels(client, db, daemons, events) -> None
 
     async def registered() -> bool:
         assert daemon.proc is not None and daemon.proc.poll() is None, daemon.output()
-        return bool(await db.fetchval("SELECT 1 FROM jobrunner_nodes WHERE name = $1",
-                                      daemon.node))
+        return bool(await db.fetchval("SELECT 1 FROM jobrunner_nodes WHERE name = $1", daemon.node))
 
     await eventually(registered, 20)
     bad = await client.insert(daemon_workers.fail.new({}))
@@ -235,22 +234,28 @@ def one_error_line(result: Any, code: int, *expected: str) -> str:
     return lines[0]
 
 
-@pytest.mark.parametrize(("spec", "expected"), [
-    ("emails:0", "queue 'emails' limit must be >= 1, got 0"),
-    ("emails:x", "queue 'emails' limit must be a whole number, got 'x'"),
-    (":5", "empty queue name"),
-    ("emails:1,emails:2", "queue 'emails' is given twice"),
-    ("", "--queues is empty"),
-])
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("emails:0", "queue 'emails' limit must be >= 1, got 0"),
+        ("emails:x", "queue 'emails' limit must be a whole number, got 'x'"),
+        (":5", "empty queue name"),
+        ("emails:1,emails:2", "queue 'emails' is given twice"),
+        ("", "--queues is empty"),
+    ],
+)
 def test_bad_queues_are_one_line_and_exit_2(dsn: str, spec: str, expected: str) -> None:
     result = run_cli("start", "--queues", spec, "--app", APPS[0], dsn=dsn)
     one_error_line(result, 2, expected)
 
 
-@pytest.mark.parametrize(("module", "expected"), [
-    ("tests.apps.daemon_broken", "No module named 'jobrunner_no_such_dependency'"),
-    ("tests.apps.no_such_module", "No module named 'tests.apps.no_such_module'"),
-])
+@pytest.mark.parametrize(
+    ("module", "expected"),
+    [
+        ("tests.apps.daemon_broken", "No module named 'jobrunner_no_such_dependency'"),
+        ("tests.apps.no_such_module", "No module named 'tests.apps.no_such_module'"),
+    ],
+)
 def test_an_app_that_fails_to_import_is_one_line_and_exit_2(
     dsn: str, module: str, expected: str
 ) -> None:
@@ -259,8 +264,9 @@ def test_an_app_that_fails_to_import_is_one_line_and_exit_2(
 
 
 def test_an_unreachable_database_is_one_line_without_the_password() -> None:
-    result = run_cli("start", "--queues", "default:1", "--dsn",
-                     "postgresql://postgres:s3cret@127.0.0.1:1/x")
+    result = run_cli(
+        "start", "--queues", "default:1", "--dsn", "postgresql://postgres:s3cret@127.0.0.1:1/x"
+    )
     line = one_error_line(result, 1, "cannot connect to", "127.0.0.1:1")
     assert "s3cret" not in result.stdout + result.stderr and "***" in line
 

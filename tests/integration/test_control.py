@@ -76,8 +76,11 @@ async def test_runner_started_after_a_pause_stays_paused(client, db, make_runner
         assert late.producers["default"].limit == 3
         # Loaded as state, not applied as commands: the node came after them.
         assert late._services[0].applied == []
-        assert (await node_queues(db, "late"))["default"] == {"limit": 3, "paused": True,
-                                                             "running": 0}
+        assert (await node_queues(db, "late"))["default"] == {
+            "limit": 3,
+            "paused": True,
+            "running": 0,
+        }
         resumed = await client.resume_queue("default")
         assert resumed.applied == {"late": {"paused": False, "limit": 3, "running": 0}}
 
@@ -96,8 +99,10 @@ async def test_node_targeted_commands_are_not_persisted(client, db, make_runner)
 
 async def test_a_command_without_notify_is_applied_by_polling(client, db, make_runner) -> None:
     async with make_runner(node="a", control_poll_interval_s=0.2) as a:
-        await db.execute("INSERT INTO jobrunner_control (command, queue, payload, issued_by) "
-                         "VALUES ('scale', 'default', '{\"limit\": 4}', 'test@host')")
+        await db.execute(
+            "INSERT INTO jobrunner_control (command, queue, payload, issued_by) "
+            "VALUES ('scale', 'default', '{\"limit\": 4}', 'test@host')"
+        )
 
         async def applied() -> bool:
             return await db.fetchval("SELECT node FROM jobrunner_control_applied") == "a"
@@ -147,8 +152,10 @@ async def test_bad_targets_are_refused(client, make_runner) -> None:
 async def test_list_retry_and_status(client, db, make_runner) -> None:
     await client.pause_queue("default")
     jobs = await client.insert_all([noop.new({"i": i}) for i in range(3)])
-    await db.execute("UPDATE jobrunner_jobs SET state = 'discarded', discarded_at = now() "
-                     "WHERE id = $1", jobs[0].id)
+    await db.execute(
+        "UPDATE jobrunner_jobs SET state = 'discarded', discarded_at = now() WHERE id = $1",
+        jobs[0].id,
+    )
     listed = await client.list_jobs(state="available")
     assert [j.id for j in listed] == [jobs[2].id, jobs[1].id]
     assert [j.id for j in await client.list_jobs(limit=1)] == [jobs[2].id]
@@ -163,8 +170,10 @@ async def test_list_retry_and_status(client, db, make_runner) -> None:
 
 async def test_nodes_without_queues_are_not_waited_for(client, db, make_runner) -> None:
     # A drain or an inline test process holds a node row serving no queue: no control loop.
-    await db.execute("INSERT INTO jobrunner_nodes (name, host, pid, queues, expires_at) "
-                     "VALUES ('drainer', 'h', 1, '{}', now() + interval '1 minute')")
+    await db.execute(
+        "INSERT INTO jobrunner_nodes (name, host, pid, queues, expires_at) "
+        "VALUES ('drainer', 'h', 1, '{}', now() + interval '1 minute')"
+    )
     async with make_runner(node="a") as a:
         result = await client.stop_node(timeout_s=3)
         assert result.ok and result.targets == ("a",)

@@ -39,9 +39,11 @@ def make_cron(pool: asyncpg.Pool, clock: Clock, *entries: CronEntry, **options: 
 
 
 async def cron_jobs(db: asyncpg.Connection) -> list[asyncpg.Record]:
-    return await db.fetch("SELECT id, worker, queue, args::text, meta->>'cron' AS cron, "
-                          "meta->>'cron_slot' AS slot, unique_key, state::text "
-                          "FROM jobrunner_jobs ORDER BY meta->>'cron_slot', id")
+    return await db.fetch(
+        "SELECT id, worker, queue, args::text, meta->>'cron' AS cron, "
+        "meta->>'cron_slot' AS slot, unique_key, state::text "
+        "FROM jobrunner_jobs ORDER BY meta->>'cron_slot', id"
+    )
 
 
 async def last_slot(db: asyncpg.Connection, name: str) -> datetime | None:
@@ -126,7 +128,10 @@ async def test_after_downtime_slots_within_catch_up_are_inserted_once(
     restarted = make_cron(client.pool, clock, catch_up_s=3 * 3600)
     jobs = await restarted._tick()
     assert [j.meta["cron_slot"] for j in jobs] == [
-        "2030-01-01T20:00:00+00:00", "2030-01-01T21:00:00+00:00", "2030-01-01T22:00:00+00:00"]
+        "2030-01-01T20:00:00+00:00",
+        "2030-01-01T21:00:00+00:00",
+        "2030-01-01T22:00:00+00:00",
+    ]
     assert await restarted._tick() == []
     assert len(await cron_jobs(db)) == 3
 
@@ -140,8 +145,10 @@ async def test_each_entry_keeps_its_own_progress(
     await plugin._tick()
     clock.at = T0 + timedelta(minutes=1)
     [minute_job] = await plugin._tick()
-    assert minute_job.meta == {"cron": "sched.tick@* * * * *",
-                               "cron_slot": "2030-01-01T12:01:00+00:00"}
+    assert minute_job.meta == {
+        "cron": "sched.tick@* * * * *",
+        "cron_slot": "2030-01-01T12:01:00+00:00",
+    }
     assert (minute_job.queue, minute_job.priority) == ("reports", 2)
     clock.at = T0 + timedelta(hours=1)
     jobs = await plugin._tick()
@@ -156,10 +163,12 @@ async def test_a_runner_inserts_and_runs_a_per_second_crontab(
 ) -> None:
     entry = CronEntry("* * * * * *", "sched.tick", name="every-second")
     async with make_runner(crontab=(entry,)):
+
         async def three_ran() -> list[asyncpg.Record]:
             rows = await db.fetch(
                 "SELECT j.meta->>'cron_slot' AS slot, e.attempt FROM test_executions e "
-                "JOIN jobrunner_jobs j ON j.id = e.job_id ORDER BY slot")
+                "JOIN jobrunner_jobs j ON j.id = e.job_id ORDER BY slot"
+            )
             assert len(rows) >= 3, rows
             return rows
 
@@ -171,18 +180,25 @@ async def test_a_runner_inserts_and_runs_a_per_second_crontab(
     assert all(r["cron"] == "every-second" for r in await cron_jobs(db))
 
 
-@pytest.mark.parametrize(("entry", "message"), [
-    (CronEntry("* * * * * * * *", "sched.tick"), "has invalid schedule '* * * * * * * *'"),
-    (CronEntry("* * * * *", "nowhere.nothing"), "names unknown worker 'nowhere.nothing'"),
-    (CronEntry("* * * * *", "sched.tick", timezone="Nowhere/City"),
-     "has unknown timezone 'Nowhere/City'"),
-])
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        (CronEntry("* * * * * * * *", "sched.tick"), "has invalid schedule '* * * * * * * *'"),
+        (CronEntry("* * * * *", "nowhere.nothing"), "names unknown worker 'nowhere.nothing'"),
+        (
+            CronEntry("* * * * *", "sched.tick", timezone="Nowhere/City"),
+            "has unknown timezone 'Nowhere/City'",
+        ),
+    ],
+)
 async def test_a_bad_crontab_stops_the_runner_before_it_registers(
-    client: jobrunner.Client, db: asyncpg.Connection, make_runner,
-    entry: CronEntry, message: str,
+    client: jobrunner.Client,
+    db: asyncpg.Connection,
+    make_runner,
+    entry: CronEntry,
+    message: str,
 ) -> None:
     with pytest.raises(jobrunner.ConfigError, match=message):
         async with make_runner(crontab=(entry,)):
             pytest.fail("the runner started")
     assert await db.fetchval("SELECT count(*) FROM jobrunner_nodes") == 0
-

@@ -54,14 +54,13 @@ async def test_an_insert_wakes_the_producer_through_notify(client, make_runner, 
     assert ran.id == inserted.id
 
 
-async def test_jobs_inserted_without_notify_are_found_by_the_poll(
-    make_runner, started, db
-) -> None:
+async def test_jobs_inserted_without_notify_are_found_by_the_poll(make_runner, started, db) -> None:
     async with make_runner(queues={QUEUE: 2}, poll_interval_s=0.2) as runner:
         await eventually(lambda: _fetched_once(runner))
         job_id = await db.fetchval(
             "INSERT INTO jobrunner_jobs (queue, worker) VALUES ($1, $2) RETURNING id",
-            QUEUE, ping.name,
+            QUEUE,
+            ping.name,
         )
         ran = await asyncio.wait_for(started.get(), 10)
     assert ran.id == job_id
@@ -74,7 +73,8 @@ async def test_the_listener_reconnects_after_being_terminated(
         old_pid = runner.notifier.backend_pid
         assert old_pid is not None
         name = await db.fetchval(
-            "SELECT application_name FROM pg_stat_activity WHERE pid = $1", old_pid)
+            "SELECT application_name FROM pg_stat_activity WHERE pid = $1", old_pid
+        )
         assert name == LISTENER + runner.node
         assert await db.fetchval("SELECT pg_terminate_backend($1)", old_pid)
 
@@ -85,9 +85,12 @@ async def test_the_listener_reconnects_after_being_terminated(
 
         new_pid = await eventually(reconnected, 15)
         assert runner.notifier.connects == 2
-        assert await db.fetchval(
-            "SELECT application_name FROM pg_stat_activity WHERE pid = $1", new_pid
-        ) == LISTENER + runner.node
+        assert (
+            await db.fetchval(
+                "SELECT application_name FROM pg_stat_activity WHERE pid = $1", new_pid
+            )
+            == LISTENER + runner.node
+        )
         await eventually(lambda: _fetched_once(runner))
         inserted = await client.insert(ping.new({}))
         ran = await asyncio.wait_for(started.get(), 10)
@@ -124,7 +127,8 @@ async def test_concurrency_never_exceeds_each_queue_limit(client, make_runner) -
 
         async def all_done() -> bool:
             n = await client.pool.fetchval(
-                "SELECT count(*) FROM jobrunner_jobs WHERE state = 'completed'")
+                "SELECT count(*) FROM jobrunner_jobs WHERE state = 'completed'"
+            )
             assert n == 80, n
             return True
 
@@ -141,14 +145,16 @@ async def test_jobs_run_in_priority_then_scheduled_time_order(client, make_runne
         order.append(job.args["name"])
 
     now = datetime.now(UTC)
-    await client.insert_all([
-        ordered.new({"name": "p5"}, priority=5),
-        ordered.new({"name": "p1-newer"}, priority=1, scheduled_at=now - timedelta(seconds=10)),
-        ordered.new({"name": "p9"}, priority=9),
-        ordered.new({"name": "p0"}, priority=0),
-        ordered.new({"name": "p1-older"}, priority=1, scheduled_at=now - timedelta(seconds=20)),
-        ordered.new({"name": "p0-second"}, priority=0),
-    ])
+    await client.insert_all(
+        [
+            ordered.new({"name": "p5"}, priority=5),
+            ordered.new({"name": "p1-newer"}, priority=1, scheduled_at=now - timedelta(seconds=10)),
+            ordered.new({"name": "p9"}, priority=9),
+            ordered.new({"name": "p0"}, priority=0),
+            ordered.new({"name": "p1-older"}, priority=1, scheduled_at=now - timedelta(seconds=20)),
+            ordered.new({"name": "p0-second"}, priority=0),
+        ]
+    )
     async with make_runner(queues={QUEUE: 1}):
 
         async def all_ran() -> bool:
@@ -183,7 +189,8 @@ async def test_dispatch_cooldown_spaces_fetches(client, make_runner, db) -> None
 
 async def _listener_pid(db: asyncpg.Connection, node: str) -> int | None:
     return await db.fetchval(
-        "SELECT pid FROM pg_stat_activity WHERE application_name = $1", LISTENER + node)
+        "SELECT pid FROM pg_stat_activity WHERE application_name = $1", LISTENER + node
+    )
 
 
 async def test_a_daemon_keeps_running_jobs_after_its_listener_is_killed(
@@ -231,11 +238,13 @@ async def test_two_daemons_never_run_the_same_job_twice(client, db, daemons) -> 
     for daemon in nodes:
         assert await daemon.stop() == 0
     twice = await db.fetch(
-        "SELECT job_id, count(*) FROM test_executions GROUP BY job_id HAVING count(*) > 1")
+        "SELECT job_id, count(*) FROM test_executions GROUP BY job_id HAVING count(*) > 1"
+    )
     assert twice == []
     assert await db.fetchval("SELECT count(DISTINCT job_id) FROM test_executions") == 2000
     assert set(await db.fetchval("SELECT array_agg(DISTINCT node) FROM test_executions")) <= {
-        d.node for d in nodes}
+        d.node for d in nodes
+    }
     states = await db.fetch("SELECT state::text, count(*) FROM jobrunner_jobs GROUP BY 1")
     assert {r["state"]: r["count"] for r in states} == {"completed": len(jobs)}
 
@@ -274,15 +283,18 @@ async def test_the_runner_embeds_in_an_application_loop(client, db) -> None:
     async with jobrunner.Runner(client, queues={"embedded": 2}) as runner:
         row = await db.fetchrow("SELECT queues FROM jobrunner_nodes WHERE name = $1", runner.node)
         assert json.loads(row["queues"]) == {
-            "embedded": {"limit": 2, "paused": False, "running": 0}}
+            "embedded": {"limit": 2, "paused": False, "running": 0}
+        }
         quick = await client.insert(nap.new({"sleep": 0}))
         assert await asyncio.wait_for(began.get(), 10) == quick.id
         slow = await client.insert(nap.new({"sleep": 60}))
         assert await asyncio.wait_for(began.get(), 10) == slow.id
         await asyncio.wait_for(runner.stop(grace=0.2), 20)
         assert runner.stopped.is_set()
-    for job_id, state, attempt in ((quick.id, JobState.COMPLETED, 1),
-                                   (slow.id, JobState.AVAILABLE, 0)):
+    for job_id, state, attempt in (
+        (quick.id, JobState.COMPLETED, 1),
+        (slow.id, JobState.AVAILABLE, 0),
+    ):
         job = await client.get_job(job_id)
         assert job is not None and (job.state, job.attempt) == (state, attempt)
     assert await db.fetchval("SELECT count(*) FROM jobrunner_nodes") == 0

@@ -18,8 +18,9 @@ from tests.helpers import eventually
 QUEUE = "outcomes"
 
 
-async def ended(client: jobrunner.Client, job_id: int, state: JobState,
-                timeout_s: float = 15) -> Job:
+async def ended(
+    client: jobrunner.Client, job_id: int, state: JobState, timeout_s: float = 15
+) -> Job:
     """The job once it is in `state`."""
 
     async def check() -> Job:
@@ -171,7 +172,7 @@ async def test_class_worker_error_uses_its_backoff(client, make_runner, db) -> N
             raise ConnectionError("remote down")
 
         def backoff(self, job: Job) -> float:
-            return 2 ** job.attempt
+            return 2**job.attempt
 
     async with make_runner(queues={QUEUE: 2}):
         before = await db_now(db)
@@ -217,8 +218,10 @@ async def test_subscribers_receive_start_stop_and_exception(client, make_runner)
         unsubscribe()
     mine = [(e, f) for e, f in seen if f["job_id"] in (good.id, bad.id)]
     assert [(e, f["job_id"]) for e, f in mine] == [
-        ("job.start", good.id), ("job.stop", good.id),
-        ("job.start", bad.id), ("job.exception", bad.id),
+        ("job.start", good.id),
+        ("job.stop", good.id),
+        ("job.start", bad.id),
+        ("job.exception", bad.id),
     ]
     for _, fields in mine:
         assert fields["worker"] == maybe.name and fields["queue"] == QUEUE
@@ -282,8 +285,10 @@ async def test_a_job_cancelled_without_notification_is_stopped_by_the_heartbeat(
         inserted = await client.insert(long.new({}))
         assert await asyncio.wait_for(started.get(), 15) == inserted.id
         # As if the NOTIFY was lost: the row changes, nobody tells the node.
-        await db.execute("UPDATE jobrunner_jobs SET state = 'cancelled', cancelled_at = now() "
-                         "WHERE id = $1", inserted.id)
+        await db.execute(
+            "UPDATE jobrunner_jobs SET state = 'cancelled', cancelled_at = now() WHERE id = $1",
+            inserted.id,
+        )
         assert await asyncio.wait_for(stopped.get(), 15) == inserted.id
         await eventually(lambda: _no_running(runner))
         await runner.acker.wait_idle()
@@ -340,9 +345,7 @@ async def acked(job: Job) -> None:
     """Never run: these tests claim and ack by hand."""
 
 
-async def test_an_ack_for_a_job_rescued_and_reclaimed_elsewhere_changes_nothing(
-    client, db
-) -> None:
+async def test_an_ack_for_a_job_rescued_and_reclaimed_elsewhere_changes_nothing(client, db) -> None:
     inserted = await client.insert(acked.new({}))
     first = await _claim(client, "node-a")
     assert first.attempt == 1 and first.attempted_by == ("node-a",)

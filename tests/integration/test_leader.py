@@ -11,8 +11,10 @@ from tests.helpers import eventually
 
 
 async def _lease(db: asyncpg.Connection) -> asyncpg.Record | None:
-    return await db.fetchrow("SELECT node, elected_at, expires_at, expires_at - now() AS left_ "
-                             "FROM jobrunner_leader WHERE name = 'jobrunner'")
+    return await db.fetchrow(
+        "SELECT node, elected_at, expires_at, expires_at - now() AS left_ "
+        "FROM jobrunner_leader WHERE name = 'jobrunner'"
+    )
 
 
 async def test_one_node_leads_and_renews_its_lease(

@@ -26,7 +26,8 @@ async def test_session_state_set_through_the_pool_never_leaks(settings: Any, db:
 
 
 async def test_jobrunner_statements_skip_the_reset_query(
-        settings: Any, db: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings: Any, db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls = 0
     real = _db.PooledConnection.get_reset_query
 

@@ -22,18 +22,33 @@ LEASE_S = 30.0
 async def add_node(db: asyncpg.Connection, name: str, *, expires_in_s: float) -> None:
     await db.execute(
         "INSERT INTO jobrunner_nodes (name, host, pid, expires_at) "
-        "VALUES ($1, 'host', 1, now() + make_interval(secs => $2))", name, expires_in_s)
+        "VALUES ($1, 'host', 1, now() + make_interval(secs => $2))",
+        name,
+        expires_in_s,
+    )
 
 
-async def executing(client: jobrunner.Client, db: asyncpg.Connection, node: str, *,
-                    started_s_ago: float, attempt: int = 1, max_attempts: int = 20,
-                    queue: str = "default") -> int:
-    job = await client.insert(sample.noop.new({"node": node}, queue=queue,
-                                              max_attempts=max_attempts))
+async def executing(
+    client: jobrunner.Client,
+    db: asyncpg.Connection,
+    node: str,
+    *,
+    started_s_ago: float,
+    attempt: int = 1,
+    max_attempts: int = 20,
+    queue: str = "default",
+) -> int:
+    job = await client.insert(
+        sample.noop.new({"node": node}, queue=queue, max_attempts=max_attempts)
+    )
     await db.execute(
         "UPDATE jobrunner_jobs SET state = 'executing', attempt = $3, attempted_by = ARRAY[$2], "
         "attempted_at = now() - make_interval(secs => $4) WHERE id = $1",
-        job.id, node, attempt, started_s_ago)
+        job.id,
+        node,
+        attempt,
+        started_s_ago,
+    )
     return job.id
 
 
@@ -56,7 +71,10 @@ async def test_a_dead_nodes_job_goes_back_to_available(
     assert after.scheduled_at is not None and after.scheduled_at >= before
     [error] = after.errors
     assert (error.attempt, error.error, error.traceback) == (
-        2, "orphaned: node dead-1 stopped heartbeating", None)
+        2,
+        "orphaned: node dead-1 stopped heartbeating",
+        None,
+    )
     assert abs(datetime.fromisoformat(error.at) - before) < timedelta(seconds=5)
     assert error.at.endswith("+00:00")
     assert await db.fetchval("SELECT count(*) FROM jobrunner_nodes") == 0
@@ -120,8 +138,10 @@ async def test_only_the_leader_rescues(client: jobrunner.Client, db: asyncpg.Con
     leader = Leader(client.pool, node="node-a-1", lease_s=30)
     follower = Leader(client.pool, node="node-b-2", lease_s=30)
     assert await leader._tick() and not await follower._tick()
-    assert await Rescuer(client.pool, interval_s=1, node_lease_s=LEASE_S,
-                         leader=follower)._tick() == []
+    assert (
+        await Rescuer(client.pool, interval_s=1, node_lease_s=LEASE_S, leader=follower)._tick()
+        == []
+    )
     assert (await job(client, job_id)).state is JobState.EXECUTING
     assert await db.fetchval("SELECT count(*) FROM jobrunner_nodes") == 1
     rescued = await Rescuer(client.pool, interval_s=1, node_lease_s=LEASE_S, leader=leader)._tick()
@@ -134,8 +154,9 @@ async def test_the_error_entry_is_stored_as_json(
     await add_node(db, "dead-1", expires_in_s=-1)
     job_id = await executing(client, db, "dead-1", started_s_ago=5)
     await Rescuer(client.pool, interval_s=1, node_lease_s=LEASE_S)._tick()
-    [entry] = json.loads(await db.fetchval("SELECT errors::text FROM jobrunner_jobs WHERE id = $1",
-                                           job_id))
+    [entry] = json.loads(
+        await db.fetchval("SELECT errors::text FROM jobrunner_jobs WHERE id = $1", job_id)
+    )
     assert sorted(entry) == ["at", "attempt", "error", "traceback"]
     assert entry["traceback"] is None and entry["attempt"] == 1
 
@@ -168,6 +189,7 @@ async def test_a_failed_heartbeat_unsettles_the_node_for_a_lease(
         # The node's heartbeat fails, as it would with the database away.
         await client.pool.execute("ALTER TABLE jobrunner_nodes RENAME TO jobrunner_nodes_away")
         try:
+
             async def unsettled() -> bool:
                 return not runner.heartbeat_settled()
 

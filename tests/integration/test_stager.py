@@ -18,7 +18,10 @@ from tests.helpers import eventually
 async def _make_due(db: asyncpg.Connection, ids: list[int], state: str = "scheduled") -> None:
     await db.execute(
         "UPDATE jobrunner_jobs SET state = $2::jobrunner_job_state, "
-        "scheduled_at = now() - interval '1 second' WHERE id = ANY($1::bigint[])", ids, state)
+        "scheduled_at = now() - interval '1 second' WHERE id = ANY($1::bigint[])",
+        ids,
+        state,
+    )
 
 
 async def _states(db: asyncpg.Connection) -> dict[int, str]:
@@ -34,8 +37,9 @@ async def test_a_job_scheduled_ahead_runs_on_time(
         assert job.state is JobState.SCHEDULED
 
         async def ran() -> asyncpg.Record:
-            row = await db.fetchrow("SELECT at, attempt FROM test_executions WHERE job_id = $1",
-                                    job.id)
+            row = await db.fetchrow(
+                "SELECT at, attempt FROM test_executions WHERE job_id = $1", job.id
+            )
             assert row is not None
             return row
 
@@ -59,8 +63,9 @@ async def test_a_failed_job_is_retried_when_its_backoff_elapses(
             return current
 
         done = await eventually(completed, timeout_s=15)
-    runs = await db.fetch("SELECT attempt, at FROM test_executions WHERE job_id = $1 "
-                          "ORDER BY attempt", job.id)
+    runs = await db.fetch(
+        "SELECT attempt, at FROM test_executions WHERE job_id = $1 ORDER BY attempt", job.id
+    )
     assert [r["attempt"] for r in runs] == [1, 2]
     assert done.attempt == 2 and len(done.errors) == 1
     assert done.errors[0].attempt == 1
@@ -81,14 +86,20 @@ async def test_only_due_scheduled_and_retryable_jobs_are_staged(
     await _make_due(db, [due_scheduled.id])
     await _make_due(db, [due_retryable.id], "retryable")
     await db.execute("UPDATE jobrunner_jobs SET state = 'retryable' WHERE id = $1", future_retry.id)
-    await db.execute("UPDATE jobrunner_jobs SET state = 'completed', completed_at = now(), "
-                     "scheduled_at = now() - interval '1 hour' WHERE id = $1", completed.id)
+    await db.execute(
+        "UPDATE jobrunner_jobs SET state = 'completed', completed_at = now(), "
+        "scheduled_at = now() - interval '1 hour' WHERE id = $1",
+        completed.id,
+    )
 
     stager = Stager(client.pool, interval_s=1, batch_size=100)
     assert await stager._tick() == {"default": 2}
     assert await _states(db) == {
-        due_scheduled.id: "available", due_retryable.id: "available", future.id: "scheduled",
-        future_retry.id: "retryable", completed.id: "completed",
+        due_scheduled.id: "available",
+        due_retryable.id: "available",
+        future.id: "scheduled",
+        future_retry.id: "retryable",
+        completed.id: "completed",
     }
     assert await stager._tick() == {}
 
@@ -132,8 +143,9 @@ async def test_staging_goes_in_bounded_batches_and_notifies_each_queue(
 async def test_two_stagers_at_once_stage_each_job_exactly_once(
     client: jobrunner.Client, db: asyncpg.Connection
 ) -> None:
-    jobs = await client.insert_all([sample.noop.new({"i": i}, schedule_in=3600)
-                                    for i in range(400)])
+    jobs = await client.insert_all(
+        [sample.noop.new({"i": i}, schedule_in=3600) for i in range(400)]
+    )
     await _make_due(db, [j.id for j in jobs])
     stagers = [Stager(client.pool, interval_s=1, batch_size=25) for _ in range(2)]
     results = await asyncio.gather(*(s._tick() for s in stagers))
@@ -146,4 +158,3 @@ async def test_a_stager_with_bad_settings_refuses_to_start(client: jobrunner.Cli
         Stager(client.pool, interval_s=0, batch_size=10)
     with pytest.raises(jobrunner.ConfigError, match="stage_batch_size must be an integer >= 1"):
         Stager(client.pool, interval_s=1, batch_size=0)
-

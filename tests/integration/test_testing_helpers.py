@@ -67,7 +67,8 @@ async def act(job: Job) -> Any:
         await jobrunner.current_client().insert(act.new({"n": job.args["n"] + 1}))
     if do == "node":
         rows = await jobrunner.current_client().pool.fetch(
-            "SELECT name FROM jobrunner_nodes WHERE name = $1", job.attempted_by[0])
+            "SELECT name FROM jobrunner_nodes WHERE name = $1", job.attempted_by[0]
+        )
         NODES.append(len(rows))
     return None
 
@@ -191,8 +192,10 @@ async def test_assert_enqueued_lists_near_misses_first(client: jobrunner.Client)
         await assert_enqueued(client, worker=act, args={"n": 9}, queue="helpers")
     lines = str(failed.value).splitlines()
     assert lines[0].endswith("found none among 8 enqueued jobs:")
-    assert lines[1] == ("  #2 helpers.act queue='helpers' state=available args={'n': 0} "
-                        "meta={'m': 0} priority=2 tags=['t']  (differs in args)")
+    assert lines[1] == (
+        "  #2 helpers.act queue='helpers' state=available args={'n': 0} "
+        "meta={'m': 0} priority=2 tags=['t']  (differs in args)"
+    )
     assert lines[6] == "  ... and 3 more"
     assert len(lines) == 7
 
@@ -323,8 +326,13 @@ async def test_drain_counts_every_outcome(client: jobrunner.Client) -> None:
     last = await client.insert(act.new({"do": "fail", "n": 9}, max_attempts=1))
     await client.insert(other.new({}, queue="elsewhere"))
     result = await drain_queue(client, "helpers")
-    assert result.as_dict() == {"completed": 2, "failure": 1, "snoozed": 1, "cancelled": 1,
-                                "discarded": 2}
+    assert result.as_dict() == {
+        "completed": 2,
+        "failure": 1,
+        "snoozed": 1,
+        "cancelled": 1,
+        "discarded": 2,
+    }
     assert result.total == 7
     assert [str(e) for e in result.exceptions] == ["failed 2", "failed 9"]
     assert await state_of(client, jobs[2]) is JobState.RETRYABLE
@@ -338,8 +346,9 @@ async def test_drain_runs_due_jobs_and_future_ones_only_with_scheduled(
 ) -> None:
     later = await client.insert(act.new({"n": 1}, schedule_in=3600))
     due = await client.insert(act.new({"n": 2}, schedule_in=3600))
-    await db.execute("UPDATE jobrunner_jobs SET state = 'retryable', scheduled_at = now() "
-                     "WHERE id = $1", due.id)
+    await db.execute(
+        "UPDATE jobrunner_jobs SET state = 'retryable', scheduled_at = now() WHERE id = $1", due.id
+    )
     assert (await drain_queue(client, "helpers")).completed == 1
     assert [j.id for j in RAN] == [due.id]
     assert (await drain_queue(client, "helpers", with_scheduled=True)).completed == 1
@@ -385,8 +394,9 @@ async def test_drain_with_limit(client: jobrunner.Client) -> None:
 
 
 async def test_without_safety_the_error_propagates_once_recorded(client: jobrunner.Client) -> None:
-    jobs = await client.insert_all([act.new({"do": do, "n": n})
-                                    for n, do in enumerate(["ok", "fail", "ok"])])
+    jobs = await client.insert_all(
+        [act.new({"do": do, "n": n}) for n, do in enumerate(["ok", "fail", "ok"])]
+    )
     with pytest.raises(RuntimeError, match="failed 1"):
         await drain_queue(client, "helpers", with_safety=False)
     assert await state_of(client, jobs[0]) is JobState.COMPLETED
@@ -426,8 +436,7 @@ async def test_a_draining_node_heartbeats_and_its_jobs_are_not_rescued(
         first = await db.fetchval("SELECT heartbeat_at FROM jobrunner_nodes WHERE name = $1", node)
 
         async def heartbeated() -> bool:
-            at = await db.fetchval("SELECT heartbeat_at FROM jobrunner_nodes WHERE name = $1",
-                                   node)
+            at = await db.fetchval("SELECT heartbeat_at FROM jobrunner_nodes WHERE name = $1", node)
             return at is not None and at > first
 
         await eventually(heartbeated, timeout_s=10)
@@ -452,15 +461,14 @@ async def test_drain_beside_a_live_daemon_runs_each_job_once(
     assert sorted(j.id for j in RAN) == sorted(j.id for j in jobs)
 
 
-async def test_drain_skips_jobs_locked_by_others(
-    client: jobrunner.Client, dsn: str
-) -> None:
+async def test_drain_skips_jobs_locked_by_others(client: jobrunner.Client, dsn: str) -> None:
     job = await client.insert(act.new({"n": 1}))
     other_conn = await asyncpg.connect(dsn)
     try:
         async with other_conn.transaction():
-            await other_conn.execute("SELECT 1 FROM jobrunner_jobs WHERE id = $1 FOR UPDATE",
-                                     job.id)
+            await other_conn.execute(
+                "SELECT 1 FROM jobrunner_jobs WHERE id = $1 FOR UPDATE", job.id
+            )
             assert (await drain_queue(client, "helpers")).total == 0
     finally:
         await other_conn.close()
@@ -496,8 +504,9 @@ async def test_drain_checks_queue_names(client: jobrunner.Client) -> None:
         await drain_queue(client, "no spaces")
     with pytest.raises(ValueError, match="queues must name at least one queue"):
         await drain(client, [])
-    await client.insert_all([act.new({}, queue="a"), act.new({}, queue="b"),
-                             act.new({}, queue="c")])
+    await client.insert_all(
+        [act.new({}, queue="a"), act.new({}, queue="b"), act.new({}, queue="c")]
+    )
     assert (await drain(client, ["a", "b"])).completed == 2
     assert (await drain(client, None)).completed == 1
 
@@ -516,7 +525,8 @@ async def test_inline_mode_runs_each_job_as_it_is_inserted(
     assert failed.state is JobState.RETRYABLE and failed.attempt == 1
     assert failed.errors[0].error == "RuntimeError: failed 3"
     snoozed, cancelled = await inline_client.insert_all(
-        [act.new({"do": "snooze"}), act.new({"do": "cancel"})])
+        [act.new({"do": "snooze"}), act.new({"do": "cancel"})]
+    )
     assert (snoozed.state, snoozed.attempt) == (JobState.SCHEDULED, 0)
     assert cancelled.state is JobState.CANCELLED
 
@@ -560,7 +570,7 @@ async def test_inline_mode_does_not_rerun_a_unique_conflict(
 
 # --- the pytest plugin ---------------------------------------------------------------------
 
-USER_TESTS = '''
+USER_TESTS = """
 import pytest
 from jobrunner import Job, JobState, worker
 from jobrunner.testing import all_enqueued, refute_enqueued
@@ -589,7 +599,7 @@ async def test_an_inline_client(jobrunner_inline_client):
 
 def test_without_the_fixtures():
     pass
-'''
+"""
 
 
 @pytest.fixture
@@ -608,13 +618,28 @@ async def plugin_dsn(make_database: Any, worker_suffix: str) -> str:
 def run_user_suite(tmp_path: Path, dsn: str, *args: str) -> subprocess.CompletedProcess[str]:
     (tmp_path / "test_user.py").write_text(USER_TESTS)
     (tmp_path / "pytest.ini").write_text(
-        "[pytest]\nasyncio_default_fixture_loop_scope = function\nfilterwarnings = error\n")
+        "[pytest]\nasyncio_default_fixture_loop_scope = function\nfilterwarnings = error\n"
+    )
     env = {**os.environ, "JOBRUNNER_TEST_DSN": dsn, "JOBRUNNER_LOG_LEVEL": "warning"}
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-         "-p", "no:hypothesispytest",
-         *args],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:hypothesispytest",
+            *args,
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_the_plugin_in_a_user_suite(plugin_dsn: str, tmp_path: Path) -> None:
@@ -627,6 +652,5 @@ def test_the_plugin_touches_no_database_unless_asked(tmp_path: Path) -> None:
     nowhere = "postgresql://postgres@127.0.0.1:1/none"
     run = run_user_suite(tmp_path, nowhere, "-k", "without_the_fixtures or manual_mode")
     assert "1 passed, 2 deselected, 1 error" in run.stdout, run.stdout + run.stderr
-    assert "jobrunner_dsn: cannot connect to 'postgresql://postgres@127.0.0.1:1/none'" \
-        in run.stdout
+    assert "jobrunner_dsn: cannot connect to 'postgresql://postgres@127.0.0.1:1/none'" in run.stdout
     assert "Traceback" not in run.stdout and "_db.py" not in run.stdout

@@ -85,8 +85,10 @@ def test_targets_hold_higher_or_lower_values() -> None:
 
 
 def test_scale_ratio_is_median_over_median() -> None:
-    results = {"burn_down_c10": bench.summarize([100.0, 200.0, 300.0]),
-               "scale_c10": bench.summarize([150.0, 160.0, 170.0])}
+    results = {
+        "burn_down_c10": bench.summarize([100.0, 200.0, 300.0]),
+        "scale_c10": bench.summarize([150.0, 160.0, 170.0]),
+    }
     bench.add_ratios(results)
     assert results["scale_c10_ratio"]["median"] == pytest.approx(0.8)
     assert "scale_c50_ratio" not in results
@@ -108,13 +110,22 @@ def test_daemon_runs_on_default_settings(monkeypatch: pytest.MonkeyPatch) -> Non
 
 def test_report_shows_machine_versions_and_targets() -> None:
     data = {
-        "runs": 3, "load_at_start": [0.5, 0.4, 0.3], "daemon": "subprocess",
+        "runs": 3,
+        "load_at_start": [0.5, 0.4, 0.3],
+        "daemon": "subprocess",
         "machine": {"cores": 2, "cpu": "AMD EPYC", "memory_gb": 23.5, "load_avg": [1, 1, 1]},
-        "versions": {"python": "3.11", "postgresql": "15", "asyncpg": "0.32", "structlog": "26",
-                     "jobrunner": "0.1.0",
-                     "server": {"fsync": "on", "synchronous_commit": "on"}},
-        "results": {"burn_down_c10": bench.summarize([7_000.0, 9_000.0, 8_500.0]),
-                    "wake_p99_ms": bench.summarize([3.0, 3.1, 2.9])},
+        "versions": {
+            "python": "3.11",
+            "postgresql": "15",
+            "asyncpg": "0.32",
+            "structlog": "26",
+            "jobrunner": "0.1.0",
+            "server": {"fsync": "on", "synchronous_commit": "on"},
+        },
+        "results": {
+            "burn_down_c10": bench.summarize([7_000.0, 9_000.0, 8_500.0]),
+            "wake_p99_ms": bench.summarize([3.0, 3.1, 2.9]),
+        },
     }
     text = bench.report(data)
     assert "2 cores, AMD EPYC" in text and "PostgreSQL 15" in text
