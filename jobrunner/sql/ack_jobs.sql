@@ -18,9 +18,11 @@ WITH acked AS (
     FROM unnest($2::bigint[], $3::int[], $4::text[], $5::float8[], $6::text[], $7::boolean[])
          AS a(id, attempt, state, delay, error, undo)
     WHERE j.id = a.id
-      AND j.attempt = a.attempt
-      AND j.state = 'executing'
-      AND j.attempted_by[1] = $1
+      -- attempt, state and owner in one condition on both sides: as separate conditions
+      -- the cached generic plan scans the executing index and compares every pair of rows
+      -- (quadratic in the batch: 2,000 acks took 2 s).
+      AND j.attempt = CASE WHEN j.state = 'executing' AND j.attempted_by[1] = $1
+                           THEN a.attempt END
     RETURNING j.id, j.queue, a.state
 ),
 woken AS (

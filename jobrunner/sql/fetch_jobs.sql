@@ -1,21 +1,22 @@
 -- $1 queue, $2 demand (how many), $3 node name, $4 claim id (null: none)
 -- attempted_by is [node, claim]: if the reply is lost after the commit, the node finds the
 -- jobs this claim took (claimed_jobs.sql) instead of leaving them executing for ever.
-WITH picked AS (
+-- The claimed rows are found again by primary key (= ANY of the locked ids), whatever the
+-- plan: joined to a CTE, a generic plan (cached while the table was small) hashed a scan
+-- of the whole table.
+UPDATE jobrunner_jobs AS j
+SET state = 'executing',
+    attempt = j.attempt + 1,
+    attempted_at = now(),
+    attempted_by = array_remove(ARRAY[$3::text, $4::text], NULL)
+WHERE j.id = ANY (ARRAY(
     SELECT id
     FROM jobrunner_jobs
     WHERE state = 'available' AND queue = $1
     ORDER BY priority, scheduled_at, id
     LIMIT $2
     FOR UPDATE SKIP LOCKED
-)
-UPDATE jobrunner_jobs AS j
-SET state = 'executing',
-    attempt = j.attempt + 1,
-    attempted_at = now(),
-    attempted_by = array_remove(ARRAY[$3::text, $4::text], NULL)
-FROM picked
-WHERE j.id = picked.id
+))
 RETURNING j.id, 'executing' AS state, j.queue, j.worker, j.args::text AS args, j.meta::text AS meta,
           j.tags, j.errors::text AS errors, j.attempt, j.max_attempts, j.priority, j.inserted_at,
           j.scheduled_at, j.attempted_at, j.completed_at, j.discarded_at, j.cancelled_at,
