@@ -42,8 +42,9 @@ fmt: venv
 	$(VENV)/bin/ruff format jobrunner tests
 	$(VENV)/bin/ruff check --fix jobrunner tests
 
+## bench: the benchmarks (~2 min; a local PostgreSQL or the embedded one); BENCH_ARGS="--quick" etc.
 bench: venv
-	$(PY) -m jobrunner.bench
+	$(PY) -m jobrunner.bench $(BENCH_ARGS)
 
 ## db-stop: stop the embedded PostgreSQL that `make run` started (it keeps running to be shared).
 db-stop:
