@@ -29,6 +29,7 @@ FETCH_JOBS = _sql("fetch_jobs")
 CLAIMED_JOBS = _sql("claimed_jobs")
 CLAIM_JOBS = _sql("claim_jobs")
 ACK_JOBS = _sql("ack_jobs")
+ACK_AND_FETCH_JOBS = _sql("ack_and_fetch_jobs")
 CANCEL_JOB = _sql("cancel_job")
 RETRY_JOB = _sql("retry_job")
 REGISTER_NODE = _sql("register_node")
@@ -225,6 +226,39 @@ async def ack_jobs(conn: Conn, node: str, acks: Sequence[Ack]) -> set[int]:
         [a.undo_attempt for a in acks],
     )
     return {row["id"] for row in rows}
+
+
+async def ack_and_fetch_jobs(
+    conn: Conn,
+    node: str,
+    acks: Sequence[Ack],
+    *,
+    queue: str,
+    demand: int,
+    claim: str | None = None,
+) -> tuple[set[int], list[Job]]:
+    """Write `acks` and claim up to `demand` jobs of `queue`, in one statement.
+
+    Returns the acked ids this node still owned and the claimed jobs, best first.
+    """
+    rows = await _fetch(
+        conn,
+        ACK_AND_FETCH_JOBS,
+        node,
+        [a.job_id for a in acks],
+        [a.attempt for a in acks],
+        [a.state for a in acks],
+        [a.delay_s for a in acks],
+        [a.error for a in acks],
+        [a.undo_attempt for a in acks],
+        queue,
+        demand,
+        claim,
+    )
+    owned = {row["id"] for row in rows if row["acked"]}
+    jobs = [Job.from_record(row) for row in rows if not row["acked"]]
+    jobs.sort(key=lambda j: (j.priority, j.scheduled_at, j.id))
+    return owned, jobs
 
 
 async def register_node(

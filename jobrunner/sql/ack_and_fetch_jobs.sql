@@ -1,0 +1,62 @@
+-- Writes a node's pending acks and claims jobs for one queue, in one statement and one
+-- commit: under load a producer's next fetch carries the acks of the jobs that just ended.
+-- $1 node name, $2 ids bigint[], $3 attempts int[], $4 states text[], $5 delays float8[],
+-- $6 errors text[], $7 undo bool[] (the acks, as in ack_jobs.sql);
+-- $8 queue, $9 demand (0: only ack), $10 claim id (as in fetch_jobs.sql).
+-- Rows: one per ack this node still owned (acked = true, only id set), then the claimed
+-- jobs (acked = false). Both halves read the same snapshot and touch different rows: acks
+-- change executing jobs, the claim takes available ones.
+WITH acked AS (
+    UPDATE jobrunner_jobs AS j
+    SET state = a.state::jobrunner_job_state,
+        scheduled_at = CASE WHEN a.delay IS NULL THEN j.scheduled_at
+                            ELSE now() + make_interval(secs => a.delay) END,
+        completed_at = CASE WHEN a.state = 'completed' THEN now() ELSE j.completed_at END,
+        discarded_at = CASE WHEN a.state = 'discarded' THEN now() ELSE j.discarded_at END,
+        cancelled_at = CASE WHEN a.state = 'cancelled' THEN now() ELSE j.cancelled_at END,
+        errors = CASE WHEN a.error IS NULL THEN j.errors
+                      ELSE j.errors || jsonb_build_array(a.error::jsonb) END,
+        attempt = j.attempt - a.undo::int
+    FROM unnest($2::bigint[], $3::int[], $4::text[], $5::float8[], $6::text[], $7::boolean[])
+         AS a(id, attempt, state, delay, error, undo)
+    WHERE j.id = a.id
+      -- one condition for attempt, state and owner: see ack_jobs.sql
+      AND j.attempt = CASE WHEN j.state = 'executing' AND j.attempted_by[1] = $1
+                           THEN a.attempt END
+    RETURNING j.id, j.queue, a.state
+),
+woken AS (
+    SELECT count(pg_notify('jobrunner_insert', q.queue)) AS n
+    FROM (SELECT DISTINCT queue FROM acked WHERE state = 'available') q
+),
+claimed AS (
+    UPDATE jobrunner_jobs AS j
+    SET state = 'executing',
+        attempt = j.attempt + 1,
+        attempted_at = now(),
+        attempted_by = array_remove(ARRAY[$1::text, $10::text], NULL)
+    -- by primary key, whatever the plan: see fetch_jobs.sql
+    WHERE j.id = ANY (ARRAY(
+        SELECT id
+        FROM jobrunner_jobs
+        WHERE state = 'available' AND queue = $8
+        ORDER BY priority, scheduled_at, id
+        LIMIT $9
+        FOR UPDATE SKIP LOCKED
+    ))
+    RETURNING j.*
+)
+SELECT true AS acked, acked.id, NULL AS state, NULL AS queue, NULL AS worker, NULL AS args,
+       NULL AS meta, NULL::text[] AS tags, NULL AS errors, NULL::smallint AS attempt,
+       NULL::smallint AS max_attempts, NULL::smallint AS priority,
+       NULL::timestamptz AS inserted_at, NULL::timestamptz AS scheduled_at,
+       NULL::timestamptz AS attempted_at, NULL::timestamptz AS completed_at,
+       NULL::timestamptz AS discarded_at, NULL::timestamptz AS cancelled_at,
+       NULL::text[] AS attempted_by, NULL AS unique_key
+FROM acked, woken
+UNION ALL
+SELECT false, c.id, 'executing', c.queue, c.worker, c.args::text, c.meta::text, c.tags,
+       c.errors::text, c.attempt, c.max_attempts, c.priority, c.inserted_at, c.scheduled_at,
+       c.attempted_at, c.completed_at, c.discarded_at, c.cancelled_at, c.attempted_by,
+       c.unique_key
+FROM claimed c
