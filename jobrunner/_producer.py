@@ -63,7 +63,9 @@ class Producer:
         self._unsettled: list[str] = []  # fetches whose reply was lost: they may have claimed
         self._drained = asyncio.Event()
         self._drained.set()
+        self._waiting = False  # in the loop's wait, not fetching or sleeping
         self.fetches = 0
+        acker.add_carrier(self.about_to_fetch)
 
     @property
     def running(self) -> int:
@@ -72,6 +74,17 @@ class Producer:
     def running_ids(self) -> list[int]:
         return list(self._running)
 
+    def about_to_fetch(self) -> bool:
+        """Woken with free slots: the fetch that follows at once carries the pending acks."""
+        return (
+            self._waiting
+            and self._wake.is_set()
+            and self._more
+            and not self.paused
+            and not self._stopping
+            and self.limit > len(self._running)
+        )
+
     def wake(self, _payload: str | None = None) -> None:
         """Something may be available: look now."""
         self._more = True
@@ -79,6 +92,7 @@ class Producer:
 
     def pause(self) -> None:
         self.paused = True
+        self._acker.poke()
 
     def resume(self) -> None:
         self.paused = False
@@ -108,6 +122,7 @@ class Producer:
         """Stop fetching; running jobs go on."""
         self._stopping = True
         self._wake.set()
+        self._acker.poke()
 
     async def stop(self, grace_s: float = 15.0) -> None:
         """Stop fetching, let running jobs finish for `grace_s`, then interrupt the rest.
@@ -151,11 +166,13 @@ class Producer:
     async def _loop(self) -> None:
         failures = 0
         while not self._stopping:
+            self._waiting = True
             if not self._wake.is_set():
                 try:
                     await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)
                 except TimeoutError:
                     self._more = True
+            self._waiting = False
             self._wake.clear()
             if self._stopping:
                 break
@@ -163,6 +180,7 @@ class Producer:
                 await self._tick()
                 failures = 0
             except Exception as exc:
+                self._acker.poke()
                 failures += 1
                 log.warning(
                     "producer.fetch_failed",
@@ -182,18 +200,23 @@ class Producer:
         """One fetch: claim up to the free slots and start them."""
         if self._unsettled:
             await self._recover()
-        if self.paused or not self._more or self._stopping:
-            return
         demand = self.limit - len(self._running)
-        if demand <= 0:
+        if self.paused or not self._more or self._stopping or demand <= 0:
+            self._acker.poke()  # no fetch to carry the acks
             return
         # Cleared before the fetch so that a wake() during it is not lost.
         self._more = False
         claim = secrets.token_hex(8)
         self._unsettled.append(claim)
-        jobs = await _queries.fetch_jobs(
-            self._client.pool, queue=self.queue, demand=demand, node=self._node, claim=claim
-        )
+        acks = self._acker.take()
+        try:
+            owned, jobs = await _queries.ack_and_fetch_jobs(
+                self._client.pool, self._node, acks, queue=self.queue, demand=demand, claim=claim
+            )
+        except BaseException:
+            self._acker.restore(acks)
+            raise
+        self._acker.settle(acks, owned)
         self._unsettled.remove(claim)
         self.fetches += 1
         if len(jobs) == demand:
