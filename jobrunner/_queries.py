@@ -7,6 +7,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from decimal import Decimal
 from importlib.resources import files
 from typing import Any, Protocol
 
@@ -14,7 +15,7 @@ import asyncpg
 
 from . import _db
 from .errors import InvalidJob, JobRunnerError, SchemaMissing
-from .job import Job
+from .job import Job, JobState
 from .worker import NewJob
 
 
@@ -23,6 +24,8 @@ def _sql(name: str) -> str:
 
 
 INSERT_JOBS = _sql("insert_jobs")
+INSERT_PLAIN_JOB = _sql("insert_plain_job")
+INSERT_PLAIN_JOBS = _sql("insert_plain_jobs")
 FIND_UNIQUE_JOBS = _sql("find_unique_jobs")
 GET_JOB = _sql("get_job")
 FETCH_JOBS = _sql("fetch_jobs")
@@ -74,6 +77,10 @@ async def insert_jobs(conn: Conn, jobs: Sequence[NewJob]) -> list[Job]:
     job that left its unique states before it could be looked up no longer blocks: those
     jobs are inserted again.
     """
+    if all(job.unique is None for job in jobs):
+        if len(jobs) == 1:
+            return [await insert_plain_job(conn, jobs[0])]
+        return await insert_plain_jobs(conn, jobs)
     keys = [unique_key(job) for job in jobs]
     results: dict[int, Job] = {}
     todo = list(range(len(jobs)))
@@ -129,6 +136,99 @@ async def _insert_statement(conn: Conn, columns: tuple[list[Any], ...]) -> list[
             if attempt == 2 or (in_transaction is not None and in_transaction()):
                 raise
     raise AssertionError("unreachable")
+
+
+async def insert_plain_job(conn: Conn, job: NewJob) -> Job:
+    """Insert one job that is not unique."""
+    args, meta = job.encoded_args(), job.encoded_meta()
+    rows = await _fetch(
+        conn,
+        INSERT_PLAIN_JOB,
+        job.worker,
+        job.queue,
+        args,
+        meta,
+        list(job.tags),
+        job.priority,
+        job.max_attempts,
+        job.scheduled_at,
+        job.schedule_in,
+    )
+    return _inserted(job, args, meta, rows[0])
+
+
+async def insert_plain_jobs(conn: Conn, jobs: Sequence[NewJob]) -> list[Job]:
+    """Insert jobs that are not unique in one statement; the result is in the order of `jobs`.
+
+    A column whose jobs all share one value is sent as that value alone.
+    """
+    args = [j.encoded_args() for j in jobs]
+    metas = _one_or_all([j.encoded_meta() for j in jobs])
+    rows = await _fetch(
+        conn,
+        INSERT_PLAIN_JOBS,
+        _one_or_all([j.worker for j in jobs]),
+        _one_or_all([j.queue for j in jobs]),
+        args,
+        metas,
+        _one_or_all([json.dumps(list(j.tags)) if j.tags else "[]" for j in jobs]),
+        _one_or_all([j.priority for j in jobs]),
+        _one_or_all([j.max_attempts for j in jobs]),
+        _all_or_none([j.scheduled_at for j in jobs]),
+        _all_or_none([j.schedule_in for j in jobs]),
+    )
+    if len(metas) == 1:
+        meta = metas[0]
+        return [_inserted(j, a, meta, row) for j, a, row in zip(jobs, args, rows, strict=True)]
+    return [_inserted(j, a, m, row) for j, a, m, row in zip(jobs, args, metas, rows, strict=True)]
+
+
+def _one_or_all(values: list[Any]) -> list[Any]:
+    """`values`, or its one value if they are all the same (see insert_plain_jobs.sql)."""
+    return values[:1] if values.count(values[0]) == len(values) else values
+
+
+def _all_or_none(values: list[Any]) -> list[Any]:
+    """`values`, or none if they are all None (see insert_plain_jobs.sql)."""
+    return [] if values.count(None) == len(values) else values
+
+
+_STATES = {state.value: state for state in JobState}
+
+
+def _inserted(job: NewJob, args: str, meta: str, row: Any) -> Job:
+    """The Job that `get_job` would return for `job`, inserted as the row (id, state,
+    inserted_at, scheduled_at); args and meta are decoded from the text that was stored."""
+    return Job(
+        id=row[0],
+        state=_STATES[row[1]],
+        queue=job.queue,
+        worker=job.worker,
+        args=_stored_json(args),
+        meta={} if meta == "{}" else _stored_json(meta),
+        tags=tuple(job.tags),
+        max_attempts=job.max_attempts,
+        priority=job.priority,
+        inserted_at=row[2],
+        scheduled_at=row[3],
+    )
+
+
+def _jsonb_float(text: str) -> float | int:
+    """The value json.loads gives for the number `text` once stored as jsonb: jsonb keeps a
+    number as numeric and writes it in full, so '1e+16' reads back as the integer."""
+    mantissa, exponent_mark, exponent = text.lower().partition("e")
+    if exponent_mark and int(exponent) >= len(mantissa.partition(".")[2]):
+        return int(Decimal(text))
+    return float(text)
+
+
+_STORED_JSON = json.JSONDecoder(parse_float=_jsonb_float)
+
+
+def _stored_json(text: str) -> Any:
+    """json.loads of what jsonb gives back for the JSON `text` (one value, no whitespace)."""
+    return _STORED_JSON.raw_decode(text)[0]
 
 
 async def find_unique_jobs(conn: Conn, keys: Sequence[str]) -> dict[str, Job]:
