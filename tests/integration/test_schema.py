@@ -107,3 +107,33 @@ async def test_a_job_left_in_its_unique_states_keeps_its_key(db: asyncpg.Connect
     assert await db.fetchval("SELECT unique_key FROM jobrunner_jobs WHERE id = $1", job_id) is None
     await db.execute("UPDATE jobrunner_jobs SET state = 'available' WHERE id = $1", job_id)
     assert await db.fetchval("SELECT unique_key FROM jobrunner_jobs WHERE id = $1", job_id) is None
+
+
+async def test_the_jobs_table_has_only_the_indexes_its_statements_use(
+    db: asyncpg.Connection,
+) -> None:
+    """Each index costs every insert and every change of state an entry (no update of state is
+    HOT), so there is none for the operator's listings by worker: they scan newest first."""
+    names = await db.fetch(
+        "SELECT indexname FROM pg_indexes WHERE tablename = 'jobrunner_jobs' ORDER BY 1"
+    )
+    assert [r["indexname"] for r in names] == [
+        "jobrunner_jobs_executing_idx",
+        "jobrunner_jobs_fetch_idx",
+        "jobrunner_jobs_pkey",
+        "jobrunner_jobs_prune_idx",
+        "jobrunner_jobs_stage_idx",
+        "jobrunner_jobs_unique_idx",
+    ]
+
+
+async def test_listings_by_worker_on_a_large_table(
+    client: jobrunner.Client, many_finished: asyncpg.Connection
+) -> None:
+    newest = await client.list_jobs(worker="new.work", limit=10)
+    assert [j.worker for j in newest] == ["new.work"] * 10
+    ids = [j.id for j in newest]
+    assert ids == sorted(ids, reverse=True) and ids[0] == await many_finished.fetchval(
+        "SELECT max(id) FROM jobrunner_jobs"
+    )
+    assert await client.list_jobs(worker="missing.work", limit=10) == []
