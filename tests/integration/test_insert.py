@@ -10,9 +10,11 @@ from typing import Any
 
 import asyncpg
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import jobrunner
-from jobrunner import InvalidJob, Job, JobNotFound, JobState, NewJob, worker
+from jobrunner import InvalidJob, Job, JobNotFound, JobState, NewJob, _queries, worker
 
 
 @worker(queue="mail", name="insert_tests.send", max_attempts=4, priority=2, tags=["t1"])
@@ -288,3 +290,180 @@ async def test_args_are_stored_as_jsonb_objects(
     kind = await db.fetchval("SELECT jsonb_typeof(args) FROM jobrunner_jobs WHERE id = $1", job.id)
     assert kind == "object"
     assert await db.fetchval("SELECT args->>'k' FROM jobrunner_jobs WHERE id = $1", job.id) == "v"
+
+
+# --- what an insert returns is what get_job reads back ---------------------------------------
+
+AT = datetime(2031, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
+PAST = datetime(2020, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+FIELD_CASES = [
+    {},
+    {"queue": "other", "priority": 9, "max_attempts": 3},
+    {"tags": ["a", "b c", "ü"], "meta": {"trace": "abc", "n": [1, {"x": None}]}},
+    {"scheduled_at": AT},
+    {"scheduled_at": PAST},
+    {"schedule_in": 90},
+    {"schedule_in": 0.25},
+    {"schedule_in": 0},
+]
+
+
+async def assert_as_stored(client: jobrunner.Client, jobs: list[Job]) -> None:
+    for job in jobs:
+        assert await client.get_job(job.id) == job
+
+
+@pytest.mark.parametrize("fields", FIELD_CASES)
+async def test_an_insert_returns_the_job_as_stored(
+    client: jobrunner.Client, fields: dict[str, Any]
+) -> None:
+    new = send.new({"user_id": 7, "name": "Zoë"}, **fields)
+    job = await client.insert(new)
+    assert (job.attempt, job.errors, job.attempted_by, job.unique_key) == (0, (), (), None)
+    assert job.args == new.args and job.args is not new.args
+    assert job.meta == new.meta and job.meta is not new.meta
+    await assert_as_stored(client, [job])
+
+
+async def test_insert_all_returns_the_jobs_as_stored_in_order(client: jobrunner.Client) -> None:
+    new_jobs = [send.new({"i": i}, **FIELD_CASES[i % len(FIELD_CASES)]) for i in range(40)]
+    jobs = await client.insert_all(new_jobs)
+    assert [j.args for j in jobs] == [{"i": i} for i in range(40)]
+    assert [j.id for j in jobs] == sorted(j.id for j in jobs)
+    await assert_as_stored(client, jobs)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},  # every column but args the same: sent once
+        {"tags": ["x"], "meta": {"m": 1}, "priority": 3, "queue": "same"},
+        {"scheduled_at": AT},
+        {"schedule_in": 60},
+    ],
+)
+async def test_insert_all_of_jobs_that_share_their_options(
+    client: jobrunner.Client, options: dict[str, Any]
+) -> None:
+    jobs = await client.insert_all([plain.new({"i": i}, **options) for i in range(5)])
+    assert [j.args for j in jobs] == [{"i": i} for i in range(5)]
+    assert len({j.state for j in jobs}) == 1
+    await assert_as_stored(client, jobs)
+
+
+async def test_concurrent_insert_alls_each_get_their_own_jobs_back(
+    client: jobrunner.Client,
+) -> None:
+    """The ids of concurrent batches interleave; each batch's are still in its own order."""
+    batches = [[plain.new({"b": b, "i": i}) for i in range(200)] for b in range(8)]
+    results = await asyncio.gather(*(client.insert_all(batch) for batch in batches))
+    for b, jobs in enumerate(results):
+        assert [j.args for j in jobs] == [{"b": b, "i": i} for i in range(200)]
+        await assert_as_stored(client, jobs[::37])
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        {"big": 2**70, "negative": -(2**64), "max": 2**64 - 1},
+        {"f": 1e16, "g": 1.5e300, "h": -2.5e22, "small": 1e-7, "z": -0.0, "one": 1.0},
+        {"nested": [{"f": 1e20}, [1.25e17, 3.0]], "text": "1e+16"},
+    ],
+)
+async def test_numbers_come_back_as_get_job_reads_them(
+    client: jobrunner.Client, args: dict[str, Any]
+) -> None:
+    """jsonb writes a number with a positive exponent out in full, so it reads back as an
+    integer; an insert returns what get_job will return."""
+    single = await client.insert(plain.new(args, meta=args))
+    [first, second] = await client.insert_all([plain.new(args), plain.new(args, meta=args)])
+    for job in (single, first, second):
+        stored = await client.get_job(job.id)
+        assert stored == job
+        assert stored is not None and typed(stored.args) == typed(job.args)
+        assert typed(stored.meta) == typed(job.meta)
+
+
+def typed(value: Any) -> Any:
+    """A JSON value with each number's type, so that 1 and 1.0 differ."""
+    if isinstance(value, dict):
+        return {k: typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [typed(v) for v in value]
+    return (type(value).__name__, value)
+
+
+async def test_a_batch_with_a_unique_job_keeps_its_order(
+    client: jobrunner.Client, db: asyncpg.Connection
+) -> None:
+    from jobrunner import Unique
+
+    unique = Unique(period=60)
+    first = await client.insert(plain.new({"u": 1}, unique=unique))
+    batch = [
+        plain.new({"i": 0}),
+        plain.new({"u": 1}, unique=unique),
+        plain.new({"i": 2}, tags=["t"]),
+        plain.new({"u": 3}, unique=unique),
+        plain.new({"i": 4}, schedule_in=60),
+    ]
+    jobs = await client.insert_all(batch)
+    assert [j.args for j in jobs] == [{"i": 0}, {"u": 1}, {"i": 2}, {"u": 3}, {"i": 4}]
+    assert [j.conflict for j in jobs] == [False, True, False, False, False]
+    assert jobs[1].id == first.id
+    assert [j.unique_key is None for j in jobs] == [True, False, True, False, True]
+    await assert_as_stored(client, [j for j in jobs if not j.conflict])
+    assert await db.fetchval("SELECT count(*) FROM jobrunner_jobs") == 5
+
+
+async def test_a_single_scheduled_job_wakes_no_queue(
+    client: jobrunner.Client, listener: asyncio.Queue[str]
+) -> None:
+    await client.insert(plain.new({}, queue="later", schedule_in=600))
+    await client.insert(plain.new({}, queue="later", scheduled_at=AT))
+    await client.insert(plain.new({}, queue="overdue", scheduled_at=PAST))
+    assert await asyncio.wait_for(listener.get(), 10) == "overdue"
+    assert listener.empty()
+
+
+async def test_a_job_the_database_refuses_alone_raises_invalid_job(
+    client: jobrunner.Client, db: asyncpg.Connection
+) -> None:
+    with pytest.raises(InvalidJob, match="the database refused the job"):
+        await client.insert(plain.new({}, schedule_in=1e300))
+    assert await db.fetchval("SELECT count(*) FROM jobrunner_jobs") == 0
+
+
+_NUMBERS = st.integers(min_value=-(2**80), max_value=2**80) | st.floats(
+    allow_nan=False, allow_infinity=False
+)
+_VALUES = st.recursive(
+    _NUMBERS | st.none() | st.booleans() | st.text(max_size=5).filter(lambda t: "\x00" not in t),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(args=st.dictionaries(st.text(max_size=4), _VALUES, max_size=5))
+def test_any_number_comes_back_as_get_job_reads_it(dsn: str, args: dict[str, Any]) -> None:
+    async def check() -> None:
+        try:
+            new = NewJob(worker="prop", args=args, meta=args, queue="numbers")
+        except InvalidJob:
+            return  # text PostgreSQL refuses (lone surrogates)
+        conn = await asyncpg.connect(dsn)
+        try:
+            jobs = await _queries.insert_jobs(conn, [new])
+            jobs += await _queries.insert_jobs(conn, [new, new])
+            for job in jobs:
+                stored = await _queries.get_job(conn, job.id)
+                assert stored == job
+                assert typed(stored.args) == typed(job.args) == typed(stored.meta)
+            await conn.execute("DELETE FROM jobrunner_jobs WHERE queue = 'numbers'")
+        finally:
+            await conn.close()
+
+    asyncio.run(check())
