@@ -15,7 +15,7 @@ import asyncpg
 
 from . import _db
 from .errors import InvalidJob, JobRunnerError, SchemaMissing
-from .job import Job, JobState
+from .job import Job, JobState, inserted_job
 from .worker import NewJob
 
 
@@ -154,7 +154,8 @@ async def insert_plain_job(conn: Conn, job: NewJob) -> Job:
         job.scheduled_at,
         job.schedule_in,
     )
-    return _inserted(job, args, meta, rows[0])
+    row = rows[0]
+    return _inserted(job, args, meta, row[0], row[1], row[2], row[3])
 
 
 async def insert_plain_jobs(conn: Conn, jobs: Sequence[NewJob]) -> list[Job]:
@@ -177,10 +178,15 @@ async def insert_plain_jobs(conn: Conn, jobs: Sequence[NewJob]) -> list[Job]:
         _all_or_none([j.scheduled_at for j in jobs]),
         _all_or_none([j.schedule_in for j in jobs]),
     )
+    ids, states, scheduled_ats, inserted_at = rows[0]
     if len(metas) == 1:
-        meta = metas[0]
-        return [_inserted(j, a, meta, row) for j, a, row in zip(jobs, args, rows, strict=True)]
-    return [_inserted(j, a, m, row) for j, a, m, row in zip(jobs, args, metas, rows, strict=True)]
+        metas = metas * len(jobs)
+    return [
+        _inserted(job, a, m, job_id, state, inserted_at, at if at is not None else inserted_at)
+        for job, a, m, job_id, state, at in zip(
+            jobs, args, metas, ids, states, scheduled_ats, strict=True
+        )
+    ]
 
 
 def _one_or_all(values: list[Any]) -> list[Any]:
@@ -196,21 +202,29 @@ def _all_or_none(values: list[Any]) -> list[Any]:
 _STATES = {state.value: state for state in JobState}
 
 
-def _inserted(job: NewJob, args: str, meta: str, row: Any) -> Job:
-    """The Job that `get_job` would return for `job`, inserted as the row (id, state,
-    inserted_at, scheduled_at); args and meta are decoded from the text that was stored."""
-    return Job(
-        id=row[0],
-        state=_STATES[row[1]],
-        queue=job.queue,
-        worker=job.worker,
-        args=_stored_json(args),
-        meta={} if meta == "{}" else _stored_json(meta),
-        tags=tuple(job.tags),
-        max_attempts=job.max_attempts,
-        priority=job.priority,
-        inserted_at=row[2],
-        scheduled_at=row[3],
+def _inserted(
+    job: NewJob,
+    args: str,
+    meta: str,
+    job_id: int,
+    state: str,
+    inserted_at: datetime,
+    scheduled_at: datetime,
+) -> Job:
+    """The Job that `get_job` would return for `job`, inserted with these values; args and
+    meta are decoded from the text that was stored."""
+    return inserted_job(
+        job_id,
+        _STATES[state],
+        job.queue,
+        job.worker,
+        _stored_json(args),
+        {} if meta == "{}" else _stored_json(meta),
+        tuple(job.tags),
+        job.max_attempts,
+        job.priority,
+        inserted_at,
+        scheduled_at,
     )
 
 

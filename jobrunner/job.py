@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -99,6 +99,74 @@ class Job:
     def is_final_attempt(self) -> bool:
         """True when a failure now would discard the job."""
         return self.attempt >= self.max_attempts
+
+
+# A frozen dataclass's __init__ sets each field through object.__setattr__; setting the slots
+# directly takes half the time, which shows when insert_all returns 10,000 jobs.
+def _slot(name: str) -> Callable[[Job, Any], None]:
+    setter: Callable[[Job, Any], None] = Job.__dict__[name].__set__
+    return setter
+
+
+_new = object.__new__
+_id = _slot("id")
+_state = _slot("state")
+_queue = _slot("queue")
+_worker = _slot("worker")
+_args = _slot("args")
+_meta = _slot("meta")
+_tags = _slot("tags")
+_errors = _slot("errors")
+_attempt = _slot("attempt")
+_max_attempts = _slot("max_attempts")
+_priority = _slot("priority")
+_inserted_at = _slot("inserted_at")
+_scheduled_at = _slot("scheduled_at")
+_attempted_at = _slot("attempted_at")
+_completed_at = _slot("completed_at")
+_discarded_at = _slot("discarded_at")
+_cancelled_at = _slot("cancelled_at")
+_attempted_by = _slot("attempted_by")
+_unique_key = _slot("unique_key")
+_conflict = _slot("conflict")
+
+
+def inserted_job(
+    id: int,
+    state: JobState,
+    queue: str,
+    worker: str,
+    args: dict[str, Any],
+    meta: dict[str, Any],
+    tags: tuple[str, ...],
+    max_attempts: int,
+    priority: int,
+    inserted_at: datetime,
+    scheduled_at: datetime,
+) -> Job:
+    """`Job(...)` for a job just inserted, that is not unique: no attempt, error or time yet."""
+    job: Job = _new(Job)
+    _id(job, id)
+    _state(job, state)
+    _queue(job, queue)
+    _worker(job, worker)
+    _args(job, args)
+    _meta(job, meta)
+    _tags(job, tags)
+    _errors(job, ())
+    _attempt(job, 0)
+    _max_attempts(job, max_attempts)
+    _priority(job, priority)
+    _inserted_at(job, inserted_at)
+    _scheduled_at(job, scheduled_at)
+    _attempted_at(job, None)
+    _completed_at(job, None)
+    _discarded_at(job, None)
+    _cancelled_at(job, None)
+    _attempted_by(job, ())
+    _unique_key(job, None)
+    _conflict(job, False)
+    return job
 
 
 @dataclass(frozen=True, slots=True)

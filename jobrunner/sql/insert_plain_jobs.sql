@@ -4,8 +4,9 @@
 -- $3 holds one value per job. $1, $2 and $4 to $7 hold one per job, or a single one for all;
 -- $8 and $9 one per job, or none (null for all).
 -- Jobs that are not unique, so there is no key to release or conflict on (insert_jobs.sql
--- does both). One row per job: what the database decides. The ids are drawn in input order,
--- so the rows, in id order, are in input order. Queues with available jobs wake at commit.
+-- does both). Returns what the database decides, in one row: the jobs' ids, states and
+-- scheduled_at (null: inserted_at) in id order, which is input order as the ids are drawn in
+-- that order, and the inserted_at they share. Queues with available jobs wake at commit.
 WITH ins AS (
     INSERT INTO jobrunner_jobs (state, worker, queue, args, meta, tags, priority,
                                 max_attempts, scheduled_at)
@@ -33,6 +34,8 @@ woken AS (
     SELECT count(pg_notify('jobrunner_insert', q.queue)) AS n
     FROM (SELECT DISTINCT queue FROM ins WHERE state = 'available') q
 )
-SELECT ins.id, ins.state::text AS state, ins.inserted_at, ins.scheduled_at
+SELECT array_agg(ins.id ORDER BY ins.id) AS ids,
+       array_agg(ins.state::text ORDER BY ins.id) AS states,
+       array_agg(nullif(ins.scheduled_at, ins.inserted_at) ORDER BY ins.id) AS scheduled_ats,
+       min(ins.inserted_at) AS inserted_at
 FROM ins CROSS JOIN woken
-ORDER BY ins.id
