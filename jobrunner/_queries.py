@@ -179,6 +179,10 @@ async def insert_plain_jobs(conn: Conn, jobs: Sequence[NewJob]) -> list[Job]:
         _all_or_none([j.schedule_in for j in jobs]),
     )
     ids, states, scheduled_ats, inserted_at = rows[0]
+    if ids != sorted(ids):  # the arrays are in id order in practice, but need not be
+        order = sorted(range(len(ids)), key=ids.__getitem__)
+        ids, states = [ids[i] for i in order], [states[i] for i in order]
+        scheduled_ats = [scheduled_ats[i] for i in order]
     if len(metas) == 1:
         metas = metas * len(jobs)
     return [

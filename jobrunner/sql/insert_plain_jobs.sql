@@ -5,8 +5,10 @@
 -- $8 and $9 one per job, or none (null for all).
 -- Jobs that are not unique, so there is no key to release or conflict on (insert_jobs.sql
 -- does both). Returns what the database decides, in one row: the jobs' ids, states and
--- scheduled_at (null: inserted_at) in id order, which is input order as the ids are drawn in
--- that order, and the inserted_at they share. Queues with available jobs wake at commit.
+-- scheduled_at (null: inserted_at), aligned, and the inserted_at they share. The ids are
+-- drawn in input order, so in id order the jobs are in input order (the arrays are in insert
+-- order, which is id order, without the cost of sorting them). Queues with available jobs
+-- wake at commit.
 WITH ins AS (
     INSERT INTO jobrunner_jobs (state, worker, queue, args, meta, tags, priority,
                                 max_attempts, scheduled_at)
@@ -34,8 +36,7 @@ woken AS (
     SELECT count(pg_notify('jobrunner_insert', q.queue)) AS n
     FROM (SELECT DISTINCT queue FROM ins WHERE state = 'available') q
 )
-SELECT array_agg(ins.id ORDER BY ins.id) AS ids,
-       array_agg(ins.state::text ORDER BY ins.id) AS states,
-       array_agg(nullif(ins.scheduled_at, ins.inserted_at) ORDER BY ins.id) AS scheduled_ats,
+SELECT array_agg(ins.id) AS ids, array_agg(ins.state::text) AS states,
+       array_agg(nullif(ins.scheduled_at, ins.inserted_at)) AS scheduled_ats,
        min(ins.inserted_at) AS inserted_at
 FROM ins CROSS JOIN woken

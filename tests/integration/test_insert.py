@@ -4,6 +4,7 @@ the NOTIFY that wakes a daemon, and get/cancel/retry."""
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -467,3 +468,30 @@ def test_any_number_comes_back_as_get_job_reads_it(dsn: str, args: dict[str, Any
             await conn.close()
 
     asyncio.run(check())
+
+
+class ShufflingConn:
+    """A pool whose insert_plain_jobs result comes back with its arrays in another order."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def fetch(self, query: str, *args: Any, timeout: float | None = None) -> list[Any]:
+        rows = await self.pool.fetch(query, *args, timeout=timeout)
+        if query != _queries.INSERT_PLAIN_JOBS:
+            return rows
+        ids, states, scheduled_ats, inserted_at = rows[0]
+        order = list(range(len(ids)))
+        random.Random(7).shuffle(order)
+        ids, states, scheduled_ats = ([values[i] for i in order] for values in rows[0][:3])
+        return [(ids, states, scheduled_ats, inserted_at)]
+
+
+async def test_insert_all_maps_its_jobs_back_by_id_in_any_order(
+    client: jobrunner.Client,
+) -> None:
+    new_jobs = [plain.new({"i": i}, schedule_in=60 if i % 3 else None) for i in range(50)]
+    jobs = await client.insert_all(new_jobs, conn=ShufflingConn(client.pool))
+    assert [j.args for j in jobs] == [{"i": i} for i in range(50)]
+    assert [j.id for j in jobs] == sorted(j.id for j in jobs)
+    await assert_as_stored(client, jobs)
