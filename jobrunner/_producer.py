@@ -13,6 +13,7 @@ import structlog
 
 from . import _db, _executor, _queries
 from ._acker import Acker
+from ._queries import Ack
 from .config import QueueConfig
 from .job import Job
 
@@ -64,7 +65,12 @@ class Producer:
         self._drained = asyncio.Event()
         self._drained.set()
         self._waiting = False  # in the loop's wait, not fetching or sleeping
+        self._fetches: set[asyncio.Task[None]] = set()
+        self._reserved = 0  # slots that fetches in flight may fill
+        self._busy = False  # the last fetch came back full
+        self._failures = 0
         self.fetches = 0
+        self.carried = 0  # acks written by this producer's fetches
         acker.add_carrier(self.about_to_fetch)
 
     @property
@@ -75,15 +81,17 @@ class Producer:
         return list(self._running)
 
     def about_to_fetch(self) -> bool:
-        """Woken with free slots: the fetch that follows at once carries the pending acks."""
-        return (
-            self._waiting
-            and self._wake.is_set()
-            and self._more
-            and not self.paused
-            and not self._stopping
-            and self.limit > len(self._running)
-        )
+        """A fetch will start soon, with free slots to fill: it carries the pending acks.
+
+        Soon is when the loop has been woken with more jobs to fetch, or, under load, when
+        a fetch in flight returns (every fetch's return pokes the acker: if no fetch
+        follows, the acker writes them).
+        """
+        if self.paused or self._stopping or self.limit <= len(self._running) + self._reserved:
+            return False
+        if self._busy and self._fetches:
+            return True  # the fetch in flight came after a full one
+        return self._waiting and self._wake.is_set() and self._more
 
     def wake(self, _payload: str | None = None) -> None:
         """Something may be available: look now."""
@@ -164,72 +172,115 @@ class Producer:
                 self._acker.push(_executor.interrupted(job))
 
     async def _loop(self) -> None:
-        failures = 0
         while not self._stopping:
             self._waiting = True
             if not self._wake.is_set():
                 try:
-                    await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)
+                    # not wait_for: its extra task costs a turn of the loop on every wake
+                    async with asyncio.timeout(self._poll_interval_s):
+                        await self._wake.wait()
                 except TimeoutError:
                     self._more = True
             self._waiting = False
             self._wake.clear()
             if self._stopping:
                 break
-            try:
-                await self._tick()
-                failures = 0
-            except Exception as exc:
-                self._acker.poke()
-                failures += 1
-                log.warning(
-                    "producer.fetch_failed",
-                    queue=self.queue,
-                    error=_db.redact(str(exc)),
-                    failures=failures,
-                )
-                await asyncio.sleep(
-                    min(self._poll_interval_s, 0.02 * 2 ** min(failures, 8))
-                    * random.uniform(0.5, 1.0)
-                )
-                continue
+            if self._unsettled:
+                try:
+                    await self._recover()
+                except Exception as exc:
+                    await self._failed(exc)
+                    continue
+            self._launch()
             if self.dispatch_cooldown_s:
                 await asyncio.sleep(self.dispatch_cooldown_s)
+        if self._fetches:
+            await asyncio.gather(*self._fetches, return_exceptions=True)
 
-    async def _tick(self) -> None:
-        """One fetch: claim up to the free slots and start them."""
-        if self._unsettled:
-            await self._recover()
-        demand = self.limit - len(self._running)
-        if self.paused or not self._more or self._stopping or demand <= 0:
+    def _launch(self) -> bool:
+        """Start a fetch for the free slots, unless one is in flight; whether it started."""
+        free = self.limit - len(self._running) - self._reserved
+        if self.paused or not self._more or self._stopping or self._fetches or free <= 0:
             self._acker.poke()  # no fetch to carry the acks
-            return
+            return False
         # Cleared before the fetch so that a wake() during it is not lost.
         self._more = False
+        self._start_fetch(free)
+        return True
+
+    async def fetch_now(self) -> int:
+        """Claim jobs for the free slots in the calling task and start them (their tasks
+        begin at the next turn of the loop); how many it claimed."""
+        demand = self.limit - len(self._running) - self._reserved
+        if demand <= 0:
+            return 0
+        self._reserved += demand
+        before = len(self._running)
+        await self._fetch(demand, self._acker.take())
+        return len(self._running) - before
+
+    def _start_fetch(self, demand: int) -> None:
+        self._reserved += demand
+        acks = self._acker.take()  # now: the acker would write them before the task runs
+        task = asyncio.create_task(self._fetch(demand, acks), name=f"jobrunner.fetch.{self.queue}")
+        self._fetches.add(task)
+        task.add_done_callback(self._fetches.discard)
+
+    async def _fetch(self, demand: int, acks: list[Ack]) -> None:
+        """Claim up to `demand` jobs, writing `acks` in the same statement, and start them."""
         claim = secrets.token_hex(8)
-        self._unsettled.append(claim)
-        acks = self._acker.take()
         try:
             owned, jobs = await _queries.ack_and_fetch_jobs(
                 self._client.pool, self._node, acks, queue=self.queue, demand=demand, claim=claim
             )
-        except BaseException:
+        except BaseException as exc:
             self._acker.restore(acks)
-            raise
-        self._acker.settle(acks, owned)
-        self._unsettled.remove(claim)
-        self.fetches += 1
-        if len(jobs) == demand:
+            self._unsettled.append(claim)  # it may have committed: recovered by claim id
+            self._reserved -= demand
+            if not isinstance(exc, Exception):
+                self._fetches.discard(asyncio.current_task())
+                raise
+            await self._failed(exc)
+            # Out of the set before the loop wakes (a done callback would come after it).
+            self._fetches.discard(asyncio.current_task())
             self._more = True
+            self._wake.set()
+            return
+        self._fetches.discard(asyncio.current_task())
+        self._reserved -= demand
+        self._failures = 0
+        self._acker.settle(acks, owned)
+        self._acker.poke()  # acks that waited for this fetch to return
+        self.fetches += 1
+        self.carried += len(acks)
+        self._busy = len(jobs) == demand
+        if self._busy:
+            self._more = True
+        self._wake.set()
         for job in jobs:
             self._dispatch(job)
 
+    async def _failed(self, exc: Exception) -> None:
+        """Log a failed fetch and back off before the next."""
+        self._acker.poke()
+        self._failures += 1
+        log.warning(
+            "producer.fetch_failed",
+            queue=self.queue,
+            error=_db.redact(str(exc)),
+            failures=self._failures,
+        )
+        if not self._stopping:
+            await asyncio.sleep(
+                min(self._poll_interval_s, 0.02 * 2 ** min(self._failures, 8))
+                * random.uniform(0.5, 1.0)
+            )
+
     async def _recover(self) -> None:
         """Run what fetches whose reply was lost claimed: they may have committed."""
-        jobs = await _queries.claimed_jobs(
-            self._client.pool, node=self._node, claims=self._unsettled
-        )
-        self._unsettled.clear()
+        claims = list(self._unsettled)
+        jobs = await _queries.claimed_jobs(self._client.pool, node=self._node, claims=claims)
+        self._unsettled = [claim for claim in self._unsettled if claim not in claims]
         if jobs:
             log.warning(
                 "producer.claim_recovered", queue=self.queue, job_ids=[job.id for job in jobs]

@@ -56,7 +56,8 @@ async def test_paused_runner_fetches_nothing_until_resumed(client, db, make_runn
         job = await client.insert(noop.new({}))
         fetches = a.producers["default"].fetches
         # Woken by the insert, the producer looks but does not fetch while paused.
-        await a.producers["default"]._tick()
+        a.producers["default"].wake()
+        assert not a.producers["default"]._launch()
         assert a.producers["default"].fetches == fetches
         assert (await client.get_job(job.id)).state is JobState.AVAILABLE
         await client.resume_queue("default")

@@ -258,7 +258,7 @@ async def test_jobs_interrupted_before_their_task_began_go_back(client, started)
     await acker.start()
     try:
         inserted = await client.insert_all([ping.new({"i": i}) for i in range(3)])
-        await producer._tick()  # claims and dispatches; the tasks have not run a step yet
+        assert await producer.fetch_now() == 3  # the tasks have not run a step yet
         assert producer.running == 3
         producer.interrupt()
         await asyncio.wait_for(producer.stop(grace_s=30), 10)
@@ -317,3 +317,77 @@ async def test_a_runner_that_fails_to_start_cleans_up(client, db, monkeypatch) -
 
     await eventually(listener_gone)
     await runner.stop()  # idempotent
+
+
+# --- acks carried by fetches ----------------------------------------------------------------
+
+
+async def test_under_load_the_next_fetch_writes_the_acks(client, make_runner, db) -> None:
+    jobs = await client.insert_all([ping.new({"i": i}) for i in range(200)])
+    async with make_runner(queues={QUEUE: 5}) as runner:
+
+        async def all_completed() -> bool:
+            return await db.fetchval(
+                "SELECT count(*) FROM jobrunner_jobs WHERE state = 'completed'"
+            ) == len(jobs)
+
+        await eventually(all_completed)
+        producer = runner.producers[QUEUE]
+        # A full queue keeps the producer fetching: the jobs that just ended are acked by
+        # the statement that claims the next ones, not by statements of their own.
+        assert producer.carried >= len(jobs) - 2 * producer.limit
+        assert runner.acker.written == len(jobs)
+    attempts = await db.fetchval("SELECT array_agg(DISTINCT attempt) FROM jobrunner_jobs")
+    assert attempts == [1]
+
+
+async def test_acks_wait_for_a_fetch_about_to_start_then_are_written_alone(client, db) -> None:
+    acker = Acker(client.pool, "node-c")
+    about_to_fetch = True
+    acker.add_carrier(lambda: about_to_fetch)
+    producer = Producer(QUEUE, QueueConfig(limit=1), client=client, node="node-c", acker=acker)
+    await client.insert(ping.new({}))
+    await acker.start()
+    try:
+        [job] = await jobrunner._queries.fetch_jobs(
+            client.pool, queue=QUEUE, demand=1, node="node-c"
+        )
+        acker.push(jobrunner._queries.Ack(job.id, job.attempt, "completed"))
+        for _ in range(5):  # turns of the loop: the acker leaves the ack to the fetch
+            await asyncio.sleep(0)
+        assert acker.pending == 1
+        assert (await client.get_job(job.id)).state is JobState.EXECUTING
+        about_to_fetch = False  # the fetch did not happen after all
+        acker.poke()
+        await asyncio.wait_for(acker.wait_idle(), 10)
+        assert (await client.get_job(job.id)).state is JobState.COMPLETED
+    finally:
+        await acker.stop()
+        await producer.stop(grace_s=0)
+
+
+async def test_acks_of_a_failed_fetch_are_written_later(client, db, monkeypatch) -> None:
+    acker = Acker(client.pool, "node-f")
+    producer = Producer(QUEUE, QueueConfig(limit=2), client=client, node="node-f", acker=acker)
+    await client.insert(ping.new({}))
+    [job] = await jobrunner._queries.fetch_jobs(client.pool, queue=QUEUE, demand=1, node="node-f")
+    acker.push(jobrunner._queries.Ack(job.id, job.attempt, "completed"))
+    real = jobrunner._queries.ack_and_fetch_jobs
+
+    async def lost(*args: object, **kwargs: object) -> object:
+        # The statement reaches the database, then the reply is lost.
+        await real(*args, **kwargs)  # type: ignore[arg-type]
+        raise ConnectionResetError("connection lost")
+
+    monkeypatch.setattr(jobrunner._queries, "ack_and_fetch_jobs", lost)
+    assert await producer.fetch_now() == 0
+    assert acker.pending == 1  # back in the acker, first in line
+    monkeypatch.setattr(jobrunner._queries, "ack_and_fetch_jobs", real)
+    await acker.start()
+    try:
+        await asyncio.wait_for(acker.wait_idle(), 10)
+    finally:
+        await acker.stop()
+        await producer.stop(grace_s=0)
+    done = await client.get_job(job.id)
+    assert done is not None and done.state is JobState.COMPLETED and done.attempt == 1
