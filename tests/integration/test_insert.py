@@ -4,6 +4,7 @@ the NOTIFY that wakes a daemon, and get/cancel/retry."""
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -438,11 +439,15 @@ async def test_a_job_the_database_refuses_alone_raises_invalid_job(
 _NUMBERS = st.integers(min_value=-(2**80), max_value=2**80) | st.floats(
     allow_nan=False, allow_infinity=False
 )
+
+
+def _containers(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+
+
 _VALUES = st.recursive(
     _NUMBERS | st.none() | st.booleans() | st.text(max_size=5).filter(lambda t: "\x00" not in t),
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
-    ),
+    _containers,
     max_leaves=12,
 )
 
@@ -495,3 +500,22 @@ async def test_insert_all_maps_its_jobs_back_by_id_in_any_order(
     assert [j.args for j in jobs] == [{"i": i} for i in range(50)]
     assert [j.id for j in jobs] == sorted(j.id for j in jobs)
     await assert_as_stored(client, jobs)
+
+
+async def test_a_connection_with_its_own_json_codecs(client: jobrunner.Client, dsn: str) -> None:
+    """The caller's connection may decode and encode json its own way: jobrunner sends and
+    reads json as text."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        for name in ("json", "jsonb"):
+            await conn.set_type_codec(
+                name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+            )
+        async with conn.transaction():
+            single = await client.insert(plain.new({"a": 1}, meta={"m": [1]}), conn=conn)
+            batch = await client.insert_all(
+                [plain.new({"b": 2}, meta={"m": 2}), plain.new({"c": 3}, tags=["t"])], conn=conn
+            )
+        await assert_as_stored(client, [single, *batch])
+    finally:
+        await conn.close()
