@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -15,7 +16,7 @@ import asyncpg
 
 from . import _db
 from .errors import InvalidJob, JobRunnerError, SchemaMissing
-from .job import Job, JobState, inserted_job
+from .job import Job, JobState, inserted, new_inserted_job
 from .worker import NewJob
 
 
@@ -154,43 +155,58 @@ async def insert_plain_job(conn: Conn, job: NewJob) -> Job:
         job.scheduled_at,
         job.schedule_in,
     )
-    row = rows[0]
-    return _inserted(job, args, meta, row[0], row[1], row[2], row[3])
+    job_id, state, inserted_at, scheduled_at = rows[0][:4]
+    return inserted(_new_job(job, args, meta), job_id, _STATES[state], inserted_at, scheduled_at)
 
 
 async def insert_plain_jobs(conn: Conn, jobs: Sequence[NewJob]) -> list[Job]:
     """Insert jobs that are not unique in one statement; the result is in the order of `jobs`.
 
-    A column whose jobs all share one value is sent as that value alone.
+    A column whose jobs all share one value is sent as that value alone. The jobs are built
+    while the database inserts them (their ids, states and times are set once it has).
     """
     args = [j.encoded_args() for j in jobs]
     metas = _one_or_all([j.encoded_meta() for j in jobs])
-    rows = await _fetch(
-        conn,
-        INSERT_PLAIN_JOBS,
-        _one_or_all([j.worker for j in jobs]),
-        _one_or_all([j.queue for j in jobs]),
-        args,
-        metas,
-        _one_or_all([json.dumps(list(j.tags)) if j.tags else "[]" for j in jobs]),
-        _one_or_all([j.priority for j in jobs]),
-        _one_or_all([j.max_attempts for j in jobs]),
-        _all_or_none([j.scheduled_at for j in jobs]),
-        _all_or_none([j.schedule_in for j in jobs]),
+    query = asyncio.ensure_future(
+        _fetch(
+            conn,
+            INSERT_PLAIN_JOBS,
+            _one_or_all([j.worker for j in jobs]),
+            _one_or_all([j.queue for j in jobs]),
+            args,
+            metas,
+            _one_or_all([json.dumps(list(j.tags)) if j.tags else "[]" for j in jobs]),
+            _one_or_all([j.priority for j in jobs]),
+            _one_or_all([j.max_attempts for j in jobs]),
+            _all_or_none([j.scheduled_at for j in jobs]),
+            _all_or_none([j.schedule_in for j in jobs]),
+        )
     )
+    if len(metas) == 1:
+        metas = metas * len(jobs)
+    try:
+        built: list[Job] = []
+        for start in range(0, len(jobs), _BUILD_CHUNK):
+            await asyncio.sleep(0)  # the statement goes out (once prepared, the first time)
+            end = start + _BUILD_CHUNK
+            built += map(_new_job, jobs[start:end], args[start:end], metas[start:end])
+        rows = await query
+    except BaseException:
+        query.cancel()
+        raise
     ids, states, scheduled_ats, inserted_at = rows[0]
     if ids != sorted(ids):  # the arrays are in id order in practice, but need not be
         order = sorted(range(len(ids)), key=ids.__getitem__)
         ids, states = [ids[i] for i in order], [states[i] for i in order]
         scheduled_ats = [scheduled_ats[i] for i in order]
-    if len(metas) == 1:
-        metas = metas * len(jobs)
     return [
-        _inserted(job, a, m, job_id, state, inserted_at, at if at is not None else inserted_at)
-        for job, a, m, job_id, state, at in zip(
-            jobs, args, metas, ids, states, scheduled_ats, strict=True
-        )
+        inserted(job, job_id, _STATES[state], inserted_at, at if at is not None else inserted_at)
+        for job, job_id, state, at in zip(built, ids, states, scheduled_ats, strict=True)
     ]
+
+
+# Jobs built between two looks at the connection while insert_plain_jobs waits for the database.
+_BUILD_CHUNK = 1_000
 
 
 def _one_or_all(values: list[Any]) -> list[Any]:
@@ -206,20 +222,10 @@ def _all_or_none(values: list[Any]) -> list[Any]:
 _STATES = {state.value: state for state in JobState}
 
 
-def _inserted(
-    job: NewJob,
-    args: str,
-    meta: str,
-    job_id: int,
-    state: str,
-    inserted_at: datetime,
-    scheduled_at: datetime,
-) -> Job:
-    """The Job that `get_job` would return for `job`, inserted with these values; args and
-    meta are decoded from the text that was stored."""
-    return inserted_job(
-        job_id,
-        _STATES[state],
+def _new_job(job: NewJob, args: str, meta: str) -> Job:
+    """The Job that `get_job` will return for `job`, but for what the database decides; args
+    and meta are decoded from the text stored."""
+    return new_inserted_job(
         job.queue,
         job.worker,
         _stored_json(args),
@@ -227,8 +233,6 @@ def _inserted(
         tuple(job.tags),
         job.max_attempts,
         job.priority,
-        inserted_at,
-        scheduled_at,
     )
 
 

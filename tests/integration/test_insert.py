@@ -519,3 +519,27 @@ async def test_a_connection_with_its_own_json_codecs(client: jobrunner.Client, d
         await assert_as_stored(client, [single, *batch])
     finally:
         await conn.close()
+
+
+@pytest.mark.parametrize("steps", [0, 1, 2, 3])
+async def test_a_cancelled_insert_all_inserts_all_or_nothing(
+    client: jobrunner.Client, db: asyncpg.Connection, steps: int
+) -> None:
+    """Cancelled before, while or after its statement runs: the batch is atomic, the
+    statement is not left running, and the pool goes on."""
+    batch = [plain.new({"i": i}) for i in range(20_000)]
+    task = asyncio.create_task(client.insert_all(batch))
+    for _ in range(steps):
+        await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0.1)
+    assert await db.fetchval("SELECT count(*) FROM jobrunner_jobs") in (0, 20_000)
+    running = await db.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%jobrunner_insert%' "
+        "AND state = 'active' AND pid <> pg_backend_pid()"
+    )
+    assert running == 0
+    jobs = await client.insert_all([plain.new({"after": 1}), plain.new({"after": 2})])
+    await assert_as_stored(client, jobs)

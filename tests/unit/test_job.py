@@ -7,12 +7,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from jobrunner.job import Job, JobState, inserted_job
+from jobrunner.job import Job, JobState, inserted, new_inserted_job
 
 
-def test_inserted_job_is_the_dataclass_job() -> None:
+def test_an_inserted_job_is_the_dataclass_job() -> None:
     at = datetime(2030, 1, 2, tzinfo=UTC)
-    built = inserted_job(7, JobState.SCHEDULED, "q", "w", {"a": 1}, {"m": 2}, ("t",), 3, 4, at, at)
+    built = new_inserted_job("q", "w", {"a": 1}, {"m": 2}, ("t",), 3, 4)
+    built = inserted(built, 7, JobState.SCHEDULED, at, at)
     expected = Job(
         id=7,
         state=JobState.SCHEDULED,
