@@ -229,10 +229,17 @@ class Producer:
     async def _fetch(self, demand: int, acks: list[Ack]) -> None:
         """Claim up to `demand` jobs, writing `acks` in the same statement, and start them."""
         claim = secrets.token_hex(8)
+        pool = self._client.pool
         try:
-            owned, jobs = await _queries.ack_and_fetch_jobs(
-                self._client.pool, self._node, acks, queue=self.queue, demand=demand, claim=claim
-            )
+            if acks:
+                owned, jobs = await _queries.ack_and_fetch_jobs(
+                    pool, self._node, acks, queue=self.queue, demand=demand, claim=claim
+                )
+            else:  # the lighter statement: a wake-up's fetch, on an idle node
+                owned = set()
+                jobs = await _queries.fetch_jobs(
+                    pool, queue=self.queue, demand=demand, node=self._node, claim=claim
+                )
         except BaseException as exc:
             self._acker.restore(acks)
             self._unsettled.append(claim)  # it may have committed: recovered by claim id
