@@ -389,6 +389,22 @@ class Worker:
 _REGISTRY: dict[str, Worker] = {}
 
 
+def _check_name_free(name: str, target: Any) -> None:
+    """Refuse a name that another worker holds: its jobs would run this code instead.
+
+    The same definition registering again (its module imported a second time) replaces
+    itself.
+    """
+    existing = _REGISTRY.get(name)
+    if existing is None:
+        return
+    held_by = f"{existing.target.__module__}.{existing.target.__qualname__}"
+    if held_by != f"{target.__module__}.{target.__qualname__}":
+        raise ValueError(
+            f"worker name {name!r} is already taken by {held_by}; give one of them another name="
+        )
+
+
 def worker(
     *,
     queue: str = DEFAULT_QUEUE,
@@ -414,6 +430,7 @@ def worker(
 
     def decorate(target: Any) -> Any:
         worker_name = name or f"{target.__module__}.{target.__qualname__}"
+        _check_name_free(worker_name, target)
         common: dict[str, Any] = dict(
             name=worker_name,
             target=target,

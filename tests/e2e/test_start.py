@@ -254,6 +254,11 @@ def test_bad_queues_are_one_line_and_exit_2(dsn: str, spec: str, expected: str) 
     [
         ("tests.apps.daemon_broken", "No module named 'jobrunner_no_such_dependency'"),
         ("tests.apps.no_such_module", "No module named 'tests.apps.no_such_module'"),
+        (
+            "tests.apps.daemon_same_name",
+            "worker name 'emails.send' is already taken by "
+            "tests.apps.daemon_same_name.send_welcome",
+        ),
     ],
 )
 def test_an_app_that_fails_to_import_is_one_line_and_exit_2(

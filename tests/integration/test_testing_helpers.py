@@ -159,17 +159,32 @@ async def test_perform_job_without_a_client_says_how_to_give_one(client: jobrunn
     await assert_enqueued(client, worker=act, args={"n": 2})
 
 
-async def test_perform_job_runs_the_worker_given_even_if_the_name_was_reused() -> None:
+async def test_a_worker_name_held_by_another_worker_is_refused() -> None:
     @worker(name="helpers.reused")
     async def first(job: Job) -> str:
         return "first"
 
-    @worker(name="helpers.reused")
-    async def second(job: Job) -> str:
-        return "second"
+    with pytest.raises(ValueError, match=r"'helpers.reused' is already taken by .*first"):
 
-    assert lookup("helpers.reused") is second
+        @worker(name="helpers.reused")
+        async def second(job: Job) -> str:
+            return "second"
+
+    assert lookup("helpers.reused") is first
     assert await perform_job(first, {}) == "first"
+
+
+def test_the_same_definition_registering_again_replaces_itself() -> None:
+    def define() -> Any:
+        @worker(name="helpers.again")
+        async def again(job: Job) -> None:
+            return None
+
+        return again
+
+    define()
+    latest = define()  # a module imported a second time
+    assert lookup("helpers.again") is latest
 
 
 # --- assert_enqueued, refute_enqueued, all_enqueued ----------------------------------------
