@@ -86,7 +86,16 @@ def resume(
 @app.command()
 def scale(
     queue: str,
-    limit: Annotated[str, typer.Argument(help="Jobs at once per node, >= 1.")],
+    limit: Annotated[
+        str | None, typer.Argument(help="Jobs at once per node, >= 1.", show_default=False)
+    ] = None,
+    reset: Annotated[
+        bool,
+        typer.Option(
+            "--reset",
+            help="Back to the limit each node was started with; forget the persisted one.",
+        ),
+    ] = False,
     node: NodeOption = None,
     timeout: TimeoutOption = 5.0,
     force: ForceOption = False,
@@ -94,15 +103,22 @@ def scale(
     config: ConfigOption = None,
 ) -> None:
     """Run up to LIMIT jobs of QUEUE at once per node (running jobs are never cut short)."""
-    try:
-        number = int(limit)
-    except ValueError:
-        fail(f"queue limit must be a whole number >= 1, got {limit!r}")
+    if reset == (limit is not None):
+        fail("give a LIMIT or --reset, not both" if reset else "give a LIMIT (or --reset)")
+    number: int | None = None
+    if limit is not None:
+        try:
+            number = int(limit)
+        except ValueError:
+            fail(f"queue limit must be a whole number >= 1, got {limit!r}")
     settings = load_settings(config, database_url=dsn)
     result = with_client(
         settings, lambda c: c.scale_queue(queue, number, node, timeout_s=timeout, force=force)
     )
-    report(result, f"scaled queue {queue!r} to {number} per node", timeout)
+    if number is None:
+        report(result, f"queue {queue!r} back to each node's own limit", timeout)
+    else:
+        report(result, f"scaled queue {queue!r} to {number} per node", timeout)
 
 
 @app.command()

@@ -146,6 +146,7 @@ async def issue(
                 queue,
                 paused={PAUSE: True, RESUME: False}.get(command),
                 limit=payload.get("limit"),
+                reset_limit=command == SCALE and payload.get("limit") is None,
             )
     targets = tuple(await _queries.control_targets(client.pool, control_id))
     applied = await wait_applied(client, control_id, targets, timeout_s)
@@ -180,9 +181,17 @@ async def resume(
 
 
 async def scale(
-    client: Client, queue: str, limit: int, node: str | None, *, timeout_s: float, force: bool
+    client: Client,
+    queue: str,
+    limit: int | None,
+    node: str | None,
+    *,
+    timeout_s: float,
+    force: bool,
 ) -> ControlResult:
-    check_limit(limit)
+    """Scale to `limit`; None: back to the limit each node was started with."""
+    if limit is not None:
+        check_limit(limit)
     await _check_target(client, queue, node, force)
     return await issue(
         client, SCALE, queue=queue, node=node, payload={"limit": limit}, timeout_s=timeout_s

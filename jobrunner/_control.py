@@ -131,7 +131,10 @@ class Controller:
         elif command.command == RESUME:
             producer.resume()
         elif command.command == SCALE:
-            producer.scale(int(command.payload["limit"]))
+            limit = command.payload.get("limit")
+            producer.scale(
+                self._runner.queues[producer.queue].limit if limit is None else int(limit)
+            )
         else:  # DRAIN: look for jobs now rather than at the next poll
             producer.wake()
         return {"paused": producer.paused, "limit": producer.limit, "running": producer.running}

@@ -671,9 +671,14 @@ async def insert_control(
 
 
 async def persist_queue_state(
-    conn: Conn, queue: str, *, paused: bool | None = None, limit: int | None = None
+    conn: Conn,
+    queue: str,
+    *,
+    paused: bool | None = None,
+    limit: int | None = None,
+    reset_limit: bool = False,
 ) -> None:
-    await _fetch(conn, PERSIST_QUEUE_STATE, queue, paused, limit)
+    await _fetch(conn, PERSIST_QUEUE_STATE, queue, paused, limit, reset_limit)
 
 
 async def prune_control(conn: Conn, *, max_age_s: float) -> None:

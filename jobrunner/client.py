@@ -175,7 +175,7 @@ class Client:
     async def scale_queue(
         self,
         queue: str,
-        limit: int,
+        limit: int | None,
         node: str | None = None,
         *,
         timeout_s: float = 5.0,
@@ -183,6 +183,7 @@ class Client:
     ) -> ControlResult:
         """Run up to `limit` jobs of `queue` at once per node; scaling down lets running jobs
         finish. Aimed at every node, the limit is persisted for nodes that start later.
+        None: see `reset_queue_limit`.
 
         Example:
             >>> await client.scale_queue("emails", 50)
@@ -190,6 +191,26 @@ class Client:
         from . import _commands
 
         return await _commands.scale(self, queue, limit, node, timeout_s=timeout_s, force=force)
+
+    async def reset_queue_limit(
+        self,
+        queue: str,
+        node: str | None = None,
+        *,
+        timeout_s: float = 5.0,
+        force: bool = False,
+    ) -> ControlResult:
+        """Undo `scale_queue`: each node runs `queue` at the limit it was started with again.
+
+        Aimed at every node, the persisted limit is forgotten too, so nodes that start later
+        use their own configuration.
+
+        Example:
+            >>> await client.reset_queue_limit("emails")
+        """
+        from . import _commands
+
+        return await _commands.scale(self, queue, None, node, timeout_s=timeout_s, force=force)
 
     async def stop_node(
         self, node: str | None = None, *, grace_s: float | None = None, timeout_s: float = 5.0

@@ -231,6 +231,8 @@ async def test_without_nodes_and_bad_input(client, db) -> None:
         "it (known queues: default); pass --force to use it anyway",
         ("scale", "default", "0"): "error: queue limit must be a whole number >= 1, got 0",
         ("scale", "default", "lots"): "error: queue limit must be a whole number >= 1, got 'lots'",
+        ("scale", "default"): "error: give a LIMIT (or --reset)",
+        ("scale", "default", "3", "--reset"): "error: give a LIMIT or --reset, not both",
         ("resume", "default", "--node", "ghost"): "error: unknown node 'ghost': no live node "
         "has that name (live nodes: none); see "
         "'jobrunner status'",
@@ -245,5 +247,9 @@ async def test_without_nodes_and_bad_input(client, db) -> None:
         assert one_error_line(result) == message
         assert result.stdout == ""
     assert await db.fetchval("SELECT count(*) FROM jobrunner_control") == 2
+    reset = cli(client.dsn, "scale", "default", "--reset")
+    assert reset.returncode == 0, reset.stderr
+    assert reset.stdout.startswith("queue 'default' back to each node's own limit on every node")
+    assert await db.fetchval("SELECT count(*) FROM jobrunner_control") == 3
     forced = cli(client.dsn, "pause", "emials", "--force")
     assert forced.returncode == 0 and "no live node serves it" in forced.stdout

@@ -86,6 +86,29 @@ async def test_runner_started_after_a_pause_stays_paused(client, db, make_runner
         assert resumed.applied == {"late": {"paused": False, "limit": 3, "running": 0}}
 
 
+async def test_a_reset_limit_goes_back_to_each_nodes_own(client, db, make_runner) -> None:
+    async with make_runner(node="a", queues={"default": 4}) as a:
+        await client.scale_queue("default", 7)
+        assert a.producers["default"].limit == 7
+        async with make_runner(node="b", queues={"default": 2}) as b:
+            assert b.producers["default"].limit == 7  # the persisted limit
+            b.producers["default"].scale(5)  # a node-targeted scale, say
+            result = await client.reset_queue_limit("default")
+            assert result.persisted and sorted(result.applied) == ["a", "b"]
+            assert result.applied["b"]["limit"] == 2
+            assert (a.producers["default"].limit, b.producers["default"].limit) == (4, 2)
+        assert await db.fetchval('SELECT "limit" FROM jobrunner_queues') is None
+    async with make_runner(node="late", queues={"default": 3}) as late:
+        assert late.producers["default"].limit == 3
+    # One node only: back to its own limit, and the persisted state is left alone.
+    await client.scale_queue("default", 6)
+    async with make_runner(node="c", queues={"default": 1}) as c:
+        assert c.producers["default"].limit == 6
+        only = await client.reset_queue_limit("default", "c")
+        assert not only.persisted and c.producers["default"].limit == 1
+    assert await db.fetchval('SELECT "limit" FROM jobrunner_queues') == 6
+
+
 async def test_node_targeted_commands_are_not_persisted(client, db, make_runner) -> None:
     async with make_runner(node="a") as a, make_runner(node="b") as b:
         result = await client.scale_queue("default", 2, node="b")
