@@ -61,8 +61,12 @@ class Acker:
         return batch
 
     def settle(self, batch: list[Ack], owned: set[int]) -> None:
-        """`batch` (from `take`) is written; `owned` are the ids this node still held."""
+        """`batch` (from `take`) is written; `owned` are the ids this node still held.
+
+        Acks that arrived meanwhile (they may have waited for this statement) go next.
+        """
         if not batch:
+            self.poke()
             return
         self._in_flight -= 1
         self.flushes += 1

@@ -243,27 +243,23 @@ class Producer:
         except BaseException as exc:
             self._acker.restore(acks)
             self._unsettled.append(claim)  # it may have committed: recovered by claim id
-            self._reserved -= demand
             if not isinstance(exc, Exception):
-                self._fetches.discard(asyncio.current_task())
                 raise
-            await self._failed(exc)
-            # Out of the set before the loop wakes (a done callback would come after it).
-            self._fetches.discard(asyncio.current_task())
+            await self._failed(exc)  # backs off with its slots still reserved
             self._more = True
-            self._wake.set()
             return
-        self._fetches.discard(asyncio.current_task())
-        self._reserved -= demand
+        finally:
+            # Out of the set before the loop runs again (a done callback would come after it).
+            self._reserved -= demand
+            self._fetches.discard(asyncio.current_task())
+            self._wake.set()
         self._failures = 0
         self._acker.settle(acks, owned)
-        self._acker.poke()  # acks that waited for this fetch to return
         self.fetches += 1
         self.carried += len(acks)
         self._busy = len(jobs) == demand
         if self._busy:
             self._more = True
-        self._wake.set()
         for job in jobs:
             self._dispatch(job)
 

@@ -16,7 +16,7 @@ import asyncpg
 
 from . import _db
 from .errors import InvalidJob, JobRunnerError, SchemaMissing
-from .job import Job, JobState, inserted, new_inserted_job
+from .job import _STATES, Job, inserted, new_inserted_job
 from .worker import NewJob
 
 
@@ -32,7 +32,6 @@ GET_JOB = _sql("get_job")
 FETCH_JOBS = _sql("fetch_jobs")
 CLAIMED_JOBS = _sql("claimed_jobs")
 CLAIM_JOBS = _sql("claim_jobs")
-ACK_JOBS = _sql("ack_jobs")
 ACK_AND_FETCH_JOBS = _sql("ack_and_fetch_jobs")
 CANCEL_JOB = _sql("cancel_job")
 RETRY_JOB = _sql("retry_job")
@@ -175,7 +174,7 @@ async def insert_plain_jobs(conn: Conn, jobs: Sequence[NewJob]) -> list[Job]:
             _one_or_all([j.queue for j in jobs]),
             args,
             metas,
-            _one_or_all([json.dumps(list(j.tags)) if j.tags else "[]" for j in jobs]),
+            _one_or_all([_tags_json(j) for j in jobs]),
             _one_or_all([j.priority for j in jobs]),
             _one_or_all([j.max_attempts for j in jobs]),
             _all_or_none([j.scheduled_at for j in jobs]),
@@ -209,6 +208,11 @@ async def insert_plain_jobs(conn: Conn, jobs: Sequence[NewJob]) -> list[Job]:
 _BUILD_CHUNK = 1_000
 
 
+def _tags_json(job: NewJob) -> str:
+    """A job's tags as the JSON array the insert statements take."""
+    return json.dumps(list(job.tags)) if job.tags else "[]"
+
+
 def _one_or_all(values: list[Any]) -> list[Any]:
     """`values`, or its one value if they are all the same (see insert_plain_jobs.sql)."""
     return values[:1] if values.count(values[0]) == len(values) else values
@@ -217,9 +221,6 @@ def _one_or_all(values: list[Any]) -> list[Any]:
 def _all_or_none(values: list[Any]) -> list[Any]:
     """`values`, or none if they are all None (see insert_plain_jobs.sql)."""
     return [] if values.count(None) == len(values) else values
-
-
-_STATES = {state.value: state for state in JobState}
 
 
 def _new_job(job: NewJob, args: str, meta: str) -> Job:
@@ -265,7 +266,7 @@ def _columns(jobs: Sequence[NewJob], keys: Sequence[str | None]) -> tuple[list[A
         [j.queue for j in jobs],
         [j.encoded_args() for j in jobs],
         [j.encoded_meta() for j in jobs],
-        [json.dumps(list(j.tags)) if j.tags else "[]" for j in jobs],
+        [_tags_json(j) for j in jobs],
         [j.priority for j in jobs],
         [j.max_attempts for j in jobs],
         [j.scheduled_at for j in jobs],
@@ -335,19 +336,9 @@ class Ack:
 
 
 async def ack_jobs(conn: Conn, node: str, acks: Sequence[Ack]) -> set[int]:
-    """Write `acks` in one statement; return the ids this node still owned."""
-    rows = await _fetch(
-        conn,
-        ACK_JOBS,
-        node,
-        [a.job_id for a in acks],
-        [a.attempt for a in acks],
-        [a.state for a in acks],
-        [a.delay_s for a in acks],
-        [a.error for a in acks],
-        [a.undo_attempt for a in acks],
-    )
-    return {row["id"] for row in rows}
+    """Write `acks` in one statement (claiming nothing); return the ids this node still owned."""
+    owned, _ = await ack_and_fetch_jobs(conn, node, acks, queue="", demand=0)
+    return owned
 
 
 async def ack_and_fetch_jobs(

@@ -1,8 +1,14 @@
 -- Writes a node's pending acks and claims jobs for one queue, in one statement and one
--- commit: under load a producer's next fetch carries the acks of the jobs that just ended.
--- $1 node name, $2 ids bigint[], $3 attempts int[], $4 states text[], $5 delays float8[],
--- $6 errors text[], $7 undo bool[] (the acks, as in ack_jobs.sql);
+-- commit: under load a producer's next fetch carries the acks of the jobs that just ended;
+-- with demand 0 it only acks.
+-- $1 node name, $2 ids bigint[], $3 attempts int[], $4 states text[],
+-- $5 delays float8[] (seconds from now for scheduled_at, null: unchanged),
+-- $6 errors text[] (json object appended to errors, null: none),
+-- $7 undo bool[] (true: the attempt does not count, as for a snooze or a shutdown);
 -- $8 queue, $9 demand (0: only ack), $10 claim id (as in fetch_jobs.sql).
+-- Only jobs this node still owns, at the attempt it ran, change: a rescued job is never acked
+-- twice. Jobs put back to available (a shutdown) wake the producers of their queue on every
+-- node.
 -- Rows: one per ack this node still owned (acked = true, only id set), then the claimed
 -- jobs (acked = false). Both halves read the same snapshot and touch different rows: acks
 -- change executing jobs, the claim takes available ones.
@@ -20,7 +26,9 @@ WITH acked AS (
     FROM unnest($2::bigint[], $3::int[], $4::text[], $5::float8[], $6::text[], $7::boolean[])
          AS a(id, attempt, state, delay, error, undo)
     WHERE j.id = a.id
-      -- one condition for attempt, state and owner: see ack_jobs.sql
+      -- attempt, state and owner in one condition on both sides: as separate conditions
+      -- the cached generic plan scans the executing index and compares every pair of rows
+      -- (quadratic in the batch: 2,000 acks took 2 s).
       AND j.attempt = CASE WHEN j.state = 'executing' AND j.attempted_by[1] = $1
                            THEN a.attempt END
     RETURNING j.id, j.queue, a.state
