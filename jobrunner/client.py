@@ -79,28 +79,46 @@ class ThreadClient:
             )
         return found
 
-    def _run(self, coro: Coroutine[Any, Any, _T]) -> _T:
+    def call(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        """Run `coro` (made from `self.client`, say) on the runner's loop; its result.
+
+        Example:
+            >>> tc = jobrunner.ThreadClient.current()
+            >>> tc.call(tc.client.retry_job(42))
+        """
+        if _threads.job_loop() is None and _on_loop(self._loop):
+            coro.close()
+            raise JobRunnerError("a ThreadClient is for a sync job's thread, not the event loop")
         try:
-            return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
-        except RuntimeError:
+            future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        except RuntimeError:  # the loop is closed
             coro.close()
             raise JobRunnerError("the runner that ran this job has stopped") from None
+        return future.result()
 
     def insert(self, job: NewJob) -> Job:
         """Insert one job (see `Client.insert`)."""
-        return self._run(self.client.insert(job))
+        return self.call(self.client.insert(job))
 
     def insert_all(self, jobs: Iterable[NewJob]) -> list[Job]:
         """Insert many jobs in one statement (see `Client.insert_all`)."""
-        return self._run(self.client.insert_all(list(jobs)))
+        return self.call(self.client.insert_all(list(jobs)))
 
     def get_job(self, job_id: int) -> Job | None:
         """The job with this id, or None (see `Client.get_job`)."""
-        return self._run(self.client.get_job(job_id))
+        return self.call(self.client.get_job(job_id))
 
     def cancel_job(self, job_id: int) -> Job:
         """Cancel a job (see `Client.cancel_job`)."""
-        return self._run(self.client.cancel_job(job_id))
+        return self.call(self.client.cancel_job(job_id))
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    """True when called from `loop`'s own thread (waiting there would deadlock)."""
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
 
 
 class Client:
