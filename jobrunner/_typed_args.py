@@ -125,19 +125,29 @@ def _convert(value: Any, hint: Any, path: str) -> Any:
     if hint is Any or hint is object:
         return value
     if origin in (typing.Union, types.UnionType):
-        for arm in typing.get_args(hint):
-            try:
-                return _convert(value, arm, path)
-            except _Mismatch:
-                continue
-    elif origin is typing.Literal:
+        return _union(value, hint, path)
+    if origin is typing.Literal:
         if value in typing.get_args(hint):
             return value
-    elif hint is None or hint is type(None):
+        raise _Mismatch(f"field {path!r} must be {_type_name(hint)}, got {value!r}")
+    if hint is None or hint is type(None):
         if value is None:
             return None
-    else:
-        return _convert_class(value, hint, origin, path)
+        raise _Mismatch(f"field {path!r} must be None, got {_shown(value)}")
+    return _convert_class(value, hint, origin, path)
+
+
+def _union(value: Any, hint: Any, path: str) -> Any:
+    arms = [arm for arm in typing.get_args(hint) if arm is not type(None)]
+    if value is None and len(arms) < len(typing.get_args(hint)):
+        return None
+    if len(arms) == 1:  # Optional[X]: X's own message says what is wrong inside it
+        return _convert(value, arms[0], path)
+    for arm in arms:
+        try:
+            return _convert(value, arm, path)
+        except _Mismatch:
+            continue
     raise _Mismatch(f"field {path!r} must be {_type_name(hint)}, got {_shown(value)}")
 
 
@@ -186,7 +196,14 @@ def _plain(value: Any, tp: Any) -> bool:
 
 
 def _type_name(hint: Any) -> str:
-    return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(arm) for arm in typing.get_args(hint))
+    if origin is typing.Literal:
+        return f"one of {typing.get_args(hint)}"
+    if isinstance(hint, type):
+        return "None" if hint is type(None) else hint.__name__
+    return str(hint).replace("typing.", "")
 
 
 def _shown(value: Any) -> str:

@@ -62,14 +62,10 @@ async def completed(client: jobrunner.Client, jobs: list[jobrunner.Job]) -> None
 async def test_sync_jobs_overlap_up_to_the_queue_limit(client, db, daemons, events) -> None:
     daemon = daemons(queues="sync:3", app=APPS, args=["--threads", "10"]).start()
     await daemon.wait_ready()
-    jobs = await client.insert_all(
-        [sync_workers.block.new({"sleep": 1}) for _ in range(7)]
-    )
+    jobs = await client.insert_all([sync_workers.block.new({"sleep": 1}) for _ in range(7)])
     await count(db, "end", 7, timeout_s=30)
     starts, ends = await times(db, "start"), await times(db, "end")
-    most = max(
-        sum(1 for j in starts if starts[j] <= at < ends[j]) for at in starts.values()
-    )
+    most = max(sum(1 for j in starts if starts[j] <= at < ends[j]) for at in starts.values())
     assert most == 3, f"at most {most} ran at once, expected the queue's limit 3"
     threads = await db.fetchval("SELECT count(DISTINCT thread) FROM sync_events")
     assert 1 < threads <= 3
@@ -87,9 +83,7 @@ async def test_blocked_threads_do_not_delay_another_queue(client, db, daemons, e
     daemon starts long before any of them ends (a blocked loop would start it after)."""
     daemon = daemons(queues="sync:3,async:2", app=APPS).start()
     await daemon.wait_ready()
-    blocking = await client.insert_all(
-        [sync_workers.block.new({"sleep": 6}) for _ in range(3)]
-    )
+    blocking = await client.insert_all([sync_workers.block.new({"sleep": 6}) for _ in range(3)])
     await count(db, "start", 3)
     pinged = await client.insert(sync_workers.ping.new({}))
     await count(db, "start", 4)
@@ -117,9 +111,7 @@ async def test_sigterm_waits_for_running_threads(client, db, daemons, events) ->
 async def test_a_thread_past_the_grace_goes_back_and_does_not_hold_the_exit(
     client, db, daemons, events
 ) -> None:
-    daemon = daemons(
-        queues="sync:2", app=APPS, env={"JOBRUNNER_SHUTDOWN_GRACE_S": "1"}
-    ).start()
+    daemon = daemons(queues="sync:2", app=APPS, env={"JOBRUNNER_SHUTDOWN_GRACE_S": "1"}).start()
     await daemon.wait_ready()
     job = await client.insert(sync_workers.block.new({"sleep": 120}))
     await count(db, "start", 1)
