@@ -12,7 +12,7 @@ import pytest
 import jobrunner
 from jobrunner import JobState
 from tests.apps import sync_workers
-from tests.helpers import eventually
+from tests.helpers import eventually, run_cli
 
 APPS = ("tests.apps.sync_workers",)
 
@@ -71,6 +71,25 @@ async def test_sync_jobs_overlap_up_to_the_queue_limit(client, db, daemons, even
     assert 1 < threads <= 3
     assert all(name.startswith("jobrunner-sync-") for name in await _threads(db))
     await completed(client, jobs)
+
+
+async def test_threads_bound_sync_jobs_across_queue_limits(client, db, daemons, events) -> None:
+    daemon = daemons(queues="sync:3", app=APPS, args=["--threads", "1"]).start()
+    await daemon.wait_ready()
+    jobs = await client.insert_all([sync_workers.block.new({"sleep": 0.3}) for _ in range(3)])
+    await count(db, "end", 3, timeout_s=30)
+    starts, ends = await times(db, "start"), await times(db, "end")
+    assert all(
+        not (starts[a] < ends[b] and starts[b] < ends[a]) for a in starts for b in starts if a < b
+    ), "one thread: the jobs must not overlap"
+    assert await _threads(db) == ["jobrunner-sync-0"]
+    await completed(client, jobs)
+
+
+def test_a_bad_threads_flag_is_one_line(dsn: str) -> None:
+    found = run_cli("start", "--threads", "0", "--queues", "sync:1", dsn=dsn)
+    assert found.returncode == 2 and "Traceback" not in found.stderr
+    assert found.stderr.strip() == "error: threads must be an integer >= 1, got 0"
 
 
 async def _threads(db: asyncpg.Connection) -> list[str]:
