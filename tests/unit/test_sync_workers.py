@@ -292,3 +292,15 @@ def test_threads_setting_must_be_positive() -> None:
         jobrunner.Settings(threads=0)
     with pytest.raises(jobrunner.ConfigError, match="threads must be an integer >= 1, got 0"):
         ThreadPool(0)
+
+
+def test_a_crontab_entry_with_args_that_do_not_fit_is_refused_at_start() -> None:
+    from jobrunner.config import CronEntry
+    from jobrunner.plugins.cron import parse
+
+    with pytest.raises(jobrunner.ConfigError) as caught:
+        parse(CronEntry("* * * * *", "sync.resize", args={"image_id": "x"}))
+    assert str(caught.value) == (
+        "crontab entry 'sync.resize@* * * * *': invalid args for worker 'sync.resize': "
+        "field 'image_id' must be int, got str 'x'"
+    )
