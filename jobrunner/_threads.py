@@ -8,6 +8,7 @@ import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
+from functools import partial
 from typing import Any
 
 from .errors import ConfigError
@@ -23,6 +24,12 @@ _pool: contextvars.ContextVar[ThreadPool | None] = contextvars.ContextVar(
 # Inside a sync worker's thread: the event loop that runs its job.
 _loop: contextvars.ContextVar[asyncio.AbstractEventLoop | None] = contextvars.ContextVar(
     "jobrunner_loop", default=None
+)
+
+# The current attempt's timeout and its length: a sync job waiting for a free thread has
+# its timeout held until the thread starts it.
+deadline: contextvars.ContextVar[tuple[asyncio.Timeout, float] | None] = contextvars.ContextVar(
+    "jobrunner_deadline", default=None
 )
 
 _Work = tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]
@@ -47,6 +54,11 @@ class ThreadPool:
         self._threads: list[threading.Thread] = []
         self._idle = 0
         self._closed = False
+
+    def saturated(self) -> bool:
+        """True when work submitted now would wait for a thread to come free."""
+        with self._lock:
+            return self._idle == 0 and len(self._threads) >= self.size
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         """Run `fn(*args)` on a pool thread; it waits its turn when all threads are busy."""
@@ -125,12 +137,34 @@ async def run(fn: Callable[..., Any], job: Job, *args: Any) -> Any:
     context = contextvars.copy_context()
     context.run(_stop_flag.set, (job.id, job.attempt, flag))
     context.run(_loop.set, loop)
+    timing = deadline.get()
+    if timing is not None and pool.saturated():
+        timing[0].reschedule(None)  # waiting for a thread is not the job's time
+        fn = partial(_restart_deadline, loop, timing, fn)
     future = asyncio.wrap_future(pool.submit(context.run, fn, job, *args), loop=loop)
     try:
         return await future
     except asyncio.CancelledError:
         flag.set()
         raise
+
+
+def _restart_deadline(
+    loop: asyncio.AbstractEventLoop,
+    timing: tuple[asyncio.Timeout, float],
+    fn: Callable[..., Any],
+    *args: Any,
+) -> Any:
+    """In the thread: start the job's timeout now, then run it."""
+    loop.call_soon_threadsafe(_reschedule, timing[0], loop.time() + timing[1])
+    return fn(*args)
+
+
+def _reschedule(timeout: asyncio.Timeout, when: float) -> None:
+    try:
+        timeout.reschedule(when)
+    except RuntimeError:
+        pass  # the attempt already ended (cancelled while the thread started)
 
 
 def job_loop() -> asyncio.AbstractEventLoop | None:

@@ -304,3 +304,29 @@ def test_a_crontab_entry_with_args_that_do_not_fit_is_refused_at_start() -> None
         "crontab entry 'sync.resize@* * * * *': invalid args for worker 'sync.resize': "
         "field 'image_id' must be int, got str 'x'"
     )
+
+
+async def test_a_sync_jobs_timeout_starts_when_a_thread_takes_it() -> None:
+    """With every thread busy, a job waits for one; that wait is not part of its timeout."""
+    from jobrunner import _threads
+
+    started = threading.Event()
+
+    @worker(name="sync.hog", timeout=10)
+    def hog(job: Job) -> str:
+        started.set()
+        time.sleep(0.5)  # the job's own work, holding the only thread
+        return "hog"
+
+    @worker(name="sync.quick", timeout=0.2)
+    def quick(job: Job) -> str:
+        return "quick"
+
+    async def scenario() -> None:  # in a task of its own: the pool is set for it alone
+        _threads.use(ThreadPool(1, name="test-one"))
+        first = asyncio.create_task(perform_job(hog, {}))
+        assert await asyncio.to_thread(started.wait, 10)
+        assert await perform_job(quick, {}) == "quick"  # waited ~0.5 s for the thread
+        assert await first == "hog"
+
+    await asyncio.create_task(scenario())
