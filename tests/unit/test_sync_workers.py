@@ -330,3 +330,10 @@ async def test_a_sync_jobs_timeout_starts_when_a_thread_takes_it() -> None:
         assert await first == "hog"
 
     await asyncio.create_task(scenario())
+
+
+async def test_a_thread_client_refuses_the_event_loops_own_thread() -> None:
+    client = jobrunner.Client(settings=jobrunner.Settings())
+    view = jobrunner.ThreadClient(client, asyncio.get_running_loop())
+    with pytest.raises(JobRunnerError, match="for a sync job's thread, not the event loop"):
+        view.get_job(1)  # waiting here for the loop would hang it
