@@ -1,0 +1,211 @@
+"""The image's build, replayed without a Docker engine: the Dockerfile's COPY lines and its
+deploy/build_image.py steps run as written, with the container's paths mapped into a
+temporary directory, then the installed `jobrunner` is run as the image's entrypoint would
+be. A dependency of pyproject.toml that the steps leave out fails here, not in a deploy.
+
+Needs PyPI (or the index pip is configured with); pip's cache keeps it to seconds."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tomllib
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from tests import dockerfile
+from tests.dockerfile import Instruction, Stage
+from tests.helpers import ROOT
+
+
+class Replay:
+    """A container's filesystem under `root`: `/opt/x` is `root/opt/x`."""
+
+    def __init__(self, root: Path, build_args: dict[str, str]) -> None:
+        self.root = root
+        self.build_args = build_args
+        self.mounts: dict[str, str] = {}  # container path -> path of the stage it comes from
+
+    def path(self, container_path: str) -> Path:
+        for target, source in self.mounts.items():
+            if container_path == target or container_path.startswith(target + "/"):
+                container_path = source + container_path[len(target) :]
+        return self.root / container_path.lstrip("/")
+
+    def copy(self, instruction: Instruction, workdir: str) -> None:
+        """A COPY from the build context (the repository)."""
+        *sources, target = instruction.exec_form() or shlex.split(instruction.rest)
+        target = target if target.startswith("/") else f"{workdir}/{target}"
+        for source in sources:
+            origin = ROOT / source
+            dest = self.path(target)
+            if origin.is_dir():
+                ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+                shutil.copytree(origin, dest, ignore=ignore, dirs_exist_ok=True)
+            else:
+                if target.endswith("/") or len(sources) > 1:
+                    dest = dest / origin.name
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(origin, dest)
+
+    def expand(self, arg: str) -> str:
+        for name, value in self.build_args.items():
+            arg = arg.replace(f"${{{name}}}", value).replace(f"${name}", value)
+        if arg == "python":
+            return sys.executable
+        if arg.startswith("/"):
+            return str(self.path(arg))
+        return arg
+
+    def run_stage(self, stage: Stage, stages: list[Stage]) -> None:
+        """COPY and the build script's RUN lines of one stage, in order."""
+        workdir = "/"
+        for instruction in stage.instructions:
+            if instruction.keyword == "WORKDIR":
+                workdir = instruction.rest
+                self.path(workdir).mkdir(parents=True, exist_ok=True)
+            elif instruction.keyword == "ARG" and "=" in instruction.rest:
+                name, _, default = instruction.rest.partition("=")
+                self.build_args.setdefault(name, default.strip('"'))
+            elif instruction.keyword == "COPY" and not instruction.flags:
+                self.copy(instruction, workdir)
+            elif instruction.keyword == "RUN":
+                self.run(instruction, workdir, stages)
+
+    def run(self, instruction: Instruction, workdir: str, stages: list[Stage]) -> None:
+        for flag in instruction.flags:
+            options = dict(part.split("=", 1) for part in flag.removeprefix("--mount=").split(","))
+            if options.get("type") == "bind":
+                assert any(s.name == options["from"] for s in stages), flag
+                self.mounts[options["target"]] = options["source"]
+        for argv in dockerfile.build_script_runs(Stage("", None, [instruction])):
+            done = subprocess.run(
+                [self.expand(arg) for arg in argv],
+                cwd=self.path(workdir),
+                capture_output=True,
+                text=True,
+                timeout=600,
+                check=False,
+            )
+            assert done.returncode == 0, f"{argv} failed:\n{done.stdout[-3000:]}{done.stderr}"
+
+
+def required(pyproject: Path, extras: list[str]) -> list[Requirement]:
+    """The project's dependencies with those of `extras` (and of extras they name)."""
+    project = tomllib.loads(pyproject.read_text())["project"]
+    own = canonicalize_name(project["name"])
+    found = [Requirement(r) for r in project["dependencies"]]
+    pending, seen = list(extras), set()
+    while pending:
+        extra = pending.pop()
+        if extra in seen:
+            continue
+        seen.add(extra)
+        for raw in project["optional-dependencies"][extra]:
+            req = Requirement(raw)
+            if canonicalize_name(req.name) == own:
+                pending.extend(req.extras)
+            else:
+                found.append(req)
+    return [r for r in found if r.marker is None or r.marker.evaluate()]
+
+
+def missing(venv: Path, requirements: list[Requirement]) -> list[str]:
+    site = list(venv.glob("lib/python3*/site-packages"))
+    assert len(site) == 1, site
+    installed = {
+        canonicalize_name(d.metadata["Name"]): d.version
+        for d in importlib.metadata.distributions(path=[str(site[0])])
+    }
+    return [
+        str(r)
+        for r in requirements
+        if canonicalize_name(r.name) not in installed
+        or not r.specifier.contains(installed[canonicalize_name(r.name)], prereleases=True)
+    ]
+
+
+def clean_env() -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("JOBRUNNER_", "VIRTUAL_ENV", "PYTHON"))
+    }
+    return {**env, "JOBRUNNER_LOG_FORMAT": "json"}
+
+
+@pytest.fixture
+async def image_database(
+    make_database: Callable[[str], Awaitable[str]], worker_suffix: str, dsn: str
+) -> str:
+    return await make_database(f"jobrunner_test_{worker_suffix}_image")
+
+
+@pytest.mark.timeout(600)
+def test_the_image_build_installs_every_dependency_and_runs(
+    tmp_path: Path, image_database: str
+) -> None:
+    stages = dockerfile.parse()
+    build_args: dict[str, str] = {}
+    replay = Replay(tmp_path / "image", build_args)
+    for stage in stages:
+        replay.run_stage(stage, stages)
+    final = stages[-1]
+
+    # The entrypoint, found on the image's PATH, is the installed jobrunner.
+    path_env = next(i.rest for i in final.all("ENV") if "PATH=" in i.rest)
+    bin_dir = re.search(r"PATH=(\S+?):\$PATH", path_env)
+    assert bin_dir, path_env
+    entrypoint = final.last("ENTRYPOINT").exec_form()
+    assert entrypoint == ["jobrunner"]
+    jobrunner = replay.path(bin_dir.group(1)) / entrypoint[0]
+    venv = jobrunner.parent.parent
+    assert jobrunner.is_file(), f"{jobrunner} was not installed"
+
+    extras = [e for e in build_args.get("EXTRAS", "").split(",") if e]
+    assert missing(venv, required(ROOT / "pyproject.toml", extras)) == []
+
+    workdir = replay.path(final.last("WORKDIR").rest)
+    env = clean_env()
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(jobrunner), *args],
+            cwd=workdir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+
+    helped = run("--help")
+    assert helped.returncode == 0, helped.stderr
+    assert "migrate" in helped.stdout and "start" in helped.stdout
+
+    imported = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import jobrunner; print(jobrunner.__file__)"],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert Path(imported.stdout.strip()).is_relative_to(venv), imported.stdout
+
+    migrated = run("migrate", "--dsn", image_database)
+    assert migrated.returncode == 0, migrated.stderr
+    assert migrated.stdout.startswith("applied 0001_initial"), migrated.stdout
+    again = run("migrate", "--dsn", image_database)
+    assert again.returncode == 0 and again.stdout.startswith("schema is current"), again.stdout
