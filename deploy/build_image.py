@@ -29,7 +29,12 @@ EXTRA_NAME = re.compile(r"^[a-z0-9]+(?:[-_.][a-z0-9]+)*$")
 
 
 class BuildError(Exception):
-    """A step that cannot go on; its message is the one line printed."""
+    """A step that cannot go on; its message is the one line printed. Exit code 2 for bad
+    input, 1 for a step that failed."""
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def parse_extras(spec: str, defined: Sequence[str]) -> list[str]:
@@ -77,7 +82,8 @@ def run(argv: list[str]) -> None:
     print("+", " ".join(argv), flush=True)
     done = subprocess.run(argv, check=False)  # noqa: S603 (our own argv, no shell)
     if done.returncode != 0:
-        raise BuildError(f"'{' '.join(argv[:5])} ...' failed with exit code {done.returncode}")
+        command = " ".join(argv[:5])
+        raise BuildError(f"'{command} ...' failed with exit code {done.returncode}", 1)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -102,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"installed {pinned} in {args.venv}")
     except BuildError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return exc.exit_code
     return 0
 
 
