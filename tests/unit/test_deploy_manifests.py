@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import pytest
 import typer
 import yaml
@@ -170,6 +171,13 @@ def probe_port(container: dict[str, Any], probe: dict[str, Any]) -> int:
         port = named[port]
     assert port in [p["containerPort"] for p in container["ports"]], probe
     return int(port)
+
+
+@pytest.mark.parametrize("version", ["1.27", kubernetes_validate.latest_version()])
+def test_kubernetes_manifests_follow_the_api_schema(version: str) -> None:
+    """Strict: a misspelt or misplaced field is an error, as `kubectl apply` makes it."""
+    for manifest in manifests():
+        kubernetes_validate.validate(manifest, version, strict=True)
 
 
 def test_kubernetes_daemon_probes_and_grace(tmp_path: Path) -> None:
