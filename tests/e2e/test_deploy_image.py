@@ -8,17 +8,23 @@ Needs PyPI (or the index pip is configured with); pip's cache keeps it to second
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import re
 import shlex
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
 import tomllib
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -143,44 +149,21 @@ def clean_env() -> dict[str, str]:
     return {**env, "JOBRUNNER_LOG_FORMAT": "json"}
 
 
-@pytest.fixture
-async def image_database(
-    make_database: Callable[[str], Awaitable[str]], worker_suffix: str, dsn: str
-) -> str:
-    return await make_database(f"jobrunner_test_{worker_suffix}_image")
+@dataclass
+class Image:
+    """The replayed image: its filesystem, and what its Dockerfile says to run."""
 
+    replay: Replay
+    final: Stage
+    venv: Path
+    jobrunner: Path
+    workdir: Path
+    extras: list[str]
 
-@pytest.mark.timeout(600)
-def test_the_image_build_installs_every_dependency_and_runs(
-    tmp_path: Path, image_database: str
-) -> None:
-    stages = dockerfile.parse()
-    build_args: dict[str, str] = {}
-    replay = Replay(tmp_path / "image", build_args)
-    for stage in stages:
-        replay.run_stage(stage, stages)
-    final = stages[-1]
-
-    # The entrypoint, found on the image's PATH, is the installed jobrunner.
-    path_env = next(i.rest for i in final.all("ENV") if "PATH=" in i.rest)
-    bin_dir = re.search(r"PATH=(\S+?):\$PATH", path_env)
-    assert bin_dir, path_env
-    entrypoint = final.last("ENTRYPOINT").exec_form()
-    assert entrypoint == ["jobrunner"]
-    jobrunner = replay.path(bin_dir.group(1)) / entrypoint[0]
-    venv = jobrunner.parent.parent
-    assert jobrunner.is_file(), f"{jobrunner} was not installed"
-
-    extras = [e for e in build_args.get("EXTRAS", "").split(",") if e]
-    assert missing(venv, required(ROOT / "pyproject.toml", extras)) == []
-
-    workdir = replay.path(final.last("WORKDIR").rest)
-    env = clean_env()
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
+    def run(self, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(jobrunner), *args],
-            cwd=workdir,
+            [str(self.jobrunner), *args],
+            cwd=self.workdir,
             env=env,
             capture_output=True,
             text=True,
@@ -189,23 +172,119 @@ def test_the_image_build_installs_every_dependency_and_runs(
             stdin=subprocess.DEVNULL,
         )
 
-    helped = run("--help")
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory: pytest.TempPathFactory) -> Image:
+    stages = dockerfile.parse()
+    build_args: dict[str, str] = {}
+    replay = Replay(tmp_path_factory.mktemp("image"), build_args)
+    for stage in stages:
+        replay.run_stage(stage, stages)
+    final = stages[-1]
+    # The entrypoint, found on the image's PATH, is the installed jobrunner.
+    path_env = next(i.rest for i in final.all("ENV") if "PATH=" in i.rest)
+    bin_dir = re.search(r"PATH=(\S+?):\$PATH", path_env)
+    assert bin_dir, path_env
+    entrypoint = final.last("ENTRYPOINT").exec_form()
+    assert entrypoint == ["jobrunner"]
+    jobrunner = replay.path(bin_dir.group(1)) / entrypoint[0]
+    assert jobrunner.is_file(), f"{jobrunner} was not installed"
+    return Image(
+        replay=replay,
+        final=final,
+        venv=jobrunner.parent.parent,
+        jobrunner=jobrunner,
+        workdir=replay.path(final.last("WORKDIR").rest),
+        extras=[e for e in build_args.get("EXTRAS", "").split(",") if e],
+    )
+
+
+@pytest.fixture(scope="module")
+async def image_database(
+    make_database: Callable[[str], Awaitable[str]], worker_suffix: str, dsn: str
+) -> str:
+    return await make_database(f"jobrunner_test_{worker_suffix}_image")
+
+
+@pytest.mark.timeout(600)
+def test_the_image_build_installs_every_dependency_and_migrates(
+    image: Image, image_database: str
+) -> None:
+    assert missing(image.venv, required(ROOT / "pyproject.toml", image.extras)) == []
+    env = clean_env()
+
+    helped = image.run("--help", env=env)
     assert helped.returncode == 0, helped.stderr
     assert "migrate" in helped.stdout and "start" in helped.stdout
 
     imported = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", "import jobrunner; print(jobrunner.__file__)"],
-        cwd=workdir,
+        [str(image.venv / "bin" / "python"), "-c", "import jobrunner; print(jobrunner.__file__)"],
+        cwd=image.workdir,
         env=env,
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
     )
-    assert Path(imported.stdout.strip()).is_relative_to(venv), imported.stdout
+    assert Path(imported.stdout.strip()).is_relative_to(image.venv), imported.stdout
 
-    migrated = run("migrate", "--dsn", image_database)
+    migrated = image.run("migrate", "--dsn", image_database, env=env)
     assert migrated.returncode == 0, migrated.stderr
     assert migrated.stdout.startswith("applied 0001_initial"), migrated.stdout
-    again = run("migrate", "--dsn", image_database)
+    again = image.run("migrate", "--dsn", image_database, env=env)
     assert again.returncode == 0 and again.stdout.startswith("schema is current"), again.stdout
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.timeout(600)
+def test_the_image_command_passes_its_healthcheck_and_stops_on_sigterm(
+    image: Image, image_database: str
+) -> None:
+    """The image's CMD, with the environment the compose daemons get, on a free loopback
+    port in place of 0.0.0.0:9090; the HEALTHCHECK command, pointed at the same port."""
+    cmd = image.final.last("CMD").exec_form()
+    assert cmd is not None and "--metrics" in cmd
+    started = image.run("start", "--help", env=clean_env())
+    if "--metrics" not in started.stdout:
+        pytest.skip("this build's daemon has no --metrics option (no health endpoint) yet")
+    port = free_port()
+    cmd[cmd.index("--metrics") + 1] = f"127.0.0.1:{port}"
+    healthcheck = image.final.last("HEALTHCHECK").rest.removeprefix("CMD ")
+    probe = json.loads(healthcheck.replace(":9090/", f":{port}/"))
+    probe[0] = str(image.venv / "bin" / probe[0])
+    compose = yaml.safe_load((ROOT / "deploy" / "compose.yaml").read_text())
+    env = {
+        **clean_env(),
+        **compose["services"]["worker-1"]["environment"],
+        "JOBRUNNER_DATABASE_URL": image_database,
+    }
+    daemon = subprocess.Popen(
+        [str(image.jobrunner), *cmd],
+        cwd=image.workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            checked = subprocess.run(probe, capture_output=True, text=True, timeout=30)
+            if checked.returncode == 0:
+                break
+            assert daemon.poll() is None, daemon.communicate()[0]
+            assert time.monotonic() < deadline, checked.stderr
+            time.sleep(0.2)
+        daemon.send_signal(signal.SIGTERM)
+        output, _ = daemon.communicate(timeout=60)
+        assert daemon.returncode == 0, output
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.communicate()
