@@ -10,6 +10,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -287,3 +288,12 @@ def test_every_deployed_command_line_parses() -> None:
     assert pending <= WITH_HTTP_SERVER, unknown
     if pending:
         pytest.skip(f"this build has no {', '.join(sorted(pending))} yet: {sorted(unknown)}")
+
+
+def test_images_are_tagged_with_the_project_version() -> None:
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    images = [s["image"] for s in compose()["services"].values() if "build" in s]
+    for manifest in manifests():
+        pod = manifest["spec"].get("template", {}).get("spec", {})
+        images += [c["image"] for c in pod.get("containers", [])]
+    assert images and set(images) == {f"jobrunner:{version}"}, images
