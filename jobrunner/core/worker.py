@@ -14,8 +14,8 @@ from typing import Any
 
 import orjson
 
-from .errors import InvalidJob, UnknownWorker
-from .job import Job, JobState
+from jobrunner.core.errors import InvalidJob, UnknownWorker
+from jobrunner.core.job import Job, JobState
 
 DEFAULT_QUEUE = "default"
 DEFAULT_MAX_ATTEMPTS = 20
