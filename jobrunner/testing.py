@@ -25,13 +25,15 @@ from typing import Any, TypedDict, TypeVar, Unpack
 
 import asyncpg
 
-from . import _drain, _executor, _queries
-from ._drain import DrainResult
-from .client import Client
-from .config import Settings
-from .errors import InvalidJob, JobRunnerError
-from .job import Job, JobError, JobState
-from .worker import Worker, as_worker, now_utc
+from jobrunner.client import Client
+from jobrunner.core.config import Settings
+from jobrunner.core.errors import InvalidJob, JobRunnerError
+from jobrunner.core.job import Job, JobError, JobState
+from jobrunner.core.worker import Worker, as_worker, now_utc
+from jobrunner.db import queries as _queries
+from jobrunner.engine import drain as _drain
+from jobrunner.engine import executor as _executor
+from jobrunner.engine.drain import DrainResult
 
 __all__ = [
     "DEFAULT_STATES",

@@ -5,15 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .. import _notifier
-from .._leader import Leader
-from .cron import Cron, parse_all
-from .pruner import Pruner
-from .rescuer import Rescuer
-from .stager import Stager
+from jobrunner.engine import notifier as _notifier
+from jobrunner.engine.leader import Leader
+from jobrunner.plugins.cron import Cron, parse_all
+from jobrunner.plugins.pruner import Pruner
+from jobrunner.plugins.rescuer import Rescuer
+from jobrunner.plugins.stager import Stager
 
 if TYPE_CHECKING:
-    from ..runner import Runner
+    from jobrunner.daemon.runner import Runner
 
 __all__ = ["Cron", "Pruner", "Rescuer", "Stager", "build"]
 

@@ -11,8 +11,8 @@ from concurrent.futures import Future
 from functools import partial
 from typing import Any
 
-from .errors import ConfigError
-from .job import Job, _stop_flag
+from jobrunner.core.errors import ConfigError
+from jobrunner.core.job import Job, _stop_flag
 
 DEFAULT_THREADS = 10
 

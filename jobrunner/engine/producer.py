@@ -11,14 +11,17 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from . import _db, _executor, _queries, _threads
-from ._acker import Acker
-from ._queries import Ack
-from .config import QueueConfig
-from .job import Job
+from jobrunner.core import threads as _threads
+from jobrunner.core.config import QueueConfig
+from jobrunner.core.job import Job
+from jobrunner.db import connection as _db
+from jobrunner.db import queries as _queries
+from jobrunner.db.queries import Ack
+from jobrunner.engine import executor as _executor
+from jobrunner.engine.acker import Acker
 
 if TYPE_CHECKING:
-    from .client import Client
+    from jobrunner.client import Client
 
 log = structlog.get_logger("jobrunner.producer")
 

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from .errors import ConfigError, DatabaseUnavailable
+from jobrunner.core.errors import ConfigError, DatabaseUnavailable
 
 # The password runs to the first @ that a host (maybe empty: a unix socket), a port and the end
 # of the URL follow, so that @ / ? # pasted unencoded into a password are hidden too.

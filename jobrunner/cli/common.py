@@ -12,8 +12,8 @@ from typing import Annotated, TypeVar
 import structlog
 import typer
 
-from .client import Client
-from .config import Settings
+from jobrunner.client import Client
+from jobrunner.core.config import Settings
 
 T = TypeVar("T")
 
@@ -53,7 +53,7 @@ def quiet_logs() -> None:
 
 def with_client(settings: Settings, body: Callable[[Client], Awaitable[T]]) -> T:
     """Connect, run `body`, close; errors become one line and an exit code."""
-    from .cli import run
+    from jobrunner.cli.app import run
 
     quiet_logs()
 

@@ -9,16 +9,16 @@ from typing import Annotated, Any
 
 import typer
 
-from . import _queries
-from ._apps import import_apps
-from ._cli_common import AppOption, JsonOption, with_client
-from ._commands import job_states
-from ._status import table
-from .cli import ConfigOption, DsnOption, app, fail, load_settings
-from .client import Client
-from .errors import JobNotFound
-from .job import FINISHED_STATES, Job, JobState
-from .worker import NewJob, registered
+from jobrunner.cli.app import ConfigOption, DsnOption, app, fail, load_settings
+from jobrunner.cli.common import AppOption, JsonOption, with_client
+from jobrunner.client import Client
+from jobrunner.core.apps import import_apps
+from jobrunner.core.errors import JobNotFound
+from jobrunner.core.job import FINISHED_STATES, Job, JobState
+from jobrunner.core.worker import NewJob, registered
+from jobrunner.db import queries as _queries
+from jobrunner.ops.commands import job_states
+from jobrunner.ops.status import table
 
 jobs_app = typer.Typer(name="jobs", help="List, show, retry and cancel jobs.", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")

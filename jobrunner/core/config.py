@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, InvalidJob
-from .worker import validate_queue
+from jobrunner.core.errors import ConfigError, InvalidJob
+from jobrunner.core.worker import validate_queue
 
 DEFAULT_CONFIG_PATH = Path("config/jobrunner.toml")
 DAY_S = 86_400.0

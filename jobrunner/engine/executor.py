@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from . import _telemetry, _threads
-from ._queries import Ack
-from .job import Cancel, Discard, Job, Snooze
-from .worker import Worker, default_backoff, lookup
+from jobrunner.core import telemetry as _telemetry
+from jobrunner.core import threads as _threads
+from jobrunner.core.job import Cancel, Discard, Job, Snooze
+from jobrunner.core.worker import Worker, default_backoff, lookup
+from jobrunner.db.queries import Ack
 
 if TYPE_CHECKING:
-    from .client import Client
+    from jobrunner.client import Client
 
 COMPLETED, FAILURE, SNOOZED, CANCELLED, DISCARDED = (
     "completed",
@@ -114,7 +115,7 @@ async def execute(
     A cancelled attempt emits `job.exception` with the outcome `cancel_reasons[job.id]`
     (default "interrupted") and propagates the cancellation: the caller writes its ack.
     """
-    from .client import _current
+    from jobrunner.client import _current
 
     fields = _fields(job)
     fields["queue_time_s"] = _queue_time(job)
@@ -221,6 +222,6 @@ async def run_inline(client: Client, inserted: Sequence[Job], conn: Any = None) 
     Jobs inserted on `conn` inside an open transaction are left for a drain (see
     `_drain.run_inserted`).
     """
-    from ._drain import run_inserted
+    from jobrunner.engine.drain import run_inserted
 
     return await run_inserted(client, inserted, conn=conn)

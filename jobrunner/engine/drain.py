@@ -14,12 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from . import _db, _executor, _queries
-from .job import Job
-from .worker import validate_queue
+from jobrunner.core.job import Job
+from jobrunner.core.worker import validate_queue
+from jobrunner.db import connection as _db
+from jobrunner.db import queries as _queries
+from jobrunner.engine import executor as _executor
 
 if TYPE_CHECKING:
-    from .client import Client
+    from jobrunner.client import Client
 
 log = structlog.get_logger("jobrunner.drain")
 

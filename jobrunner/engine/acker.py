@@ -9,8 +9,9 @@ from collections.abc import Callable
 import asyncpg
 import structlog
 
-from . import _db, _queries
-from ._queries import Ack
+from jobrunner.db import connection as _db
+from jobrunner.db import queries as _queries
+from jobrunner.db.queries import Ack
 
 log = structlog.get_logger("jobrunner.acker")
 

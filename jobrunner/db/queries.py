@@ -14,14 +14,14 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from . import _db
-from .errors import InvalidJob, JobRunnerError, SchemaMissing
-from .job import _STATES, Job, inserted, new_inserted_job
-from .worker import NewJob
+from jobrunner.core.errors import InvalidJob, JobRunnerError, SchemaMissing
+from jobrunner.core.job import _STATES, Job, inserted, new_inserted_job
+from jobrunner.core.worker import NewJob
+from jobrunner.db import connection as _db
 
 
 def _sql(name: str) -> str:
-    return (files("jobrunner") / "sql" / f"{name}.sql").read_text()
+    return (files("jobrunner.db") / "sql" / f"{name}.sql").read_text()
 
 
 INSERT_JOBS = _sql("insert_jobs")

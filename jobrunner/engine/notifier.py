@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 import structlog
 
-from . import _db
+from jobrunner.db import connection as _db
 
 log = structlog.get_logger("jobrunner.notifier")
 

@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Iterable
 
-from .errors import ConfigError
+from jobrunner.core.errors import ConfigError
 
 
 def import_apps(modules: Iterable[str]) -> None:

@@ -14,18 +14,21 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
-from . import _db, _migrate, _queries, _threads
-from ._acker import Acker
-from ._leader import Leader
-from ._notifier import CANCEL, INSERT, Notifier
-from ._producer import Producer
-from .config import QueueConfig, Settings
-from .errors import ConfigError, JobRunnerError
+from jobrunner.core import threads as _threads
+from jobrunner.core.config import QueueConfig, Settings
+from jobrunner.core.errors import ConfigError, JobRunnerError
+from jobrunner.db import connection as _db
+from jobrunner.db import migrate as _migrate
+from jobrunner.db import queries as _queries
+from jobrunner.engine.acker import Acker
+from jobrunner.engine.leader import Leader
+from jobrunner.engine.notifier import CANCEL, INSERT, Notifier
+from jobrunner.engine.producer import Producer
 
 if TYPE_CHECKING:
     from typing import Self
 
-    from .client import Client
+    from jobrunner.client import Client
 
 log = structlog.get_logger("jobrunner.runner")
 
@@ -191,7 +194,8 @@ class Runner:
 
     def _extensions(self) -> list[Any]:
         """Plugins (stager, cron, pruner, rescuer) and the control loop."""
-        from . import _control, plugins
+        from jobrunner import plugins
+        from jobrunner.daemon import control as _control
 
         return [_control.Controller(self), *plugins.build(self)]
 

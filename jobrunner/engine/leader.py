@@ -10,8 +10,9 @@ from typing import Protocol
 
 import structlog
 
-from . import _db, _queries
-from .errors import ConfigError
+from jobrunner.core.errors import ConfigError
+from jobrunner.db import connection as _db
+from jobrunner.db import queries as _queries
 
 log = structlog.get_logger("jobrunner.leader")
 

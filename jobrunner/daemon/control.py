@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from . import _db, _queries
-from ._notifier import CONTROL
-from ._queries import ControlCommand
+from jobrunner.db import connection as _db
+from jobrunner.db import queries as _queries
+from jobrunner.db.queries import ControlCommand
+from jobrunner.engine.notifier import CONTROL
 
 if TYPE_CHECKING:
-    from .runner import Runner
+    from jobrunner.daemon.runner import Runner
 
 log = structlog.get_logger("jobrunner.control")
 

@@ -7,9 +7,8 @@ from typing import Annotated
 
 import typer
 
-from . import _draining, _status
-from ._apps import import_apps
-from ._cli_common import (
+from jobrunner.cli.app import ConfigOption, DsnOption, app, fail, load_settings
+from jobrunner.cli.common import (
     AppOption,
     ForceOption,
     JsonOption,
@@ -17,9 +16,11 @@ from ._cli_common import (
     TimeoutOption,
     with_client,
 )
-from ._commands import ControlResult
-from .cli import ConfigOption, DsnOption, app, fail, load_settings
-from .client import Client
+from jobrunner.client import Client
+from jobrunner.core.apps import import_apps
+from jobrunner.ops import draining as _draining
+from jobrunner.ops import status as _status
+from jobrunner.ops.commands import ControlResult
 
 
 def _plural(n: int, word: str) -> str:

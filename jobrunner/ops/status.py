@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from . import _queries
-from ._queries import NodeRow
-from .job import JobState
+from jobrunner.core.job import JobState
+from jobrunner.db import queries as _queries
+from jobrunner.db.queries import NodeRow
 
 if TYPE_CHECKING:
-    from .client import Client
+    from jobrunner.client import Client
 
 STATES = tuple(s.value for s in JobState)
 

@@ -11,14 +11,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import _queries
-from ._control import PAUSE, RESUME, SCALE, STOP
-from .errors import JobRunnerError
-from .job import JobState
-from .worker import registered, validate_queue
+from jobrunner.core.errors import JobRunnerError
+from jobrunner.core.job import JobState
+from jobrunner.core.worker import registered, validate_queue
+from jobrunner.daemon.control import PAUSE, RESUME, SCALE, STOP
+from jobrunner.db import queries as _queries
 
 if TYPE_CHECKING:
-    from .client import Client
+    from jobrunner.client import Client
 
 CONTROL_HISTORY_S = 7 * 86_400.0  # commands older than this are pruned as new ones arrive
 POLL_S = 0.05

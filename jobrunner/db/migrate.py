@@ -9,7 +9,7 @@ from importlib.resources import files
 import asyncpg
 import structlog
 
-from .errors import MigrationError, SchemaMissing, SchemaOutdated
+from jobrunner.core.errors import MigrationError, SchemaMissing, SchemaOutdated
 
 log = structlog.get_logger("jobrunner.migrate")
 
@@ -40,7 +40,7 @@ class Migration:
 def available() -> list[Migration]:
     """The migrations shipped with this version of jobrunner, in order."""
     found = []
-    for entry in files("jobrunner").joinpath("migrations").iterdir():
+    for entry in files("jobrunner.db").joinpath("migrations").iterdir():
         if entry.name.endswith(".sql"):
             version = int(entry.name.split("_", 1)[0])
             found.append(Migration(version, entry.name.removesuffix(".sql"), entry.read_text()))

@@ -12,15 +12,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from . import _commands, _drain, _queries
-from ._control import DRAIN
-from ._queries import DrainBaseline
-from .errors import JobRunnerError, UnknownWorker
-from .job import Job, JobState
-from .worker import registered
+from jobrunner.core.errors import JobRunnerError, UnknownWorker
+from jobrunner.core.job import Job, JobState
+from jobrunner.core.worker import registered
+from jobrunner.daemon.control import DRAIN
+from jobrunner.db import queries as _queries
+from jobrunner.db.queries import DrainBaseline
+from jobrunner.engine import drain as _drain
+from jobrunner.ops import commands as _commands
 
 if TYPE_CHECKING:
-    from .client import Client
+    from jobrunner.client import Client
 
 POLL_S = 0.1
 WAITING = ("available", "scheduled", "retryable", "executing")

@@ -14,9 +14,10 @@ from typing import Any
 
 import orjson
 
-from . import _threads, _typed_args
-from .errors import InvalidJob, UnknownWorker
-from .job import Job, JobState
+from jobrunner.core import threads as _threads
+from jobrunner.core import typed_args as _typed_args
+from jobrunner.core.errors import InvalidJob, UnknownWorker
+from jobrunner.core.job import Job, JobState
 
 DEFAULT_QUEUE = "default"
 DEFAULT_MAX_ATTEMPTS = 20

@@ -14,7 +14,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import InvalidJob
+from jobrunner.core.errors import InvalidJob
 
 
 def is_pydantic(tp: object) -> bool:

@@ -10,12 +10,10 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
-from . import _db, _migrate
-from ._apps import import_apps
-from ._telemetry import configure_logging
-from .client import Client
-from .config import Settings, parse_queues
-from .errors import (
+from jobrunner.client import Client
+from jobrunner.core.apps import import_apps
+from jobrunner.core.config import Settings, parse_queues
+from jobrunner.core.errors import (
     ConfigError,
     DatabaseUnavailable,
     InvalidJob,
@@ -23,7 +21,10 @@ from .errors import (
     JobRunnerError,
     UnknownWorker,
 )
-from .runner import Runner
+from jobrunner.core.telemetry import configure_logging
+from jobrunner.daemon.runner import Runner
+from jobrunner.db import connection as _db
+from jobrunner.db import migrate as _migrate
 
 app = typer.Typer(
     name="jobrunner",
@@ -204,11 +205,6 @@ async def _first_of(*events: asyncio.Event) -> None:
     finally:
         for wait in waits:
             wait.cancel()
-
-
-# The operator's commands (pause, resume, scale, stop, drain, status, jobs, enqueue) live in
-# their own modules, which register on `app`; imported last since they use the helpers above.
-from . import _cli_jobs, _cli_ops  # noqa: E402, F401
 
 
 def main() -> None:
