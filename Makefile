@@ -37,6 +37,7 @@ lint: venv
 	$(VENV)/bin/ruff format --check jobrunner tests
 	$(VENV)/bin/ruff check jobrunner tests
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 fmt: venv
 	$(VENV)/bin/ruff format jobrunner tests

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import contextvars
 from collections.abc import Iterable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import asyncpg
 
@@ -16,6 +15,7 @@ from jobrunner.core.worker import NewJob
 from jobrunner.db import connection as _db
 from jobrunner.db import migrate as _migrate
 from jobrunner.db import queries as _queries
+from jobrunner.engine.executor import CURRENT_CLIENT
 
 if TYPE_CHECKING:
     from typing import Self
@@ -28,8 +28,6 @@ TestingMode = Literal["inline", "manual"]
 
 _NOT_CONNECTED = "the client is not connected; use 'async with jobrunner.connect()'"
 
-_current: contextvars.ContextVar[Client] = contextvars.ContextVar("jobrunner_client")
-
 
 def current_client() -> Client:
     """The client running the current job, to enqueue follow-up jobs from a worker.
@@ -40,7 +38,7 @@ def current_client() -> Client:
         ...     await jobrunner.current_client().insert(step_two.new(job.args))
     """
     try:
-        return _current.get()
+        return cast(Client, CURRENT_CLIENT.get())
     except LookupError:
         raise JobRunnerError("current_client() is only available inside a running job") from None
 
@@ -122,7 +120,7 @@ class Client:
             return []
         inserted = await _queries.insert_jobs(conn or self.pool, batch)
         if self.testing == "inline":
-            from jobrunner.engine.executor import run_inline
+            from jobrunner.engine.drain import run_inline
 
             return await run_inline(self, inserted, conn)
         return inserted
