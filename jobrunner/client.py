@@ -11,7 +11,7 @@ import asyncpg
 from jobrunner.core.config import Settings
 from jobrunner.core.errors import InvalidJob, JobNotFound, JobRunnerError
 from jobrunner.core.job import Job
-from jobrunner.core.worker import NewJob
+from jobrunner.core.new_job import NewJob
 from jobrunner.db import connection as _db
 from jobrunner.db import migrate as _migrate
 from jobrunner.db import queries as _queries

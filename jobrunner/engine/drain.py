@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from jobrunner.core.job import Job
-from jobrunner.core.worker import validate_queue
+from jobrunner.core.new_job import validate_queue
 from jobrunner.db import connection as _db
 from jobrunner.db import queries as _queries
 from jobrunner.engine import executor as _executor

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from jobrunner.core.errors import JobRunnerError
 from jobrunner.core.job import JobState
-from jobrunner.core.worker import registered, validate_queue
+from jobrunner.core.new_job import validate_queue
+from jobrunner.core.worker import registered
 from jobrunner.daemon.control import PAUSE, RESUME, SCALE, STOP
 from jobrunner.db import queries as _queries
 

@@ -16,7 +16,7 @@ import asyncpg
 
 from jobrunner.core.errors import InvalidJob, JobRunnerError, SchemaMissing
 from jobrunner.core.job import _STATES, Job, inserted, new_inserted_job
-from jobrunner.core.worker import NewJob
+from jobrunner.core.new_job import NewJob
 from jobrunner.db import connection as _db
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from jobrunner.core.job import Job
-from jobrunner.core.worker import NewJob
+from jobrunner.core.new_job import NewJob
 from jobrunner.db.queries.jobs import Conn, _fetch, _sql
 
 STAGE_JOBS = _sql("stage_jobs")
