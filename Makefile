@@ -57,4 +57,4 @@ db-reset: db-stop
 ci: lint test
 
 clean:
-	rm -rf $(VENV) .jobrunner .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .jobrunner .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
