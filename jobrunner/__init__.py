@@ -23,8 +23,9 @@ from jobrunner.core.errors import (
     UnknownWorker,
 )
 from jobrunner.core.job import Cancel, Discard, Job, JobError, JobState, Snooze
+from jobrunner.core.new_job import NewJob, Unique
 from jobrunner.core.telemetry import subscribe
-from jobrunner.core.worker import NewJob, Unique, Worker, worker
+from jobrunner.core.worker import Worker, worker
 from jobrunner.daemon.runner import Runner
 
 __all__ = [

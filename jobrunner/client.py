@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextvars
 from collections.abc import Coroutine, Iterable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import asyncpg
 
@@ -14,10 +13,11 @@ from jobrunner.core import threads as _threads
 from jobrunner.core.config import Settings
 from jobrunner.core.errors import InvalidJob, JobNotFound, JobRunnerError
 from jobrunner.core.job import Job
-from jobrunner.core.worker import NewJob
+from jobrunner.core.new_job import NewJob
 from jobrunner.db import connection as _db
 from jobrunner.db import migrate as _migrate
 from jobrunner.db import queries as _queries
+from jobrunner.engine.executor import CURRENT_CLIENT
 
 if TYPE_CHECKING:
     from typing import Self
@@ -32,8 +32,6 @@ TestingMode = Literal["inline", "manual"]
 
 _NOT_CONNECTED = "the client is not connected; use 'async with jobrunner.connect()'"
 
-_current: contextvars.ContextVar[Client] = contextvars.ContextVar("jobrunner_client")
-
 
 def current_client() -> Client:
     """The client running the current job, to enqueue follow-up jobs from a worker.
@@ -47,7 +45,7 @@ def current_client() -> Client:
         ...     await jobrunner.current_client().insert(step_two.new(job.args))
     """
     try:
-        client = _current.get()
+        client = cast(Client, CURRENT_CLIENT.get())
     except LookupError:
         raise JobRunnerError("current_client() is only available inside a running job") from None
     loop = _threads.job_loop()
@@ -201,7 +199,7 @@ class Client:
             return []
         inserted = await _queries.insert_jobs(conn or self.pool, batch)
         if self.testing == "inline":
-            from jobrunner.engine.executor import run_inline
+            from jobrunner.engine.drain import run_inline
 
             return await run_inline(self, inserted, conn)
         return inserted

@@ -1,7 +1,4 @@
-"""What the operator's command modules share: options, logging, and running with a client.
-
-It imports `cli` lazily, so that the command modules may be imported in any order.
-"""
+"""What the operator's command modules share: options, logging, and running with a client."""
 
 from __future__ import annotations
 
@@ -12,6 +9,7 @@ from typing import Annotated, TypeVar
 import structlog
 import typer
 
+from jobrunner.cli.app import run
 from jobrunner.client import Client
 from jobrunner.core.config import Settings
 
@@ -53,8 +51,6 @@ def quiet_logs() -> None:
 
 def with_client(settings: Settings, body: Callable[[Client], Awaitable[T]]) -> T:
     """Connect, run `body`, close; errors become one line and an exit code."""
-    from jobrunner.cli.app import run
-
     quiet_logs()
 
     async def go() -> T:

@@ -15,7 +15,8 @@ from jobrunner.client import Client
 from jobrunner.core.apps import import_apps
 from jobrunner.core.errors import JobNotFound
 from jobrunner.core.job import FINISHED_STATES, Job, JobState
-from jobrunner.core.worker import NewJob, registered
+from jobrunner.core.new_job import NewJob
+from jobrunner.core.worker import registered
 from jobrunner.db import queries as _queries
 from jobrunner.ops.commands import job_states
 from jobrunner.ops.status import table

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from jobrunner.core.errors import ConfigError, InvalidJob
-from jobrunner.core.worker import validate_queue
+from jobrunner.core.new_job import validate_queue
 
 DEFAULT_CONFIG_PATH = Path("config/jobrunner.toml")
 DAY_S = 86_400.0

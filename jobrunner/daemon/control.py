@@ -21,7 +21,7 @@ from jobrunner.db.queries import ControlCommand
 from jobrunner.engine.notifier import CONTROL
 
 if TYPE_CHECKING:
-    from jobrunner.daemon.runner import Runner
+    from jobrunner.engine.node import Node
 
 log = structlog.get_logger("jobrunner.control")
 
@@ -34,7 +34,7 @@ class Controller:
 
     _task: asyncio.Task[None] | None = None
 
-    def __init__(self, runner: Runner) -> None:
+    def __init__(self, runner: Node) -> None:
         self._runner = runner
         self._interval_s = runner.settings.control_poll_interval_s
         self._wake = asyncio.Event()

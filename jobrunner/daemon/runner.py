@@ -28,7 +28,7 @@ from jobrunner.engine.producer import Producer
 if TYPE_CHECKING:
     from typing import Self
 
-    from jobrunner.client import Client
+    from jobrunner.db.connection import Connected as Client
 
 log = structlog.get_logger("jobrunner.runner")
 

@@ -7,11 +7,12 @@ import logging
 import re
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import asyncpg
 
+from jobrunner.core.config import Settings
 from jobrunner.core.errors import ConfigError, DatabaseUnavailable
 
 # The password runs to the first @ that a host (maybe empty: a unix socket), a port and the end
@@ -246,3 +247,18 @@ async def close_pool(pool: asyncpg.Pool, timeout_s: float = 5.0) -> None:
         await asyncio.wait_for(pool.close(), timeout_s)
     except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
         pool.terminate()
+
+
+class Connected(Protocol):
+    """A connected client as the engine and the operations see it: its pool, settings and URL.
+
+    `jobrunner.Client` is one; the layers below it take this, so they never import it.
+    """
+
+    settings: Settings
+
+    @property
+    def pool(self) -> asyncpg.Pool: ...
+
+    @property
+    def dsn(self) -> str: ...

@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from jobrunner.core.job import Job
-from jobrunner.core.worker import validate_queue
+from jobrunner.core.new_job import validate_queue
 from jobrunner.db import connection as _db
 from jobrunner.db import queries as _queries
 from jobrunner.engine import executor as _executor
 
 if TYPE_CHECKING:
-    from jobrunner.client import Client
+    from jobrunner.db.connection import Connected as Client
 
 log = structlog.get_logger("jobrunner.drain")
 
@@ -256,3 +256,12 @@ async def run_inserted(client: Client, inserted: Sequence[Job], *, conn: Any = N
         fresh = None if job.conflict else await _queries.get_job(client.pool, job.id)
         ended.append(fresh or job)
     return ended
+
+
+async def run_inline(client: Client, inserted: Sequence[Job], conn: Any = None) -> list[Job]:
+    """Testing inline mode: run each inserted job now, in this task; return them as they ended.
+
+    Jobs inserted on `conn` inside an open transaction are left for a drain (see
+    `run_inserted`).
+    """
+    return await run_inserted(client, inserted, conn=conn)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 import os
 import socket
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,10 @@ from jobrunner.core.worker import Worker, default_backoff, lookup
 from jobrunner.db.queries import Ack
 
 if TYPE_CHECKING:
-    from jobrunner.client import Client
+    from jobrunner.db.connection import Connected as Client
+
+# The client running the current job (`jobrunner.current_client()` returns it).
+CURRENT_CLIENT: contextvars.ContextVar[Client] = contextvars.ContextVar("jobrunner_client")
 
 COMPLETED, FAILURE, SNOOZED, CANCELLED, DISCARDED = (
     "completed",
@@ -115,12 +119,10 @@ async def execute(
     A cancelled attempt emits `job.exception` with the outcome `cancel_reasons[job.id]`
     (default "interrupted") and propagates the cancellation: the caller writes its ack.
     """
-    from jobrunner.client import _current
-
     fields = _fields(job)
     fields["queue_time_s"] = _queue_time(job)
     _telemetry.emit(_telemetry.JOB_START, logging.INFO, dict(fields))
-    token = _current.set(client)
+    token = CURRENT_CLIENT.set(client)
     started = time.perf_counter()
     try:
         bound = structlog.contextvars.bind_contextvars(
@@ -147,7 +149,7 @@ async def execute(
         )
         raise
     finally:
-        _current.reset(token)
+        CURRENT_CLIENT.reset(token)
     duration_s = time.perf_counter() - started
     backoff_s = _backoff(worker, job) if exc is not None else None
     ack, outcome = to_ack(job, value, exc, backoff_s)
@@ -214,14 +216,3 @@ def _queue_time(job: Job) -> float | None:
 def inline_node() -> str:
     """The name under which a process runs jobs itself (inline mode, drain)."""
     return f"{socket.gethostname()}-{os.getpid()}-inline"
-
-
-async def run_inline(client: Client, inserted: Sequence[Job], conn: Any = None) -> list[Job]:
-    """Testing inline mode: run each inserted job now, in this task; return them as they ended.
-
-    Jobs inserted on `conn` inside an open transaction are left for a drain (see
-    `_drain.run_inserted`).
-    """
-    from jobrunner.engine.drain import run_inserted
-
-    return await run_inserted(client, inserted, conn=conn)

@@ -21,7 +21,7 @@ from jobrunner.engine import executor as _executor
 from jobrunner.engine.acker import Acker
 
 if TYPE_CHECKING:
-    from jobrunner.client import Client
+    from jobrunner.db.connection import Connected as Client
 
 log = structlog.get_logger("jobrunner.producer")
 

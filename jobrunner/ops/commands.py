@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 from jobrunner.core.errors import JobRunnerError
 from jobrunner.core.job import JobState
-from jobrunner.core.worker import registered, validate_queue
+from jobrunner.core.new_job import validate_queue
+from jobrunner.core.worker import registered
 from jobrunner.daemon.control import PAUSE, RESUME, SCALE, STOP
 from jobrunner.db import queries as _queries
 
 if TYPE_CHECKING:
-    from jobrunner.client import Client
+    from jobrunner.db.connection import Connected as Client
 
 CONTROL_HISTORY_S = 7 * 86_400.0  # commands older than this are pruned as new ones arrive
 POLL_S = 0.05

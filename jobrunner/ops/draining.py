@@ -22,7 +22,7 @@ from jobrunner.engine import drain as _drain
 from jobrunner.ops import commands as _commands
 
 if TYPE_CHECKING:
-    from jobrunner.client import Client
+    from jobrunner.db.connection import Connected as Client
 
 POLL_S = 0.1
 WAITING = ("available", "scheduled", "retryable", "executing")

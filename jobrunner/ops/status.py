@@ -12,7 +12,7 @@ from jobrunner.db import queries as _queries
 from jobrunner.db.queries import NodeRow
 
 if TYPE_CHECKING:
-    from jobrunner.client import Client
+    from jobrunner.db.connection import Connected as Client
 
 STATES = tuple(s.value for s in JobState)
 

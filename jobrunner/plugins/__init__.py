@@ -13,14 +13,14 @@ from jobrunner.plugins.rescuer import Rescuer
 from jobrunner.plugins.stager import Stager
 
 if TYPE_CHECKING:
-    from jobrunner.daemon.runner import Runner
+    from jobrunner.engine.node import Node
 
 __all__ = ["Cron", "Pruner", "Rescuer", "Stager", "build"]
 
 LEADER_CHANNEL = "jobrunner_leader"  # resign_leader.sql NOTIFYs it
 
 
-def build(runner: Runner) -> list[Any]:
+def build(runner: Node) -> list[Any]:
     """The plugins a node runs, in start order: leader election first, then the loops.
 
     The stager runs on every node; cron, pruner and rescuer act only while this node leads.

@@ -15,8 +15,8 @@ import pytest
 
 import jobrunner
 from jobrunner import Cancel, InvalidJob, Job, JobRunnerError, JobState, Snooze, worker
-from jobrunner.engine.executor import JobTimeout, execute
 from jobrunner.core.threads import ThreadPool
+from jobrunner.engine.executor import JobTimeout, execute
 from jobrunner.testing import build_job, perform_job
 
 
