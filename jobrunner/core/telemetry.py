@@ -16,7 +16,8 @@ import structlog
 JOB_START = "job.start"
 JOB_STOP = "job.stop"
 JOB_EXCEPTION = "job.exception"
-EVENTS = (JOB_START, JOB_STOP, JOB_EXCEPTION)
+WEB_ACTION = "web.action"  # an operator's action in the dashboard, for audit
+EVENTS = (JOB_START, JOB_STOP, JOB_EXCEPTION, WEB_ACTION)
 
 Handler = Callable[[str, dict[str, Any]], None]
 _handlers: dict[str, list[Handler]] = {name: [] for name in EVENTS}

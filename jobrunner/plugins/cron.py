@@ -171,7 +171,12 @@ def due_slots(
 
 def slot_key(schedule: Schedule, slot: datetime) -> str:
     """The unique key of the job of `schedule` for `slot`."""
-    return f"cron:{schedule.key}:{_iso(slot)}"
+    return entry_slot_key(schedule.key, slot)
+
+
+def entry_slot_key(key: str, slot: datetime) -> str:
+    """The unique key of the job of the entry called `key` for `slot`."""
+    return f"cron:{key}:{_iso(slot)}"
 
 
 def _iso(slot: datetime) -> str:

@@ -1,0 +1,258 @@
+"""What the pages and the JSON API show: the overview (shared by every viewer for a moment),
+job filters from a query string, job pages, cron entries."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from croniter import croniter
+
+from jobrunner.core.job import Job, JobState
+from jobrunner.db import queries as _queries
+from jobrunner.db.connection import redact
+from jobrunner.db.queries import dashboard as _dashboard
+from jobrunner.db.queries.dashboard import JobFilter
+from jobrunner.ops import status as _status
+from jobrunner.plugins.cron import entry_slot_key
+
+if TYPE_CHECKING:
+    from jobrunner.db.connection import Connected
+
+STATES = tuple(s.value for s in JobState)
+PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+CHART_STATES = ("completed", "discarded", "cancelled")
+
+
+class BadFilter(ValueError):
+    """a filter value the dashboard cannot use."""
+
+
+@dataclass(frozen=True, slots=True)
+class Overview:
+    """Queues, nodes, the last hour's throughput and the cron entries, at `status.now`."""
+
+    status: _status.Status
+    minutes: list[dict[str, Any]]
+    cron: list[dict[str, Any]]
+
+    def to_json(self) -> dict[str, Any]:
+        body = self.status.to_json()
+        body["throughput"] = self.minutes
+        body["cron"] = self.cron
+        return body
+
+
+@dataclass
+class OverviewCache:
+    """One overview query at a time, reused for `ttl_s`: ten open pages cost one query a second."""
+
+    ttl_s: float
+    _value: Overview | None = None
+    _at: float = 0.0
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def get(self, client: Connected) -> Overview:
+        async with self._lock:
+            if self._value is None or time.monotonic() - self._at >= self.ttl_s:
+                self._value = await overview(client)
+                self._at = time.monotonic()
+            return self._value
+
+    def clear(self) -> None:
+        self._value = None
+
+
+async def overview(client: Connected) -> Overview:
+    status = await _status.status(client)
+    rows = await _dashboard.web_throughput(client.pool)
+    return Overview(status, _minutes(status.now, rows), await cron_entries(client, status.now))
+
+
+def _minutes(now: datetime, rows: list[tuple[datetime, str, int]]) -> list[dict[str, Any]]:
+    """Sixty one-minute buckets, oldest first, each with its count per outcome."""
+    end = now.replace(second=0, microsecond=0)
+    buckets = {end - timedelta(minutes=i): dict.fromkeys(CHART_STATES, 0) for i in range(60)}
+    for minute, state, n in rows:
+        if minute in buckets and state in CHART_STATES:
+            buckets[minute][state] += n
+    return [{"minute": m.isoformat(), **counts} for m, counts in sorted(buckets.items())]
+
+
+async def cron_entries(client: Connected, now: datetime) -> list[dict[str, Any]]:
+    """Each crontab entry with its last slot (and the job it made) and its next slot."""
+    entries = client.settings.crontab
+    if not entries:
+        return []
+    last = await _queries.cron_progress(client.pool, [e.key for e in entries])
+    keys = [entry_slot_key(e.key, last[e.key]) for e in entries if e.key in last]
+    jobs = await _dashboard.web_jobs_by_unique_key(client.pool, keys)
+    out = []
+    for entry in entries:
+        slot = last.get(entry.key)
+        job = jobs.get(entry_slot_key(entry.key, slot)) if slot else None
+        out.append(
+            {
+                "name": entry.key,
+                "schedule": entry.schedule,
+                "timezone": entry.timezone,
+                "worker": entry.worker,
+                "args": entry.args,
+                "last_slot": slot.isoformat() if slot else None,
+                "last_job": {"id": job[0], "state": job[1]} if job else None,
+                "next_slot": _next_slot(entry.schedule, entry.timezone, now),
+            }
+        )
+    return out
+
+
+def _next_slot(expression: str, timezone: str, now: datetime) -> str | None:
+    try:
+        found: datetime = croniter(expression, now.astimezone(ZoneInfo(timezone))).get_next(
+            datetime
+        )
+    except (ValueError, KeyError):
+        return None
+    return found.astimezone(UTC).isoformat()
+
+
+def parse_filter(query: Mapping[str, Any], states: list[str]) -> JobFilter:
+    """A JobFilter from a query string or form: state (repeated), queue, worker, tag, args
+    (a JSON object: containment; other text: a substring), from, to (ISO 8601)."""
+    for state in states:
+        if state not in STATES:
+            raise BadFilter(f"unknown state {state!r}; states are {', '.join(STATES)}")
+    args = _text(query.get("args"))
+    args_json: dict[str, Any] | None = None
+    if args is not None and args.startswith("{"):
+        try:
+            decoded = json.loads(args)
+        except ValueError:
+            raise BadFilter(f"args {args!r} is not a JSON object") from None
+        if not isinstance(decoded, dict):
+            raise BadFilter(f"args {args!r} is not a JSON object")
+        args_json, args = decoded, None
+    return JobFilter(
+        states=tuple(states),
+        queue=_text(query.get("queue")),
+        worker=_text(query.get("worker")),
+        tag=_text(query.get("tag")),
+        args_text=args,
+        args_json=args_json,
+        inserted_after=_time(query.get("from"), "from"),
+        inserted_before=_time(query.get("to"), "to"),
+    )
+
+
+def filter_query(where: JobFilter) -> list[tuple[str, str]]:
+    """The query string pairs that give back `where`."""
+    pairs = [("state", s) for s in where.states]
+    for key, value in (
+        ("queue", where.queue),
+        ("worker", where.worker),
+        ("tag", where.tag),
+        ("args", where.args_text),
+        ("args", None if where.args_json is None else json.dumps(where.args_json)),
+        ("from", where.inserted_after.isoformat() if where.inserted_after else None),
+        ("to", where.inserted_before.isoformat() if where.inserted_before else None),
+    ):
+        if value is not None:
+            pairs.append((key, value))
+    return pairs
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _time(value: Any, name: str) -> datetime | None:
+    text = _text(value)
+    if text is None:
+        return None
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadFilter(f"{name} {text!r} is not a date and time (ISO 8601)") from None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def int_param(value: Any, name: str, default: int | None, *, low: int, high: int) -> int | None:
+    text = _text(value)
+    if text is None:
+        return default
+    try:
+        number = int(text)
+    except ValueError:
+        raise BadFilter(f"{name} must be an integer, got {text!r}") from None
+    if not low <= number <= high:
+        raise BadFilter(f"{name} must be between {low} and {high}, got {number}")
+    return number
+
+
+async def list_jobs(
+    client: Connected, where: JobFilter, *, before_id: int | None, limit: int
+) -> tuple[list[Job], int | None]:
+    """A page of jobs, newest first, and the cursor of the next page (None: the last)."""
+    jobs = await _dashboard.web_list_jobs(client.pool, where, before_id=before_id, limit=limit + 1)
+    more = len(jobs) > limit
+    jobs = jobs[:limit]
+    return jobs, (jobs[-1].id if more and jobs else None)
+
+
+def job_json(job: Job) -> dict[str, Any]:
+    """The stable JSON of a job (as `jobrunner jobs list --json`)."""
+    return {
+        "id": job.id,
+        "state": job.state.value,
+        "queue": job.queue,
+        "worker": job.worker,
+        "args": job.args,
+        "meta": job.meta,
+        "tags": list(job.tags),
+        "attempt": job.attempt,
+        "max_attempts": job.max_attempts,
+        "priority": job.priority,
+        "errors": [
+            {"attempt": e.attempt, "at": e.at, "error": e.error, "traceback": e.traceback}
+            for e in job.errors
+        ],
+        "inserted_at": _iso(job.inserted_at),
+        "scheduled_at": _iso(job.scheduled_at),
+        "attempted_at": _iso(job.attempted_at),
+        "completed_at": _iso(job.completed_at),
+        "discarded_at": _iso(job.discarded_at),
+        "cancelled_at": _iso(job.cancelled_at),
+        "attempted_by": list(job.attempted_by),
+    }
+
+
+def timeline(job: Job) -> list[tuple[str, datetime]]:
+    """The job's moments in order: inserted, scheduled, attempted, finished."""
+    moments = [
+        ("inserted", job.inserted_at),
+        ("scheduled", job.scheduled_at),
+        ("attempted", job.attempted_at),
+        ("completed", job.completed_at),
+        ("discarded", job.discarded_at),
+        ("cancelled", job.cancelled_at),
+    ]
+    return sorted(((name, at) for name, at in moments if at is not None), key=lambda m: m[1])
+
+
+def _iso(at: datetime | None) -> str | None:
+    return None if at is None else at.isoformat()
+
+
+def safe(text: str) -> str:
+    """Text shown in a page, with any database password taken out."""
+    return redact(text)

@@ -1,0 +1,136 @@
+"""Pages (each with a fragment that open pages poll) and the JSON API."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from jobrunner.db import queries as _queries
+from jobrunner.web import data
+from jobrunner.web.data import STATES, BadFilter
+
+if TYPE_CHECKING:
+    from jobrunner.web.server import Dashboard
+
+
+def routes(dashboard: Dashboard) -> list[Route]:
+    views = _Views(dashboard)
+    return [
+        Route("/", views.overview, name="overview"),
+        Route("/partial/overview", views.overview_fragment, name="overview_fragment"),
+        Route("/jobs", views.jobs, name="jobs"),
+        Route("/partial/jobs", views.jobs_fragment, name="jobs_fragment"),
+        Route("/jobs/{job_id:int}", views.job, name="job"),
+        Route("/partial/jobs/{job_id:int}", views.job_fragment, name="job_fragment"),
+        Route("/cron", views.cron, name="cron"),
+        Route("/partial/cron", views.cron_fragment, name="cron_fragment"),
+        Route("/api/queues", views.api_queues, name="api_queues"),
+        Route("/api/jobs", views.api_jobs, name="api_jobs"),
+        Route("/api/jobs/{job_id:int}", views.api_job, name="api_job"),
+    ]
+
+
+class _Views:
+    def __init__(self, dashboard: Dashboard) -> None:
+        self.d = dashboard
+
+    def render(self, request: Request, name: str, **context: Any) -> Response:
+        context.update(
+            admin=request.state.access == "admin",
+            csrf=request.state.csrf,
+            poll_ms=int(self.d.poll_interval_s * 1000),
+            states=STATES,
+        )
+        return self.d.templates.TemplateResponse(request, name, context)
+
+    # --- overview ------------------------------------------------------------------------
+
+    async def _overview(self) -> dict[str, Any]:
+        found = await self.d.cache.get(self.d.client)
+        peak = max((sum(m[s] for s in data.CHART_STATES) for m in found.minutes), default=0)
+        return {"o": found, "peak": max(peak, 1)}
+
+    async def overview(self, request: Request) -> Response:
+        return self.render(request, "overview.html", page="overview", **await self._overview())
+
+    async def overview_fragment(self, request: Request) -> Response:
+        return self.render(request, "_overview.html", **await self._overview())
+
+    async def api_queues(self, request: Request) -> Response:
+        found = await self.d.cache.get(self.d.client)
+        return JSONResponse(found.to_json())
+
+    # --- jobs ----------------------------------------------------------------------------
+
+    async def _jobs(self, request: Request) -> dict[str, Any]:
+        query = request.query_params
+        try:
+            where = data.parse_filter(query, query.getlist("state"))
+            before = data.int_param(query.get("before"), "before", None, low=1, high=2**63 - 1)
+            limit = data.int_param(
+                query.get("limit"), "limit", data.PAGE_SIZE, low=1, high=data.MAX_PAGE_SIZE
+            )
+        except BadFilter as exc:
+            raise HTTPException(400, str(exc)) from None
+        assert limit is not None
+        jobs, cursor = await data.list_jobs(self.d.client, where, before_id=before, limit=limit)
+        pairs = data.filter_query(where)
+        next_pairs = [*pairs, ("before", str(cursor))] if cursor else None
+        return {
+            "jobs": jobs,
+            "where": where,
+            "filter_pairs": pairs,
+            "query": urlencode(pairs),
+            "next_query": urlencode(next_pairs) if next_pairs else None,
+            "first_page": before is None,
+            "limit": limit,
+            "next_cursor": cursor,
+        }
+
+    async def jobs(self, request: Request) -> Response:
+        return self.render(request, "jobs.html", page="jobs", **await self._jobs(request))
+
+    async def jobs_fragment(self, request: Request) -> Response:
+        return self.render(request, "_jobs.html", **await self._jobs(request))
+
+    async def api_jobs(self, request: Request) -> Response:
+        found = await self._jobs(request)
+        return JSONResponse(
+            {
+                "jobs": [data.job_json(j) for j in found["jobs"]],
+                "next_before": found["next_cursor"],
+            }
+        )
+
+    # --- one job -------------------------------------------------------------------------
+
+    async def _job(self, request: Request) -> dict[str, Any]:
+        job = await _queries.get_job(self.d.client.pool, request.path_params["job_id"])
+        if job is None:
+            raise HTTPException(404, f"no job with id {request.path_params['job_id']}")
+        return {"job": job, "timeline": data.timeline(job)}
+
+    async def job(self, request: Request) -> Response:
+        return self.render(request, "job.html", page="jobs", **await self._job(request))
+
+    async def job_fragment(self, request: Request) -> Response:
+        return self.render(request, "_job.html", **await self._job(request))
+
+    async def api_job(self, request: Request) -> Response:
+        return JSONResponse(data.job_json((await self._job(request))["job"]))
+
+    # --- cron ----------------------------------------------------------------------------
+
+    async def cron(self, request: Request) -> Response:
+        found = await self.d.cache.get(self.d.client)
+        return self.render(request, "cron.html", page="cron", o=found)
+
+    async def cron_fragment(self, request: Request) -> Response:
+        found = await self.d.cache.get(self.d.client)
+        return self.render(request, "_cron.html", o=found)
+
