@@ -21,7 +21,7 @@ from jobrunner.core.errors import (
     JobRunnerError,
     UnknownWorker,
 )
-from jobrunner.core.telemetry import configure_logging
+from jobrunner.core.telemetry import configure_logging, log
 from jobrunner.daemon.runner import Runner
 from jobrunner.db import connection as _db
 from jobrunner.db import migrate as _migrate
@@ -137,6 +137,14 @@ def start(
         int | None,
         typer.Option("--threads", help="Threads for sync workers (plain 'def'); default 10."),
     ] = None,
+    web: Annotated[
+        str | None,
+        typer.Option(
+            "--web",
+            envvar="JOBRUNNER_WEB",
+            help="HOST:PORT to serve the dashboard on from this process (the web extra).",
+        ),
+    ] = None,
 ) -> None:
     """Run jobs until SIGTERM or SIGINT; a second signal interrupts running jobs at once."""
     try:
@@ -155,13 +163,27 @@ def start(
     )
     try:
         configure_logging(settings.log_level, settings.log_format)
-    except ValueError as exc:
+        dashboard = _prepare_web(web) if web is not None else None
+    except (ConfigError, ValueError) as exc:
         fail(str(exc), 2)
-    code = run(lambda: _serve(settings))
+    code = run(lambda: _serve(settings, dashboard))
     raise typer.Exit(code)
 
 
-async def _serve(settings: Settings) -> int:
+def _prepare_web(listen: str) -> Any:
+    """The dashboard's socket and credentials (JOBRUNNER_WEB_AUTH, JOBRUNNER_WEB_TOKEN)."""
+    from jobrunner.web import require_extra
+
+    require_extra()
+    from jobrunner.web import serve
+
+    prepared = serve.prepare(listen, None)
+    if prepared.warning:
+        typer.echo(f"warning: {prepared.warning}", err=True)
+    return prepared
+
+
+async def _serve(settings: Settings, dashboard: Any = None) -> int:
     """Run a node until a signal, a `stop` command or a dead background task (exit 1).
 
     The first SIGTERM/SIGINT stops fetching and gives running jobs `shutdown_grace_s`; a
@@ -185,13 +207,19 @@ async def _serve(settings: Settings) -> int:
     try:
         async with Client(settings=settings) as client:
             runner = Runner(client, settings=settings)
+            server = None if dashboard is None else dashboard.server(client)
             try:
                 await runner.start()
+                if server is not None:
+                    await server.start()
+                    log.info("web.started", url=server.url)
                 await _first_of(signalled, runner.stop_requested, runner.failed)
             finally:
                 if signals > 1:
                     runner.interrupt()
                 await runner.stop(grace=runner.requested_grace_s)
+                if server is not None:
+                    await server.stop()
             return 1 if runner.failed.is_set() else 0
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):

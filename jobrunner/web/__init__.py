@@ -20,11 +20,10 @@ if TYPE_CHECKING:
 Access = Literal["admin", "read-only"]
 """What a request may do: everything, or look only. None refuses it."""
 
-Authorize = Callable[[Any], "Access | None | Awaitable[Access | None]"]
+Authorize = Callable[[Any], "Access | Awaitable[Access | None] | None"]
 
 EXTRA_MISSING = (
-    "the dashboard needs the 'web' extra (Starlette, uvicorn, Jinja2): "
-    "pip install 'jobrunner[web]'"
+    "the dashboard needs the 'web' extra (Starlette, uvicorn, Jinja2): pip install 'jobrunner[web]'"
 )
 
 
@@ -67,7 +66,8 @@ def app(
         >>> host = Starlette(routes=[Mount("/jobs", app=jobrunner.web.app(client))])
     """
     require_extra()
-    from jobrunner.web.server import Dashboard, build
+    from jobrunner.web.dashboard import Dashboard
+    from jobrunner.web.server import build
 
     return build(
         Dashboard(

@@ -24,7 +24,7 @@ from jobrunner.web.data import BadFilter
 
 if TYPE_CHECKING:
     from jobrunner.ops.commands import ControlResult
-    from jobrunner.web.server import Dashboard
+    from jobrunner.web.dashboard import Dashboard
 
 COUNT_UP_TO = 1_000_000  # a confirmation counts this many matching jobs at most
 JOB_ACTIONS = ("retry", "cancel", "delete")

@@ -15,7 +15,7 @@ from jobrunner.web import data
 from jobrunner.web.data import STATES, BadFilter
 
 if TYPE_CHECKING:
-    from jobrunner.web.server import Dashboard
+    from jobrunner.web.dashboard import Dashboard
 
 
 def routes(dashboard: Dashboard) -> list[Route]:
@@ -133,4 +133,3 @@ class _Views:
     async def cron_fragment(self, request: Request) -> Response:
         found = await self.d.cache.get(self.d.client)
         return self.render(request, "_cron.html", o=found)
-

@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
-import inspect
-import json
 import secrets
-from dataclasses import dataclass, field
 from importlib.resources import files
-from typing import TYPE_CHECKING
 
-import jinja2
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -20,15 +12,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
-from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from jobrunner.web import actions, pages
-from jobrunner.web.data import OverviewCache, safe
-
-if TYPE_CHECKING:
-    from jobrunner.db.connection import Connected
-    from jobrunner.web import Access, Authorize
+from jobrunner.web.dashboard import Dashboard
 
 CSRF_COOKIE = "jobrunner_csrf"
 CSP = (
@@ -41,68 +28,6 @@ HEADERS = {
     "referrer-policy": "same-origin",
     "x-frame-options": "SAMEORIGIN",
 }
-
-
-@dataclass
-class Dashboard:
-    """The app's state: the client, who may do what, and the shared overview."""
-
-    client: Connected
-    authorize: Authorize | None = None
-    auth: str | None = None
-    token: str | None = None
-    read_only: bool = False
-    poll_interval_s: float = 1.0
-    cache: OverviewCache = field(init=False)
-    templates: Jinja2Templates = field(init=False)
-
-    def __post_init__(self) -> None:
-        if self.auth is not None and ":" not in self.auth:
-            raise ValueError("auth must be 'user:password'")
-        self.cache = OverviewCache(ttl_s=min(self.poll_interval_s, 1.0))
-        env = jinja2.Environment(
-            loader=jinja2.PackageLoader("jobrunner.web", "templates"),
-            autoescape=True,  # every value is escaped: a job's args are data, never markup
-            undefined=jinja2.StrictUndefined,
-        )
-        env.filters["safe_text"] = safe
-        env.filters["pretty"] = _pretty
-        self.templates = Jinja2Templates(env=env)
-
-    async def access(self, request: Request) -> tuple[Access | None, str]:
-        """What this request may do, and who it is (for the audit log)."""
-        header = request.headers.get("authorization", "")
-        who = request.client.host if request.client else "unknown"
-        if self.auth is not None or self.token is not None:
-            user = self._credentials(header)
-            if user is None:
-                return None, who
-            who = user
-        if self.authorize is not None:
-            decided = self.authorize(request)
-            if inspect.isawaitable(decided):
-                decided = await decided
-            if decided not in ("admin", "read-only", None):
-                raise TypeError(f"authorize returned {decided!r}; use 'admin', 'read-only' or None")
-            return decided, who
-        return "admin", who
-
-    def _credentials(self, header: str) -> str | None:
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() == "bearer" and self.token is not None:
-            return "token" if hmac.compare_digest(value.strip(), self.token) else None
-        if scheme.lower() == "basic" and self.auth is not None:
-            try:
-                given = base64.b64decode(value.strip(), validate=True).decode()
-            except (binascii.Error, UnicodeDecodeError):
-                return None
-            if hmac.compare_digest(given.encode(), self.auth.encode()):
-                return given.partition(":")[0]
-        return None
-
-
-def _pretty(value: object) -> str:
-    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
 
 
 class Guard:
@@ -175,4 +100,3 @@ def build(dashboard: Dashboard) -> Starlette:
     )
     app.state.dashboard = dashboard
     return app
-
