@@ -31,7 +31,7 @@ def require_extra() -> None:
     """Raise ConfigError naming the `web` extra when its packages are missing."""
     try:
         import jinja2  # noqa: F401
-        import multipart  # type: ignore[import-untyped]  # noqa: F401
+        import python_multipart  # noqa: F401
         import starlette  # noqa: F401
     except ImportError:
         raise ConfigError(EXTRA_MISSING) from None

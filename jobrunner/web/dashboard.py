@@ -46,6 +46,7 @@ class Dashboard:
         )
         env.filters["safe_text"] = safe
         env.filters["pretty"] = _pretty
+        env.filters["compact"] = _compact
         self.templates = Jinja2Templates(env=env)
 
     async def access(self, request: Request) -> tuple[Access | None, str]:
@@ -82,3 +83,7 @@ class Dashboard:
 
 def _pretty(value: object) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
+
+
+def _compact(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
