@@ -75,7 +75,8 @@ async def insert(db: asyncpg.Connection, **fields: Any) -> int:
         """INSERT INTO jobrunner_jobs (state, queue, worker, args, attempt, max_attempts, errors,
                discarded_at, attempted_at, attempted_by)
            VALUES ($1::jobrunner_job_state, $2, $3, $4::jsonb, $5::smallint, $5::smallint,
-               $6::jsonb, CASE WHEN $1 = 'discarded' THEN now() END, now(), ARRAY['web-node-0', 'p'])
+               $6::jsonb, CASE WHEN $1 = 'discarded' THEN now() END, now(),
+               ARRAY['web-node-0', 'p'])
            RETURNING id""",
         fields.get("state", "discarded"),
         fields.get("queue", "default"),
