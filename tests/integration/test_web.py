@@ -273,3 +273,21 @@ async def test_pausing_a_queue_through_the_control_table_reports_who_applied(
         assert bad.status_code == 400 and "limit must be a whole number >= 1" in bad.text
         unknown = await http.post("/actions/queues/nope", data={"action": "pause", "csrf": token})
         assert unknown.status_code == 400 and "unknown queue 'nope'" in unknown.text
+
+
+async def test_served_under_a_prefix_by_a_plain_asgi_router(client, db):
+    """As a Django project's asgi.py routes a path prefix to it (see the README)."""
+    job = await client.insert(sample.noop.new({}))
+    dashboard = web_app(client)
+
+    async def application(scope, receive, send):
+        if scope["type"] == "http" and scope["path"].startswith("/admin/jobs"):
+            scope = {**scope, "root_path": scope.get("root_path", "") + "/admin/jobs"}
+            return await dashboard(scope, receive, send)
+        raise AssertionError("not routed")
+
+    async with _http(application) as http:
+        page = await http.get(f"/admin/jobs/jobs/{job.id}")
+        assert page.status_code == 200
+        assert 'href="http://dash.test/admin/jobs/static/app.css"' in page.text
+        assert (await http.get("/admin/jobs/static/app.js")).status_code == 200
