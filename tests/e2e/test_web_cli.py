@@ -1,0 +1,87 @@
+"""`jobrunner web` and `start --web` as a user runs them: one error line for bad input, the
+extra named when it is missing, a clean stop on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import httpx
+
+from tests.helpers import FAST_ENV, NO_CONFIG, ROOT, eventually, run_cli
+
+
+def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    lines = result.stderr.splitlines()
+    assert result.returncode == 2 and len(lines) == 1, (result.returncode, result.stderr)
+    assert lines[0].startswith("error: ")
+    return lines[0]
+
+
+def test_bad_listen_addresses_and_credentials_are_one_line(dsn):
+    for listen in ("nope", "127.0.0.1:", "127.0.0.1:99999", ":8080"):
+        line = one_error_line(run_cli("web", "--listen", listen, dsn=dsn))
+        assert "listen address must be HOST:PORT" in line, line
+    line = one_error_line(run_cli("web", "--auth", "nocolon", dsn=dsn))
+    assert "--auth must be USER:PASSWORD" in line and "nocolon" in line
+    line = one_error_line(run_cli("start", "--web", "nope", "--config", str(NO_CONFIG), dsn=dsn))
+    assert "listen address must be HOST:PORT" in line
+
+
+def test_a_port_in_use_is_one_line(dsn):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        line = one_error_line(run_cli("web", "--listen", f"127.0.0.1:{port}", dsn=dsn))
+    assert f"cannot listen on 127.0.0.1:{port}" in line
+
+
+def test_without_the_extra_the_error_names_it(dsn):
+    code = (
+        "import sys; sys.modules['starlette'] = None; "
+        "from jobrunner.cli import main; sys.argv = ['jobrunner', 'web']; main()"
+    )
+    env = {**os.environ, **FAST_ENV, "JOBRUNNER_DATABASE_URL": dsn}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+    line = one_error_line(result)
+    assert "pip install 'jobrunner[web]'" in line
+
+
+async def test_serves_until_sigterm_and_exits_0(dsn, db):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, **FAST_ENV, "JOBRUNNER_WEB_TOKEN": "t0ken"}
+    env.pop("JOBRUNNER_CONFIG", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jobrunner", "web", "--listen", f"127.0.0.1:{port}", "--dsn", dsn],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+
+        async def answers() -> int | None:
+            try:
+                async with httpx.AsyncClient() as h:
+                    r = await h.get(f"http://127.0.0.1:{port}/api/queues")
+            except httpx.TransportError:
+                return None  # not listening yet: try again
+            return r.status_code
+
+        assert await eventually(answers, 20, interval_s=0.1) == 401
+        async with httpx.AsyncClient() as h:
+            ok = await h.get(
+                f"http://127.0.0.1:{port}/api/queues", headers={"authorization": "Bearer t0ken"}
+            )
+        assert ok.status_code == 200 and "nodes" in ok.json()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert out.strip() == f"dashboard at http://127.0.0.1:{port}/"
