@@ -125,6 +125,7 @@ class Daemon:
         concurrency: int,
         env: dict[str, str] | None = None,
         threads: int | None = None,
+        web: str | None = None,
     ) -> None:
         ctx.daemons += 1
         self.node = f"bench-{os.getpid()}-{ctx.daemons}"
@@ -143,6 +144,7 @@ class Daemon:
             "--node",
             self.node,
             *([] if threads is None else ["--threads", str(threads)]),
+            *([] if web is None else ["--web", web]),
         ]
         self._env = daemon_env(env)
         self.proc: asyncio.subprocess.Process | None = None
@@ -240,7 +242,12 @@ async def wait_drained(conn: asyncpg.Connection, daemon: Daemon, timeout_s: floa
 
 
 async def burn_down(
-    ctx: Context, concurrency: int, *, keep_rows: bool = False, sync: bool = False
+    ctx: Context,
+    concurrency: int,
+    *,
+    keep_rows: bool = False,
+    sync: bool = False,
+    viewers: int = 0,
 ) -> Metrics:
     """A burst of N no-op jobs for an idle daemon: first claim to last completion.
 
@@ -252,6 +259,9 @@ async def burn_down(
     then. Both ends are the database's clock (attempted_at, completed_at): the daemon's
     start-up is not counted and the poll interval does not blur the result. The daemon's
     CPU time per job is a figure that other load on the machine disturbs far less.
+
+    With `viewers`, the daemon serves the dashboard (`--web`) and that many open pages poll
+    its overview and its jobs list once a second each while the jobs run.
     """
     jobs = ctx.sizes.burn_jobs
     async with connect(ctx.dsn) as client, client.pool.acquire() as conn:
@@ -261,13 +271,18 @@ async def burn_down(
             await reset(conn)
         floor = await conn.fetchval("SELECT coalesce(max(id), 0) FROM jobrunner_jobs")
         threads = concurrency if sync else None
-        async with Daemon(ctx, concurrency, threads=threads) as daemon:
+        web = f"127.0.0.1:{_free_port()}" if viewers else None
+        async with Daemon(ctx, concurrency, threads=threads, web=web) as daemon:
             await asyncio.sleep(0.3)  # idle: start-up fetches and heartbeats are done
+            pollers = [asyncio.create_task(_view(f"http://{web}/")) for _ in range(viewers)]
             cpu_before = daemon.cpu_s()
             async with conn.transaction():
                 await insert_noops(client, jobs, conn=conn, sync=sync)
             await wait_drained(conn, daemon, timeout_s=60 + jobs / 100)
             cpu_s = daemon.cpu_s() - cpu_before
+            for poller in pollers:
+                poller.cancel()
+            await asyncio.gather(*pollers, return_exceptions=True)
         row = await conn.fetchrow(SPAN, floor)
     if row["done"] != jobs:
         raise RuntimeError(f"{row['done']} of {jobs} jobs completed")
@@ -276,6 +291,28 @@ async def burn_down(
         "seconds": row["span_s"],
         "cpu_us_per_job": cpu_s / jobs * 1e6,
     }
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _view(base: str) -> None:
+    """One open dashboard page: its overview and jobs fragments, once a second, for ever."""
+    import httpx
+
+    async with httpx.AsyncClient(base_url=base, timeout=10) as http:
+        while True:
+            for path in ("partial/overview", "partial/jobs"):
+                try:
+                    await http.get(path)
+                except httpx.TransportError:
+                    pass  # not listening yet
+            await asyncio.sleep(1.0)
 
 
 async def wake_latency(ctx: Context) -> Metrics:

@@ -33,7 +33,7 @@ import structlog
 from jobrunner import _bench_cases as cases
 from jobrunner._bench_cases import QUICK, Context, Metrics, Sizes
 
-CASES = ("burn-down", "latency", "insert", "memory", "scale")
+CASES = ("burn-down", "latency", "insert", "memory", "scale", "dashboard")
 DEFAULT_CASES = CASES  # the scale case preloads its 1,000,000 rows in ~10 s: cheap enough
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -77,6 +77,9 @@ METRICS: dict[str, Metric] = {
     "scale_c50_cpu": Metric("  daemon CPU per job, c50", "us"),
     "scale_c10_ratio": Metric("  of the empty-table c10 figure", "ratio", 0.8),
     "scale_c50_ratio": Metric("  of the empty-table c50 figure", "ratio", 0.8),
+    "dashboard_c10": Metric("burn-down c10, 10 dashboards open (--web)", "jobs/s"),
+    "dashboard_c10_cpu": Metric("  daemon CPU per job, c10 with dashboards", "us"),
+    "dashboard_c10_ratio": Metric("  of the c10 figure without them", "ratio", 0.9),
 }
 
 
@@ -322,12 +325,23 @@ async def _scale(ctx: Context) -> Metrics:
     }
 
 
+async def _dashboard(ctx: Context) -> Metrics:
+    plain = await cases.burn_down(ctx, 10)
+    viewed = await cases.burn_down(ctx, 10, viewers=10)
+    return {
+        "dashboard_c10": viewed["jobs_per_s"],
+        "dashboard_c10_cpu": viewed["cpu_us_per_job"],
+        "dashboard_c10_ratio": viewed["jobs_per_s"] / plain["jobs_per_s"],
+    }
+
+
 RUNS: dict[str, Callable[[Context], Awaitable[Metrics]]] = {
     "burn-down": _burn_down,
     "latency": _latency,
     "insert": _insert,
     "memory": _memory,
     "scale": _scale,
+    "dashboard": _dashboard,
 }
 
 
