@@ -229,3 +229,26 @@ async def test_read_only_mode_has_no_buttons(browser, dsn, db):
         out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 0, out
     assert b"dashboard at http://127.0.0.1:" in out
+
+
+async def test_polling_stops_while_the_tab_is_hidden(browser, dashboard, db):
+    page = await browser.new_page()
+    await page.goto(dashboard)
+    body = page.locator("body")
+    await expect(body).to_have_attribute("data-polling", "on")
+    async with page.expect_request(lambda r: "/partial/overview" in r.url):
+        pass  # it polls while visible
+    await page.evaluate(
+        """() => {
+            Object.defineProperty(document, "hidden", {configurable: true, get: () => true});
+            document.dispatchEvent(new Event("visibilitychange"));
+        }"""
+    )
+    await expect(body).to_have_attribute("data-polling", "off")
+    await page.evaluate(
+        """() => {
+            Object.defineProperty(document, "hidden", {configurable: true, get: () => false});
+            document.dispatchEvent(new Event("visibilitychange"));
+        }"""
+    )
+    await expect(body).to_have_attribute("data-polling", "on")

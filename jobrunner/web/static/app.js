@@ -42,8 +42,16 @@
     });
   }
 
-  function start() { if (!timer && every > 0 && regions.length) { timer = setInterval(refresh, every); } }
-  function stop() { if (timer) { clearInterval(timer); timer = null; } }
+  function start() {
+    if (!timer && every > 0 && regions.length) {
+      timer = setInterval(refresh, every);
+      body.setAttribute("data-polling", "on");
+    }
+  }
+  function stop() {
+    if (timer) { clearInterval(timer); timer = null; }
+    body.setAttribute("data-polling", "off");
+  }
 
   document.addEventListener("visibilitychange", function () {
     if (document.hidden) { stop(); } else { refresh(); start(); }
