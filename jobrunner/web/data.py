@@ -200,10 +200,12 @@ def int_param(value: Any, name: str, default: int | None, *, low: int, high: int
 
 
 async def list_jobs(
-    client: Connected, where: JobFilter, *, before_id: int | None, limit: int
+    client: Connected, where: JobFilter, *, cursor: int | None, limit: int, oldest: bool = False
 ) -> tuple[list[Job], int | None]:
-    """A page of jobs, newest first, and the cursor of the next page (None: the last)."""
-    jobs = await _dashboard.web_list_jobs(client.pool, where, before_id=before_id, limit=limit + 1)
+    """A page of jobs (newest first, or oldest) and the cursor of the next (None: the last)."""
+    jobs = await _dashboard.web_list_jobs(
+        client.pool, where, cursor=cursor, limit=limit + 1, oldest=oldest
+    )
     more = len(jobs) > limit
     jobs = jobs[:limit]
     return jobs, (jobs[-1].id if more and jobs else None)

@@ -69,26 +69,39 @@ class _Views:
 
     async def _jobs(self, request: Request) -> dict[str, Any]:
         query = request.query_params
+        order = query.get("order") or "newest"
+        if order not in ("newest", "oldest"):
+            raise HTTPException(400, f"order must be newest or oldest, got {order!r}")
+        key = "before" if order == "newest" else "after"
         try:
             where = data.parse_filter(query, query.getlist("state"))
-            before = data.int_param(query.get("before"), "before", None, low=1, high=2**63 - 1)
+            at = data.int_param(query.get(key), key, None, low=0, high=2**63 - 1)
             limit = data.int_param(
                 query.get("limit"), "limit", data.PAGE_SIZE, low=1, high=data.MAX_PAGE_SIZE
             )
         except BadFilter as exc:
             raise HTTPException(400, str(exc)) from None
         assert limit is not None
-        jobs, cursor = await data.list_jobs(self.d.client, where, before_id=before, limit=limit)
-        pairs = data.filter_query(where)
-        next_pairs = [*pairs, ("before", str(cursor))] if cursor else None
+        oldest = order == "oldest"
+        jobs, cursor = await data.list_jobs(
+            self.d.client, where, cursor=at, limit=limit, oldest=oldest
+        )
+        pairs = data.filter_query(where) + ([("order", "oldest")] if oldest else [])
+        page_pairs = [*pairs, *([(key, str(at))] if at is not None else []), ("limit", str(limit))]
+        next_pairs = [*pairs, (key, str(cursor))] if cursor else None
         return {
             "jobs": jobs,
             "where": where,
-            "filter_pairs": pairs,
+            "order": order,
+            "filter_pairs": data.filter_query(where),
             "query": urlencode(pairs),
+            "page_query": urlencode(page_pairs),
+            "flip_query": urlencode(
+                data.filter_query(where) + ([] if oldest else [("order", "oldest")])
+            ),
             "next_query": urlencode(next_pairs) if next_pairs else None,
-            "first_page": before is None,
-            "limit": limit,
+            "first_page": at is None,
+            "next_key": f"next_{key}",
             "next_cursor": cursor,
         }
 
@@ -103,7 +116,7 @@ class _Views:
         return JSONResponse(
             {
                 "jobs": [data.job_json(j) for j in found["jobs"]],
-                "next_before": found["next_cursor"],
+                found["next_key"]: found["next_cursor"],
             }
         )
 

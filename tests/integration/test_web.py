@@ -124,6 +124,19 @@ async def test_filters_and_keyset_pages(client, http, db):
     assert (await ids(args='{"i": 42}'))[0] == [42]
     assert (await ids(args="user-11", limit=500))[0] == [119, 118, 117, 116, 115, 114, 113,
                                                           112, 111, 110, 11]  # fmt: skip
+    oldest = (await http.get("/api/jobs", params={"order": "oldest", "limit": 50})).json()
+    assert [j["id"] for j in oldest["jobs"]] == list(range(1, 51)) and oldest["next_after"] == 50
+    after = {"order": "oldest", "after": 100, "queue": "mail"}
+    assert [j["id"] for j in (await http.get("/api/jobs", params=after)).json()["jobs"]] == [
+        102,
+        105,
+        108,
+        111,
+        114,
+        117,
+        120,
+    ]
+    assert (await http.get("/api/jobs", params={"order": "up"})).status_code == 400
     bad = await http.get("/api/jobs", params={"args": "{not json"})
     assert bad.status_code == 400 and "not a JSON object" in bad.json()["error"]
     assert (await http.get("/api/jobs", params={"from": "yesterday"})).status_code == 400

@@ -13,6 +13,7 @@ from jobrunner.core.job import Job
 from jobrunner.db.queries.jobs import Conn, _fetch, _sql
 
 WEB_LIST_JOBS = _sql("web_list_jobs")
+WEB_LIST_JOBS_OLDEST = _sql("web_list_jobs_oldest")
 WEB_COUNT_JOBS = _sql("web_count_jobs")
 WEB_RETRY_JOBS = _sql("web_retry_jobs")
 WEB_CANCEL_JOBS = _sql("web_cancel_jobs")
@@ -52,10 +53,12 @@ class JobFilter:
 
 
 async def web_list_jobs(
-    conn: Conn, where: JobFilter, *, before_id: int | None, limit: int
+    conn: Conn, where: JobFilter, *, cursor: int | None, limit: int, oldest: bool = False
 ) -> list[Job]:
-    """A page of matching jobs, newest first, below `before_id` (keyset pagination)."""
-    rows = await _fetch(conn, WEB_LIST_JOBS, *where.params(), before_id, limit)
+    """A page of matching jobs (keyset pagination): newest first below `cursor`, or with
+    `oldest`, oldest first above it."""
+    query = WEB_LIST_JOBS_OLDEST if oldest else WEB_LIST_JOBS
+    rows = await _fetch(conn, query, *where.params(), cursor, limit)
     return [Job.from_record(row) for row in rows]
 
 
