@@ -127,6 +127,7 @@ async def issue(
     node: str | None = None,
     payload: Mapping[str, Any] | None = None,
     timeout_s: float = 5.0,
+    issued_by: str | None = None,
 ) -> ControlResult:
     """Insert a command (persisting queue state when aimed at every node) and wait for it.
 
@@ -138,7 +139,12 @@ async def issue(
     async with client.pool.acquire() as conn, conn.transaction():
         await _queries.prune_control(conn, max_age_s=CONTROL_HISTORY_S)
         control_id, _ = await _queries.insert_control(
-            conn, command=command, queue=queue, node=node, payload=payload, issued_by=issuer()
+            conn,
+            command=command,
+            queue=queue,
+            node=node,
+            payload=payload,
+            issued_by=issued_by or issuer(),
         )
         if persist:
             assert queue is not None
@@ -168,17 +174,33 @@ async def wait_applied(
 
 
 async def pause(
-    client: Client, queue: str, node: str | None, *, timeout_s: float, force: bool
+    client: Client,
+    queue: str,
+    node: str | None,
+    *,
+    timeout_s: float,
+    force: bool,
+    issued_by: str | None = None,
 ) -> ControlResult:
     await _check_target(client, queue, node, force)
-    return await issue(client, PAUSE, queue=queue, node=node, timeout_s=timeout_s)
+    return await issue(
+        client, PAUSE, queue=queue, node=node, timeout_s=timeout_s, issued_by=issued_by
+    )
 
 
 async def resume(
-    client: Client, queue: str, node: str | None, *, timeout_s: float, force: bool
+    client: Client,
+    queue: str,
+    node: str | None,
+    *,
+    timeout_s: float,
+    force: bool,
+    issued_by: str | None = None,
 ) -> ControlResult:
     await _check_target(client, queue, node, force)
-    return await issue(client, RESUME, queue=queue, node=node, timeout_s=timeout_s)
+    return await issue(
+        client, RESUME, queue=queue, node=node, timeout_s=timeout_s, issued_by=issued_by
+    )
 
 
 async def scale(
@@ -189,24 +211,43 @@ async def scale(
     *,
     timeout_s: float,
     force: bool,
+    issued_by: str | None = None,
 ) -> ControlResult:
     """Scale to `limit`; None: back to the limit each node was started with."""
     if limit is not None:
         check_limit(limit)
     await _check_target(client, queue, node, force)
     return await issue(
-        client, SCALE, queue=queue, node=node, payload={"limit": limit}, timeout_s=timeout_s
+        client,
+        SCALE,
+        queue=queue,
+        node=node,
+        payload={"limit": limit},
+        timeout_s=timeout_s,
+        issued_by=issued_by,
     )
 
 
 async def stop(
-    client: Client, node: str | None, *, grace_s: float | None, timeout_s: float
+    client: Client,
+    node: str | None,
+    *,
+    grace_s: float | None,
+    timeout_s: float,
+    issued_by: str | None = None,
 ) -> ControlResult:
     if grace_s is not None and not (isinstance(grace_s, int | float) and 0 <= grace_s < math.inf):
         raise ValueError(f"grace must be seconds >= 0, got {grace_s!r}")
     if node is not None:
         await check_node(client, node, None)
-    return await issue(client, STOP, node=node, payload={"grace_s": grace_s}, timeout_s=timeout_s)
+    return await issue(
+        client,
+        STOP,
+        node=node,
+        payload={"grace_s": grace_s},
+        timeout_s=timeout_s,
+        issued_by=issued_by,
+    )
 
 
 async def _check_target(client: Client, queue: str, node: str | None, force: bool) -> None:

@@ -125,14 +125,15 @@ class _Actions:
         if action not in QUEUE_ACTIONS:
             raise HTTPException(400, f"unknown action {action!r}; use pause, resume or scale")
         client = self.d.client
+        common: dict[str, Any] = {"timeout_s": 5, "force": False, "issued_by": _issuer(request)}
         try:
             if action == "scale":
                 limit = commands.check_limit(_int(form.get("limit"), "limit"))
-                result = await commands.scale(client, queue, limit, node, timeout_s=5, force=False)
+                result = await commands.scale(client, queue, limit, node, **common)
             elif action == "pause":
-                result = await commands.pause(client, queue, node, timeout_s=5, force=False)
+                result = await commands.pause(client, queue, node, **common)
             else:
-                result = await commands.resume(client, queue, node, timeout_s=5, force=False)
+                result = await commands.resume(client, queue, node, **common)
         except (JobRunnerError, ValueError) as exc:
             raise HTTPException(400, data.safe(str(exc))) from None
         return self._control(request, f"queue.{action}", result)
@@ -142,7 +143,9 @@ class _Actions:
         form = await _checked_form(request)
         node = str(form.get("node", "")).strip() or None
         try:
-            result = await commands.stop(self.d.client, node, grace_s=None, timeout_s=5)
+            result = await commands.stop(
+                self.d.client, node, grace_s=None, timeout_s=5, issued_by=_issuer(request)
+            )
         except (JobRunnerError, ValueError) as exc:
             raise HTTPException(400, data.safe(str(exc))) from None
         return self._control(request, "node.stop", result)
@@ -159,6 +162,11 @@ class _Actions:
             missing=list(result.missing),
         )
         return self.render(request, "control.html", page="overview", action=action, r=result)
+
+
+def _issuer(request: Request) -> str:
+    """Who issued a control command from the dashboard, as the control table records it."""
+    return f"{request.state.who} (web, {commands.issuer()})"
 
 
 def _int(value: Any, name: str) -> int:

@@ -272,7 +272,7 @@ async def test_no_database_password_in_any_page(settings, db):
 
 
 async def test_pausing_a_queue_through_the_control_table_reports_who_applied(
-    client, http, make_runner
+    client, http, make_runner, db
 ):
     async with make_runner(queues={"default": 2}, node="dash-node-1"):
         token = csrf_of((await http.get("/")).text)
@@ -281,6 +281,8 @@ async def test_pausing_a_queue_through_the_control_table_reports_who_applied(
         assert 'dash-node-1: <span class="badge running">confirmed</span>' in done.text
         overview = (await http.get("/api/queues")).json()
         assert overview["queues"][0]["paused"] is True
+        issued = await db.fetchval("SELECT issued_by FROM jobrunner_control ORDER BY id DESC")
+        assert issued.startswith("127.0.0.1 (web, ") and "@" in issued
         scale = {"action": "scale", "limit": "0", "csrf": token}
         bad = await http.post("/actions/queues/default", data=scale)
         assert bad.status_code == 400 and "limit must be a whole number >= 1" in bad.text
