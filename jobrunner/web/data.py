@@ -203,9 +203,8 @@ async def list_jobs(
     client: Connected, where: JobFilter, *, cursor: int | None, limit: int, oldest: bool = False
 ) -> tuple[list[Job], int | None]:
     """A page of jobs (newest first, or oldest) and the cursor of the next (None: the last)."""
-    jobs = await _dashboard.web_list_jobs(
-        client.pool, where, cursor=cursor, limit=limit + 1, oldest=oldest
-    )
+    page = _dashboard.web_list_jobs_oldest if oldest else _dashboard.web_list_jobs
+    jobs = await page(client.pool, where, cursor=cursor, limit=limit + 1)
     more = len(jobs) > limit
     jobs = jobs[:limit]
     return jobs, (jobs[-1].id if more and jobs else None)

@@ -53,12 +53,18 @@ class JobFilter:
 
 
 async def web_list_jobs(
-    conn: Conn, where: JobFilter, *, cursor: int | None, limit: int, oldest: bool = False
+    conn: Conn, where: JobFilter, *, cursor: int | None, limit: int
 ) -> list[Job]:
-    """A page of matching jobs (keyset pagination): newest first below `cursor`, or with
-    `oldest`, oldest first above it."""
-    query = WEB_LIST_JOBS_OLDEST if oldest else WEB_LIST_JOBS
-    rows = await _fetch(conn, query, *where.params(), cursor, limit)
+    """A page of matching jobs, newest first, below `cursor` (keyset pagination)."""
+    rows = await _fetch(conn, WEB_LIST_JOBS, *where.params(), cursor, limit)
+    return [Job.from_record(row) for row in rows]
+
+
+async def web_list_jobs_oldest(
+    conn: Conn, where: JobFilter, *, cursor: int | None, limit: int
+) -> list[Job]:
+    """A page of matching jobs, oldest first, above `cursor` (keyset pagination)."""
+    rows = await _fetch(conn, WEB_LIST_JOBS_OLDEST, *where.params(), cursor, limit)
     return [Job.from_record(row) for row in rows]
 
 
