@@ -95,3 +95,31 @@ async def test_jobrunner_stop_stops_an_embedded_runner(make_runner, client: jobr
             "SELECT count(*) FROM jobrunner_nodes WHERE name = 'embedded-1'"
         )
         assert nodes == 0
+
+
+holding = asyncio.Event()
+
+
+@worker(queue="drain_cancel", name="operations.hold")
+async def hold(job: Job) -> None:
+    holding.set()
+    await asyncio.Event().wait()  # runs until stopped
+
+
+async def test_a_job_cancelled_while_drain_queue_runs_it_stops(client: jobrunner.Client):
+    from jobrunner.testing import drain_queue
+
+    holding.clear()
+    job = await client.insert(hold.new({}))
+    draining = asyncio.create_task(drain_queue(client, "drain_cancel"))
+    await asyncio.wait_for(holding.wait(), 10)
+    await client.cancel_job(job.id)
+    result = await asyncio.wait_for(draining, 10)
+    assert result.as_dict() == {
+        "completed": 0,
+        "failure": 0,
+        "snoozed": 0,
+        "cancelled": 1,
+        "discarded": 0,
+    }
+    assert (await client.get_job(job.id)).state is JobState.CANCELLED
