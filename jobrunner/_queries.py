@@ -573,6 +573,20 @@ async def reset_tables(conn: Conn) -> None:
     await _fetch(conn, RESET_TABLES)
 
 
+SET_LOCK_TIMEOUT = _sql("set_lock_timeout")
+LOCK_HOLDERS = _sql("lock_holders")
+
+
+async def set_lock_timeout(conn: Conn, limit: str) -> None:
+    """Bound how long the current transaction's statements wait for a lock ('5s')."""
+    await _fetch(conn, SET_LOCK_TIMEOUT, limit)
+
+
+async def lock_holders(conn: Conn) -> list[dict[str, Any]]:
+    """The other sessions holding a lock on a jobrunner table: pid, state, since, query."""
+    return [dict(row) for row in await _fetch(conn, LOCK_HOLDERS)]
+
+
 CREATE_DATABASE = _sql("create_database")
 DROP_DATABASE = _sql("drop_database")
 
