@@ -5,7 +5,6 @@ import threading
 
 import asyncpg
 import pytest
-
 from myapp import TABLES
 
 
