@@ -206,8 +206,16 @@ async def _queues(client: Client, queues: Sequence[str] | None, *, force: bool) 
 
 
 async def _served(client: Client, names: Iterable[str]) -> dict[str, tuple[str, ...]]:
-    """queue -> the live nodes where it runs unpaused (queues with none are left out)."""
-    nodes = [n for n in await _queries.status_nodes(client.pool) if n.live]
+    """queue -> the live nodes where it runs unpaused (queues with none are left out).
+
+    A node whose lease lapsed less than one more lease ago still counts: a late heartbeat
+    (a busy machine) is not a stopped node, and a stopped node removes its row at once.
+    """
+    nodes = [
+        n
+        for n in await _queries.status_nodes(client.pool)
+        if n.live or n.now < n.expires_at + (n.expires_at - n.heartbeat_at)
+    ]
     served = {}
     for name in names:
         running = tuple(
