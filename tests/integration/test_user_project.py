@@ -4,6 +4,7 @@ pytest-asyncio's mode and loop scopes."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -85,9 +86,17 @@ def test_xdist_workers_sharing_one_database_are_refused_with_one_line(project_ds
     assert "Traceback" not in run.stdout
 
 
-def test_a_transaction_open_at_teardown_fails_the_test_naming_it(project_dsn: str) -> None:
-    run = run_project(
-        project_dsn,
+async def test_a_transaction_open_at_teardown_fails_the_test_naming_it(project_dsn: str) -> None:
+    """Not a hang until CI kills the run: the teardown's wait for a lock is bounded."""
+    dsn = project_dsn.replace("{worker}", "main")
+    admin = await asyncpg.connect(server_dsn())
+    try:
+        await admin.execute(f'CREATE DATABASE "{dsn.rsplit("/", 1)[1]}"')
+    finally:
+        await admin.close()
+    run = await asyncio.to_thread(
+        run_project,
+        dsn,
         "-p",
         "no:xdist",
         "-o",
