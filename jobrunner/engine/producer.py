@@ -71,6 +71,7 @@ class Producer:
         self._drained.set()
         self._waiting = False  # in the loop's wait, not fetching or sleeping
         self._fetches: set[asyncio.Task[None]] = set()
+        self._claiming: set[asyncio.Task[None]] = set()  # fetches until their jobs are placed
         self._reserved = 0  # slots that fetches in flight may fill
         self._busy = False  # the last fetch came back full
         self._failures = 0
@@ -106,6 +107,12 @@ class Producer:
     def pause(self) -> None:
         self.paused = True
         self._acker.poke()
+
+    async def settle(self) -> None:
+        """Wait for the fetches in flight: once paused, what they claimed goes back to
+        available, so after this no new job of the queue starts here until a resume."""
+        while self._claiming:
+            await asyncio.gather(*self._claiming, return_exceptions=True)
 
     def resume(self) -> None:
         self.paused = False
@@ -229,7 +236,9 @@ class Producer:
         acks = self._acker.take()  # now: the acker would write them before the task runs
         task = asyncio.create_task(self._fetch(demand, acks), name=f"jobrunner.fetch.{self.queue}")
         self._fetches.add(task)
+        self._claiming.add(task)
         task.add_done_callback(self._fetches.discard)
+        task.add_done_callback(self._claiming.discard)
 
     async def _fetch(self, demand: int, acks: list[Ack]) -> None:
         """Claim up to `demand` jobs, writing `acks` in the same statement, and start them."""
@@ -265,8 +274,23 @@ class Producer:
         self._busy = len(jobs) == demand
         if self._busy:
             self._more = True
+        if self.paused and jobs:  # paused while the claim was under way: start none
+            await self._give_back(jobs)
+            return
         for job in jobs:
             self._dispatch(job)
+
+    async def _give_back(self, jobs: list[Job]) -> None:
+        """Jobs claimed for a queue that is paused now: back to available, attempt undone."""
+        acks = [_executor.interrupted(job) for job in jobs]
+        try:
+            await _queries.ack_jobs(self._client.pool, self._node, acks)
+        except Exception as exc:  # the acker retries them; none of them starts meanwhile
+            log.warning("producer.give_back_failed", queue=self.queue, error=_db.redact(str(exc)))
+            for ack in acks:
+                self._acker.push(ack)
+        log.info("producer.paused_claim_returned", queue=self.queue, job_ids=[j.id for j in jobs])
+        self._more = True
 
     async def _failed(self, exc: Exception) -> None:
         """Log a failed fetch and back off before the next."""
@@ -293,6 +317,9 @@ class Producer:
             log.warning(
                 "producer.claim_recovered", queue=self.queue, job_ids=[job.id for job in jobs]
             )
+        if self.paused and jobs:
+            await self._give_back([job for job in jobs if job.id not in self._running])
+            return
         for job in jobs:
             if job.id not in self._running:
                 self._dispatch(job)

@@ -199,8 +199,8 @@ async def test_nodes_without_queues_are_not_waited_for(client, db, make_runner) 
         "VALUES ('drainer', 'h', 1, '{}', now() + interval '1 minute')"
     )
     async with make_runner(node="a") as a:
+        with pytest.raises(UnknownTarget, match=r"unknown node 'drainer'.*live nodes: a\)"):
+            await client.stop_node("drainer")
         result = await client.stop_node(timeout_s=3)
         assert result.ok and result.targets == ("a",)
         assert a.stop_requested.is_set()
-        with pytest.raises(UnknownTarget, match=r"unknown node 'drainer'.*live nodes: a\)"):
-            await client.stop_node("drainer")

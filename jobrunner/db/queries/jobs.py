@@ -40,6 +40,7 @@ HEARTBEAT_NODE = _sql("heartbeat_node")
 REMOVE_NODE = _sql("remove_node")
 RESCUE_NODE_JOBS = _sql("rescue_node_jobs")
 OWNED_JOBS = _sql("owned_jobs")
+LOCK_NODE_NAME = _sql("lock_node_name")
 
 
 class Conn(Protocol):
@@ -383,6 +384,11 @@ async def register_node(
 async def rescue_node_jobs(conn: Conn, node: str) -> list[int]:
     """At a node's start: give back the jobs an earlier process of the same name left executing."""
     return [row["id"] for row in await _fetch(conn, RESCUE_NODE_JOBS, node)]
+
+
+async def lock_node_name(conn: Conn, node: str) -> bool:
+    """Take the session lock on `node`'s name; False if another live session holds it."""
+    return bool((await _fetch(conn, LOCK_NODE_NAME, node))[0]["locked"])
 
 
 async def heartbeat_node(conn: Conn, *, name: str, queues: str, lease_s: float) -> bool:
