@@ -16,6 +16,7 @@ import structlog
 
 from . import _db, _migrate, _queries
 from ._acker import Acker
+from ._apps import import_apps
 from ._leader import Leader
 from ._notifier import CANCEL, INSERT, Notifier
 from ._producer import Producer
@@ -115,7 +116,8 @@ class Runner:
         await self.stop()
 
     async def start(self) -> None:
-        """Check the schema, register the node, listen, then start plugins and producers.
+        """Check the schema, import the settings' `app` modules, register the node, listen, then
+        start plugins and producers.
 
         If any step fails, what already started is stopped again before the error propagates.
         """
@@ -123,6 +125,7 @@ class Runner:
             raise JobRunnerError("this runner was already started; create a new Runner")
         async with self.client.pool.acquire() as conn:
             await _migrate.verify(conn)
+        import_apps(self.settings.app)  # the workers its crontab names, as `jobrunner start`
         extensions = self._extensions()  # validates plugin settings (crontab) before anything runs
         self._started = True
         try:

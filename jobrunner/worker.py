@@ -265,6 +265,8 @@ def _json_object(what: str, value: object) -> None:
         decoded = json.loads(encoded)
     except (TypeError, ValueError) as exc:
         raise InvalidJob(f"{what} must be JSON-serialisable: {exc}") from None
+    except RecursionError:
+        raise InvalidJob(f"{what} is nested too deeply to store") from None
     if decoded != value:
         raise InvalidJob(f"{what} must survive a JSON round trip (string keys, no tuples)")
     if ("\\u0000" in encoded or "\\ud" in encoded) and _bad_text(value):

@@ -70,6 +70,11 @@ def parse(entry: CronEntry) -> Schedule:
             f"crontab entry {key!r} has invalid schedule {entry.schedule!r}; use 5 "
             f"fields (minute hour day month weekday), or 6 with seconds last"
         )
+    if _unfixed(entry.schedule):
+        raise ConfigError(
+            f"crontab entry {key!r} schedule {entry.schedule!r} uses R or H, whose slot "
+            f"changes from one reading to the next; write the minute and hour out"
+        )
     try:
         worker = lookup(entry.worker)
     except JobRunnerError:
@@ -88,6 +93,15 @@ def parse(entry: CronEntry) -> Schedule:
             ) from None
         raise ConfigError(f"crontab entry {key!r}: {exc}") from None
     return schedule
+
+
+def _unfixed(expression: str) -> bool:
+    """True when a field is croniter's random (R) or hashed (H) value: not a fixed slot."""
+    for part in expression.split():
+        for token in part.replace("/", ",").split(","):
+            if token[:1] in ("R", "r", "H", "h") and (len(token) == 1 or token[1] == "("):
+                return True
+    return False
 
 
 def parse_all(entries: Sequence[CronEntry]) -> list[Schedule]:
