@@ -65,15 +65,15 @@ def parse(entry: CronEntry) -> Schedule:
             f"crontab entry {key!r} has unknown timezone {entry.timezone!r}; "
             f"use an IANA name like 'Europe/Madrid' or 'UTC'"
         ) from None
+    if isinstance(entry.schedule, str) and _unfixed(entry.schedule):
+        raise ConfigError(
+            f"crontab entry {key!r} schedule {entry.schedule!r} uses R or H, whose slot "
+            f"changes from one reading to the next; write the minute and hour out"
+        )
     if not isinstance(entry.schedule, str) or not croniter.is_valid(entry.schedule):
         raise ConfigError(
             f"crontab entry {key!r} has invalid schedule {entry.schedule!r}; use 5 "
             f"fields (minute hour day month weekday), or 6 with seconds last"
-        )
-    if _unfixed(entry.schedule):
-        raise ConfigError(
-            f"crontab entry {key!r} schedule {entry.schedule!r} uses R or H, whose slot "
-            f"changes from one reading to the next; write the minute and hour out"
         )
     try:
         worker = lookup(entry.worker)
