@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from . import _db, _executor, _queries
+from ._queries import Ack
 from .job import Job
 from .worker import validate_queue
 
@@ -155,6 +156,17 @@ def _queue_names(queues: Sequence[str] | None) -> list[str] | None:
     return [validate_queue(name) for name in names]
 
 
+async def _ack(client: Client, node: str, ack: Ack) -> None:
+    """Write one outcome; one the database refuses is written as a failed attempt instead."""
+    try:
+        await _queries.ack_jobs(client.pool, node, [ack])
+    except Exception as exc:
+        if not _queries.refused(exc):
+            raise
+        reason = _db.redact(str(exc))[:500]
+        await _queries.ack_jobs(client.pool, node, [_executor.refused_ack(ack, reason)])
+
+
 async def _run(
     client: Client, jobs: Sequence[Job], node: str, tally: _Tally, *, safe: bool, recursive: bool
 ) -> None:
@@ -164,7 +176,7 @@ async def _run(
         while pending:
             result = await _executor.execute(pending[0], client)
             pending.pop(0)
-            await _queries.ack_jobs(client.pool, node, [result.ack])
+            await _ack(client, node, result.ack)
             tally.add(result, recursive=recursive)
             if not safe and result.exception is not None:
                 raise result.exception
