@@ -164,7 +164,7 @@ class Acker:
                     failures += 1
                     log.warning(
                         "acker.write_failed",
-                        error=_db.redact(str(exc)),
+                        error=_db.redact(str(exc))[:500],
                         pending=len(self._pending),
                         failures=failures,
                     )

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _queries
 from ._control import PAUSE, RESUME, SCALE, STOP
+from .config import MAX_QUEUE_LIMIT
 from .errors import JobRunnerError
 from .job import JobState
 from .worker import registered, validate_queue
@@ -113,8 +114,10 @@ async def check_node(client: Client, node: str, queue: str | None) -> None:
 
 
 def check_limit(limit: object) -> int:
-    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-        raise ValueError(f"queue limit must be a whole number >= 1, got {limit!r}")
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_QUEUE_LIMIT:
+        raise ValueError(
+            f"queue limit must be a whole number from 1 to {MAX_QUEUE_LIMIT}, got {limit!r}"
+        )
     return limit
 
 

@@ -293,7 +293,7 @@ class Producer:
         log.warning(
             "producer.fetch_failed",
             queue=self.queue,
-            error=_db.redact(str(exc)),
+            error=_db.redact(str(exc))[:500],
             failures=self._failures,
         )
         if not self._stopping:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from jobrunner import CronEntry, Job, Settings, worker
+from jobrunner._commands import check_limit
 from jobrunner.config import parse_queues
 from jobrunner.errors import ConfigError, InvalidJob
 from jobrunner.plugins import cron
@@ -119,3 +120,9 @@ def test_deep_args_are_refused_as_invalid() -> None:
         node = node["a"]
     with pytest.raises(InvalidJob, match="args is nested too deeply to store"):
         report.new(deep)
+
+
+@pytest.mark.parametrize("limit", [0, 100_001, 2**63])
+def test_a_scale_limit_out_of_range_is_refused(limit: int) -> None:
+    with pytest.raises(ValueError, match="queue limit must be a whole number from 1 to 100000"):
+        check_limit(limit)
