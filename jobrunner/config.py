@@ -142,7 +142,7 @@ class Settings:
                 raise ConfigError(f"{name} must be a string, got {getattr(self, name)!r}")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError(
-                f"log_level must be debug, info, warning or error, got {self.log_level!r}"
+                f"log level must be debug, info, warning or error, got {self.log_level!r}"
             )
         if not isinstance(self.app, tuple) or not all(isinstance(m, str) for m in self.app):
             raise ConfigError(f"app must be a module name or a list of them, got {self.app!r}")

@@ -32,7 +32,7 @@ def _load(tmp_path: Path, text: str | bytes) -> Settings:
         ("app = [1, 2]", "app must be a module name or a list of them"),
         ("crontab = 5", "crontab must be a list of [[crontab]] tables, got 5"),
         ("log_level = 5", "log_level must be a string, got 5"),
-        ('log_level = "loud"', "log_level must be debug, info, warning or error"),
+        ('log_level = "loud"', "log level must be debug, info, warning or error"),
         ("node = 5", "node must be a string, got 5"),
         ("database_url = 5", "database_url must be a string, got 5"),
         ("data_dir = []", "data_dir must be a string"),
