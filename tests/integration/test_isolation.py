@@ -11,10 +11,11 @@ import asyncpg
 import pytest
 
 import jobrunner
-from jobrunner import Cancel, Job, JobState, Snooze, _queries, worker
-from jobrunner._acker import Acker
-from jobrunner._executor import MAX_ERRORS, MESSAGE_CAP, TRACEBACK_CAP
-from jobrunner._queries import Ack
+from jobrunner import Cancel, Job, JobState, Snooze, worker
+from jobrunner.db import queries as _queries
+from jobrunner.db.queries import Ack
+from jobrunner.engine.acker import Acker
+from jobrunner.engine.executor import MAX_ERRORS, MESSAGE_CAP, TRACEBACK_CAP
 from tests.helpers import eventually
 
 BAD, GOOD = "iso_bad", "iso_good"

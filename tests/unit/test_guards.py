@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from jobrunner import CronEntry, Job, Settings, worker
-from jobrunner._commands import check_limit
-from jobrunner.config import parse_queues
-from jobrunner.errors import ConfigError, InvalidJob
+from jobrunner.core.config import parse_queues
+from jobrunner.core.errors import ConfigError, InvalidJob
+from jobrunner.core.new_job import validate_queue
+from jobrunner.ops.commands import check_limit
 from jobrunner.plugins import cron
-from jobrunner.worker import validate_queue
 
 
 def _load(tmp_path: Path, text: str | bytes) -> Settings:
