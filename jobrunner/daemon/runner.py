@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import structlog
 
 from jobrunner.core import threads as _threads
+from jobrunner.core.apps import import_apps
 from jobrunner.core.config import QueueConfig, Settings
 from jobrunner.core.errors import ConfigError, JobRunnerError
 from jobrunner.db import connection as _db
@@ -128,7 +129,8 @@ class Runner:
         await self.stop()
 
     async def start(self) -> None:
-        """Check the schema, register the node, listen, then start plugins and producers.
+        """Check the schema, import the settings' `app` modules, register the node, listen, then
+        start plugins and producers.
 
         If any step fails, what already started is stopped again before the error propagates.
         """
@@ -136,6 +138,7 @@ class Runner:
             raise JobRunnerError("this runner was already started; create a new Runner")
         async with self.client.pool.acquire() as conn:
             await _migrate.verify(conn)
+        import_apps(self.settings.app)  # the workers its crontab names, as `jobrunner start`
         extensions = self._extensions()  # validates plugin settings (crontab) before anything runs
         self._started = True
         try:

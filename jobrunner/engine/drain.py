@@ -18,6 +18,7 @@ from jobrunner.core.job import Job
 from jobrunner.core.new_job import validate_queue
 from jobrunner.db import connection as _db
 from jobrunner.db import queries as _queries
+from jobrunner.db.queries import Ack
 from jobrunner.engine import executor as _executor
 
 if TYPE_CHECKING:
@@ -199,6 +200,17 @@ def _queue_names(queues: Sequence[str] | None) -> list[str] | None:
     return [validate_queue(name) for name in names]
 
 
+async def _ack(client: Client, node: str, ack: Ack) -> None:
+    """Write one outcome; one the database refuses is written as a failed attempt instead."""
+    try:
+        await _queries.ack_jobs(client.pool, node, [ack])
+    except Exception as exc:
+        if not _queries.refused(exc):
+            raise
+        reason = _db.redact(str(exc))[:500]
+        await _queries.ack_jobs(client.pool, node, [_executor.refused_ack(ack, reason)])
+
+
 async def _run(
     client: Client, jobs: Sequence[Job], node: str, tally: Tally, *, safe: bool, recursive: bool
 ) -> None:
@@ -211,7 +223,7 @@ async def _run(
             if result is None:  # cancelled while it ran: the database already says so
                 tally.cancel(job)
                 continue
-            await _queries.ack_jobs(client.pool, node, [result.ack])
+            await _ack(client, node, result.ack)
             tally.add(result, recursive=recursive)
             if not safe and result.exception is not None:
                 raise result.exception

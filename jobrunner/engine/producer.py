@@ -244,18 +244,33 @@ class Producer:
         """Claim up to `demand` jobs, writing `acks` in the same statement, and start them."""
         claim = secrets.token_hex(8)
         pool = self._client.pool
+        unreadable: list[_queries.Unreadable] = []
         try:
             if acks:
                 owned, jobs = await _queries.ack_and_fetch_jobs(
-                    pool, self._node, acks, queue=self.queue, demand=demand, claim=claim
+                    pool,
+                    self._node,
+                    acks,
+                    queue=self.queue,
+                    demand=demand,
+                    claim=claim,
+                    unreadable=unreadable,
                 )
             else:  # the lighter statement: a wake-up's fetch, on an idle node
                 owned = set()
                 jobs = await _queries.fetch_jobs(
-                    pool, queue=self.queue, demand=demand, node=self._node, claim=claim
+                    pool,
+                    queue=self.queue,
+                    demand=demand,
+                    node=self._node,
+                    claim=claim,
+                    unreadable=unreadable,
                 )
         except BaseException as exc:
-            self._acker.restore(acks)
+            if _queries.refused(exc):
+                self._acker.refuse(acks)  # written apart, so that one bad ack stops nothing
+            else:
+                self._acker.restore(acks)
             self._unsettled.append(claim)  # it may have committed: recovered by claim id
             if not isinstance(exc, Exception):
                 raise
@@ -271,14 +286,22 @@ class Producer:
         self._acker.settle(acks, owned)
         self.fetches += 1
         self.carried += len(acks)
-        self._busy = len(jobs) == demand
+        self._busy = len(jobs) + len(unreadable) == demand
         if self._busy:
             self._more = True
+        if unreadable:
+            self._set_aside(unreadable)
         if self.paused and jobs:  # paused while the claim was under way: start none
             await self._give_back(jobs)
             return
         for job in jobs:
             self._dispatch(job)
+
+    def _set_aside(self, unreadable: list[_queries.Unreadable]) -> None:
+        """Discard claimed jobs that cannot be decoded, with why: never claimed again."""
+        for job_id, attempt, exc in unreadable:
+            log.error("job.unreadable", job_id=job_id, queue=self.queue, error=repr(exc)[:200])
+            self._acker.push(_executor.unreadable_ack(job_id, attempt, exc))
 
     async def _give_back(self, jobs: list[Job]) -> None:
         """Jobs claimed for a queue that is paused now: back to available, attempt undone."""
@@ -299,7 +322,7 @@ class Producer:
         log.warning(
             "producer.fetch_failed",
             queue=self.queue,
-            error=_db.redact(str(exc)),
+            error=_db.redact(str(exc))[:500],
             failures=self._failures,
         )
         if not self._stopping:
@@ -311,8 +334,12 @@ class Producer:
     async def _recover(self) -> None:
         """Run what fetches whose reply was lost claimed: they may have committed."""
         claims = list(self._unsettled)
-        jobs = await _queries.claimed_jobs(self._client.pool, node=self._node, claims=claims)
+        unreadable: list[_queries.Unreadable] = []
+        jobs = await _queries.claimed_jobs(
+            self._client.pool, node=self._node, claims=claims, unreadable=unreadable
+        )
         self._unsettled = [claim for claim in self._unsettled if claim not in claims]
+        self._set_aside(unreadable)
         if jobs:
             log.warning(
                 "producer.claim_recovered", queue=self.queue, job_ids=[job.id for job in jobs]
