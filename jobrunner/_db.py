@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from .errors import ConfigError, DatabaseUnavailable
+from .errors import ConfigError, DatabaseUnavailable, PoolTimeout
 
 # The password runs to the first @ that a host (maybe empty: a unix socket), a port and the end
 # of the URL follow, so that @ / ? # pasted unencoded into a password are hidden too.
@@ -218,19 +218,87 @@ POOL_SETTINGS = {
 }
 
 
-async def create_pool(dsn: str, *, max_size: int = 10, min_size: int = 1) -> asyncpg.Pool:
-    """A pool; a malformed DSN is a ConfigError, other connect failures DatabaseUnavailable."""
+POOL_TIMEOUT_S = 10.0
+
+
+class _Acquire:
+    """`pool.acquire()` with the pool's bounded wait, which raises PoolTimeout."""
+
+    __slots__ = ("_context", "_pool", "_timeout_s")
+
+    def __init__(self, pool: Pool, timeout_s: float) -> None:
+        self._pool = pool
+        self._timeout_s = timeout_s
+        self._context = asyncpg.Pool.acquire(pool, timeout=timeout_s)
+
+    async def __aenter__(self) -> Any:
+        try:
+            return await self._context.__aenter__()
+        except TimeoutError:
+            raise self._pool.timed_out(self._timeout_s) from None
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._context.__aexit__(*exc)
+
+    def __await__(self) -> Any:
+        return self._acquired().__await__()
+
+    async def _acquired(self) -> Any:
+        try:
+            return await self._context
+        except TimeoutError:
+            raise self._pool.timed_out(self._timeout_s) from None
+
+
+class Pool(asyncpg.Pool):  # type: ignore[misc]
+    """asyncpg's pool whose `acquire()` waits at most `acquire_timeout_s` (a worker's own
+    `pool.acquire()` included): a pool that running jobs hold entirely makes the next
+    acquisition fail with PoolTimeout instead of hanging."""
+
+    def __init__(self, *args: Any, acquire_timeout_s: float, name: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.acquire_timeout_s = acquire_timeout_s
+        self.name = name
+
+    def acquire(self, *, timeout: float | None = None) -> Any:
+        return _Acquire(self, self.acquire_timeout_s if timeout is None else timeout)
+
+    def timed_out(self, timeout_s: float) -> PoolTimeout:
+        return PoolTimeout(
+            f"no connection of the {self.name} pool came free within {timeout_s:g}s "
+            f"(all {self.get_max_size()} in use): hold a connection of client.pool only "
+            "briefly, or raise pool_size"
+        )
+
+
+async def create_pool(
+    dsn: str,
+    *,
+    max_size: int = 10,
+    min_size: int = 1,
+    acquire_timeout_s: float = POOL_TIMEOUT_S,
+    application_name: str = "jobrunner",
+    name: str = "jobrunner",
+) -> asyncpg.Pool:
+    """A pool whose acquisitions wait at most `acquire_timeout_s`; a malformed DSN is a
+    ConfigError, other connect failures DatabaseUnavailable."""
     _check_url(dsn)
     try:
-        pool = await asyncpg.create_pool(
+        pool = await Pool(
             dsn,
             min_size=min(min_size, max_size),
             max_size=max_size,
+            max_queries=50_000,
+            max_inactive_connection_lifetime=300.0,
+            loop=None,
+            connection_class=PooledConnection,
+            record_class=asyncpg.Record,
+            reset=_reset,
             timeout=10,
             command_timeout=60,
-            server_settings=POOL_SETTINGS,
-            connection_class=PooledConnection,
-            reset=_reset,
+            server_settings={**POOL_SETTINGS, "application_name": application_name},
+            acquire_timeout_s=acquire_timeout_s,
+            name=name,
         )
     except _MALFORMED_ERRORS as exc:
         raise _malformed(dsn, exc) from None

@@ -40,6 +40,7 @@ HEARTBEAT_NODE = _sql("heartbeat_node")
 REMOVE_NODE = _sql("remove_node")
 RESCUE_NODE_JOBS = _sql("rescue_node_jobs")
 OWNED_JOBS = _sql("owned_jobs")
+CANCELLED_JOBS = _sql("cancelled_jobs")
 
 
 class Conn(Protocol):
@@ -333,6 +334,7 @@ class Ack:
     delay_s: float | None = None
     error: str | None = None  # a JSON object
     undo_attempt: bool = False
+    claim: str | None = None  # the run's claim id (attempted_by[1]); None: claimed without one
 
 
 async def ack_jobs(conn: Conn, node: str, acks: Sequence[Ack]) -> set[int]:
@@ -367,6 +369,7 @@ async def ack_and_fetch_jobs(
         queue,
         demand,
         claim,
+        [a.claim for a in acks],
     )
     owned = {row["id"] for row in rows if row["acked"]}
     jobs = [Job.from_record(row) for row in rows if not row["acked"]]
@@ -394,9 +397,19 @@ async def remove_node(conn: Conn, name: str) -> None:
     await _fetch(conn, REMOVE_NODE, name)
 
 
-async def owned_jobs(conn: Conn, *, ids: Sequence[int], node: str) -> set[int]:
-    """The ids among `ids` that `node` still runs (executing, attempted by it)."""
-    return {row["id"] for row in await _fetch(conn, OWNED_JOBS, list(ids), node)}
+async def owned_jobs(
+    conn: Conn, *, runs: Sequence[tuple[int, str | None]], node: str
+) -> set[tuple[int, str | None]]:
+    """The runs (job id, claim id) among `runs` that `node` still holds (executing, in
+    that claim)."""
+    ids, claims = [r[0] for r in runs], [r[1] for r in runs]
+    rows = await _fetch(conn, OWNED_JOBS, ids, claims, node)
+    return {(row["id"], row["claim"]) for row in rows}
+
+
+async def cancelled_jobs(conn: Conn, ids: Sequence[int]) -> set[int]:
+    """The ids among `ids` whose job is cancelled."""
+    return {row["id"] for row in await _fetch(conn, CANCELLED_JOBS, list(ids))}
 
 
 # --- scheduler: staging, leadership, cron, pruning, rescue -------------------------------

@@ -78,7 +78,11 @@ class Client:
     async def __aenter__(self) -> Self:
         self._dsn = await _db.resolve_dsn(self._dsn, self.settings.data_dir)
         if self._pool is None:
-            self._pool = await _db.create_pool(self._dsn, max_size=self.settings.pool_size)
+            self._pool = await _db.create_pool(
+                self._dsn,
+                max_size=self.settings.pool_size,
+                acquire_timeout_s=self.settings.pool_timeout_s,
+            )
         try:
             async with self._pool.acquire() as conn:
                 await _migrate.verify(conn)
