@@ -28,6 +28,7 @@ INSERT_JOBS = _sql("insert_jobs")
 INSERT_PLAIN_JOB = _sql("insert_plain_job")
 INSERT_PLAIN_JOBS = _sql("insert_plain_jobs")
 FIND_UNIQUE_JOBS = _sql("find_unique_jobs")
+RELEASE_UNIQUE_KEYS = _sql("release_unique_keys")
 GET_JOB = _sql("get_job")
 FETCH_JOBS = _sql("fetch_jobs")
 CLAIMED_JOBS = _sql("claimed_jobs")
@@ -71,12 +72,16 @@ def unique_key(job: NewJob) -> str | None:
 _INSERT_ROUNDS = 5
 
 
-async def insert_jobs(conn: Conn, jobs: Sequence[NewJob]) -> list[Job]:
+async def insert_jobs(
+    conn: Conn, jobs: Sequence[NewJob], *, release_on: Conn | None = None
+) -> list[Job]:
     """Insert `jobs` in one statement; a unique conflict returns the existing job.
 
     The result is in the order of `jobs`, conflicts marked `conflict=True`. A conflicting
     job that left its unique states before it could be looked up no longer blocks: those
-    jobs are inserted again.
+    jobs are inserted again. With `release_on` (when `conn` is the caller's transaction),
+    the unique keys the insert replaces are released there first, in a statement that
+    commits at once, so that the caller's transaction never holds an executing job's row.
     """
     if all(job.unique is None for job in jobs):
         if len(jobs) == 1:
@@ -86,7 +91,12 @@ async def insert_jobs(conn: Conn, jobs: Sequence[NewJob]) -> list[Job]:
     results: dict[int, Job] = {}
     todo = list(range(len(jobs)))
     for _ in range(_INSERT_ROUNDS):
-        conflicts = await _insert_round(conn, jobs, keys, todo, results)
+        if release_on is not None:
+            columns = _columns([jobs[i] for i in todo], [keys[i] for i in todo])
+            await _fetch(release_on, RELEASE_UNIQUE_KEYS, *columns[-3:])
+        conflicts = await _insert_round(
+            conn, jobs, keys, todo, results, release_executing=release_on is None
+        )
         if conflicts:
             found = await find_unique_jobs(conn, list(set(conflicts.values())))
             for index, key in conflicts.items():
@@ -106,9 +116,12 @@ async def _insert_round(
     keys: Sequence[str | None],
     todo: Sequence[int],
     results: dict[int, Job],
+    *,
+    release_executing: bool = True,
 ) -> dict[int, str]:
     """Insert the jobs at `todo` into `results`; return the conflicting ones' keys."""
-    rows = await _insert_statement(conn, _columns([jobs[i] for i in todo], [keys[i] for i in todo]))
+    columns = _columns([jobs[i] for i in todo], [keys[i] for i in todo])
+    rows = await _insert_statement(conn, (*columns, release_executing))
     conflicts: dict[int, str] = {}
     by_key: dict[str, Job] = {}
     for row in rows:
@@ -127,7 +140,7 @@ async def _insert_round(
     return conflicts
 
 
-async def _insert_statement(conn: Conn, columns: tuple[list[Any], ...]) -> list[Any]:
+async def _insert_statement(conn: Conn, columns: tuple[Any, ...]) -> list[Any]:
     """Run INSERT_JOBS; a deadlock between concurrent inserts is retried outside transactions."""
     for attempt in range(3):
         try:

@@ -122,7 +122,9 @@ class Client:
                 raise InvalidJob(f"insert takes jobs built with worker.new(...), got {job!r}")
         if not batch:
             return []
-        inserted = await _queries.insert_jobs(conn or self.pool, batch)
+        inserted = await _queries.insert_jobs(
+            conn or self.pool, batch, release_on=None if conn is None else self.pool
+        )
         if self.testing == "inline":
             from ._executor import run_inline
 
