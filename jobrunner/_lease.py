@@ -34,6 +34,10 @@ class LeaseConnections:
         self.wait_s = wait_s
         self._pool: asyncpg.Pool | None = None
 
+    @property
+    def open(self) -> bool:
+        return self._pool is not None
+
     async def start(self) -> None:
         self._pool = await _db.create_pool(
             self._dsn,

@@ -261,7 +261,7 @@ class Runner:
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
-        if self._lease is not None:
+        if self._lease is not None and self._lease.open:
             await _quietly(
                 asyncio.wait_for(
                     _queries.remove_node(self._lease, self.node), REMOVE_NODE_TIMEOUT_S
