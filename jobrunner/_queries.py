@@ -92,8 +92,7 @@ async def insert_jobs(
     todo = list(range(len(jobs)))
     for _ in range(_INSERT_ROUNDS):
         if release_on is not None:
-            columns = _columns([jobs[i] for i in todo], [keys[i] for i in todo])
-            await _fetch(release_on, RELEASE_UNIQUE_KEYS, *columns[-3:])
+            await release_unique_keys(release_on, [jobs[i] for i in todo], [keys[i] for i in todo])
         conflicts = await _insert_round(
             conn, jobs, keys, todo, results, release_executing=release_on is None
         )
@@ -108,6 +107,13 @@ async def insert_jobs(
     raise JobRunnerError(
         "unique jobs kept conflicting with jobs that were released at once; insert them again"
     )
+
+
+async def release_unique_keys(
+    conn: Conn, jobs: Sequence[NewJob], keys: Sequence[str | None]
+) -> None:
+    """Release, in a statement of its own, the unique keys that inserting `jobs` would."""
+    await _fetch(conn, RELEASE_UNIQUE_KEYS, *_columns(jobs, keys)[-3:])
 
 
 async def _insert_round(
