@@ -39,6 +39,7 @@ lint: venv
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy --strict deploy/build_image.py
 	$(VENV)/bin/hadolint Dockerfile
+	$(VENV)/bin/lint-imports
 
 fmt: venv
 	$(VENV)/bin/ruff format jobrunner tests deploy
@@ -50,7 +51,7 @@ bench: venv
 
 ## db-stop: stop the embedded PostgreSQL that `make run` started (it keeps running to be shared).
 db-stop:
-	-$(PY) -c "import subprocess; from jobrunner import _embedded; subprocess.run([str(_embedded._binaries() / 'pg_ctl'), '-D', '.jobrunner/pgdata', '-w', 'stop'], check=True)"
+	-$(PY) -c "import subprocess; from jobrunner.db import embedded; subprocess.run([str(embedded._binaries() / 'pg_ctl'), '-D', '.jobrunner/pgdata', '-w', 'stop'], check=True)"
 
 db-reset: db-stop
 	rm -rf .jobrunner/pgdata
@@ -58,4 +59,4 @@ db-reset: db-stop
 ci: lint test
 
 clean:
-	rm -rf $(VENV) .jobrunner .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .jobrunner .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

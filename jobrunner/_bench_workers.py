@@ -6,8 +6,8 @@ import os
 import time
 from typing import IO
 
-from .job import Job
-from .worker import worker
+from jobrunner.core.job import Job
+from jobrunner.core.worker import worker
 
 QUEUE = "bench"
 STAMPS_ENV = "JOBRUNNER_BENCH_STAMPS"
@@ -21,6 +21,11 @@ _stamps: IO[str] | None = (
 @worker(queue=QUEUE, name="bench.noop")
 async def noop(job: Job) -> None:
     """Does nothing: what is measured is the queue's own cost."""
+
+
+@worker(queue=QUEUE, name="bench.sync_noop")
+def sync_noop(job: Job) -> None:
+    """Does nothing, in a thread of the runner's pool: the cost of the hand-over."""
 
 
 @worker(queue=QUEUE, name="bench.stamp")

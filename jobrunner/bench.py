@@ -30,8 +30,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import structlog
 
-from . import _bench_cases as cases
-from ._bench_cases import QUICK, Context, Metrics, Sizes
+from jobrunner import _bench_cases as cases
+from jobrunner._bench_cases import QUICK, Context, Metrics, Sizes
 
 CASES = ("burn-down", "latency", "insert", "memory", "scale")
 DEFAULT_CASES = CASES  # the scale case preloads its 1,000,000 rows in ~10 s: cheap enough
@@ -58,6 +58,8 @@ METRICS: dict[str, Metric] = {
     "burn_down_c50": Metric("burn-down, concurrency 50", "jobs/s", 20_000),
     "burn_down_c10_cpu": Metric("  daemon CPU per job, c10", "us"),
     "burn_down_c50_cpu": Metric("  daemon CPU per job, c50", "us"),
+    "burn_down_sync_c10": Metric("burn-down, sync workers, 10 threads", "jobs/s"),
+    "burn_down_sync_c10_cpu": Metric("  daemon CPU per job, sync c10", "us"),
     "wake_p50_ms": Metric("wake latency p50", "ms", 1.0, higher_is_better=False),
     "wake_p90_ms": Metric("wake latency p90", "ms"),
     "wake_p99_ms": Metric("wake latency p99", "ms", 2.5, higher_is_better=False),
@@ -255,7 +257,7 @@ async def server_dsn(given: str | None) -> str:
         return dsn
     if _server_up():
         return DEFAULT_SERVER
-    from ._db import embedded_dsn
+    from jobrunner.db.connection import embedded_dsn
 
     return await asyncio.to_thread(embedded_dsn, Path(".jobrunner") / "bench")
 
@@ -282,11 +284,14 @@ async def drop_database(server: str, name: str) -> None:
 async def _burn_down(ctx: Context) -> Metrics:
     c10 = await cases.burn_down(ctx, 10)
     c50 = await cases.burn_down(ctx, 50)
+    sync = await cases.burn_down(ctx, 10, sync=True)
     return {
         "burn_down_c10": c10["jobs_per_s"],
         "burn_down_c50": c50["jobs_per_s"],
         "burn_down_c10_cpu": c10["cpu_us_per_job"],
         "burn_down_c50_cpu": c50["cpu_us_per_job"],
+        "burn_down_sync_c10": sync["jobs_per_s"],
+        "burn_down_sync_c10_cpu": sync["cpu_us_per_job"],
     }
 
 

@@ -2,35 +2,42 @@
 
 from __future__ import annotations
 
-import contextvars
-from collections.abc import Iterable, Sequence
+import asyncio
+from collections.abc import Coroutine, Iterable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import asyncpg
 
-from . import _db, _migrate, _queries
-from .config import Settings
-from .errors import InvalidJob, JobNotFound, JobRunnerError
-from .job import Job
-from .worker import NewJob
+from jobrunner.core import threads as _threads
+from jobrunner.core.config import Settings
+from jobrunner.core.errors import InvalidJob, JobNotFound, JobRunnerError
+from jobrunner.core.job import Job
+from jobrunner.core.new_job import NewJob
+from jobrunner.db import connection as _db
+from jobrunner.db import migrate as _migrate
+from jobrunner.db import queries as _queries
+from jobrunner.engine.executor import CURRENT_CLIENT
 
 if TYPE_CHECKING:
     from typing import Self
 
-    from ._commands import ControlResult
-    from ._draining import DrainReport
-    from ._status import Status
+    from jobrunner.ops.commands import ControlResult
+    from jobrunner.ops.draining import DrainReport
+    from jobrunner.ops.status import Status
+
+_T = TypeVar("_T")
 
 TestingMode = Literal["inline", "manual"]
 
 _NOT_CONNECTED = "the client is not connected; use 'async with jobrunner.connect()'"
 
-_current: contextvars.ContextVar[Client] = contextvars.ContextVar("jobrunner_client")
-
 
 def current_client() -> Client:
     """The client running the current job, to enqueue follow-up jobs from a worker.
+
+    Inside a sync worker (a plain `def`, in a thread) it returns a `ThreadClient` instead:
+    the same methods without `await` (`ThreadClient.current()` says so to a type checker).
 
     Example:
         >>> @worker()
@@ -38,9 +45,81 @@ def current_client() -> Client:
         ...     await jobrunner.current_client().insert(step_two.new(job.args))
     """
     try:
-        return _current.get()
+        client = cast(Client, CURRENT_CLIENT.get())
     except LookupError:
         raise JobRunnerError("current_client() is only available inside a running job") from None
+    loop = _threads.job_loop()
+    if loop is not None:
+        return ThreadClient(client, loop)  # type: ignore[return-value]
+    return client
+
+
+class ThreadClient:
+    """The running client as a sync job's thread sees it: its calls run on the runner's
+    event loop and block the thread (never the loop) until they are done.
+
+    Example:
+        >>> @worker(queue="images")
+        ... def resize(job: Job) -> None:
+        ...     ...
+        ...     jobrunner.ThreadClient.current().insert(publish.new({"id": job.args["id"]}))
+    """
+
+    def __init__(self, client: Client, loop: asyncio.AbstractEventLoop) -> None:
+        self.client = client
+        self._loop = loop
+
+    @classmethod
+    def current(cls) -> ThreadClient:
+        """The client running the current sync job, from its thread."""
+        found = current_client()
+        if not isinstance(found, ThreadClient):
+            raise JobRunnerError(
+                "ThreadClient.current() is only available inside a sync job's thread; "
+                "an async job uses current_client()"
+            )
+        return found
+
+    def call(self, coro: Coroutine[Any, Any, _T]) -> _T:
+        """Run `coro` (made from `self.client`, say) on the runner's loop; its result.
+
+        Example:
+            >>> tc = jobrunner.ThreadClient.current()
+            >>> tc.call(tc.client.retry_job(42))
+        """
+        if _threads.job_loop() is None and _on_loop(self._loop):
+            coro.close()
+            raise JobRunnerError("a ThreadClient is for a sync job's thread, not the event loop")
+        try:
+            future = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        except RuntimeError:  # the loop is closed
+            coro.close()
+            raise JobRunnerError("the runner that ran this job has stopped") from None
+        return future.result()
+
+    def insert(self, job: NewJob) -> Job:
+        """Insert one job (see `Client.insert`)."""
+        return self.call(self.client.insert(job))
+
+    def insert_all(self, jobs: Iterable[NewJob]) -> list[Job]:
+        """Insert many jobs in one statement (see `Client.insert_all`)."""
+        return self.call(self.client.insert_all(list(jobs)))
+
+    def get_job(self, job_id: int) -> Job | None:
+        """The job with this id, or None (see `Client.get_job`)."""
+        return self.call(self.client.get_job(job_id))
+
+    def cancel_job(self, job_id: int) -> Job:
+        """Cancel a job (see `Client.cancel_job`)."""
+        return self.call(self.client.cancel_job(job_id))
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    """True when called from `loop`'s own thread (waiting there would deadlock)."""
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
 
 
 class Client:
@@ -126,7 +205,7 @@ class Client:
             conn or self.pool, batch, release_on=None if conn is None else self.pool
         )
         if self.testing == "inline":
-            from ._executor import run_inline
+            from jobrunner.engine.drain import run_inline
 
             return await run_inline(self, inserted, conn)
         return inserted
@@ -166,7 +245,7 @@ class Client:
             >>> result = await client.pause_queue("emails")
             >>> result.ok, sorted(result.applied)
         """
-        from . import _commands
+        from jobrunner.ops import commands as _commands
 
         return await _commands.pause(self, queue, node, timeout_s=timeout_s, force=force)
 
@@ -174,7 +253,7 @@ class Client:
         self, queue: str, node: str | None = None, *, timeout_s: float = 5.0, force: bool = False
     ) -> ControlResult:
         """Fetch from `queue` again on every node (persisted), or on `node`; see pause_queue."""
-        from . import _commands
+        from jobrunner.ops import commands as _commands
 
         return await _commands.resume(self, queue, node, timeout_s=timeout_s, force=force)
 
@@ -194,7 +273,7 @@ class Client:
         Example:
             >>> await client.scale_queue("emails", 50)
         """
-        from . import _commands
+        from jobrunner.ops import commands as _commands
 
         return await _commands.scale(self, queue, limit, node, timeout_s=timeout_s, force=force)
 
@@ -214,7 +293,7 @@ class Client:
         Example:
             >>> await client.reset_queue_limit("emails")
         """
-        from . import _commands
+        from jobrunner.ops import commands as _commands
 
         return await _commands.scale(self, queue, None, node, timeout_s=timeout_s, force=force)
 
@@ -223,7 +302,7 @@ class Client:
     ) -> ControlResult:
         """Stop `node` (None: every live node) gracefully: running jobs get `grace_s` seconds
         (None: the node's shutdown_grace_s). Returns once the nodes applied the command."""
-        from . import _commands
+        from jobrunner.ops import commands as _commands
 
         return await _commands.stop(self, node, grace_s=grace_s, timeout_s=timeout_s)
 
@@ -245,7 +324,7 @@ class Client:
             >>> report = await client.drain(["emails"])
             >>> report.ok, report.counts()
         """
-        from . import _draining
+        from jobrunner.ops import draining as _draining
 
         return await _draining.drain(
             self, queues, with_scheduled=with_scheduled, timeout_s=timeout_s
@@ -260,7 +339,7 @@ class Client:
         limit: int = 20,
     ) -> list[Job]:
         """The newest jobs matching the filters (`state` may be one state or several)."""
-        from ._commands import job_states
+        from jobrunner.ops.commands import job_states
 
         states = None if state is None else job_states(state)
         return await _queries.list_jobs(
@@ -271,7 +350,7 @@ class Client:
         self, *, state: str | Sequence[str], queue: str | None = None, worker: str | None = None
     ) -> list[int]:
         """Retry every job in `state` (of `queue`, `worker`) now; the ids retried."""
-        from ._commands import job_states
+        from jobrunner.ops.commands import job_states
 
         states = job_states(state)
         if "executing" in states:
@@ -280,7 +359,7 @@ class Client:
 
     async def status(self) -> Status:
         """Nodes, their queues, and job counts by queue and state (`jobrunner status`)."""
-        from . import _status
+        from jobrunner.ops import status as _status
 
         return await _status.status(self)
 

@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from jobrunner import _migrate
+from jobrunner.db import migrate as _migrate
 from tests.conftest import with_database
 
 ENV_NAMES = ("JOBRUNNER_DATABASE_URL", "JOBRUNNER_CONFIG", "JOBRUNNER_DATA_DIR")
@@ -198,7 +198,7 @@ class RegularUser:
         if not (pgdata / "postmaster.pid").exists():
             return
         script = (
-            "import subprocess, sys; from jobrunner import _embedded; "
+            "import subprocess, sys; from jobrunner.db import embedded as _embedded; "
             "subprocess.run([str(_embedded._binaries() / 'pg_ctl'), '-D', sys.argv[1], "
             "'-w', 'stop', '-m', 'fast'], check=True, capture_output=True)"
         )

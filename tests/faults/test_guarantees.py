@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 import jobrunner
-from jobrunner.config import Settings
+from jobrunner.core.config import Settings
 from tests.apps.guarantee_workers import OVERLAPS_TABLE, hold_connection, long_run
 from tests.faults import ledger
 from tests.faults._load import connect, executing_on, ran_on

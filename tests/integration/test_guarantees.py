@@ -10,9 +10,10 @@ import asyncpg
 import pytest
 
 import jobrunner
-from jobrunner import Job, JobState, Snooze, Unique, _queries, worker
-from jobrunner._executor import to_ack
-from jobrunner.errors import PoolTimeout
+from jobrunner import Job, JobState, Snooze, Unique, worker
+from jobrunner.core.errors import PoolTimeout
+from jobrunner.db import queries as _queries
+from jobrunner.engine.executor import to_ack
 from tests.helpers import eventually
 
 QUEUE = "guarantees"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from jobrunner import _embedded
-from jobrunner.errors import ConfigError
+from jobrunner.core.errors import ConfigError
+from jobrunner.db import embedded as _embedded
 
 
 def test_the_socket_goes_in_the_data_directory_when_its_path_is_short(tmp_path: Path) -> None:

@@ -1,0 +1,233 @@
+"""Job values: the stored job, its states, and what a worker may return."""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class JobState(StrEnum):
+    """Where a job is in its life; the values are the database's."""
+
+    AVAILABLE = "available"
+    SCHEDULED = "scheduled"
+    EXECUTING = "executing"
+    RETRYABLE = "retryable"
+    COMPLETED = "completed"
+    DISCARDED = "discarded"
+    CANCELLED = "cancelled"
+
+
+# In a sync worker's thread: (job id, attempt, flag) of the attempt it runs; the flag is set
+# once that attempt was stopped (a timeout, a cancel, a shutdown).
+_stop_flag: contextvars.ContextVar[tuple[int, int, threading.Event] | None] = (
+    contextvars.ContextVar("jobrunner_stop_flag", default=None)
+)
+
+FINISHED_STATES = (JobState.COMPLETED, JobState.DISCARDED, JobState.CANCELLED)
+_STATES = {state.value: state for state in JobState}
+
+
+@dataclass(frozen=True, slots=True)
+class JobError:
+    """One failed attempt, as recorded in `Job.errors`."""
+
+    attempt: int
+    at: str
+    error: str
+    traceback: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A job as stored in PostgreSQL.
+
+    Example:
+        >>> job = await client.get_job(42)
+        >>> job.state, job.args["user_id"], job.attempt
+    """
+
+    id: int
+    state: JobState
+    queue: str
+    worker: str
+    args: dict[str, Any]
+    meta: dict[str, Any] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+    errors: tuple[JobError, ...] = ()
+    attempt: int = 0
+    max_attempts: int = 20
+    priority: int = 0
+    inserted_at: datetime | None = None
+    scheduled_at: datetime | None = None
+    attempted_at: datetime | None = None
+    completed_at: datetime | None = None
+    discarded_at: datetime | None = None
+    cancelled_at: datetime | None = None
+    attempted_by: tuple[str, ...] = ()
+    unique_key: str | None = None
+    conflict: bool = False
+
+    @classmethod
+    def from_record(cls, row: Mapping[str, Any], *, conflict: bool = False) -> Job:
+        """Build a job from a row of `jobrunner_jobs` (json columns as text)."""
+        # Most jobs have no meta and no errors: skip decoding those (this runs per job fetched).
+        raw_errors, raw_meta = row["errors"], row["meta"]
+        errors = () if raw_errors == "[]" else tuple(JobError(**e) for e in json.loads(raw_errors))
+        return cls(
+            id=row["id"],
+            state=_STATES[row["state"]],
+            queue=row["queue"],
+            worker=row["worker"],
+            args=json.loads(row["args"]),
+            meta={} if raw_meta == "{}" else json.loads(raw_meta),
+            tags=tuple(row["tags"]),
+            errors=errors,
+            attempt=row["attempt"],
+            max_attempts=row["max_attempts"],
+            priority=row["priority"],
+            inserted_at=row["inserted_at"],
+            scheduled_at=row["scheduled_at"],
+            attempted_at=row["attempted_at"],
+            completed_at=row["completed_at"],
+            discarded_at=row["discarded_at"],
+            cancelled_at=row["cancelled_at"],
+            attempted_by=tuple(row["attempted_by"] or ()),
+            unique_key=row["unique_key"],
+            conflict=conflict,
+        )
+
+    @property
+    def is_final_attempt(self) -> bool:
+        """True when a failure now would discard the job."""
+        return self.attempt >= self.max_attempts
+
+    def cancelled(self) -> bool:
+        """True once this attempt of a sync worker was stopped: it timed out, was cancelled,
+        or the node is shutting down past its grace.
+
+        A thread cannot be interrupted, so a long sync job checks this between steps and
+        returns early; whatever it returns after being stopped is ignored. An async worker
+        is stopped by `asyncio.CancelledError` instead, and this stays False for it.
+
+        Example:
+            >>> @worker(timeout=60)
+            ... def export(job: Job) -> None:
+            ...     for chunk in chunks(job.args["table"]):
+            ...         if job.cancelled():
+            ...             return
+            ...         write(chunk)
+        """
+        stop = _stop_flag.get()
+        return stop is not None and stop[:2] == (self.id, self.attempt) and stop[2].is_set()
+
+
+# Jobs built for insert_all, which returns thousands at once. A frozen dataclass's __init__
+# sets each field through object.__setattr__; setting the slots directly takes half the time.
+def _slot(name: str) -> Callable[[Job, Any], None]:
+    setter: Callable[[Job, Any], None] = Job.__dict__[name].__set__
+    return setter
+
+
+_new = object.__new__
+_id = _slot("id")
+_state = _slot("state")
+_queue = _slot("queue")
+_worker = _slot("worker")
+_args = _slot("args")
+_meta = _slot("meta")
+_tags = _slot("tags")
+_errors = _slot("errors")
+_attempt = _slot("attempt")
+_max_attempts = _slot("max_attempts")
+_priority = _slot("priority")
+_inserted_at = _slot("inserted_at")
+_scheduled_at = _slot("scheduled_at")
+_attempted_at = _slot("attempted_at")
+_completed_at = _slot("completed_at")
+_discarded_at = _slot("discarded_at")
+_cancelled_at = _slot("cancelled_at")
+_attempted_by = _slot("attempted_by")
+_unique_key = _slot("unique_key")
+_conflict = _slot("conflict")
+
+
+def new_inserted_job(
+    queue: str,
+    worker: str,
+    args: dict[str, Any],
+    meta: dict[str, Any],
+    tags: tuple[str, ...],
+    max_attempts: int,
+    priority: int,
+) -> Job:
+    """A job being inserted that is not unique, before the database has given its id, state
+    and times: call `inserted` with them before anyone sees the job.
+
+    insert_all builds its jobs while the database inserts them.
+    """
+    job: Job = _new(Job)
+    _queue(job, queue)
+    _worker(job, worker)
+    _args(job, args)
+    _meta(job, meta)
+    _tags(job, tags)
+    _errors(job, ())
+    _attempt(job, 0)
+    _max_attempts(job, max_attempts)
+    _priority(job, priority)
+    _attempted_at(job, None)
+    _completed_at(job, None)
+    _discarded_at(job, None)
+    _cancelled_at(job, None)
+    _attempted_by(job, ())
+    _unique_key(job, None)
+    _conflict(job, False)
+    return job
+
+
+def inserted(
+    job: Job, id: int, state: JobState, inserted_at: datetime, scheduled_at: datetime
+) -> Job:
+    """`job` from `new_inserted_job`, complete with what the database decided."""
+    _id(job, id)
+    _state(job, state)
+    _inserted_at(job, inserted_at)
+    _scheduled_at(job, scheduled_at)
+    return job
+
+
+@dataclass(frozen=True, slots=True)
+class Snooze:
+    """Return from a worker to run the job again in `seconds`, without using an attempt."""
+
+    seconds: float
+
+    def __post_init__(self) -> None:
+        if self.seconds < 0:
+            raise ValueError(f"snooze seconds must be >= 0, got {self.seconds!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    """Return from a worker to stop the job for good, as cancelled."""
+
+    reason: str = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class Discard:
+    """Return from a worker to stop the job for good, as discarded."""
+
+    reason: str = "discarded"
+
+
+Outcome = Snooze | Cancel | Discard | None
+
+ALL_STATES: Sequence[JobState] = tuple(JobState)

@@ -1,0 +1,420 @@
+"""The daemon: owns the notifier, producers, acker and plugins, and orders start and stop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import socket
+import time
+from collections.abc import Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Protocol
+
+import structlog
+
+from jobrunner.core import threads as _threads
+from jobrunner.core.config import QueueConfig, Settings
+from jobrunner.core.errors import ConfigError, JobRunnerError
+from jobrunner.db import connection as _db
+from jobrunner.db import migrate as _migrate
+from jobrunner.db import queries as _queries
+from jobrunner.db.lease import LeaseConnections
+from jobrunner.engine.acker import Acker
+from jobrunner.engine.leader import Leader
+from jobrunner.engine.notifier import CANCEL, INSERT, Notifier
+from jobrunner.engine.producer import Producer
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from jobrunner.db.connection import Connected as Client
+
+log = structlog.get_logger("jobrunner.runner")
+
+REMOVE_NODE_TIMEOUT_S = 5.0
+
+
+class Service(Protocol):
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+def node_name() -> str:
+    """A per-process identity: host, pid and a random part (pids repeat in containers)."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def _queue_configs(queues: Mapping[str, int | QueueConfig]) -> dict[str, QueueConfig]:
+    configs = {}
+    for name, value in queues.items():
+        configs[name] = value if isinstance(value, QueueConfig) else QueueConfig(limit=value)
+    if not configs:
+        raise ConfigError("no queues to run; give --queues like emails:20,default:10")
+    return configs
+
+
+class Runner:
+    """The jobrunner daemon, embeddable in an application's own event loop.
+
+    `failed` is set when one of its background tasks dies; `jobrunner start` then stops
+    with exit code 1. An embedding application may watch it the same way. Sync workers
+    (a plain `def`) run in its pool of `threads` threads (default: the `threads` setting).
+
+    Example:
+        >>> async with jobrunner.connect(dsn) as client:
+        ...     async with jobrunner.Runner(client, queues={"emails": 20}) as runner:
+        ...         await stop_requested.wait()
+        ...         await runner.stop(grace=30)
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        queues: Mapping[str, int | QueueConfig] | None = None,
+        *,
+        settings: Settings | None = None,
+        node: str | None = None,
+        threads: int | None = None,
+    ) -> None:
+        self.client = client
+        self.settings = settings or client.settings
+        self.threads = _threads.ThreadPool(
+            self.settings.threads if threads is None else threads,
+            name="jobrunner-sync",
+        )
+        self.queues = _queue_configs(queues if queues is not None else self.settings.queues)
+        self.node = node or self.settings.node or node_name()
+        self.host = socket.gethostname()
+        self.producers: dict[str, Producer] = {}
+        self.failed = asyncio.Event()
+        self.failure: BaseException | None = None
+        self.stopped = asyncio.Event()
+        self._heartbeat_failed_at: float | None = None
+        self.stop_requested = asyncio.Event()
+        self.requested_grace_s: float | None = None
+        self._notifier: Notifier | None = None
+        self._acker: Acker | None = None
+        self._services: list[Any] = []
+        self.leader: Leader | None = None  # set by plugins.build(); .is_leader for status
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._lease: LeaseConnections | None = None
+        self._cancel_checks: set[int] = set()
+        self._cancel_task: asyncio.Task[None] | None = None
+        self._stop_task: asyncio.Task[None] | None = None
+        self._started = False
+        self._stopping = False
+
+    @property
+    def notifier(self) -> Notifier:
+        assert self._notifier is not None, "the runner is not started"
+        return self._notifier
+
+    @property
+    def lease(self) -> LeaseConnections:
+        """The node's own connections: heartbeat, leader renewal, rescue, cancel checks."""
+        assert self._lease is not None, "the runner is not started"
+        return self._lease
+
+    @property
+    def acker(self) -> Acker:
+        assert self._acker is not None, "the runner is not started"
+        return self._acker
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Check the schema, register the node, listen, then start plugins and producers.
+
+        If any step fails, what already started is stopped again before the error propagates.
+        """
+        if self._started:
+            raise JobRunnerError("this runner was already started; create a new Runner")
+        async with self.client.pool.acquire() as conn:
+            await _migrate.verify(conn)
+        self._lease = LeaseConnections(self.client.dsn, wait_s=self.settings.heartbeat_interval_s)
+        extensions = self._extensions()  # validates plugin settings (crontab) before anything runs
+        self._started = True
+        try:
+            await self._start(extensions)
+        except BaseException:
+            await self.stop(grace=0)
+            raise
+        log.info(
+            "node.started", node=self.node, queues={q: c.limit for q, c in self.queues.items()}
+        )
+
+    async def _start(self, extensions: list[Any]) -> None:
+        pool = self.client.pool
+        await self.lease.start()
+        await _queries.register_node(
+            self.lease,
+            name=self.node,
+            host=self.host,
+            pid=os.getpid(),
+            queues=self._queue_state(),
+            lease_s=self.settings.node_lease_s,
+        )
+        leftover = await _queries.rescue_node_jobs(self.lease, self.node)
+        if leftover:
+            log.warning(
+                "node.rescued_leftovers",
+                node=self.node,
+                job_ids=leftover[:20],
+                count=len(leftover),
+                reason="an earlier process of this name died",
+            )
+        self._notifier = Notifier(self.client.dsn, node=self.node)
+        self._acker = Acker(pool, self.node)
+        for name, config in self.queues.items():
+            self.producers[name] = Producer(
+                name,
+                config,
+                client=self.client,
+                node=self.node,
+                acker=self._acker,
+                poll_interval_s=self.settings.poll_interval_s,
+                threads=self.threads,
+            )
+        self._notifier.subscribe(INSERT, self._on_insert)
+        self._notifier.subscribe(CANCEL, self._on_cancel)
+        self._notifier.on_reconnect(self._wake_all)
+        await self._start_service(self._notifier)  # LISTEN before the first fetch: none missed
+        await self._start_service(self._acker)
+        for service in extensions:
+            prepare = getattr(service, "prepare", None)
+            if prepare is not None:
+                await prepare()
+            self._services.append(service)
+        for service in self._services:
+            await self._start_service(service)
+        for producer in self.producers.values():
+            await self._start_service(producer)
+        self._heartbeat = self._watch(
+            asyncio.create_task(self._heartbeat_loop(), name="jobrunner.heartbeat")
+        )
+
+    def _extensions(self) -> list[Any]:
+        """Plugins (stager, cron, pruner, rescuer) and the control loop."""
+        from jobrunner import plugins
+        from jobrunner.daemon import control as _control
+
+        return [_control.Controller(self), *plugins.build(self)]
+
+    async def _start_service(self, service: Any) -> None:
+        await service.start()
+        task = getattr(service, "_task", None)
+        if isinstance(task, asyncio.Task):
+            self._watch(task)
+
+    def _watch(self, task: asyncio.Task[Any]) -> asyncio.Task[Any]:
+        """A background task that dies stops the daemon with a failure."""
+
+        def done(t: asyncio.Task[Any]) -> None:
+            if t.cancelled() or self._stopping:
+                return
+            exc = t.exception()
+            if exc is not None:
+                log.error("node.task_failed", task=t.get_name(), error=_db.redact(repr(exc)))
+                self.failure = exc
+                self.failed.set()
+
+        task.add_done_callback(done)
+        return task
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop fetching, let running jobs finish for `grace` seconds, interrupt the rest.
+
+        Interrupted jobs go back to available, their attempt not counted. Then plugins stop,
+        pending acks are written, and the node row is removed. Idempotent, safe before start().
+        """
+        if not self._started:
+            return
+        if self._stop_task is None:
+            self._stopping = True
+            grace_s = self.settings.shutdown_grace_s if grace is None else grace
+            self._stop_task = asyncio.create_task(self._stop(grace_s), name="jobrunner.stop")
+            self._stop_task.add_done_callback(lambda _: self.stopped.set())
+        elif grace is not None:
+            self._hurry(grace)
+        # Shielded: a caller that gives up waiting (a timeout, a cancellation) does not leave
+        # the node half-stopped; the stop goes on, and calling stop() again waits for its end.
+        await asyncio.shield(self._stop_task)
+
+    def _hurry(self, grace_s: float) -> None:
+        """A later stop() with a grace: running jobs are interrupted once it has passed."""
+        if grace_s <= 0:
+            self.interrupt()
+        else:
+            asyncio.get_running_loop().call_later(grace_s, self.interrupt)
+
+    async def _stop(self, grace_s: float) -> None:
+        log.info("node.stopping", node=self.node, grace_s=grace_s)
+        for producer in self.producers.values():
+            producer.halt()
+        await asyncio.gather(*(p.stop(grace_s) for p in self.producers.values()))
+        self.threads.shutdown()  # a sync job past the grace runs on, its result ignored
+        for service in reversed(self._services):
+            await _quietly(service.stop())
+        if self._acker is not None:
+            await self._acker.stop()
+        for task in (self._heartbeat, self._cancel_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        if self._lease is not None and self._lease.open:
+            await _quietly(
+                asyncio.wait_for(
+                    _queries.remove_node(self._lease, self.node), REMOVE_NODE_TIMEOUT_S
+                )
+            )
+            await self._lease.stop()
+        if self._notifier is not None:
+            await self._notifier.stop()
+        log.info("node.stopped", node=self.node)
+
+    def request_stop(self, grace_s: float | None = None) -> None:
+        """Ask whoever runs this node (the CLI) to stop it, as a control command does."""
+        self.requested_grace_s = grace_s
+        self.stop_requested.set()
+
+    def interrupt(self) -> None:
+        """Stop fetching and cancel every running job now (a second signal).
+
+        The jobs go back to the queue; `stop()` still waits for them to be written back.
+        """
+        for producer in self.producers.values():
+            producer.interrupt()
+
+    def _on_insert(self, queue: str) -> None:
+        producer = self.producers.get(queue)
+        if producer is not None:
+            producer.wake()
+
+    def _on_cancel(self, payload: str) -> None:
+        """A cancel notification only says where to look: anyone who can connect can NOTIFY,
+        so the job is stopped once the database says it is cancelled."""
+        node, _, job_id = payload.rpartition(" ")
+        if node != self.node or not job_id.isdigit():
+            return
+        if not any(int(job_id) in p.running_jobs() for p in self.producers.values()):
+            return
+        self._cancel_checks.add(int(job_id))
+        if self._cancel_task is None or self._cancel_task.done():
+            self._cancel_task = asyncio.create_task(
+                self._check_cancels(), name="jobrunner.cancel_checks"
+            )
+
+    async def _check_cancels(self) -> None:
+        while self._cancel_checks:
+            ids, self._cancel_checks = sorted(self._cancel_checks), set()
+            try:
+                cancelled = await _queries.cancelled_jobs(self.lease, ids)
+            except Exception as exc:  # the heartbeat's ownership check stops them later
+                log.warning("job.cancel_check_failed", job_ids=ids, error=_db.redact(str(exc)))
+                continue
+            for job_id in ids:
+                if job_id not in cancelled:
+                    log.warning(
+                        "job.cancel_ignored",
+                        job_id=job_id,
+                        reason="a cancel notification for a job that is not cancelled",
+                    )
+                    continue
+                for producer in self.producers.values():
+                    if producer.cancel_job(job_id):
+                        log.info("job.cancelling", job_id=job_id, queue=producer.queue)
+
+    def _wake_all(self) -> None:
+        for producer in self.producers.values():
+            producer.wake()
+
+    def _queue_state(self) -> str:
+        state = {
+            name: {
+                "limit": self.producers[name].limit if name in self.producers else c.limit,
+                "paused": self.producers[name].paused if name in self.producers else False,
+                "running": self.producers[name].running if name in self.producers else 0,
+            }
+            for name, c in self.queues.items()
+        }
+        return json.dumps(state)
+
+    async def heartbeat(self) -> None:
+        """Refresh this node's lease and queue state; re-register if its row is gone.
+
+        On the node's own connections: jobs holding every connection of the job pool never
+        make a live node look dead."""
+        pool, lease_s = self.lease, self.settings.node_lease_s
+        alive = await _queries.heartbeat_node(
+            pool, name=self.node, queues=self._queue_state(), lease_s=lease_s
+        )
+        if not alive:
+            await _queries.register_node(
+                pool,
+                name=self.node,
+                host=self.host,
+                pid=os.getpid(),
+                queues=self._queue_state(),
+                lease_s=lease_s,
+            )
+
+    async def stop_lost_jobs(self) -> list[int]:
+        """Stop running jobs this node no longer owns: cancelled (a lost NOTIFY), rescued, or
+        claimed again by a later run. Runs are told apart by claim, not by job id.
+
+        Returns their ids; no ack is written for them.
+        """
+        running = {run for p in self.producers.values() for run in p.running_runs()}
+        if not running:
+            return []
+        owned = await _queries.owned_jobs(self.lease, runs=list(running), node=self.node)
+        lost = []
+        for producer in self.producers.values():
+            for run in running - owned:
+                if producer.cancel_run(run):
+                    log.warning(
+                        "job.lost",
+                        job_id=run[0],
+                        queue=producer.queue,
+                        reason="no longer executing on this node",
+                    )
+                    lost.append(run[0])
+        return lost
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_interval_s)
+            try:
+                await self.heartbeat()
+                await self.stop_lost_jobs()
+            except Exception as exc:
+                self._heartbeat_failed_at = time.monotonic()
+                log.warning("node.heartbeat_failed", error=_db.redact(str(exc)))
+
+    def heartbeat_settled(self) -> bool:
+        """True unless this node's heartbeat failed within the last node lease.
+
+        A failed heartbeat means the database was away; other live nodes' leases may have
+        expired meanwhile, so the rescuer waits until they have had a lease to renew them.
+        """
+        failed_at = self._heartbeat_failed_at
+        return failed_at is None or time.monotonic() - failed_at >= self.settings.node_lease_s
+
+
+async def _quietly(awaitable: Any) -> None:
+    try:
+        await awaitable
+    except Exception as exc:  # TimeoutError included
+        log.warning("node.stop_step_failed", error=_db.redact(str(exc)) or type(exc).__name__)
