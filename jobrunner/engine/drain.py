@@ -18,6 +18,7 @@ from jobrunner.core.job import Job
 from jobrunner.core.new_job import validate_queue
 from jobrunner.db import connection as _db
 from jobrunner.db import queries as _queries
+from jobrunner.db.queries import Ack
 from jobrunner.engine import executor as _executor
 
 if TYPE_CHECKING:
@@ -199,6 +200,17 @@ def _queue_names(queues: Sequence[str] | None) -> list[str] | None:
     return [validate_queue(name) for name in names]
 
 
+async def _ack(client: Client, node: str, ack: Ack) -> None:
+    """Write one outcome; one the database refuses is written as a failed attempt instead."""
+    try:
+        await _queries.ack_jobs(client.pool, node, [ack])
+    except Exception as exc:
+        if not _queries.refused(exc):
+            raise
+        reason = _db.redact(str(exc))[:500]
+        await _queries.ack_jobs(client.pool, node, [_executor.refused_ack(ack, reason)])
+
+
 async def _run(
     client: Client, jobs: Sequence[Job], node: str, tally: Tally, *, safe: bool, recursive: bool
 ) -> None:
@@ -211,7 +223,7 @@ async def _run(
             if result is None:  # cancelled while it ran: the database already says so
                 tally.cancel(job)
                 continue
-            await _queries.ack_jobs(client.pool, node, [result.ack])
+            await _ack(client, node, result.ack)
             tally.add(result, recursive=recursive)
             if not safe and result.exception is not None:
                 raise result.exception
@@ -223,7 +235,7 @@ async def _run(
 async def _execute(client: Client, job: Job, node: str) -> _executor.Result | None:
     """Run one attempt, checking meanwhile that the job is still this drain's; None when it
     was cancelled (or taken away) while it ran, and its task stopped."""
-    reasons: dict[int, str] = {}
+    reasons: dict[_executor.RunKey, str] = {}
     task = asyncio.create_task(
         _executor.execute(job, client, reasons), name=f"jobrunner.job.{job.id}"
     )
@@ -232,7 +244,7 @@ async def _execute(client: Client, job: Job, node: str) -> _executor.Result | No
             await asyncio.wait({task}, timeout=CANCEL_CHECK_S)
             if task.done() or await _still_ours(client, job, node):
                 continue
-            reasons[job.id] = "cancelled"
+            reasons[_executor.run_key(job)] = "cancelled"
             task.cancel()
             await asyncio.wait({task}, timeout=STUBBORN_WAIT_S)
             log.info("job.cancelled_in_drain", job_id=job.id, queue=job.queue, node=node)
@@ -246,7 +258,8 @@ async def _execute(client: Client, job: Job, node: str) -> _executor.Result | No
 
 async def _still_ours(client: Client, job: Job, node: str) -> bool:
     try:
-        return job.id in await _queries.owned_jobs(client.pool, ids=[job.id], node=node)
+        run = _executor.run_key(job)
+        return run in await _queries.owned_jobs(client.pool, runs=[run], node=node)
     except Exception as exc:  # the database is away: keep running, check again later
         log.warning("drain.check_failed", job_id=job.id, error=_db.redact(str(exc)))
         return True

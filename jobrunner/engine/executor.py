@@ -11,7 +11,7 @@ import socket
 import time
 import traceback
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +19,7 @@ import structlog
 
 from jobrunner.core import telemetry as _telemetry
 from jobrunner.core import threads as _threads
-from jobrunner.core.job import Cancel, Discard, Job, Snooze
+from jobrunner.core.job import Cancel, Discard, Job, Snooze, check_delay
 from jobrunner.core.worker import Worker, default_backoff, lookup
 from jobrunner.db.queries import Ack
 
@@ -55,14 +55,70 @@ class Result:
     value: Any = None  # what the worker returned
 
 
-def _error(job: Job, message: str, exc: BaseException | None) -> str:
+MESSAGE_CAP = 2_000
+"""Characters of an error message kept in the job's errors and in the log."""
+TRACEBACK_CAP = 16_000
+"""Characters of a traceback kept in the job's errors (its end, where the error is)."""
+MAX_ERRORS = 20
+"""Errors kept per job, the latest ones (sql/ack_and_fetch_jobs.sql keeps the same count)."""
+
+
+def clean_text(text: str, cap: int, *, keep_end: bool = False) -> str:
+    """`text` as PostgreSQL stores it: NUL and lone surrogates written as escapes, at most
+    `cap` characters (the start, or the end with `keep_end`)."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if len(text) <= cap:
+        return text
+    cut = len(text) - cap
+    if keep_end:
+        return f"[{cut} characters cut]...{text[cut:]}"
+    return f"{text[:cap]}...[{cut} characters cut]"
+
+
+def error_entry(attempt: int, message: str, tb: str | None = None) -> str:
+    """One entry of a job's errors, as the JSON object the ack statement appends."""
     entry = {
-        "attempt": job.attempt,
+        "attempt": attempt,
         "at": datetime.now(UTC).isoformat(),
-        "error": message,
-        "traceback": "".join(traceback.format_exception(exc)) if exc is not None else None,
+        "error": clean_text(message, MESSAGE_CAP),
+        "traceback": None if tb is None else clean_text(tb, TRACEBACK_CAP, keep_end=True),
     }
     return json.dumps(entry)
+
+
+def describe(exc: BaseException) -> str:
+    """`Type: message` of an exception, as stored and logged (capped, escaped)."""
+    try:
+        text = str(exc)
+    except Exception:  # a broken __str__ is still a failure to record
+        text = "<the exception's message could not be read>"
+    message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return clean_text(message, MESSAGE_CAP)
+
+
+def _error(job: Job, message: str, exc: BaseException | None) -> str:
+    tb = "".join(traceback.format_exception(exc)) if exc is not None else None
+    return error_entry(job.attempt, message, tb)
+
+
+def claim_of(job: Job) -> str | None:
+    """The claim that started this run of `job` (`attempted_by` is [node, claim]); None for a
+    claim without an id (a job run in-process)."""
+    return job.attempted_by[1] if len(job.attempted_by) > 1 else None
+
+
+RunKey = tuple[int, str | None]
+
+
+def run_key(job: Job) -> RunKey:
+    """One run of a job: its id and its claim. A node that claims a job again (it was
+    rescued while this node was paused) starts a different run of the same id."""
+    return job.id, claim_of(job)
 
 
 def to_ack(
@@ -72,31 +128,66 @@ def to_ack(
 
     None (or any other value) completes; Snooze reschedules without using an attempt;
     Cancel and Discard end the job; an exception retries after `backoff_s`, or
-    discards when the job has no attempts left.
+    discards when the job has no attempts left. The ack names the run's claim, so that it
+    only ever ends this run.
     """
+    ack, outcome = _outcome(job, value, exc, backoff_s)
+    return replace(ack, claim=claim_of(job)), outcome
+
+
+def _outcome(
+    job: Job, value: Any, exc: BaseException | None, backoff_s: float | None
+) -> tuple[Ack, str]:
+    final = job.attempt >= job.max_attempts
     if exc is not None:
-        message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        error = _error(job, message, exc)
-        if job.attempt >= job.max_attempts:
-            return Ack(job.id, job.attempt, "discarded", error=error), DISCARDED
+        error = _error(job, describe(exc), exc)
+        if final:
+            return Ack(job.id, job.attempt, "discarded", error=error, final=True), DISCARDED
         delay = backoff_s if backoff_s is not None else default_backoff(job.attempt)
-        return Ack(job.id, job.attempt, "retryable", delay_s=max(delay, 0.0), error=error), FAILURE
+        ack = Ack(job.id, job.attempt, "retryable", delay_s=max(delay, 0.0), error=error)
+        return ack, FAILURE
     if isinstance(value, Snooze):
-        ack = Ack(job.id, job.attempt, "scheduled", delay_s=value.seconds, undo_attempt=True)
+        ack = Ack(
+            job.id, job.attempt, "scheduled", delay_s=value.seconds, undo_attempt=True, final=final
+        )
         return ack, SNOOZED
     if isinstance(value, Cancel):
-        ack = Ack(job.id, job.attempt, "cancelled", error=_error(job, value.reason, None))
-        return ack, CANCELLED
+        error = _error(job, str(value.reason), None)
+        return Ack(job.id, job.attempt, "cancelled", error=error, final=final), CANCELLED
     if isinstance(value, Discard):
-        ack = Ack(job.id, job.attempt, "discarded", error=_error(job, value.reason, None))
-        return ack, DISCARDED
-    return Ack(job.id, job.attempt, "completed"), COMPLETED
+        error = _error(job, str(value.reason), None)
+        return Ack(job.id, job.attempt, "discarded", error=error, final=final), DISCARDED
+    return Ack(job.id, job.attempt, "completed", final=final), COMPLETED
+
+
+def refused_ack(ack: Ack, reason: str) -> Ack:
+    """What to write for `ack` once the database refused it: a failed attempt of its job,
+    recording why, retried after the default backoff or discarded on its last attempt."""
+    error = error_entry(ack.attempt, f"the database refused this attempt's outcome: {reason}")
+    if ack.final or ack.state in ("discarded", "cancelled"):
+        return Ack(ack.job_id, ack.attempt, "discarded", error=error, final=True, claim=ack.claim)
+    delay = default_backoff(ack.attempt)
+    return Ack(
+        ack.job_id,
+        ack.attempt,
+        "retryable",
+        delay_s=delay,
+        error=error,
+        final=True,
+        claim=ack.claim,
+    )
+
+
+def unreadable_ack(job_id: int, attempt: int, claim: str | None, exc: BaseException) -> Ack:
+    """The ack that sets aside a claimed job that cannot be decoded: discarded, with why."""
+    error = error_entry(attempt, f"the job could not be read, set aside: {describe(exc)}")
+    return Ack(job_id, attempt, "discarded", error=error, final=True, claim=claim)
 
 
 def interrupted(job: Job) -> Ack:
     """The ack for a job stopped by a shutdown: back to available in its place in the queue,
     the attempt not counted."""
-    return Ack(job.id, job.attempt, "available", undo_attempt=True)
+    return Ack(job.id, job.attempt, "available", undo_attempt=True, claim=claim_of(job))
 
 
 INTERRUPTED = "interrupted"
@@ -109,14 +200,14 @@ def _fields(job: Job) -> dict[str, Any]:
 async def execute(
     job: Job,
     client: Client,
-    cancel_reasons: Mapping[int, str] | None = None,
+    cancel_reasons: Mapping[RunKey, str] | None = None,
     *,
     worker: Worker | None = None,
 ) -> Result:
     """Run one attempt of `job` (by `worker`, default the one registered under its name);
     never raises but for CancelledError.
 
-    A cancelled attempt emits `job.exception` with the outcome `cancel_reasons[job.id]`
+    A cancelled attempt emits `job.exception` with the outcome `cancel_reasons[run_key(job)]`
     (default "interrupted") and propagates the cancellation: the caller writes its ack.
     """
     fields = _fields(job)
@@ -136,7 +227,7 @@ async def execute(
         finally:
             structlog.contextvars.reset_contextvars(**bound)
     except asyncio.CancelledError:
-        reason = (cancel_reasons or {}).get(job.id, INTERRUPTED)
+        reason = (cancel_reasons or {}).get(run_key(job), INTERRUPTED)
         _telemetry.emit(
             _telemetry.JOB_EXCEPTION,
             logging.WARNING,
@@ -156,7 +247,7 @@ async def execute(
     fields["duration_s"] = round(duration_s, 6)
     fields["outcome"] = outcome
     if exc is not None:
-        fields["error"] = f"{type(exc).__name__}: {exc}"
+        fields["error"] = describe(exc)
         _telemetry.emit(_telemetry.JOB_EXCEPTION, logging.WARNING, fields)
     else:
         _telemetry.emit(_telemetry.JOB_STOP, logging.INFO, fields)
@@ -200,11 +291,14 @@ async def _call(worker: Worker, job: Job) -> Any:
 def _backoff(worker: Worker | None, job: Job) -> float:
     if worker is None:
         return default_backoff(job.attempt)
+    log = structlog.get_logger("jobrunner")
     try:
-        return worker.backoff(job)
+        return check_delay("backoff", worker.backoff(job))
+    except ValueError as exc:
+        log.error("job.backoff_refused", error=str(exc), **_fields(job))
     except Exception:
-        structlog.get_logger("jobrunner").exception("job.backoff_failed", **_fields(job))
-        return default_backoff(job.attempt)
+        log.exception("job.backoff_failed", **_fields(job))
+    return default_backoff(job.attempt)
 
 
 def _queue_time(job: Job) -> float | None:

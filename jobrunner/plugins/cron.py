@@ -73,6 +73,11 @@ def parse(entry: CronEntry) -> Schedule:
             f"crontab entry {key!r} has unknown timezone {entry.timezone!r}; "
             f"use an IANA name like 'Europe/Madrid' or 'UTC'"
         ) from None
+    if isinstance(entry.schedule, str) and _unfixed(entry.schedule):
+        raise ConfigError(
+            f"crontab entry {key!r} schedule {entry.schedule!r} uses R or H, whose slot "
+            f"changes from one reading to the next; write the minute and hour out"
+        )
     if not isinstance(entry.schedule, str) or not croniter.is_valid(entry.schedule):
         raise ConfigError(
             f"crontab entry {key!r} has invalid schedule {entry.schedule!r}; use 5 "
@@ -96,6 +101,15 @@ def parse(entry: CronEntry) -> Schedule:
             ) from None
         raise ConfigError(f"crontab entry {key!r}: {exc}") from None
     return schedule
+
+
+def _unfixed(expression: str) -> bool:
+    """True when a field is croniter's random (R) or hashed (H) value: not a fixed slot."""
+    for part in expression.split():
+        for token in part.replace("/", ",").split(","):
+            if token[:1] in ("R", "r", "H", "h") and (len(token) == 1 or token[1] == "("):
+                return True
+    return False
 
 
 def parse_all(entries: Sequence[CronEntry]) -> list[Schedule]:

@@ -5,9 +5,12 @@
 -- $5 delays float8[] (seconds from now for scheduled_at, null: unchanged),
 -- $6 errors text[] (json object appended to errors, null: none),
 -- $7 undo bool[] (true: the attempt does not count, as for a snooze or a shutdown);
--- $8 queue, $9 demand (0: only ack), $10 claim id (as in fetch_jobs.sql).
--- Only jobs this node still owns, at the attempt it ran, change: a rescued job is never acked
--- twice. Jobs put back to available (a shutdown) wake the producers of their queue on every
+-- $8 queue, $9 demand (0: only ack), $10 claim id (as in fetch_jobs.sql),
+-- $11 claims text[] (the claim id of the run each ack ends, null: a claim without one).
+-- Only jobs this node still owns, in the run that ended (same claim, same attempt), change:
+-- a rescued job is never acked twice, and an outcome resent after an ambiguous failure never
+-- lands on a later run of the same job by this node (a snooze gives the attempt back, so
+-- only the claim tells the runs apart). Jobs put back to available (a shutdown) wake the producers of their queue on every
 -- node.
 -- Rows: one per ack this node still owned (acked = true, only id set), then the claimed
 -- jobs (acked = false). Both halves read the same snapshot and touch different rows: acks
@@ -20,16 +23,22 @@ WITH acked AS (
         completed_at = CASE WHEN a.state = 'completed' THEN now() ELSE j.completed_at END,
         discarded_at = CASE WHEN a.state = 'discarded' THEN now() ELSE j.discarded_at END,
         cancelled_at = CASE WHEN a.state = 'cancelled' THEN now() ELSE j.cancelled_at END,
+        -- the latest 20 errors (MAX_ERRORS in _executor.py); errors that are not a list
+        -- (written by hand) start again
         errors = CASE WHEN a.error IS NULL THEN j.errors
-                      ELSE j.errors || jsonb_build_array(a.error::jsonb) END,
+                      WHEN jsonb_typeof(j.errors) <> 'array' THEN jsonb_build_array(a.error::jsonb)
+                      ELSE jsonb_path_query_array(j.errors, '$[last - 18 to last]')
+                           || jsonb_build_array(a.error::jsonb) END,
         attempt = j.attempt - a.undo::int
-    FROM unnest($2::bigint[], $3::int[], $4::text[], $5::float8[], $6::text[], $7::boolean[])
-         AS a(id, attempt, state, delay, error, undo)
+    FROM unnest($2::bigint[], $3::int[], $4::text[], $5::float8[], $6::text[], $7::boolean[],
+                $11::text[])
+         AS a(id, attempt, state, delay, error, undo, claim)
     WHERE j.id = a.id
       -- attempt, state and owner in one condition on both sides: as separate conditions
       -- the cached generic plan scans the executing index and compares every pair of rows
       -- (quadratic in the batch: 2,000 acks took 2 s).
       AND j.attempt = CASE WHEN j.state = 'executing' AND j.attempted_by[1] = $1
+                                AND j.attempted_by[2] IS NOT DISTINCT FROM a.claim
                            THEN a.attempt END
     RETURNING j.id, j.queue, a.state
 ),
@@ -40,7 +49,7 @@ woken AS (
 claimed AS (
     UPDATE jobrunner_jobs AS j
     SET state = 'executing',
-        attempt = j.attempt + 1,
+        attempt = least(j.attempt + 1, 32767),  -- smallint: a failure there discards
         attempted_at = now(),
         attempted_by = array_remove(ARRAY[$1::text, $10::text], NULL)
     -- by primary key, whatever the plan: see fetch_jobs.sql
@@ -64,7 +73,8 @@ SELECT true AS acked, acked.id, NULL AS state, NULL AS queue, NULL AS worker, NU
 FROM acked, woken
 UNION ALL
 SELECT false, c.id, 'executing', c.queue, c.worker, c.args::text, c.meta::text, c.tags,
-       c.errors::text, c.attempt, c.max_attempts, c.priority, c.inserted_at, c.scheduled_at,
+       c.errors::text, c.attempt, c.max_attempts, c.priority, c.inserted_at,
+       least(c.scheduled_at, '9999-12-31 23:59:59.999999+00'),  -- as far as Python reads
        c.attempted_at, c.completed_at, c.discarded_at, c.cancelled_at, c.attempted_by,
        c.unique_key
 FROM claimed c
