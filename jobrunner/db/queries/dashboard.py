@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from jobrunner.core.job import Job
-from jobrunner.db.queries.jobs import Conn, _fetch, _sql
+from jobrunner.db.queries.jobs import Conn, _fetch, _sql, readable
 
 WEB_LIST_JOBS = _sql("web_list_jobs")
 WEB_LIST_JOBS_OLDEST = _sql("web_list_jobs_oldest")
@@ -57,7 +57,7 @@ async def web_list_jobs(
 ) -> list[Job]:
     """A page of matching jobs, newest first, below `cursor` (keyset pagination)."""
     rows = await _fetch(conn, WEB_LIST_JOBS, *where.params(), cursor, limit)
-    return [Job.from_record(row) for row in rows]
+    return [readable(row) for row in rows]
 
 
 async def web_list_jobs_oldest(
@@ -65,7 +65,7 @@ async def web_list_jobs_oldest(
 ) -> list[Job]:
     """A page of matching jobs, oldest first, above `cursor` (keyset pagination)."""
     rows = await _fetch(conn, WEB_LIST_JOBS_OLDEST, *where.params(), cursor, limit)
-    return [Job.from_record(row) for row in rows]
+    return [readable(row) for row in rows]
 
 
 async def web_count_jobs(conn: Conn, where: JobFilter, *, up_to: int) -> int:
