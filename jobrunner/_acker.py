@@ -9,7 +9,7 @@ from collections.abc import Callable
 import asyncpg
 import structlog
 
-from . import _db, _queries
+from . import _db, _queries, _telemetry
 from ._queries import Ack
 
 log = structlog.get_logger("jobrunner.acker")
@@ -70,6 +70,7 @@ class Acker:
             return
         self._in_flight -= 1
         self.flushes += 1
+        _telemetry.batch("ack", "", len(batch))
         self.written += len(owned)
         if len(owned) != len(batch):
             lost = [a.job_id for a in batch if a.job_id not in owned]

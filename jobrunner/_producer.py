@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from . import _db, _executor, _queries
+from . import _db, _executor, _queries, _telemetry
 from ._acker import Acker
 from ._queries import Ack
 from .config import QueueConfig
@@ -76,6 +76,11 @@ class Producer:
     @property
     def running(self) -> int:
         return len(self._running)
+
+    @property
+    def alive(self) -> bool:
+        """Its loop runs (or it was never started)."""
+        return self._task is None or not self._task.done()
 
     def running_ids(self) -> list[int]:
         return list(self._running)
@@ -257,6 +262,7 @@ class Producer:
         self._acker.settle(acks, owned)
         self.fetches += 1
         self.carried += len(acks)
+        _telemetry.batch("fetch", self.queue, len(jobs))
         self._busy = len(jobs) == demand
         if self._busy:
             self._more = True

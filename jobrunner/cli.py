@@ -10,7 +10,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
-from . import _db, _migrate
+from . import _db, _endpoints, _migrate
 from ._apps import import_apps
 from ._telemetry import configure_logging
 from .client import Client
@@ -132,6 +132,14 @@ def start(
         float | None,
         typer.Option("--shutdown-grace-s", help="Seconds running jobs get to finish on SIGTERM."),
     ] = None,
+    metrics: Annotated[
+        str | None,
+        typer.Option(
+            "--metrics",
+            metavar="HOST:PORT",
+            help="Serve /metrics, /healthz and /readyz there (config: [http] listen).",
+        ),
+    ] = None,
 ) -> None:
     """Run jobs until SIGTERM or SIGINT; a second signal interrupts running jobs at once."""
     try:
@@ -146,10 +154,12 @@ def start(
         log_level=log_level,
         shutdown_grace_s=shutdown_grace_s,
         app=tuple(app_modules) if app_modules else None,
+        http_listen=metrics,
     )
     try:
         configure_logging(settings.log_level, settings.log_format)
-    except ValueError as exc:
+        _endpoints.check(settings, metrics_required=metrics is not None)
+    except (ValueError, ConfigError) as exc:
         fail(str(exc), 2)
     code = run(lambda: _serve(settings))
     raise typer.Exit(code)

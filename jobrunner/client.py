@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Iterable, Sequence
+from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 import asyncpg
 
-from . import _db, _migrate, _queries
+from . import _db, _migrate, _queries, _telemetry
 from .config import Settings
 from .errors import InvalidJob, JobNotFound, JobRunnerError
 from .job import Job
@@ -118,7 +119,11 @@ class Client:
                 raise InvalidJob(f"insert takes jobs built with worker.new(...), got {job!r}")
         if not batch:
             return []
-        inserted = await _queries.insert_jobs(conn or self.pool, batch)
+        tracer = _telemetry.insert_tracer
+        if tracer is not None:
+            inserted = await tracer(partial(_queries.insert_jobs, conn or self.pool), batch)
+        else:
+            inserted = await _queries.insert_jobs(conn or self.pool, batch)
         if self.testing == "inline":
             from ._executor import run_inline
 

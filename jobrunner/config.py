@@ -6,13 +6,16 @@ import dataclasses
 import math
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, InvalidJob
 from .worker import validate_queue
+
+if TYPE_CHECKING:
+    from .job import Job
 
 DEFAULT_CONFIG_PATH = Path("config/jobrunner.toml")
 DAY_S = 86_400.0
@@ -86,6 +89,10 @@ class Settings:
     cron_catch_up_s: float | None = None
     control_poll_interval_s: float = 1.0
     crontab: tuple[CronEntry, ...] = ()
+    http_listen: str | None = None  # [http] listen: /metrics, /healthz, /readyz
+    job_counts_interval_s: float = 5.0  # how often /metrics counts jobs by state (the leader)
+    on_error: str | Callable[[Job, BaseException], object] | None = None
+    otel: bool = False
 
     def __post_init__(self) -> None:
         self._validate()
@@ -104,6 +111,7 @@ class Settings:
                 validate_queue(queue)
             except InvalidJob as exc:
                 raise ConfigError(str(exc)) from None
+        self._validate_observability()
         if self.log_format not in ("auto", "json", "console"):
             raise ConfigError(f"log_format must be auto, json or console, got {self.log_format!r}")
         for state, age in self.prune_max_age_by_state.items():
@@ -112,6 +120,18 @@ class Settings:
                     f"prune_max_age_by_state takes completed, cancelled or discarded "
                     f"with seconds >= 0, got {state!r} = {age!r}"
                 )
+
+    def _validate_observability(self) -> None:
+        if self.http_listen is not None:
+            parse_listen(self.http_listen)
+        if self.on_error is not None and not (
+            callable(self.on_error) or (isinstance(self.on_error, str) and self.on_error.strip())
+        ):
+            raise ConfigError(
+                f"on_error must name a function like 'myapp.errors:report', got {self.on_error!r}"
+            )
+        if not isinstance(self.otel, bool):
+            raise ConfigError(f"otel must be true or false, got {self.otel!r}")
 
     @classmethod
     def load(
@@ -179,6 +199,40 @@ def parse_queues(spec: str) -> dict[str, QueueConfig]:
     return queues
 
 
+DEFAULT_HTTP_LISTEN = "127.0.0.1:9090"
+
+
+def parse_listen(spec: str) -> tuple[str, int]:
+    """`HOST:PORT`, `:PORT` (every interface) or `PORT` (127.0.0.1) into a host and a port.
+
+    Example:
+        >>> parse_listen("0.0.0.0:9090")
+        ('0.0.0.0', 9090)
+    """
+    if not isinstance(spec, str):
+        raise ConfigError(f"http listen address must be HOST:PORT, got {spec!r}")
+    host, sep, port = spec.strip().rpartition(":")
+    if not sep:
+        host = "127.0.0.1"
+    elif not host:
+        host = "0.0.0.0"  # noqa: S104 - ':PORT' asks for every interface
+    host = host.strip("[]")
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(
+            f"http listen address must be HOST:PORT with a port from 0 to 65535, got {spec!r}"
+        )
+    return host, int(port)
+
+
+def _http_table(raw: Any) -> str:
+    if not isinstance(raw, dict) or set(raw) - {"listen"}:
+        raise ConfigError(f'[http] takes only listen = "HOST:PORT", got {raw!r}')
+    listen = raw.get("listen", DEFAULT_HTTP_LISTEN)
+    if not isinstance(listen, str):
+        raise ConfigError(f"[http] listen must be a string like {DEFAULT_HTTP_LISTEN!r}")
+    return listen
+
+
 def _queue_config(name: str, raw: Any) -> QueueConfig:
     if isinstance(raw, int) and not isinstance(raw, bool):
         return QueueConfig(limit=raw)
@@ -218,7 +272,9 @@ def _from_toml(path: Path) -> dict[str, Any]:
             values["crontab"] = tuple(_cron_entry(e) for e in raw)
         elif key == "app":
             values["app"] = (raw,) if isinstance(raw, str) else tuple(raw)
-        elif key in _FIELDS:
+        elif key == "http":
+            values["http_listen"] = _http_table(raw)
+        elif key in _FIELDS and key != "http_listen":
             values[key] = raw
         else:
             raise ConfigError(f"unknown setting {key!r} in {str(path)!r}")
@@ -239,6 +295,8 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
             values[name] = _number(name, raw, float)
         elif f.type == "int":
             values[name] = _number(name, raw, int)
+        elif f.type == "bool":
+            values[name] = _flag(name, raw)
         else:
             values[name] = raw
     return values
@@ -249,6 +307,14 @@ def _number(name: str, raw: str, kind: type[float] | type[int]) -> Any:
         return kind(raw)
     except ValueError:
         raise ConfigError(f"JOBRUNNER_{name.upper()} must be a number, got {raw!r}") from None
+
+
+def _flag(name: str, raw: str) -> bool:
+    if raw.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.strip().lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"JOBRUNNER_{name.upper()} must be true or false, got {raw!r}")
 
 
 def _seconds(value: object) -> bool:

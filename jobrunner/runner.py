@@ -16,6 +16,7 @@ import structlog
 
 from . import _db, _migrate, _queries
 from ._acker import Acker
+from ._endpoints import Endpoints
 from ._leader import Leader
 from ._notifier import CANCEL, INSERT, Notifier
 from ._producer import Producer
@@ -91,6 +92,8 @@ class Runner:
         self._heartbeat: asyncio.Task[None] | None = None
         self._started = False
         self._stopping = False
+        self._endpoints: Endpoints | None = None
+        self.running = asyncio.Event()  # set once start() has started everything
 
     @property
     def notifier(self) -> Notifier:
@@ -101,6 +104,25 @@ class Runner:
     def acker(self) -> Acker:
         assert self._acker is not None, "the runner is not started"
         return self._acker
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    @property
+    def listening(self) -> bool:
+        """The notifier's connection is up."""
+        return self._notifier is not None and self._notifier.connected.is_set()
+
+    @property
+    def listener_connects(self) -> int:
+        return self._notifier.connects if self._notifier is not None else 0
+
+    @property
+    def http_port(self) -> int | None:
+        """The port the HTTP endpoints listen on (`[http] listen`), None without them."""
+        server = self._endpoints.server if self._endpoints is not None else None
+        return server.port if server is not None else None
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -130,12 +152,15 @@ class Runner:
         except BaseException:
             await self.stop(grace=0)
             raise
+        self.running.set()
         log.info(
             "node.started", node=self.node, queues={q: c.limit for q, c in self.queues.items()}
         )
 
     async def _start(self, extensions: list[Any]) -> None:
         pool = self.client.pool
+        self._endpoints = Endpoints(self)  # binds first: a port in use fails before anything
+        await self._endpoints.start()
         await _queries.register_node(
             pool,
             name=self.node,
@@ -245,6 +270,8 @@ class Runner:
         )
         if self._notifier is not None:
             await self._notifier.stop()
+        if self._endpoints is not None:  # last: /healthz says "stopping" during the drain
+            await self._endpoints.stop()
         log.info("node.stopped", node=self.node)
 
     def request_stop(self, grace_s: float | None = None) -> None:

@@ -1,0 +1,130 @@
+"""/healthz and /readyz: is the node alive, and can it do its work now.
+
+The probes use one connection of their own (outside the pool), so that a busy pool never
+makes a node look unready and a probe never takes a connection from a job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+import asyncpg
+import structlog
+
+from . import _db, _migrate, _queries
+from ._http import Response
+from .errors import SchemaMissing, SchemaOutdated
+
+if TYPE_CHECKING:
+    from .runner import Runner
+
+log = structlog.get_logger("jobrunner.health")
+
+PROBE_TIMEOUT_S = 2.0
+
+
+class Probe:
+    """One connection for health checks and job counts, reconnected when it is lost."""
+
+    def __init__(self, dsn: str, node: str) -> None:
+        self._dsn = dsn
+        self._application_name = f"jobrunner-probe {node}"[:63]
+        self._conn: asyncpg.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    async def _connection(self) -> asyncpg.Connection:
+        conn = self._conn
+        if conn is None or conn.is_closed():
+            conn = self._conn = await _db.connect(
+                self._dsn,
+                server_settings={"application_name": self._application_name},
+            )
+        return conn
+
+    async def check_schema(self) -> None:
+        """Raise unless the database answers within the timeout with a current schema."""
+        async with self._lock, asyncio.timeout(PROBE_TIMEOUT_S):
+            try:
+                await _migrate.verify(await self._connection())
+            except BaseException:
+                self._drop()
+                raise
+
+    async def count_jobs(self, timeout_s: float) -> dict[str, dict[str, int]]:
+        async with self._lock, asyncio.timeout(timeout_s):
+            try:
+                return await _queries.count_jobs(await self._connection())
+            except BaseException:
+                self._drop()
+                raise
+
+    def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.is_closed():
+            conn.terminate()
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.is_closed():
+            try:
+                await asyncio.wait_for(conn.close(), PROBE_TIMEOUT_S)
+            except Exception:  # TimeoutError included
+                conn.terminate()
+
+
+class Health:
+    """The answers of /healthz (liveness) and /readyz (readiness) for one runner."""
+
+    def __init__(self, runner: Runner, probe: Probe) -> None:
+        self._runner = runner
+        self._probe = probe
+
+    async def live(self) -> Response:
+        """200 while the loop answers (it runs this) and every producer's task runs."""
+        runner = self._runner
+        dead = sorted(q for q, p in runner.producers.items() if not p.alive)
+        problems = []
+        if dead:
+            problems.append(f"producers stopped: {', '.join(dead)}")
+        if runner.failed.is_set():
+            problems.append("a background task failed")
+        if runner.stopping:
+            problems.append("stopping")
+        elif not runner.running.is_set():
+            problems.append("starting")
+        body = {
+            "status": "fail" if problems else "ok",
+            "node": runner.node,
+            "queues": sorted(runner.producers),
+        }
+        if problems:
+            body["problems"] = problems
+        return Response.json(503 if problems else 200, body)
+
+    async def ready(self) -> Response:
+        """200 when the database answers with a current schema and the listener is up."""
+        runner = self._runner
+        started = time.perf_counter()
+        checks: dict[str, str] = {}
+        try:
+            await self._probe.check_schema()
+            checks["database"] = "ok"
+        except (SchemaMissing, SchemaOutdated) as exc:
+            checks["database"] = _db.redact(str(exc))
+        except TimeoutError:
+            checks["database"] = f"no answer within {PROBE_TIMEOUT_S:g}s"
+        except Exception as exc:
+            checks["database"] = _db.redact(str(exc)) or type(exc).__name__
+        checks["listener"] = "ok" if runner.listening else "disconnected"
+        if runner.stopping or not runner.running.is_set():
+            checks["node"] = "stopping" if runner.stopping else "starting"
+        ok = all(v == "ok" for v in checks.values())
+        body = {
+            "status": "ok" if ok else "fail",
+            "node": runner.node,
+            "checks": checks,
+            "duration_s": round(time.perf_counter() - started, 6),
+        }
+        return Response.json(200 if ok else 503, body)
