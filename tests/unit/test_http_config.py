@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import generate_latest
 
 from jobrunner import _telemetry
 from jobrunner._http import HttpApp, Response
@@ -103,4 +104,8 @@ def test_worker_labels_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
         if family.name == "jobrunner_jobs"
         for s in family.samples
     }
+    text = generate_latest(metrics.registry).decode()
+    assert 'jobrunner_jobs_total{outcome="completed",queue="q",worker="other"} 3.0' in text
+    assert 'jobrunner_job_duration_seconds_bucket{le="0.1",queue="q",worker="w0"} 1.0' in text
+    assert 'jobrunner_job_duration_seconds_bucket{le="0.05",queue="q",worker="w0"} 0.0' in text
     assert workers == {"w0", "w1", "other"}
