@@ -82,21 +82,24 @@ class Health:
         self._probe = probe
 
     async def live(self) -> Response:
-        """200 while the loop answers (it runs this) and every producer's task runs."""
+        """200 while the loop answers (it runs this) and every producer's task runs.
+
+        A node that is starting or draining is alive (restarting it would only cut its
+        running jobs short): /readyz is the one that turns it away.
+        """
         runner = self._runner
-        dead = sorted(q for q, p in runner.producers.items() if not p.alive)
         problems = []
-        if dead:
-            problems.append(f"producers stopped: {', '.join(dead)}")
+        if not runner.stopping:
+            dead = sorted(q for q, p in runner.producers.items() if not p.alive)
+            if dead:
+                problems.append(f"producers stopped: {', '.join(dead)}")
         if runner.failed.is_set():
             problems.append("a background task failed")
-        if runner.stopping:
-            problems.append("stopping")
-        elif not runner.running.is_set():
-            problems.append("starting")
+        state = "running" if runner.running.is_set() else "starting"
         body = {
             "status": "fail" if problems else "ok",
             "node": runner.node,
+            "state": "stopping" if runner.stopping else state,
             "queues": sorted(runner.producers),
         }
         if problems:

@@ -14,9 +14,9 @@ from tests.helpers import ROOT, eventually
 QUEUE = "endpoints"
 
 
-async def test_healthz_says_stopping_while_running_jobs_drain(client, make_runner) -> None:
-    """During a graceful stop the node is neither live for new work nor ready: both
-    endpoints answer 503 with the reason, until the server closes last."""
+async def test_readyz_says_stopping_while_running_jobs_drain(client, make_runner) -> None:
+    """During a graceful stop the node is alive (/healthz 200: restarting it would cut its
+    jobs short) but not ready (/readyz 503), until the server closes last."""
     release = asyncio.Event()
     started = asyncio.Event()
 
@@ -35,14 +35,14 @@ async def test_healthz_says_stopping_while_running_jobs_drain(client, make_runne
         await asyncio.wait_for(started.wait(), 10)
         stopping = asyncio.create_task(runner.stop(grace=10))
 
-        async def unhealthy() -> bool:
+        async def unready() -> bool:
             status, body = await http_get(f"{base}/healthz")
-            assert status == 503 and json.loads(body)["problems"] == ["stopping"], body
+            assert status == 200 and json.loads(body)["state"] == "stopping", body
             status, body = await http_get(f"{base}/readyz")
             assert status == 503 and json.loads(body)["checks"]["node"] == "stopping", body
             return True
 
-        await eventually(unhealthy)
+        await eventually(unready)
         release.set()
         await asyncio.wait_for(stopping, 10)
         assert runner.http_port is None
