@@ -52,10 +52,14 @@ class Probe:
                 self._drop()
                 raise
 
-    async def count_jobs(self, timeout_s: float) -> dict[str, dict[str, int]]:
+    async def count_jobs(
+        self, timeout_s: float, *, finished: bool = True
+    ) -> dict[str, dict[str, int]]:
+        """Jobs by queue and state; without `finished`, only the unfinished states."""
+        count = _queries.count_jobs if finished else _queries.count_unfinished_jobs
         async with self._lock, asyncio.timeout(timeout_s):
             try:
-                return await _queries.count_jobs(await self._connection())
+                return await count(await self._connection())
             except BaseException:
                 self._drop()
                 raise

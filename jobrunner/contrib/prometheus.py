@@ -50,6 +50,9 @@ OUTCOMES = {
     "snoozed": "snoozed",
     "interrupted": "interrupted",
 }
+FINISHED = frozenset({"completed", "cancelled", "discarded"})
+STATES = ("available", "scheduled", "executing", "retryable", *sorted(FINISHED))
+FINISHED_EVERY = 12  # finished states: every 12 job count intervals (a minute by default)
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
 WAIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
 BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000)
@@ -115,7 +118,8 @@ class Metrics:
         self._workers: set[str] = set()
         self._unsubscribe: Any = None
         self.counts: dict[str, dict[str, int]] | None = None
-        self._counted_at = float("-inf")
+        self._finished: dict[str, dict[str, int]] = {}  # the last count of finished states
+        self._counted_at = self._all_counted_at = float("-inf")
 
     def start(self) -> None:
         # The end of an attempt carries its queue wait too: one call a job, not two.
@@ -174,11 +178,31 @@ class Metrics:
         if now - self._counted_at < self._interval_s:
             return
         self._counted_at = now
+        # Unfinished states are read from their partial indexes each time; finished ones,
+        # which need the whole table, every FINISHED_EVERY intervals.
+        everything = now - self._all_counted_at >= self._interval_s * FINISHED_EVERY
         try:
-            self.counts = await self._probe.count_jobs(timeout_s=max(self._interval_s, 2.0))
+            counts = await self._probe.count_jobs(
+                timeout_s=max(self._interval_s, 2.0) * (5 if everything else 1),
+                finished=everything,
+            )
         except Exception as exc:
             self.counts = None
             log.warning("metrics.count_failed", error=_db.redact(str(exc)) or type(exc).__name__)
+            return
+        if everything:
+            self._all_counted_at = now
+            self._finished = {
+                queue: {s: n for s, n in states.items() if s in FINISHED}
+                for queue, states in counts.items()
+            }
+        else:
+            for queue, states in self._finished.items():
+                counts.setdefault(queue, {}).update(states)
+        for states in counts.values():
+            for state in STATES:
+                states.setdefault(state, 0)
+        self.counts = counts
 
     @property
     def leading(self) -> bool:

@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 
-from jobrunner import Job, worker
+from jobrunner import Job, _queries, worker
 from tests.e2e.test_observability import http_get
 from tests.helpers import ROOT, eventually
 
@@ -61,3 +61,30 @@ def test_importing_jobrunner_loads_no_tracing_or_metrics_library() -> None:
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stderr
+
+
+async def test_unfinished_counts_agree_with_the_full_count(client, db) -> None:
+    """The cheap count (one branch per partial index) finds what the full GROUP BY finds
+    for every state that has not finished."""
+
+    @worker(queue=QUEUE)
+    async def counted(job: Job) -> None: ...
+
+    jobs = await client.insert_all([counted.new({"n": i}) for i in range(8)])
+    await client.insert_all(
+        [counted.new({"n": i}, queue="other", schedule_in=60) for i in range(2)]
+    )
+    states = ("executing", "retryable", "completed", "discarded", "cancelled")
+    for job, state in zip(jobs[: len(states)], states, strict=True):
+        await db.execute("UPDATE jobrunner_jobs SET state = $2 WHERE id = $1", job.id, state)
+    full = await _queries.count_jobs(client.pool)
+    unfinished = await _queries.count_unfinished_jobs(client.pool)
+    finished = {"completed", "discarded", "cancelled"}
+    assert unfinished == {
+        queue: {s: n for s, n in states.items() if s not in finished}
+        for queue, states in full.items()
+    }
+    assert unfinished == {
+        QUEUE: {"available": 3, "executing": 1, "retryable": 1},
+        "other": {"scheduled": 2},
+    }
