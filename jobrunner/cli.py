@@ -140,6 +140,10 @@ def start(
             help="Serve /metrics, /healthz and /readyz there (config: [http] listen).",
         ),
     ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option("--threads", help="Threads for sync workers (plain 'def'); default 10."),
+    ] = None,
 ) -> None:
     """Run jobs until SIGTERM or SIGINT; a second signal interrupts running jobs at once."""
     try:
@@ -153,6 +157,7 @@ def start(
         node=node,
         log_level=log_level,
         shutdown_grace_s=shutdown_grace_s,
+        threads=threads,
         app=tuple(app_modules) if app_modules else None,
         http_listen=metrics,
     )
