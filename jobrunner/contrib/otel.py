@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from .. import _telemetry
+from jobrunner.core import telemetry as _telemetry
 
 try:
     from opentelemetry import context as otel_context
@@ -26,8 +26,8 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     ) from exc
 
 if TYPE_CHECKING:
-    from ..job import Job
-    from ..worker import NewJob
+    from jobrunner.core.job import Job
+    from jobrunner.core.new_job import NewJob
 
 TRACE_KEYS = ("traceparent", "tracestate")
 _propagator = TraceContextTextMapPropagator()

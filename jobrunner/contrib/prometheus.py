@@ -12,11 +12,12 @@ from __future__ import annotations
 import time
 from bisect import bisect_left
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import structlog
 
-from .. import _db, _telemetry
+from jobrunner.core import telemetry as _telemetry
+from jobrunner.db import connection as _db
 
 try:
     from prometheus_client import CollectorRegistry, generate_latest
@@ -33,9 +34,14 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         "Prometheus metrics need the prometheus_client package: pip install 'jobrunner[metrics]'"
     ) from exc
 
-if TYPE_CHECKING:
-    from .._health import Probe
-    from ..runner import Runner
+
+class Probe(Protocol):
+    """Where job counts come from (the daemon's probe connection)."""
+
+    async def count_jobs(
+        self, timeout_s: float, *, finished: bool = True
+    ) -> dict[str, dict[str, int]]: ...
+
 
 log = structlog.get_logger("jobrunner.metrics")
 
@@ -105,7 +111,7 @@ class Metrics:
 
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self, runner: Runner, probe: Probe) -> None:
+    def __init__(self, runner: Any, probe: Probe) -> None:
         self._runner = runner
         self._probe = probe
         self._interval_s = runner.settings.job_counts_interval_s

@@ -7,7 +7,8 @@ import json
 import subprocess
 import sys
 
-from jobrunner import Job, _queries, worker
+from jobrunner import Job, worker
+from jobrunner.db import queries as _queries
 from tests.e2e.test_observability import http_get
 from tests.helpers import ROOT, eventually
 
@@ -52,7 +53,7 @@ def test_importing_jobrunner_loads_no_tracing_or_metrics_library() -> None:
     """Without [http] or instrument(), neither prometheus_client nor OpenTelemetry is
     imported by the daemon's modules: the extras cost nothing unless used."""
     code = (
-        "import sys, jobrunner, jobrunner.cli, jobrunner.runner, jobrunner._executor\n"
+        "import sys, jobrunner, jobrunner.cli, jobrunner.daemon.runner, jobrunner.engine.executor\n"
         "extras = ('opentelemetry', 'prometheus_client')\n"
         "loaded = [m for m in sys.modules if m.startswith(extras)]\n"
         "assert not loaded, loaded\n"

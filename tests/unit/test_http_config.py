@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 from prometheus_client import generate_latest
 
-from jobrunner import _telemetry
-from jobrunner._http import HttpApp, Response
-from jobrunner.config import Settings, parse_listen
-from jobrunner.errors import ConfigError
-from jobrunner.job import Job
+from jobrunner.core import telemetry as _telemetry
+from jobrunner.core.config import Settings, parse_listen
+from jobrunner.core.errors import ConfigError
+from jobrunner.core.job import Job
+from jobrunner.daemon.http import HttpApp, Response
 
 
 def test_listen_addresses() -> None:
