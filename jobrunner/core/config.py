@@ -274,6 +274,15 @@ def parse_listen(spec: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _flatten_http(data: dict[str, Any]) -> dict[str, Any]:
+    """`[http] listen = ...` is the setting `http_listen`."""
+    if "http" not in data:
+        return data
+    flat = {k: v for k, v in data.items() if k != "http"}
+    flat["http_listen"] = _http_table(data["http"])
+    return flat
+
+
 def _http_table(raw: Any) -> str:
     if not isinstance(raw, dict) or set(raw) - {"listen"}:
         raise ConfigError(f'[http] takes only listen = "HOST:PORT", got {raw!r}')
@@ -338,9 +347,7 @@ def _from_toml(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read config file {str(path)!r}: {exc}") from None
     values: dict[str, Any] = {}
-    if "http" in data:  # [http] listen = ... is the setting http_listen
-        values["http_listen"] = _http_table(data.pop("http"))
-    for key, raw in data.items():
+    for key, raw in _flatten_http(data).items():
         if key == "queues":
             if not isinstance(raw, dict):
                 raise ConfigError("[queues] must be a table of name = limit")
