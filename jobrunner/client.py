@@ -159,7 +159,11 @@ class Client:
     async def __aenter__(self) -> Self:
         self._dsn = await _db.resolve_dsn(self._dsn, self.settings.data_dir)
         if self._pool is None:
-            self._pool = await _db.create_pool(self._dsn, max_size=self.settings.pool_size)
+            self._pool = await _db.create_pool(
+                self._dsn,
+                max_size=self.settings.pool_size,
+                acquire_timeout_s=self.settings.pool_timeout_s,
+            )
         try:
             async with self._pool.acquire() as conn:
                 await _migrate.verify(conn)
@@ -200,10 +204,10 @@ class Client:
         if not batch:
             return []
         tracer = _telemetry.insert_tracer
-        if tracer is not None:
-            inserted = await tracer(partial(_queries.insert_jobs, conn or self.pool), batch)
-        else:
-            inserted = await _queries.insert_jobs(conn or self.pool, batch)
+        insert = partial(
+            _queries.insert_jobs, conn or self.pool, release_on=None if conn is None else self.pool
+        )
+        inserted = await (tracer(insert, batch) if tracer is not None else insert(batch))
         if self.testing == "inline":
             from jobrunner.engine.drain import run_inline
 

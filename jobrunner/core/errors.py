@@ -40,3 +40,7 @@ class MigrationError(JobRunnerError):
 
 class JobNotFound(JobRunnerError, LookupError):
     """no such job."""
+
+
+class PoolTimeout(JobRunnerError, TimeoutError):
+    """no pooled connection came free in time."""
