@@ -15,16 +15,19 @@ from .config import CronEntry, QueueConfig, Settings
 from .errors import (
     ConfigError,
     DatabaseUnavailable,
+    InvalidConnection,
     InvalidJob,
     JobNotFound,
     JobRunnerError,
     MigrationError,
+    MissingExtra,
     SchemaMissing,
     SchemaOutdated,
     UnknownWorker,
 )
 from .job import Cancel, Discard, Job, JobError, JobState, Snooze
 from .runner import Runner
+from .sync_client import SyncClient, connect_sync
 from .worker import NewJob, Unique, Worker, worker
 
 __all__ = [
@@ -34,6 +37,7 @@ __all__ = [
     "CronEntry",
     "DatabaseUnavailable",
     "Discard",
+    "InvalidConnection",
     "InvalidJob",
     "Job",
     "JobError",
@@ -41,6 +45,7 @@ __all__ = [
     "JobRunnerError",
     "JobState",
     "MigrationError",
+    "MissingExtra",
     "NewJob",
     "QueueConfig",
     "Runner",
@@ -48,10 +53,12 @@ __all__ = [
     "SchemaOutdated",
     "Settings",
     "Snooze",
+    "SyncClient",
     "Unique",
     "UnknownWorker",
     "Worker",
     "connect",
+    "connect_sync",
     "current_client",
     "subscribe",
     "worker",

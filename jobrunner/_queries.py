@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
@@ -40,6 +40,7 @@ HEARTBEAT_NODE = _sql("heartbeat_node")
 REMOVE_NODE = _sql("remove_node")
 RESCUE_NODE_JOBS = _sql("rescue_node_jobs")
 OWNED_JOBS = _sql("owned_jobs")
+DATABASE_IDENTITY = _sql("database_identity")
 
 
 class Conn(Protocol):
@@ -81,13 +82,37 @@ async def insert_jobs(conn: Conn, jobs: Sequence[NewJob]) -> list[Job]:
         if len(jobs) == 1:
             return [await insert_plain_job(conn, jobs[0])]
         return await insert_plain_jobs(conn, jobs)
+    plan = unique_insert_plan(jobs)
+    query, args = next(plan)
+    while True:
+        if query is INSERT_JOBS:
+            rows = await _insert_statement(conn, args)
+        else:
+            rows = await _fetch(conn, query, *args)
+        try:
+            query, args = plan.send(rows)
+        except StopIteration as done:
+            result: list[Job] = done.value
+            return result
+
+
+# What a unique insert asks the database (statement, parameters) and is given back (rows):
+# the same plan runs on an async connection (insert_jobs) and a sync one (_sync_queries).
+InsertPlan = Generator[tuple[str, tuple[Any, ...]], list[Any], list[Job]]
+
+
+def unique_insert_plan(jobs: Sequence[NewJob]) -> InsertPlan:
+    """The rounds of a batch with unique jobs: insert, look up the conflicts, insert again the
+    ones whose conflicting job was released meanwhile."""
     keys = [unique_key(job) for job in jobs]
     results: dict[int, Job] = {}
     todo = list(range(len(jobs)))
     for _ in range(_INSERT_ROUNDS):
-        conflicts = await _insert_round(conn, jobs, keys, todo, results)
+        rows = yield INSERT_JOBS, _columns([jobs[i] for i in todo], [keys[i] for i in todo])
+        conflicts = _round_results(rows, todo, results)
         if conflicts:
-            found = await find_unique_jobs(conn, list(set(conflicts.values())))
+            rows = yield FIND_UNIQUE_JOBS, (list(set(conflicts.values())),)
+            found = {row["unique_key"]: Job.from_record(row) for row in rows}
             for index, key in conflicts.items():
                 if key in found:
                     results[index] = replace(found[key], conflict=True)
@@ -99,15 +124,8 @@ async def insert_jobs(conn: Conn, jobs: Sequence[NewJob]) -> list[Job]:
     )
 
 
-async def _insert_round(
-    conn: Conn,
-    jobs: Sequence[NewJob],
-    keys: Sequence[str | None],
-    todo: Sequence[int],
-    results: dict[int, Job],
-) -> dict[int, str]:
-    """Insert the jobs at `todo` into `results`; return the conflicting ones' keys."""
-    rows = await _insert_statement(conn, _columns([jobs[i] for i in todo], [keys[i] for i in todo]))
+def _round_results(rows: list[Any], todo: Sequence[int], results: dict[int, Job]) -> dict[int, str]:
+    """Put the jobs a round inserted into `results`; return the conflicting ones' keys."""
     conflicts: dict[int, str] = {}
     by_key: dict[str, Job] = {}
     for row in rows:
@@ -126,7 +144,7 @@ async def _insert_round(
     return conflicts
 
 
-async def _insert_statement(conn: Conn, columns: tuple[list[Any], ...]) -> list[Any]:
+async def _insert_statement(conn: Conn, columns: tuple[Any, ...]) -> list[Any]:
     """Run INSERT_JOBS; a deadlock between concurrent inserts is retried outside transactions."""
     for attempt in range(3):
         try:
@@ -138,12 +156,10 @@ async def _insert_statement(conn: Conn, columns: tuple[list[Any], ...]) -> list[
     raise AssertionError("unreachable")
 
 
-async def insert_plain_job(conn: Conn, job: NewJob) -> Job:
-    """Insert one job that is not unique."""
+def plain_job_params(job: NewJob) -> tuple[tuple[Any, ...], str, str]:
+    """INSERT_PLAIN_JOB's parameters for `job`, and its encoded args and meta."""
     args, meta = job.encoded_args(), job.encoded_meta()
-    rows = await _fetch(
-        conn,
-        INSERT_PLAIN_JOB,
+    params = (
         job.worker,
         job.queue,
         args,
@@ -154,35 +170,62 @@ async def insert_plain_job(conn: Conn, job: NewJob) -> Job:
         job.scheduled_at,
         job.schedule_in,
     )
-    job_id, state, inserted_at, scheduled_at = rows[0][:4]
+    return params, args, meta
+
+
+def plain_job_result(job: NewJob, args: str, meta: str, row: Any) -> Job:
+    """The job INSERT_PLAIN_JOB inserted, from its one row."""
+    job_id, state, inserted_at, scheduled_at = row[:4]
     return inserted(_new_job(job, args, meta), job_id, _STATES[state], inserted_at, scheduled_at)
+
+
+async def insert_plain_job(conn: Conn, job: NewJob) -> Job:
+    """Insert one job that is not unique."""
+    params, args, meta = plain_job_params(job)
+    rows = await _fetch(conn, INSERT_PLAIN_JOB, *params)
+    return plain_job_result(job, args, meta, rows[0])
+
+
+def plain_jobs_params(jobs: Sequence[NewJob]) -> tuple[tuple[Any, ...], list[str], list[str]]:
+    """INSERT_PLAIN_JOBS's parameters for `jobs`, and their encoded args and metas (one per
+    job). A column whose jobs all share one value is sent as that value alone."""
+    args = [j.encoded_args() for j in jobs]
+    metas = _one_or_all([j.encoded_meta() for j in jobs])
+    params = (
+        _one_or_all([j.worker for j in jobs]),
+        _one_or_all([j.queue for j in jobs]),
+        args,
+        metas,
+        _one_or_all([_tags_json(j) for j in jobs]),
+        _one_or_all([j.priority for j in jobs]),
+        _one_or_all([j.max_attempts for j in jobs]),
+        _all_or_none([j.scheduled_at for j in jobs]),
+        _all_or_none([j.schedule_in for j in jobs]),
+    )
+    return params, args, metas * len(jobs) if len(metas) == 1 else metas
+
+
+def plain_jobs_result(built: Sequence[Job], row: Any) -> list[Job]:
+    """The jobs INSERT_PLAIN_JOBS inserted: `built` (see _new_job) with what its one row says."""
+    ids, states, scheduled_ats, inserted_at = row
+    if ids != sorted(ids):  # the arrays are in id order in practice, but need not be
+        order = sorted(range(len(ids)), key=ids.__getitem__)
+        ids, states = [ids[i] for i in order], [states[i] for i in order]
+        scheduled_ats = [scheduled_ats[i] for i in order]
+    return [
+        inserted(job, job_id, _STATES[state], inserted_at, at if at is not None else inserted_at)
+        for job, job_id, state, at in zip(built, ids, states, scheduled_ats, strict=True)
+    ]
 
 
 async def insert_plain_jobs(conn: Conn, jobs: Sequence[NewJob]) -> list[Job]:
     """Insert jobs that are not unique in one statement; the result is in the order of `jobs`.
 
-    A column whose jobs all share one value is sent as that value alone. The jobs are built
-    while the database inserts them (their ids, states and times are set once it has).
+    The jobs are built while the database inserts them (their ids, states and times are set
+    once it has).
     """
-    args = [j.encoded_args() for j in jobs]
-    metas = _one_or_all([j.encoded_meta() for j in jobs])
-    query = asyncio.ensure_future(
-        _fetch(
-            conn,
-            INSERT_PLAIN_JOBS,
-            _one_or_all([j.worker for j in jobs]),
-            _one_or_all([j.queue for j in jobs]),
-            args,
-            metas,
-            _one_or_all([_tags_json(j) for j in jobs]),
-            _one_or_all([j.priority for j in jobs]),
-            _one_or_all([j.max_attempts for j in jobs]),
-            _all_or_none([j.scheduled_at for j in jobs]),
-            _all_or_none([j.schedule_in for j in jobs]),
-        )
-    )
-    if len(metas) == 1:
-        metas = metas * len(jobs)
+    params, args, metas = plain_jobs_params(jobs)
+    query = asyncio.ensure_future(_fetch(conn, INSERT_PLAIN_JOBS, *params))
     try:
         built: list[Job] = []
         for start in range(0, len(jobs), _BUILD_CHUNK):
@@ -193,15 +236,7 @@ async def insert_plain_jobs(conn: Conn, jobs: Sequence[NewJob]) -> list[Job]:
     except BaseException:
         query.cancel()
         raise
-    ids, states, scheduled_ats, inserted_at = rows[0]
-    if ids != sorted(ids):  # the arrays are in id order in practice, but need not be
-        order = sorted(range(len(ids)), key=ids.__getitem__)
-        ids, states = [ids[i] for i in order], [states[i] for i in order]
-        scheduled_ats = [scheduled_ats[i] for i in order]
-    return [
-        inserted(job, job_id, _STATES[state], inserted_at, at if at is not None else inserted_at)
-        for job, job_id, state, at in zip(built, ids, states, scheduled_ats, strict=True)
-    ]
+    return plain_jobs_result(built, rows[0])
 
 
 # Jobs built between two looks at the connection while insert_plain_jobs waits for the database.
@@ -717,22 +752,23 @@ async def record_control_applied(
 
 async def status_nodes(conn: Conn) -> list[NodeRow]:
     """Every node row, oldest first."""
-    rows = await _fetch(conn, STATUS_NODES)
-    return [
-        NodeRow(
-            r["name"],
-            r["host"],
-            r["pid"],
-            json.loads(r["queues"]),
-            r["started_at"],
-            r["heartbeat_at"],
-            r["expires_at"],
-            r["live"],
-            r["leader"],
-            r["now"],
-        )
-        for r in rows
-    ]
+    return [node_row(r) for r in await _fetch(conn, STATUS_NODES)]
+
+
+def node_row(r: Any) -> NodeRow:
+    """A NodeRow from a row of STATUS_NODES."""
+    return NodeRow(
+        r["name"],
+        r["host"],
+        r["pid"],
+        json.loads(r["queues"]),
+        r["started_at"],
+        r["heartbeat_at"],
+        r["expires_at"],
+        r["live"],
+        r["leader"],
+        r["now"],
+    )
 
 
 async def persisted_queues(conn: Conn) -> dict[str, tuple[bool, int | None]]:

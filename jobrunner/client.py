@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import asyncpg
 
-from . import _db, _migrate, _queries
+from . import _conns, _db, _migrate, _queries
 from .config import Settings
 from .errors import InvalidJob, JobNotFound, JobRunnerError
 from .job import Job
@@ -61,6 +61,7 @@ class Client:
         self._dsn = dsn or self.settings.database_url
         self._pool = pool
         self._owns_pool = pool is None
+        self._identity: tuple[Any, ...] | None = None
 
     @property
     def dsn(self) -> str:
@@ -82,6 +83,7 @@ class Client:
         try:
             async with self._pool.acquire() as conn:
                 await _migrate.verify(conn)
+                self._identity = _conns.identity(await conn.fetchrow(_queries.DATABASE_IDENTITY))
         except BaseException:
             await self.close()
             raise
@@ -116,13 +118,14 @@ class Client:
         for job in batch:
             if not isinstance(job, NewJob):
                 raise InvalidJob(f"insert takes jobs built with worker.new(...), got {job!r}")
+        target = self.pool if conn is None else await _conns.async_target(conn, self._identity)
         if not batch:
             return []
-        inserted = await _queries.insert_jobs(conn or self.pool, batch)
+        inserted = await _queries.insert_jobs(target, batch)
         if self.testing == "inline":
             from ._executor import run_inline
 
-            return await run_inline(self, inserted, conn)
+            return await run_inline(self, inserted, None if conn is None else target)
         return inserted
 
     async def get_job(self, job_id: int) -> Job | None:

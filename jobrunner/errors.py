@@ -40,3 +40,11 @@ class MigrationError(JobRunnerError):
 
 class JobNotFound(JobRunnerError, LookupError):
     """no such job."""
+
+
+class InvalidConnection(JobRunnerError, TypeError):
+    """this connection cannot take jobrunner's statements."""
+
+
+class MissingExtra(JobRunnerError, ImportError):
+    """an optional dependency is missing."""
