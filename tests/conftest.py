@@ -20,6 +20,9 @@ from jobrunner.config import Settings
 from tests.apps.sample import RECORD_TABLE
 from tests.helpers import ROOT, Daemon
 
+# The Django project's tests run under pytest-django in a process of their own (e2e/test_django.py).
+collect_ignore = ["django_project"]
+
 TABLES = (
     "jobrunner_jobs, jobrunner_nodes, jobrunner_queues, jobrunner_control, "
     "jobrunner_control_applied, jobrunner_leader, jobrunner_cron"

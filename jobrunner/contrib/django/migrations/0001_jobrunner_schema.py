@@ -1,0 +1,27 @@
+"""Applies jobrunner's SQL migrations (the ones `jobrunner migrate` applies) in Django's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import migrations
+
+
+def apply_schema(apps: Any, schema_editor: Any) -> None:
+    from jobrunner import _psycopg
+    from jobrunner.contrib.django import driver_connection
+
+    connection = schema_editor.connection
+    connection.ensure_connection()
+    _psycopg.migrate(driver_connection(connection), in_transaction=True)
+
+
+class Migration(migrations.Migration):
+    """jobrunner's tables up to `schema_version`. A jobrunner release with new SQL migrations
+    adds a Django migration that runs `apply_schema` again (a test holds the last one's
+    `schema_version` to the latest); 'jobrunner migrate' records the same versions."""
+
+    schema_version = 3
+    initial = True
+    dependencies: list[tuple[str, str]] = []
+    operations = [migrations.RunPython(apply_schema, migrations.RunPython.noop, elidable=False)]
