@@ -154,6 +154,7 @@ def connect(dsn: str) -> Any:
 def create_pool(dsn: str, *, max_size: int) -> Any:
     """A psycopg_pool ConnectionPool of autocommit connections with jobrunner's settings."""
     psycopg_pool = require("psycopg_pool", "psycopg")
+    connect(dsn).close()  # a bad url or an unreachable server fails here, saying why
     pool = psycopg_pool.ConnectionPool(
         dsn,
         min_size=1,
@@ -167,10 +168,6 @@ def create_pool(dsn: str, *, max_size: int) -> Any:
         pool.open(wait=True, timeout=10)
     except psycopg_pool.PoolTimeout:
         pool.close()
-        try:  # the pool only times out: one connection says why
-            connect(dsn).close()
-        except JobRunnerError as exc:
-            raise exc from None
         raise DatabaseUnavailable(f"cannot connect to {_redact_dsn(dsn)!r}") from None
     return pool
 

@@ -13,6 +13,8 @@ test, and none of them runs, or touches a database, unless a test asks for it.
 - `jobrunner_client`: a connected client in manual testing mode (inserted jobs wait for
   `jobrunner.testing.drain_queue`); the jobrunner tables are emptied after the test.
 - `jobrunner_inline_client`: the same in inline mode (each job runs as it is inserted).
+- `jobrunner_sync_client`: a connected `jobrunner.connect_sync()` client for plain `def`
+  tests (`jobrunner[psycopg]`); nothing runs its jobs; the tables are emptied afterwards.
 
 Example:
     >>> async def test_signup_sends_welcome(jobrunner_client):
@@ -36,6 +38,7 @@ import pytest
 
 from . import _db, _migrate, _queries
 from .client import Client, TestingMode, connect
+from .sync_client import SyncClient, connect_sync
 from .config import Settings
 from .errors import ConfigError, JobRunnerError
 
@@ -162,3 +165,21 @@ async def jobrunner_inline_client(jobrunner_dsn: str) -> AsyncIterator[Client]:
     """A client in inline mode: each job runs as it is inserted; tables emptied afterwards."""
     async with _client(jobrunner_dsn, "inline") as client:
         yield client
+
+
+@pytest.fixture
+def jobrunner_sync_client(jobrunner_dsn: str) -> Iterator[SyncClient]:
+    """A sync client for plain `def` tests: jobs wait (drain them with `jobrunner drain` or
+    an async test's `drain_queue`); tables emptied afterwards.
+
+    Example:
+        >>> def test_signup_enqueues(jobrunner_sync_client):
+        ...     signup(jobrunner_sync_client, "ada@example.com")
+        ...     assert jobrunner_sync_client.list_jobs(worker="app.send_welcome")
+    """
+    settings = Settings(database_url=jobrunner_dsn, pool_size=2)
+    with connect_sync(jobrunner_dsn, settings=settings) as client:
+        try:
+            yield client
+        finally:
+            client.reset_tables()

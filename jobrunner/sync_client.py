@@ -161,6 +161,11 @@ class SyncClient:
         with self._conn() as conn:
             return sq.retry_jobs(conn, states=states, queue=queue, worker=worker)
 
+    def reset_tables(self) -> None:
+        """Empty every jobrunner table but the migrations record (test isolation)."""
+        with self._conn() as conn:
+            conn.fetch(_queries.RESET_TABLES)
+
     # --- control: pause, resume, scale ---------------------------------------------------
 
     def pause_queue(
