@@ -55,6 +55,15 @@ class SyncClient:
         return self._dsn
 
     def __enter__(self) -> Self:
+        return self.open()
+
+    def open(self) -> Self:
+        """Connect (what `with` does), for a client kept for the life of a process; `close()`
+        ends it.
+
+        Example:
+            >>> jobs = jobrunner.connect_sync().open()   # at import of a Flask app
+        """
         from . import _migrate, _psycopg
 
         if self._source is None:
