@@ -34,13 +34,13 @@ test-faults: venv
 	$(PY) -m pytest -q -m faults
 
 lint: venv
-	$(VENV)/bin/ruff format --check jobrunner tests
-	$(VENV)/bin/ruff check jobrunner tests
+	$(VENV)/bin/ruff format --check jobrunner tests examples
+	$(VENV)/bin/ruff check jobrunner tests examples
 	$(VENV)/bin/mypy
 
 fmt: venv
-	$(VENV)/bin/ruff format jobrunner tests
-	$(VENV)/bin/ruff check --fix jobrunner tests
+	$(VENV)/bin/ruff format jobrunner tests examples
+	$(VENV)/bin/ruff check --fix jobrunner tests examples
 
 ## bench: the benchmarks (~2 min; a local PostgreSQL or the embedded one); BENCH_ARGS="--quick" etc.
 bench: venv

@@ -1,6 +1,6 @@
 """FastAPI with SQLAlchemy's AsyncSession: the order and its receipt job commit together.
 
-    uvicorn examples.fastapi_app:app        # then: curl -XPOST localhost:8000/orders?item=book
+uvicorn examples.fastapi_app:app        # then: curl -XPOST localhost:8000/orders?item=book
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Flask with a psycopg connection: the order and its receipt job commit together.
 
-    flask --app examples.flask_app run      # then: curl -XPOST localhost:5000/orders?item=book
+flask --app examples.flask_app run      # then: curl -XPOST localhost:5000/orders?item=book
 """
 
 from __future__ import annotations

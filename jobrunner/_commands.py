@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import _queries
-from ._queries import NodeRow
 from ._control import PAUSE, RESUME, SCALE, STOP
+from ._queries import NodeRow
 from .errors import JobRunnerError
 from .job import JobState
 from .worker import registered, validate_queue

@@ -17,9 +17,7 @@ _ASYNC_KINDS = (
     "an asyncpg connection, a psycopg AsyncConnection, "
     "or a SQLAlchemy AsyncConnection or AsyncSession"
 )
-_SYNC_KINDS = (
-    "a psycopg Connection, a SQLAlchemy Connection or Session, or a Django connection"
-)
+_SYNC_KINDS = "a psycopg Connection, a SQLAlchemy Connection or Session, or a Django connection"
 
 
 def identity(row: Any) -> tuple[Any, ...]:

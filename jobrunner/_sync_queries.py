@@ -11,7 +11,6 @@ from . import _queries as q
 from .job import Job
 from .worker import NewJob
 
-
 DEADLOCK = "40P01"  # SQLSTATE deadlock_detected
 
 
@@ -33,11 +32,14 @@ def insert_jobs(conn: SyncConn, jobs: Sequence[NewJob]) -> list[Job]:
         rows = conn.fetch(q.INSERT_PLAIN_JOBS, *params)
         return q.plain_jobs_result(list(map(q._new_job, jobs, all_args, metas)), rows[0])
     plan = q.unique_insert_plan(jobs)
-    query, args = next(plan)
+    query, query_args = next(plan)
     while True:
-        rows = _insert_statement(conn, args) if query is q.INSERT_JOBS else conn.fetch(query, *args)
+        if query is q.INSERT_JOBS:
+            rows = _insert_statement(conn, query_args)
+        else:
+            rows = conn.fetch(query, *query_args)
         try:
-            query, args = plan.send(rows)
+            query, query_args = plan.send(rows)
         except StopIteration as done:
             result: list[Job] = done.value
             return result
@@ -122,9 +124,7 @@ def issue_control(
     conn.fetch("BEGIN")
     try:
         conn.fetch(q.PRUNE_CONTROL, history_s)
-        rows = conn.fetch(
-            q.INSERT_CONTROL, command, queue, node, json.dumps(payload), issued_by
-        )
+        rows = conn.fetch(q.INSERT_CONTROL, command, queue, node, json.dumps(payload), issued_by)
         if persist is not None:
             conn.fetch(
                 q.PERSIST_QUEUE_STATE,

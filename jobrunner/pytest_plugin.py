@@ -38,9 +38,9 @@ import pytest
 
 from . import _db, _migrate, _queries
 from .client import Client, TestingMode, connect
-from .sync_client import SyncClient, connect_sync
 from .config import Settings
 from .errors import ConfigError, JobRunnerError
+from .sync_client import SyncClient, connect_sync
 
 ENV_DSN = "JOBRUNNER_TEST_DSN"
 T = TypeVar("T")

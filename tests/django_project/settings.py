@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 _url = urlsplit(os.environ["JOBRUNNER_DJANGO_DSN"])
 
-SECRET_KEY = "tests-only"  # noqa: S105
+SECRET_KEY = "tests-only"
 USE_TZ = True
 INSTALLED_APPS = [
     "django.contrib.contenttypes",

@@ -126,7 +126,9 @@ async def test_failed_transaction(
     assert await _jobs(db) == 0
 
 
-async def test_not_a_connection(sync_client: jobrunner.SyncClient, client: jobrunner.Client) -> None:
+async def test_not_a_connection(
+    sync_client: jobrunner.SyncClient, client: jobrunner.Client
+) -> None:
     with pytest.raises(InvalidConnection, match="conn= takes a psycopg Connection"):
         sync_client.insert(noop.new({}), conn="postgresql://localhost/app")
     with pytest.raises(InvalidConnection, match="conn= takes an asyncpg connection"):

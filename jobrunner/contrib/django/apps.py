@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.apps import AppConfig
 
 
-class JobrunnerConfig(AppConfig):
+class JobrunnerConfig(AppConfig):  # type: ignore[misc]
     name = "jobrunner.contrib.django"
     label = "jobrunner"
     verbose_name = "jobrunner"

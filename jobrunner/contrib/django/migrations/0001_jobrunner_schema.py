@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from django.db import migrations
 
@@ -16,12 +16,14 @@ def apply_schema(apps: Any, schema_editor: Any) -> None:
     _psycopg.migrate(driver_connection(connection), in_transaction=True)
 
 
-class Migration(migrations.Migration):
+class Migration(migrations.Migration):  # type: ignore[misc]
     """jobrunner's tables up to `schema_version`. A jobrunner release with new SQL migrations
     adds a Django migration that runs `apply_schema` again (a test holds the last one's
     `schema_version` to the latest); 'jobrunner migrate' records the same versions."""
 
     schema_version = 3
     initial = True
-    dependencies: list[tuple[str, str]] = []
-    operations = [migrations.RunPython(apply_schema, migrations.RunPython.noop, elidable=False)]
+    dependencies: ClassVar[list[tuple[str, str]]] = []
+    operations: ClassVar[list[Any]] = [
+        migrations.RunPython(apply_schema, migrations.RunPython.noop, elidable=False)
+    ]
