@@ -7,7 +7,7 @@ import inspect
 import weakref
 from typing import Any
 
-from . import _queries
+from . import _queries, _sync_queries
 from .errors import InvalidConnection
 
 # database identity (name, port, server start) of each caller's connection, once looked up
@@ -18,11 +18,6 @@ _ASYNC_KINDS = (
     "or a SQLAlchemy AsyncConnection or AsyncSession"
 )
 _SYNC_KINDS = "a psycopg Connection, a SQLAlchemy Connection or Session, or a Django connection"
-
-
-def identity(row: Any) -> tuple[Any, ...]:
-    """A database's identity from a row of DATABASE_IDENTITY."""
-    return (row["name"], row["port"], row["started"])
 
 
 def _library(conn: Any) -> str:
@@ -76,8 +71,7 @@ async def _check_async(key: Any, conn: Any, expected: tuple[Any, ...] | None) ->
         return
     found = _identities.get(key)
     if found is None:
-        rows = await conn.fetch(_queries.DATABASE_IDENTITY)
-        found = _identities[key] = identity(rows[0])
+        found = _identities[key] = await _queries.database_identity(conn)
     if found != expected:
         raise _mismatch(expected, found)
 
@@ -101,7 +95,7 @@ def sync_target(conn: Any, expected: tuple[Any, ...] | None) -> Any:
         if expected is not None:
             found = _identities.get(conn)
             if found is None:
-                found = _identities[conn] = identity(adapted.fetch(_queries.DATABASE_IDENTITY)[0])
+                found = _identities[conn] = _sync_queries.database_identity(adapted)
             if found != expected:
                 raise _mismatch(expected, found)
         return adapted

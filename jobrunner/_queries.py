@@ -312,6 +312,17 @@ def _columns(jobs: Sequence[NewJob], keys: Sequence[str | None]) -> tuple[list[A
     )
 
 
+def identity_of(row: Any) -> tuple[Any, ...]:
+    """What tells one database from another, from a row of DATABASE_IDENTITY."""
+    return (row["name"], row["port"], row["started"])
+
+
+async def database_identity(conn: Conn) -> tuple[Any, ...]:
+    """This database's name, its server's port and start time: a caller's connection must
+    reach the client's database."""
+    return identity_of((await _fetch(conn, DATABASE_IDENTITY))[0])
+
+
 async def get_job(conn: Conn, job_id: int) -> Job | None:
     rows = await _fetch(conn, GET_JOB, job_id)
     return Job.from_record(rows[0]) if rows else None

@@ -61,6 +61,10 @@ def _jobs(rows: list[Any]) -> list[Job]:
     return [Job.from_record(row) for row in rows]
 
 
+def database_identity(conn: SyncConn) -> tuple[Any, ...]:
+    return q.identity_of(conn.fetch(q.DATABASE_IDENTITY)[0])
+
+
 def get_job(conn: SyncConn, job_id: int) -> Job | None:
     rows = conn.fetch(q.GET_JOB, job_id)
     return Job.from_record(rows[0]) if rows else None

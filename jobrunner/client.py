@@ -83,7 +83,7 @@ class Client:
         try:
             async with self._pool.acquire() as conn:
                 await _migrate.verify(conn)
-                self._identity = _conns.identity(await conn.fetchrow(_queries.DATABASE_IDENTITY))
+                self._identity = await _queries.database_identity(conn)
         except BaseException:
             await self.close()
             raise

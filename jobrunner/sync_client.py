@@ -73,7 +73,7 @@ class SyncClient:
             with _psycopg.borrowed(self._source) as conn:
                 rows = conn.fetch(_migrate.SCHEMA_VERSION)
                 _migrate.check_version(int(rows[0]["version"]))
-                self._identity = _conns.identity(conn.fetch(_queries.DATABASE_IDENTITY)[0])
+                self._identity = sq.database_identity(conn)
         except BaseException:
             self.close()
             raise
