@@ -62,8 +62,9 @@ def translate(exc: Exception) -> Exception:
         return SchemaMissing()
     if state == _CHECK_VIOLATION or state.startswith(_REFUSED_CLASS):
         return InvalidJob(f"the database refused the job: {exc}")
-    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
-        return InvalidConnection(f"the connection failed: {str(exc).strip() or type(exc).__name__}")
+    if isinstance(exc, psycopg.OperationalError):
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        return DatabaseUnavailable(f"the database connection failed: {reason}")
     return exc
 
 

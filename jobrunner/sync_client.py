@@ -12,7 +12,7 @@ from . import _commands, _conns, _db, _queries
 from . import _sync_queries as sq
 from ._control import PAUSE, RESUME, SCALE
 from .config import Settings
-from .errors import InvalidJob, JobNotFound, JobRunnerError
+from .errors import InvalidConnection, InvalidJob, JobNotFound, JobRunnerError
 from .job import Job
 from .worker import NewJob, validate_queue
 
@@ -66,6 +66,8 @@ class SyncClient:
         """
         from . import _migrate, _psycopg
 
+        if self._source is not None and not self._owns_source:
+            _check_source(self._source)
         if self._source is None:
             self._dsn = self._dsn or _db.embedded_dsn(self.settings.data_dir)
             self._source = _psycopg.create_pool(self._dsn, max_size=self.settings.pool_size)
@@ -258,6 +260,22 @@ class SyncClient:
         )
         if queue not in known and not sq.queue_has_jobs(conn, queue):
             raise _commands.unknown_queue(queue, known)
+
+
+def _check_source(source: Any) -> None:
+    """A caller's connection for the client's own statements must be open and in autocommit:
+    in a transaction, they would commit or roll back with it."""
+    from . import _psycopg
+
+    if not isinstance(source, _psycopg.psycopg.Connection):
+        return  # a psycopg_pool pool
+    _psycopg.check_usable(source)
+    if not source.autocommit:
+        raise InvalidConnection(
+            "connect_sync(connection=...) takes a connection in autocommit "
+            "(psycopg.connect(dsn, autocommit=True)); to insert in a transaction, pass it "
+            "as conn= to insert()"
+        )
 
 
 def connect_sync(

@@ -106,6 +106,11 @@ async def test_a_pool_or_a_connection_of_the_callers(dsn: str, db: asyncpg.Conne
             client.insert(noop.new({}))
         assert not conn.closed
     assert await db.fetchval("SELECT count(*) FROM jobrunner_jobs") == 2
+    with (
+        psycopg.connect(dsn) as conn,
+        pytest.raises(jobrunner.InvalidConnection, match="autocommit"),
+    ):
+        jobrunner.connect_sync(connection=conn).open()
 
 
 async def test_unmigrated_or_unreachable_database(
