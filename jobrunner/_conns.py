@@ -40,6 +40,7 @@ async def async_target(conn: Any, expected: tuple[Any, ...] | None) -> _queries.
     """`conn` as the async client runs its statements on it."""
     library = _library(conn)
     if library == "asyncpg":
+        _check_asyncpg(conn)
         return conn  # type: ignore[no-any-return]
     if library == "sqlalchemy":
         from .contrib import sqlalchemy
@@ -64,6 +65,18 @@ async def async_target(conn: Any, expected: tuple[Any, ...] | None) -> _queries.
     if inspect.iscoroutinefunction(getattr(conn, "fetch", None)):
         return conn  # type: ignore[no-any-return]  # asyncpg's interface (a wrapper of one)
     raise InvalidConnection(f"conn= takes {_ASYNC_KINDS}, got {type(conn).__name__}")
+
+
+def _check_asyncpg(conn: Any) -> None:
+    import asyncpg
+
+    is_closed = getattr(conn, "is_closed", None)  # a pool has none
+    try:
+        closed = is_closed is not None and is_closed()
+    except asyncpg.InterfaceError as exc:  # a pooled connection already released
+        raise InvalidConnection(f"the connection cannot be used: {exc}") from None
+    if closed:
+        raise InvalidConnection("the connection is closed; pass an open one")
 
 
 async def _check_async(key: Any, conn: Any, expected: tuple[Any, ...] | None) -> None:

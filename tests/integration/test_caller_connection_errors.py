@@ -105,6 +105,14 @@ async def test_closed_connections(
     await aconn.close()
     with pytest.raises(InvalidConnection, match="closed"):
         await client.insert(noop.new({}), conn=aconn)
+    pg = await asyncpg.connect(dsn)
+    await pg.close()
+    with pytest.raises(InvalidConnection, match="closed"):
+        await client.insert(noop.new({}), conn=pg)
+    async with client.pool.acquire() as pooled:
+        pass
+    with pytest.raises(InvalidConnection, match="released back to the pool"):
+        await client.insert(noop.new({}), conn=pooled)
     engine = create_engine(dsn.replace("postgresql://", "postgresql+psycopg://"))
     sa_conn = engine.connect()
     sa_conn.close()
