@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from . import _bench_workers, _migrate
-from .client import connect
+from jobrunner import _bench_workers
+from jobrunner.client import connect
+from jobrunner.db import migrate as _migrate
 
 if TYPE_CHECKING:
     from typing import Self
 
-    from .client import Client
+    from jobrunner.client import Client
 
 Metrics = dict[str, float]
 
@@ -357,7 +358,7 @@ async def insert_all_time(ctx: Context) -> Metrics:
 
 def sync_insert_rate(ctx: Context) -> Metrics:
     """Sequential `SyncClient.insert` calls for a while (one at a time, through its pool)."""
-    from .sync_client import connect_sync
+    from jobrunner.sync_client import connect_sync
 
     with connect_sync(ctx.dsn) as client:
         client.reset_tables()
@@ -372,7 +373,7 @@ def sync_insert_rate(ctx: Context) -> Metrics:
 
 def sync_insert_all_time(ctx: Context) -> Metrics:
     """One `SyncClient.insert_all` of N jobs: the call only, the NewJob list is built before."""
-    from .sync_client import connect_sync
+    from jobrunner.sync_client import connect_sync
 
     with connect_sync(ctx.dsn) as client:
         client.reset_tables()

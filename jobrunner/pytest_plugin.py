@@ -36,11 +36,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from . import _db, _migrate, _queries
-from .client import Client, TestingMode, connect
-from .config import Settings
-from .errors import ConfigError, JobRunnerError
-from .sync_client import SyncClient, connect_sync
+from jobrunner.client import Client, TestingMode, connect
+from jobrunner.core.config import Settings
+from jobrunner.core.errors import ConfigError, JobRunnerError
+from jobrunner.db import connection as _db
+from jobrunner.db import migrate as _migrate
+from jobrunner.db import queries as _queries
+from jobrunner.sync_client import SyncClient, connect_sync
 
 ENV_DSN = "JOBRUNNER_TEST_DSN"
 T = TypeVar("T")

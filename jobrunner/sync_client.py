@@ -8,18 +8,21 @@ from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from . import _commands, _conns, _db, _queries
-from . import _sync_queries as sq
-from ._control import PAUSE, RESUME, SCALE
-from .config import Settings
-from .errors import InvalidConnection, InvalidJob, JobNotFound, JobRunnerError
-from .job import Job
-from .worker import NewJob, validate_queue
+from jobrunner import conn_kinds as _conns
+from jobrunner.core.config import Settings
+from jobrunner.core.errors import InvalidConnection, InvalidJob, JobNotFound, JobRunnerError
+from jobrunner.core.job import Job
+from jobrunner.core.new_job import NewJob, validate_queue
+from jobrunner.daemon.control import PAUSE, RESUME, SCALE
+from jobrunner.db import connection as _db
+from jobrunner.db import queries as _queries
+from jobrunner.db.queries import sync as sq
+from jobrunner.ops import commands as _commands
 
 if TYPE_CHECKING:
     from typing import Self
 
-    from ._commands import ControlResult
+    from jobrunner.ops.commands import ControlResult
 
 _NOT_CONNECTED = "the client is not connected; use 'with jobrunner.connect_sync()'"
 
@@ -64,7 +67,8 @@ class SyncClient:
         Example:
             >>> jobs = jobrunner.connect_sync().open()   # at import of a Flask app
         """
-        from . import _migrate, _psycopg
+        from jobrunner.db import migrate as _migrate
+        from jobrunner.db import psycopg as _psycopg
 
         if self._source is not None and not self._owns_source:
             _check_source(self._source)
@@ -95,7 +99,7 @@ class SyncClient:
             self._source = None
 
     def _conn(self) -> Any:
-        from . import _psycopg
+        from jobrunner.db import psycopg as _psycopg
 
         if self._source is None:
             raise JobRunnerError(_NOT_CONNECTED)
@@ -265,7 +269,7 @@ class SyncClient:
 def _check_source(source: Any) -> None:
     """A caller's connection for the client's own statements must be open and in autocommit:
     in a transaction, they would commit or roll back with it."""
-    from . import _psycopg
+    from jobrunner.db import psycopg as _psycopg
 
     if not isinstance(source, _psycopg.psycopg.Connection):
         return  # a psycopg_pool pool

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._extras import require
-from ..errors import InvalidConnection
+from jobrunner.core.errors import InvalidConnection
+from jobrunner.core.extras import require
 
 sqlalchemy = require("sqlalchemy", "sqlalchemy")
 orm = require("sqlalchemy.orm", "sqlalchemy")

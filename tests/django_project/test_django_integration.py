@@ -15,9 +15,9 @@ import pytest
 from django.db import connection, transaction
 
 import jobrunner
-from jobrunner import _migrate
 from jobrunner.contrib.django import orm_safe
 from jobrunner.contrib.django.migrations import __name__ as _migrations_package
+from jobrunner.db import migrate as _migrate
 
 from .shop.models import Order
 from .shop.workers import ship_order

@@ -15,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
 
 import jobrunner
-from jobrunner import InvalidConnection, _migrate
+from jobrunner import InvalidConnection
+from jobrunner.db import migrate as _migrate
 from tests.apps.sample import noop
 from tests.helpers import ROOT
 
@@ -161,7 +162,7 @@ async def test_the_sqlalchemy_session_commits_what_it_began(
     [
         ("jobrunner.contrib.sqlalchemy", "sqlalchemy"),
         ("jobrunner.contrib.django", "django"),
-        ("jobrunner._psycopg", "psycopg"),
+        ("jobrunner.db.psycopg", "psycopg"),
     ],
 )
 def test_an_integration_without_its_extra_names_it(module: str, extra: str) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 import jobrunner
 from jobrunner import JobNotFound, JobState, Unique
-from jobrunner.config import Settings
+from jobrunner.core.config import Settings
 from tests.apps.sample import noop, record_run
 from tests.helpers import Daemon, eventually
 

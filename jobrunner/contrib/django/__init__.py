@@ -19,8 +19,8 @@ import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from ..._extras import require
-from ...errors import InvalidConnection
+from jobrunner.core.errors import InvalidConnection
+from jobrunner.core.extras import require
 
 django = require("django", "django")
 

@@ -8,8 +8,8 @@ from django.db import migrations
 
 
 def apply_schema(apps: Any, schema_editor: Any) -> None:
-    from jobrunner import _psycopg
     from jobrunner.contrib.django import driver_connection
+    from jobrunner.db import psycopg as _psycopg
 
     connection = schema_editor.connection
     connection.ensure_connection()
