@@ -73,9 +73,10 @@ _INSERT_ROUNDS = 5
 async def insert_jobs(conn: Conn, jobs: Sequence[NewJob]) -> list[Job]:
     """Insert `jobs` in one statement; a unique conflict returns the existing job.
 
-    The result is in the order of `jobs`, conflicts marked `conflict=True`. A conflicting
-    job that left its unique states before it could be looked up no longer blocks: those
-    jobs are inserted again.
+    The result is in the order of `jobs`, conflicts marked `conflict=True` (a replaced job
+    with its new values). A conflicting job that left its unique states before it could be
+    looked up no longer blocks: those jobs are inserted again. Duplicates within `jobs` that
+    replace go in turn, each in a statement of its own after the one before it.
     """
     if all(job.unique is None for job in jobs):
         if len(jobs) == 1:
@@ -83,7 +84,33 @@ async def insert_jobs(conn: Conn, jobs: Sequence[NewJob]) -> list[Job]:
         return await insert_plain_jobs(conn, jobs)
     keys = [unique_key(job) for job in jobs]
     results: dict[int, Job] = {}
-    todo = list(range(len(jobs)))
+    for wave in _waves(jobs, keys):
+        await _insert_wave(conn, jobs, keys, wave, results)
+    return [results[i] for i in range(len(jobs))]
+
+
+def _waves(jobs: Sequence[NewJob], keys: Sequence[str | None]) -> list[list[int]]:
+    """The jobs' indexes in statements to run in turn: the n-th job of a key that replaces
+    goes in the n-th; every other job in the first."""
+    waves: list[list[int]] = [[]]
+    seen: dict[str, int] = {}
+    for index, (job, key) in enumerate(zip(jobs, keys, strict=True)):
+        wave = 0
+        if key is not None and job.unique is not None and job.unique.replace is not None:
+            wave = seen[key] = seen.get(key, -1) + 1
+            if wave == len(waves):
+                waves.append([])
+        waves[wave].append(index)
+    return waves
+
+
+async def _insert_wave(
+    conn: Conn,
+    jobs: Sequence[NewJob],
+    keys: Sequence[str | None],
+    todo: list[int],
+    results: dict[int, Job],
+) -> None:
     for _ in range(_INSERT_ROUNDS):
         conflicts = await _insert_round(conn, jobs, keys, todo, results)
         if conflicts:
@@ -93,7 +120,7 @@ async def insert_jobs(conn: Conn, jobs: Sequence[NewJob]) -> list[Job]:
                     results[index] = replace(found[key], conflict=True)
         todo = [i for i in todo if i not in results]
         if not todo:
-            return [results[i] for i in range(len(jobs))]
+            return
     raise JobRunnerError(
         "unique jobs kept conflicting with jobs that were released at once; insert them again"
     )
@@ -115,7 +142,7 @@ async def _insert_round(
         if row["id"] is None:
             conflicts[index] = row["held_key"]
             continue
-        job = Job.from_record(row)
+        job = Job.from_record(row, conflict=row["replaced"])
         results[index] = job
         if job.unique_key is not None:
             by_key[job.unique_key] = job
@@ -274,6 +301,7 @@ def _columns(jobs: Sequence[NewJob], keys: Sequence[str | None]) -> tuple[list[A
         list(keys),
         ["{" + ",".join(j.unique.states) + "}" if j.unique else None for j in jobs],
         [j.unique.period if j.unique else None for j in jobs],
+        [j.unique.replace_json() if j.unique else None for j in jobs],
     )
 
 
