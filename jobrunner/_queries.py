@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import asyncpg
 
 from . import _db
+from ._job_filter import JobFilter
 from .errors import InvalidJob, JobRunnerError, SchemaMissing
 from .job import _STATES, Job, inserted, new_inserted_job
 from .worker import NewJob
@@ -620,7 +621,9 @@ PERSISTED_QUEUES = _sql("persisted_queues")
 COUNT_JOBS = _sql("count_jobs")
 QUEUE_HAS_JOBS = _sql("queue_has_jobs")
 LIST_JOBS = _sql("list_jobs")
-RETRY_JOBS = _sql("retry_jobs")
+COUNT_MATCHING_JOBS = _sql("count_matching_jobs")
+BULK_JOBS = {action: _sql(f"{action}_jobs") for action in ("cancel", "retry", "delete")}
+DELETE_JOB = _sql("delete_job")
 DRAIN_BASELINE = _sql("drain_baseline")
 COUNT_WAITING = _sql("count_waiting")
 STAGE_QUEUES = _sql("stage_queues")
@@ -780,22 +783,49 @@ async def queue_has_jobs(conn: Conn, queue: str) -> bool:
     return bool((await _fetch(conn, QUEUE_HAS_JOBS, queue))[0]["found"])
 
 
-async def list_jobs(
-    conn: Conn, *, states: Sequence[str] | None, queue: str | None, worker: str | None, limit: int
-) -> list[Job]:
-    """Jobs matching the filters, newest first."""
-    rows = await _fetch(
-        conn, LIST_JOBS, None if states is None else list(states), queue, worker, limit
-    )
+async def list_jobs(conn: Conn, job_filter: JobFilter, *, limit: int) -> list[Job]:
+    """Jobs matching the filter, newest first."""
+    rows = await _fetch(conn, LIST_JOBS, *job_filter.params(), limit)
     return [Job.from_record(row) for row in rows]
 
 
-async def retry_jobs(
-    conn: Conn, *, states: Sequence[str], queue: str | None, worker: str | None
+# What each bulk action leaves alone, whatever the filter says.
+BULK_SPARED = {
+    "cancel": ("completed", "discarded", "cancelled"),
+    "retry": ("executing",),
+    "delete": ("executing",),
+}
+
+
+async def count_matching_jobs(conn: Conn, job_filter: JobFilter, *, action: str) -> int:
+    """How many jobs `action` (cancel, retry, delete) would change now."""
+    rows = await _fetch(conn, COUNT_MATCHING_JOBS, *job_filter.params(), list(BULK_SPARED[action]))
+    return int(rows[0]["n"])
+
+
+async def bulk_jobs(
+    conn: Conn, job_filter: JobFilter, *, action: str, batch_size: int
 ) -> list[int]:
-    """Make every matching job that is not executing available now; their ids."""
-    rows = await _fetch(conn, RETRY_JOBS, list(states), queue, worker)
-    return [row["id"] for row in rows]
+    """Cancel, retry or delete every job matching the filter; the ids changed, in order.
+
+    Runs in batches of `batch_size` jobs in id order, each its own statement (and, on a
+    pool, its own transaction), so no statement holds more than that many row locks.
+    """
+    query = BULK_JOBS[action]
+    params = job_filter.params()
+    changed: list[int] = []
+    last_id = 0
+    while True:
+        row = (await _fetch(conn, query, *params, last_id, batch_size))[0]
+        changed += row["ids"]
+        if row["scanned"] < batch_size:
+            return changed
+        last_id = row["last_id"]
+
+
+async def delete_job(conn: Conn, job_id: int) -> bool:
+    """Delete a job that is not executing; False if it is executing or missing."""
+    return bool(await _fetch(conn, DELETE_JOB, job_id))
 
 
 async def drain_baseline(

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 import asyncpg
 
 from . import _db, _migrate, _queries
+from ._job_filter import JobFilter
 from .config import Settings
-from .errors import InvalidJob, JobNotFound, JobRunnerError
+from .errors import InvalidFilter, InvalidJob, JobNotFound, JobRunnerError
 from .job import Job
 from .worker import NewJob
 
@@ -23,6 +25,10 @@ if TYPE_CHECKING:
     from ._status import Status
 
 TestingMode = Literal["inline", "manual"]
+
+# Jobs changed per statement by cancel_jobs, retry_jobs and delete_jobs: each batch commits
+# on its own, so none holds more row locks than this.
+BULK_BATCH_SIZE = 2_000
 
 _NOT_CONNECTED = "the client is not connected; use 'async with jobrunner.connect()'"
 
@@ -251,26 +257,137 @@ class Client:
         state: str | Sequence[str] | None = None,
         queue: str | None = None,
         worker: str | None = None,
+        tags: Iterable[str] | None = None,
+        args: Mapping[str, Any] | None = None,
+        inserted_after: datetime | None = None,
+        inserted_before: datetime | None = None,
         limit: int = 20,
     ) -> list[Job]:
-        """The newest jobs matching the filters (`state` may be one state or several)."""
-        from ._commands import job_states
+        """The newest jobs matching every filter given.
 
-        states = None if state is None else job_states(state)
-        return await _queries.list_jobs(
-            self.pool, states=states, queue=queue, worker=worker, limit=limit
+        `state` is one state or several, `tags` must all be on the job, `args` is contained
+        in the job's args (PostgreSQL's `@>`), the time bounds are timezone-aware datetimes.
+        Bad filters raise InvalidFilter.
+
+        Example:
+            >>> await client.list_jobs(state="discarded", args={"user_id": 7}, limit=100)
+        """
+        job_filter = JobFilter.build(
+            state=state,
+            queue=queue,
+            worker=worker,
+            tags=tags,
+            args=args,
+            inserted_after=inserted_after,
+            inserted_before=inserted_before,
         )
+        return await _queries.list_jobs(self.pool, job_filter, limit=limit)
+
+    async def cancel_jobs(
+        self,
+        *,
+        state: str | Sequence[str] | None = None,
+        queue: str | None = None,
+        worker: str | None = None,
+        tags: Iterable[str] | None = None,
+        args: Mapping[str, Any] | None = None,
+        inserted_after: datetime | None = None,
+        inserted_before: datetime | None = None,
+        all_jobs: bool = False,
+    ) -> list[int]:
+        """Cancel every unfinished job matching the filters (see `list_jobs`); the ids
+        cancelled. Executing ones are stopped on their nodes, as by `cancel_job`. With no
+        filter at all, refused unless `all_jobs=True`.
+
+        Example:
+            >>> await client.cancel_jobs(queue="emails", args={"user_id": 7})
+        """
+        job_filter = JobFilter.build(
+            state=state,
+            queue=queue,
+            worker=worker,
+            tags=tags,
+            args=args,
+            inserted_after=inserted_after,
+            inserted_before=inserted_before,
+        )
+        return await self._bulk("cancel", job_filter, all_jobs)
 
     async def retry_jobs(
-        self, *, state: str | Sequence[str], queue: str | None = None, worker: str | None = None
+        self,
+        *,
+        state: str | Sequence[str] | None = None,
+        queue: str | None = None,
+        worker: str | None = None,
+        tags: Iterable[str] | None = None,
+        args: Mapping[str, Any] | None = None,
+        inserted_after: datetime | None = None,
+        inserted_before: datetime | None = None,
+        all_jobs: bool = False,
     ) -> list[int]:
-        """Retry every job in `state` (of `queue`, `worker`) now; the ids retried."""
-        from ._commands import job_states
+        """Run every matching job that is not executing again now (one more attempt if it
+        has none left); the ids retried. Filters as for `cancel_jobs`.
 
-        states = job_states(state)
-        if "executing" in states:
-            raise InvalidJob("executing jobs cannot be retried; cancel them first")
-        return await _queries.retry_jobs(self.pool, states=states, queue=queue, worker=worker)
+        Example:
+            >>> await client.retry_jobs(state="discarded", worker="app.send")
+        """
+        job_filter = JobFilter.build(
+            state=state,
+            queue=queue,
+            worker=worker,
+            tags=tags,
+            args=args,
+            inserted_after=inserted_after,
+            inserted_before=inserted_before,
+        )
+        if job_filter.states is not None and "executing" in job_filter.states:
+            raise InvalidFilter("executing jobs cannot be retried; cancel them first")
+        return await self._bulk("retry", job_filter, all_jobs)
+
+    async def delete_jobs(
+        self,
+        *,
+        state: str | Sequence[str] | None = None,
+        queue: str | None = None,
+        worker: str | None = None,
+        tags: Iterable[str] | None = None,
+        args: Mapping[str, Any] | None = None,
+        inserted_after: datetime | None = None,
+        inserted_before: datetime | None = None,
+        all_jobs: bool = False,
+    ) -> list[int]:
+        """Delete every matching job that is not executing; the ids deleted. Filters as for
+        `cancel_jobs`.
+
+        Example:
+            >>> await client.delete_jobs(state="completed", queue="emails")
+        """
+        job_filter = JobFilter.build(
+            state=state,
+            queue=queue,
+            worker=worker,
+            tags=tags,
+            args=args,
+            inserted_after=inserted_after,
+            inserted_before=inserted_before,
+        )
+        return await self._bulk("delete", job_filter, all_jobs)
+
+    async def delete_job(self, job_id: int) -> bool:
+        """Delete a job that is not executing; False if it is executing. Raises JobNotFound."""
+        if await _queries.delete_job(self.pool, job_id):
+            return True
+        await self._existing(job_id)
+        return False
+
+    async def _bulk(self, action: str, job_filter: JobFilter, all_jobs: bool) -> list[int]:
+        if job_filter.empty and not all_jobs:
+            raise InvalidFilter(
+                f"{action} every job? give a filter, or all_jobs=True to mean every job"
+            )
+        return await _queries.bulk_jobs(
+            self.pool, job_filter, action=action, batch_size=BULK_BATCH_SIZE
+        )
 
     async def status(self) -> Status:
         """Nodes, their queues, and job counts by queue and state (`jobrunner status`)."""

@@ -40,3 +40,7 @@ class MigrationError(JobRunnerError):
 
 class JobNotFound(JobRunnerError, LookupError):
     """no such job."""
+
+
+class InvalidFilter(JobRunnerError, ValueError):
+    """invalid job filter."""

@@ -47,7 +47,7 @@ REPLACE_FIELDS = (
     "worker",
 )
 # An executing job is never replaced: its worker already runs with the old values.
-REPLACE_STATES = tuple(s for s in JobState if s is not JobState.EXECUTING)
+REPLACE_STATES: tuple[JobState, ...] = tuple(s for s in JobState if s is not JobState.EXECUTING)
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.\-:]{1,128}$")
 
 
@@ -179,7 +179,7 @@ def _replace(
     if isinstance(value, str):
         raise InvalidJob(f"unique replace must be a list of fields or a mapping, got {value!r}")
     if isinstance(value, Mapping):
-        by_state = {}
+        by_state: dict[JobState, tuple[str, ...]] = {}
         for state, fields in value.items():
             known = _state(state)
             if known is JobState.EXECUTING:
