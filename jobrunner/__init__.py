@@ -15,6 +15,7 @@ from .config import CronEntry, QueueConfig, Settings
 from .errors import (
     ConfigError,
     DatabaseUnavailable,
+    InvalidFilter,
     InvalidJob,
     JobNotFound,
     JobRunnerError,
@@ -34,6 +35,7 @@ __all__ = [
     "CronEntry",
     "DatabaseUnavailable",
     "Discard",
+    "InvalidFilter",
     "InvalidJob",
     "Job",
     "JobError",
