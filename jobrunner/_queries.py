@@ -625,7 +625,7 @@ COUNT_MATCHING_JOBS = _sql("count_matching_jobs")
 CANCEL_JOBS = _sql("cancel_jobs")
 RETRY_JOBS = _sql("retry_jobs")
 DELETE_JOBS = _sql("delete_jobs")
-BULK_JOBS = {"cancel": CANCEL_JOBS, "retry": RETRY_JOBS, "delete": DELETE_JOBS}
+
 DELETE_JOB = _sql("delete_job")
 DRAIN_BASELINE = _sql("drain_baseline")
 COUNT_WAITING = _sql("count_waiting")
@@ -806,6 +806,46 @@ async def count_matching_jobs(conn: Conn, job_filter: JobFilter, *, action: str)
     return int(rows[0]["n"])
 
 
+@dataclass(frozen=True, slots=True)
+class BulkBatch:
+    """One batch of a bulk action: how many jobs it scanned, the last id, the ids changed."""
+
+    scanned: int
+    last_id: int
+    ids: list[int]
+
+
+async def _bulk_batch(
+    conn: Conn, query: str, job_filter: JobFilter, after_id: int, batch_size: int
+) -> BulkBatch:
+    row = (await _fetch(conn, query, *job_filter.params(), after_id, batch_size))[0]
+    return BulkBatch(int(row["scanned"]), row["last_id"] or after_id, list(row["ids"]))
+
+
+async def cancel_jobs(
+    conn: Conn, job_filter: JobFilter, *, after_id: int, batch_size: int
+) -> BulkBatch:
+    """Cancel one batch of the unfinished matching jobs after `after_id`."""
+    return await _bulk_batch(conn, CANCEL_JOBS, job_filter, after_id, batch_size)
+
+
+async def retry_jobs(
+    conn: Conn, job_filter: JobFilter, *, after_id: int, batch_size: int
+) -> BulkBatch:
+    """Make one batch of the matching jobs after `after_id` (not executing) available now."""
+    return await _bulk_batch(conn, RETRY_JOBS, job_filter, after_id, batch_size)
+
+
+async def delete_jobs(
+    conn: Conn, job_filter: JobFilter, *, after_id: int, batch_size: int
+) -> BulkBatch:
+    """Delete one batch of the matching jobs after `after_id` (not executing)."""
+    return await _bulk_batch(conn, DELETE_JOBS, job_filter, after_id, batch_size)
+
+
+_BULK = {"cancel": cancel_jobs, "retry": retry_jobs, "delete": delete_jobs}
+
+
 async def bulk_jobs(
     conn: Conn, job_filter: JobFilter, *, action: str, batch_size: int
 ) -> list[int]:
@@ -814,16 +854,15 @@ async def bulk_jobs(
     Runs in batches of `batch_size` jobs in id order, each its own statement (and, on a
     pool, its own transaction), so no statement holds more than that many row locks.
     """
-    query = BULK_JOBS[action]
-    params = job_filter.params()
+    run_batch = _BULK[action]
     changed: list[int] = []
-    last_id = 0
+    after_id = 0
     while True:
-        row = (await _fetch(conn, query, *params, last_id, batch_size))[0]
-        changed += row["ids"]
-        if row["scanned"] < batch_size:
+        batch = await run_batch(conn, job_filter, after_id=after_id, batch_size=batch_size)
+        changed += batch.ids
+        if batch.scanned < batch_size:
             return changed
-        last_id = row["last_id"]
+        after_id = batch.last_id
 
 
 async def delete_job(conn: Conn, job_id: int) -> bool:

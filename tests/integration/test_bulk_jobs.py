@@ -10,8 +10,7 @@ import asyncpg
 import pytest
 
 import jobrunner
-from jobrunner import InvalidFilter, Job, JobState, worker
-from jobrunner import _queries
+from jobrunner import InvalidFilter, Job, JobState, _queries, worker
 from jobrunner._job_filter import JobFilter
 from tests.helpers import eventually
 
@@ -86,9 +85,7 @@ async def test_retry_and_delete_by_filter(client: jobrunner.Client, db: asyncpg.
         [mail.new({"n": n}, tags=["a", "b"] if n % 2 else ["a"]) for n in range(6)]
     )
     await db.execute("UPDATE jobrunner_jobs SET state = 'discarded', discarded_at = now()")
-    await db.execute(
-        "UPDATE jobrunner_jobs SET state = 'executing' WHERE id = $1", jobs[1].id
-    )
+    await db.execute("UPDATE jobrunner_jobs SET state = 'executing' WHERE id = $1", jobs[1].id)
     retried = await client.retry_jobs(state="discarded", tags=["a", "b"])
     assert retried == [jobs[3].id, jobs[5].id]  # jobs[1] executes: left alone
     assert (await client.get_job(jobs[3].id)).state is JobState.AVAILABLE  # type: ignore[union-attr]
@@ -120,9 +117,12 @@ async def test_batches_are_bounded_and_cover_every_match(
         client.pool, JobFilter.build(args={"even": True}), action="cancel", batch_size=4
     )
     assert ids == [j.id for j in jobs if j.args["even"]]
-    assert await _queries.bulk_jobs(
-        client.pool, JobFilter.build(args={"even": True}), action="cancel", batch_size=4
-    ) == []
+    assert (
+        await _queries.bulk_jobs(
+            client.pool, JobFilter.build(args={"even": True}), action="cancel", batch_size=4
+        )
+        == []
+    )
 
 
 @pytest.mark.parametrize(
