@@ -10,7 +10,7 @@ import socket
 import time
 import traceback
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -148,8 +148,10 @@ async def execute(
     finally:
         _current.reset(token)
     duration_s = time.perf_counter() - started
-    backoff_s = _backoff(worker, job) if exc is not None else None
+    backoff_s = _backoff(worker, job, exc) if exc is not None else None
     ack, outcome = to_ack(job, value, exc, backoff_s)
+    if outcome == COMPLETED and value is not None:
+        _warn_unexpected_return(job, value)
     fields["duration_s"] = round(duration_s, 6)
     fields["outcome"] = outcome
     if exc is not None:
@@ -191,14 +193,34 @@ async def _call(worker: Worker, job: Job) -> Any:
         raise JobTimeout(f"job timed out after {timeout_s:g}s") from timed_out
 
 
-def _backoff(worker: Worker | None, job: Job) -> float:
+def _backoff(worker: Worker | None, job: Job, exc: BaseException) -> float:
     if worker is None:
         return default_backoff(job.attempt)
     try:
-        return worker.backoff(job)
+        return worker.backoff(replace(job, unsaved_error=exc))
     except Exception:
         structlog.get_logger("jobrunner").exception("job.backoff_failed", **_fields(job))
         return default_backoff(job.attempt)
+
+
+_WARNED_RETURNS: set[str] = set()
+
+
+def _warn_unexpected_return(job: Job, value: Any) -> None:
+    """Once per worker: it returned something that is not an outcome, and the job completed
+    (an Oban habit such as `("error", reason)` would otherwise pass unnoticed)."""
+    if job.worker in _WARNED_RETURNS:
+        return
+    _WARNED_RETURNS.add(job.worker)
+    text = repr(value)
+    structlog.get_logger("jobrunner").warning(
+        "job.unexpected_return",
+        worker=job.worker,
+        job_id=job.id,
+        returned=text if len(text) <= 200 else text[:197] + "...",
+        type=type(value).__name__,
+        hint="the job completed; return None, Snooze, Cancel or Discard, or raise to retry",
+    )
 
 
 def _queue_time(job: Job) -> float | None:

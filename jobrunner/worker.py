@@ -473,8 +473,12 @@ def worker(
     timeout: float | None = None,
     unique: Unique | None = None,
     name: str | None = None,
+    backoff: Callable[[Job], float] | None = None,
 ) -> Callable[[Any], Any]:
     """Register an async function, or a class with `async perform(job)`, as a worker.
+
+    `backoff(job)` returns the seconds to wait before retrying a failed attempt (a class may
+    define it as a method instead); `job.unsaved_error` is the exception it raised.
 
     Example:
         >>> @worker(queue="emails", max_attempts=5)
@@ -486,6 +490,8 @@ def worker(
     """
     tags = _tags(tags)
     _validate_options(queue, max_attempts, priority, tags, timeout, unique)
+    if backoff is not None and not callable(backoff):
+        raise InvalidJob(f"backoff must be a function of the job, got {backoff!r}")
 
     def decorate(target: Any) -> Any:
         worker_name = name or f"{target.__module__}.{target.__qualname__}"
@@ -501,22 +507,26 @@ def worker(
             unique=unique,
         )
         if inspect.isclass(target):
-            registered = _class_worker(target, worker_name, common)
+            registered = _class_worker(target, worker_name, common, backoff)
             target.new = registered.new  # type: ignore[attr-defined]
             target.worker = registered  # type: ignore[attr-defined]
             _REGISTRY[worker_name] = registered
             return target
         if not inspect.iscoroutinefunction(target):
             raise TypeError(f"worker {worker_name!r} must be an 'async def' function or a class")
-        registered = Worker(perform=target, backoff=None, timeout_fn=None, **common)
+        registered = Worker(perform=target, backoff=backoff, timeout_fn=None, **common)
         _REGISTRY[worker_name] = registered
         return registered
 
     return decorate
 
 
-def _class_worker(cls: Any, worker_name: str, common: dict[str, Any]) -> Worker:
-    """A Worker around a class: a new instance per call, as a job is a fresh start."""
+def _class_worker(
+    cls: Any, worker_name: str, common: dict[str, Any], given_backoff: Callable[[Job], float] | None
+) -> Worker:
+    """A Worker around a class: a new instance per call, as a job is a fresh start.
+
+    A `backoff` method wins over the decorator's `backoff=`."""
     if not inspect.iscoroutinefunction(getattr(cls, "perform", None)):
         raise TypeError(f"worker class {worker_name!r} needs 'async def perform(self, job)'")
 
@@ -532,7 +542,7 @@ def _class_worker(cls: Any, worker_name: str, common: dict[str, Any]) -> Worker:
 
     return Worker(
         perform=perform,
-        backoff=backoff if callable(getattr(cls, "backoff", None)) else None,
+        backoff=backoff if callable(getattr(cls, "backoff", None)) else given_backoff,
         timeout_fn=timeout_fn if callable(getattr(cls, "timeout", None)) else None,
         **common,
     )
