@@ -42,21 +42,24 @@ class Controller:
         self.applied: list[ControlCommand] = []
 
     async def prepare(self) -> None:
-        """Before producers start: load the persisted queue state (paused, limit override)."""
+        """Before producers start: load the persisted queue state (paused, limit override).
+
+        A queue configured `paused` starts paused unless a resume was persisted for it.
+        """
         runner = self._runner
         start = await _queries.control_prepare(
             runner.client.pool, node=runner.node, queues=list(runner.producers)
         )
         self._snapshot, self._started_at = start.snapshot, start.started_at
+        paused = set(start.paused)
+        paused |= {q for q, c in runner.queues.items() if c.paused and q not in start.resumed}
         for name, producer in runner.producers.items():
-            if name in start.paused:
+            if name in paused:
                 producer.pause()
             if name in start.limits:
                 producer.scale(start.limits[name])
-        if start.paused or start.limits:
-            log.info(
-                "control.loaded", node=runner.node, paused=sorted(start.paused), limits=start.limits
-            )
+        if paused or start.limits:
+            log.info("control.loaded", node=runner.node, paused=sorted(paused), limits=start.limits)
             await runner.heartbeat()
 
     async def start(self) -> None:

@@ -654,6 +654,7 @@ class ControlStart:
     started_at: datetime
     paused: frozenset[str]
     limits: dict[str, int]
+    resumed: frozenset[str] = frozenset()  # a resume was persisted: a configured pause yields
 
 
 @dataclass(frozen=True, slots=True)
@@ -724,8 +725,9 @@ async def control_applied(conn: Conn, control_id: int) -> dict[str, dict[str, An
 async def control_prepare(conn: Conn, *, node: str, queues: Sequence[str]) -> ControlStart:
     rows = await _fetch(conn, CONTROL_PREPARE, node, list(queues))
     paused = frozenset(r["name"] for r in rows if r["name"] is not None and r["paused"])
+    resumed = frozenset(r["name"] for r in rows if r["name"] is not None and r["paused"] is False)
     limits = {r["name"]: r["limit"] for r in rows if r["name"] is not None and r["limit"]}
-    return ControlStart(rows[0]["snapshot"], rows[0]["started_at"], paused, limits)
+    return ControlStart(rows[0]["snapshot"], rows[0]["started_at"], paused, limits, resumed)
 
 
 async def pending_control(

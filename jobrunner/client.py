@@ -33,6 +33,10 @@ BULK_BATCH_SIZE = 2_000
 _NOT_CONNECTED = "the client is not connected; use 'async with jobrunner.connect()'"
 
 _current: contextvars.ContextVar[Client] = contextvars.ContextVar("jobrunner_client")
+# jobrunner.testing.with_testing_mode: the mode of every client for the block it wraps.
+testing_override: contextvars.ContextVar[TestingMode | None] = contextvars.ContextVar(
+    "jobrunner_testing_mode", default=None
+)
 
 
 def current_client() -> Client:
@@ -63,10 +67,22 @@ class Client:
         if testing not in (None, "inline", "manual"):
             raise ValueError(f"testing must be 'inline', 'manual' or None, got {testing!r}")
         self.settings = settings or Settings.load(database_url=dsn)
-        self.testing = testing
+        self._testing = testing
         self._dsn = dsn or self.settings.database_url
         self._pool = pool
         self._owns_pool = pool is None
+
+    @property
+    def testing(self) -> TestingMode | None:
+        """The testing mode: `with_testing_mode`'s, else `testing=`, else the `testing`
+        setting (config file or JOBRUNNER_TESTING); None outside tests."""
+        override = testing_override.get()
+        if override is not None:
+            return override
+        if self._testing is not None:
+            return self._testing
+        configured = self.settings.testing
+        return "inline" if configured == "inline" else "manual" if configured else None
 
     @property
     def dsn(self) -> str:

@@ -24,6 +24,7 @@ class QueueConfig:
 
     limit: int = 10
     dispatch_cooldown_s: float = 0.0
+    paused: bool = False  # starts paused, unless a resume was persisted (jobrunner resume)
 
     def __post_init__(self) -> None:
         self._validate()
@@ -31,6 +32,8 @@ class QueueConfig:
     def _validate(self) -> None:
         if not isinstance(self.limit, int) or isinstance(self.limit, bool) or self.limit < 1:
             raise ConfigError(f"queue limit must be an integer >= 1, got {self.limit!r}")
+        if not isinstance(self.paused, bool):
+            raise ConfigError(f"queue paused must be true or false, got {self.paused!r}")
         if not _seconds(self.dispatch_cooldown_s):
             raise ConfigError(
                 f"dispatch_cooldown must be seconds >= 0, got {self.dispatch_cooldown_s!r}"
@@ -49,6 +52,19 @@ class CronEntry:
     max_attempts: int | None = None
     timezone: str = "UTC"
     name: str | None = None
+    tags: tuple[str, ...] | None = None  # None: the worker's
+    meta: dict[str, Any] = field(default_factory=dict)  # besides the cron keys
+
+    def __post_init__(self) -> None:
+        if isinstance(self.tags, str):
+            raise ConfigError(f"crontab entry {self.key!r} tags must be a list, got {self.tags!r}")
+        if self.tags is not None:
+            object.__setattr__(self, "tags", tuple(self.tags))
+        if not isinstance(self.meta, dict):
+            raise ConfigError(
+                f"crontab entry {self.key!r} meta must be a JSON object (a table), "
+                f"got {self.meta!r}"
+            )
 
     @property
     def key(self) -> str:
@@ -86,6 +102,7 @@ class Settings:
     cron_catch_up_s: float | None = None
     control_poll_interval_s: float = 1.0
     crontab: tuple[CronEntry, ...] = ()
+    testing: str | None = None  # "inline" | "manual": a Runner starts no queue and no plugin
 
     def __post_init__(self) -> None:
         self._validate()
@@ -104,14 +121,19 @@ class Settings:
                 validate_queue(queue)
             except InvalidJob as exc:
                 raise ConfigError(str(exc)) from None
-        if self.log_format not in ("auto", "json", "console"):
-            raise ConfigError(f"log_format must be auto, json or console, got {self.log_format!r}")
+        self._validate_choices()
         for state, age in self.prune_max_age_by_state.items():
             if state not in ("completed", "cancelled", "discarded") or not _seconds(age):
                 raise ConfigError(
                     f"prune_max_age_by_state takes completed, cancelled or discarded "
                     f"with seconds >= 0, got {state!r} = {age!r}"
                 )
+
+    def _validate_choices(self) -> None:
+        if self.testing not in (None, "inline", "manual"):
+            raise ConfigError(f"testing must be 'inline' or 'manual', got {self.testing!r}")
+        if self.log_format not in ("auto", "json", "console"):
+            raise ConfigError(f"log_format must be auto, json or console, got {self.log_format!r}")
 
     @classmethod
     def load(
@@ -183,11 +205,15 @@ def _queue_config(name: str, raw: Any) -> QueueConfig:
     if isinstance(raw, int) and not isinstance(raw, bool):
         return QueueConfig(limit=raw)
     if isinstance(raw, dict):
-        unknown = set(raw) - {"limit", "dispatch_cooldown", "dispatch_cooldown_s"}
+        unknown = set(raw) - {"limit", "dispatch_cooldown", "dispatch_cooldown_s", "paused"}
         if unknown:
             raise ConfigError(f"queue {name!r} has unknown options {sorted(unknown)}")
         cooldown: Any = raw.get("dispatch_cooldown_s", raw.get("dispatch_cooldown", 0.0))
-        return QueueConfig(limit=raw.get("limit", 10), dispatch_cooldown_s=cooldown)
+        return QueueConfig(
+            limit=raw.get("limit", 10),
+            dispatch_cooldown_s=cooldown,
+            paused=raw.get("paused", False),
+        )
     raise ConfigError(f"queue {name!r} must be a limit or a table, got {raw!r}")
 
 

@@ -91,6 +91,7 @@ class Runner:
         self._heartbeat: asyncio.Task[None] | None = None
         self._started = False
         self._stopping = False
+        self._testing = False  # started in a testing mode: nothing runs
 
     @property
     def notifier(self) -> Notifier:
@@ -123,6 +124,11 @@ class Runner:
             raise JobRunnerError("this runner was already started; create a new Runner")
         async with self.client.pool.acquire() as conn:
             await _migrate.verify(conn)
+        if self.client.testing is not None:
+            # As Oban's testing modes: jobs run in the test (inline, drain_queue), never here.
+            self._started = self._testing = True
+            log.info("node.testing", node=self.node, testing=self.client.testing)
+            return
         extensions = self._extensions()  # validates plugin settings (crontab) before anything runs
         self._started = True
         try:
@@ -221,6 +227,9 @@ class Runner:
         if not self._started:
             return
         self._stopping = True
+        if self._testing:
+            self.stopped.set()
+            return
         try:
             await self._stop(self.settings.shutdown_grace_s if grace is None else grace)
         finally:

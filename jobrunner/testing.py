@@ -16,9 +16,10 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypedDict, TypeVar, Unpack
@@ -27,7 +28,7 @@ import asyncpg
 
 from . import _drain, _executor, _queries
 from ._drain import DrainResult
-from .client import Client
+from .client import Client, TestingMode, testing_override
 from .config import Settings
 from .errors import InvalidJob, JobRunnerError
 from .job import Job, JobError, JobState
@@ -42,6 +43,7 @@ __all__ = [
     "drain_queue",
     "perform_job",
     "refute_enqueued",
+    "with_testing_mode",
 ]
 
 DEFAULT_STATES = (JobState.AVAILABLE, JobState.SCHEDULED, JobState.RETRYABLE)
@@ -71,6 +73,26 @@ class _NoDatabase(Client):
             "perform_job runs the worker without a database; "
             "pass perform_job(..., client=client) to let it use one"
         )
+
+
+@contextlib.contextmanager
+def with_testing_mode(mode: TestingMode) -> Iterator[None]:
+    """Every client runs in testing `mode` ("inline" or "manual") inside the block, in this
+    task and the tasks it starts; a Runner started there runs no queue and no plugin.
+
+    Example:
+        >>> with with_testing_mode("inline"):
+        ...     job = await client.insert(send_email.new({"user_id": 42}))   # ran already
+        >>> job.state
+        <JobState.COMPLETED: 'completed'>
+    """
+    if mode not in ("inline", "manual"):
+        raise ValueError(f"testing mode must be 'inline' or 'manual', got {mode!r}")
+    token = testing_override.set(mode)
+    try:
+        yield
+    finally:
+        testing_override.reset(token)
 
 
 async def perform_job(
