@@ -36,6 +36,13 @@ SELECT count(*) AS done,
 FROM jobrunner_jobs
 WHERE id > $1 AND state = 'completed'
 """
+# Jobs waiting for a bulk action (the bulk case): scheduled an hour ahead, so none runs.
+BULK_PRELOAD = """
+INSERT INTO jobrunner_jobs (state, queue, worker, args, scheduled_at)
+SELECT 'scheduled', 'bench', 'bench.noop', jsonb_build_object('n', g, 'batch', 'bulk'),
+       now() + interval '1 hour'
+FROM generate_series(1, $1) AS g
+"""
 DONE = "SELECT count(*) FROM jobrunner_jobs WHERE id > $1 AND state = 'completed'"
 # Finished jobs as a table that has run for a while holds them (the scale case).
 PRELOAD = """
@@ -60,6 +67,7 @@ class Sizes:
     memory_jobs: int = 100_000
     memory_run_s: float = 3.0
     scale_rows: int = 1_000_000
+    bulk_jobs: int = 100_000
 
 
 QUICK = Sizes(
@@ -70,6 +78,7 @@ QUICK = Sizes(
     memory_jobs=20_000,
     memory_run_s=1.0,
     scale_rows=100_000,
+    bulk_jobs=10_000,
 )
 
 
@@ -367,6 +376,46 @@ async def preload(ctx: Context) -> float:
     finally:
         await conn.close()
     return time.perf_counter() - started
+
+
+async def bulk_actions(ctx: Context) -> Metrics:
+    """`cancel_jobs` then `retry_jobs` of N jobs matched by args, while another task inserts
+    jobs one at a time: each action's time, and the slowest concurrent insert (what a bulk
+    action's row locks cost everyone else)."""
+    async with connect(ctx.dsn) as client:
+        async with client.pool.acquire() as conn:
+            await reset(conn)
+            await conn.execute(BULK_PRELOAD, ctx.sizes.bulk_jobs, timeout=600)
+            await conn.execute("VACUUM ANALYZE jobrunner_jobs", timeout=600)
+            await checkpoint(conn)
+        found: Metrics = {}
+        for action in ("cancel", "retry"):
+            stop = asyncio.Event()
+            inserter = asyncio.create_task(_insert_until(client, stop))
+            started = time.perf_counter()
+            if action == "cancel":
+                changed = await client.cancel_jobs(args={"batch": "bulk"})
+            else:
+                changed = await client.retry_jobs(state="cancelled", args={"batch": "bulk"})
+            elapsed = time.perf_counter() - started
+            stop.set()
+            latencies = await inserter
+            if len(changed) != ctx.sizes.bulk_jobs:
+                raise RuntimeError(f"{action}: {len(changed)} of {ctx.sizes.bulk_jobs} jobs")
+            found[f"{action}_s"] = elapsed
+            found[f"{action}_insert_max_ms"] = max(latencies) * 1000
+            found[f"{action}_insert_p50_ms"] = percentile(latencies, 50) * 1000
+    return found
+
+
+async def _insert_until(client: Client, stop: asyncio.Event) -> list[float]:
+    """Insert jobs one at a time until `stop`; each insert's seconds."""
+    latencies: list[float] = []
+    while not stop.is_set() or not latencies:
+        started = time.perf_counter()
+        await client.insert(_bench_workers.noop.new({"concurrent": True}, schedule_in=3600))
+        latencies.append(time.perf_counter() - started)
+    return latencies
 
 
 def log_summary(path: Path) -> dict[str, Any]:

@@ -33,7 +33,7 @@ import structlog
 from . import _bench_cases as cases
 from ._bench_cases import QUICK, Context, Metrics, Sizes
 
-CASES = ("burn-down", "latency", "insert", "memory", "scale")
+CASES = ("burn-down", "latency", "insert", "memory", "scale", "bulk")
 DEFAULT_CASES = CASES  # the scale case preloads its 1,000,000 rows in ~10 s: cheap enough
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -75,6 +75,12 @@ METRICS: dict[str, Metric] = {
     "scale_c50_cpu": Metric("  daemon CPU per job, c50", "us"),
     "scale_c10_ratio": Metric("  of the empty-table c10 figure", "ratio", 0.8),
     "scale_c50_ratio": Metric("  of the empty-table c50 figure", "ratio", 0.8),
+    "bulk_cancel_s": Metric("cancel_jobs by args, 100,000 jobs (--quick 10,000)", "s"),
+    "bulk_cancel_insert_max_ms": Metric("  slowest concurrent insert", "ms"),
+    "bulk_cancel_insert_p50_ms": Metric("  concurrent insert p50", "ms"),
+    "bulk_retry_s": Metric("retry_jobs by args, 100,000 jobs (--quick 10,000)", "s"),
+    "bulk_retry_insert_max_ms": Metric("  slowest concurrent insert", "ms"),
+    "bulk_retry_insert_p50_ms": Metric("  concurrent insert p50", "ms"),
 }
 
 
@@ -317,12 +323,18 @@ async def _scale(ctx: Context) -> Metrics:
     }
 
 
+async def _bulk(ctx: Context) -> Metrics:
+    found = await cases.bulk_actions(ctx)
+    return {f"bulk_{key}": value for key, value in found.items()}
+
+
 RUNS: dict[str, Callable[[Context], Awaitable[Metrics]]] = {
     "burn-down": _burn_down,
     "latency": _latency,
     "insert": _insert,
     "memory": _memory,
     "scale": _scale,
+    "bulk": _bulk,
 }
 
 
