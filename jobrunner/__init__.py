@@ -10,7 +10,7 @@ Example:
 """
 
 from ._telemetry import subscribe
-from .client import Client, connect, current_client
+from .client import Client, ThreadClient, connect, current_client
 from .config import CronEntry, QueueConfig, Settings
 from .errors import (
     ConfigError,
@@ -50,6 +50,7 @@ __all__ = [
     "SchemaOutdated",
     "Settings",
     "Snooze",
+    "ThreadClient",
     "Unique",
     "UnknownWorker",
     "Worker",

@@ -127,7 +127,13 @@ def daemon_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 class Daemon:
     """`jobrunner start --queues bench:N` in a subprocess, JSON logs appended to a file."""
 
-    def __init__(self, ctx: Context, concurrency: int, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        ctx: Context,
+        concurrency: int,
+        env: dict[str, str] | None = None,
+        threads: int | None = None,
+    ) -> None:
         ctx.daemons += 1
         self.node = f"bench-{os.getpid()}-{ctx.daemons}"
         self._ctx = ctx
@@ -144,6 +150,7 @@ class Daemon:
             _bench_workers.__name__,
             "--node",
             self.node,
+            *([] if threads is None else ["--threads", str(threads)]),
         ]
         self._env = daemon_env(env)
         self.proc: asyncio.subprocess.Process | None = None
@@ -221,11 +228,12 @@ class Daemon:
 
 
 async def insert_noops(
-    client: Client, count: int, *, conn: Any = None, chunk: int = 10_000
+    client: Client, count: int, *, conn: Any = None, chunk: int = 10_000, sync: bool = False
 ) -> None:
+    noop = _bench_workers.sync_noop if sync else _bench_workers.noop
     for start in range(0, count, chunk):
         size = min(chunk, count - start)
-        batch = [_bench_workers.noop.new({"n": start + i}) for i in range(size)]
+        batch = [noop.new({"n": start + i}) for i in range(size)]
         await client.insert_all(batch, conn=conn)
 
 
@@ -239,8 +247,13 @@ async def wait_drained(conn: asyncpg.Connection, daemon: Daemon, timeout_s: floa
         await asyncio.sleep(0.05)
 
 
-async def burn_down(ctx: Context, concurrency: int, *, keep_rows: bool = False) -> Metrics:
+async def burn_down(
+    ctx: Context, concurrency: int, *, keep_rows: bool = False, sync: bool = False
+) -> Metrics:
     """A burst of N no-op jobs for an idle daemon: first claim to last completion.
+
+    With `sync`, the no-op is a plain `def`, run in as many threads as the concurrency: the
+    cost of handing each job to a thread and back.
 
     The jobs are inserted with `insert_all` inside a transaction, so that they appear
     together at its commit (which wakes the daemon) and the bench's own work is done by
@@ -255,11 +268,12 @@ async def burn_down(ctx: Context, concurrency: int, *, keep_rows: bool = False) 
         else:
             await reset(conn)
         floor = await conn.fetchval("SELECT coalesce(max(id), 0) FROM jobrunner_jobs")
-        async with Daemon(ctx, concurrency) as daemon:
+        threads = concurrency if sync else None
+        async with Daemon(ctx, concurrency, threads=threads) as daemon:
             await asyncio.sleep(0.3)  # idle: start-up fetches and heartbeats are done
             cpu_before = daemon.cpu_s()
             async with conn.transaction():
-                await insert_noops(client, jobs, conn=conn)
+                await insert_noops(client, jobs, conn=conn, sync=sync)
             await wait_drained(conn, daemon, timeout_s=60 + jobs / 100)
             cpu_s = daemon.cpu_s() - cpu_before
         row = await conn.fetchrow(SPAN, floor)

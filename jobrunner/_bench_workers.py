@@ -23,6 +23,11 @@ async def noop(job: Job) -> None:
     """Does nothing: what is measured is the queue's own cost."""
 
 
+@worker(queue=QUEUE, name="bench.sync_noop")
+def sync_noop(job: Job) -> None:
+    """Does nothing, in a thread of the runner's pool: the cost of the hand-over."""
+
+
 @worker(queue=QUEUE, name="bench.stamp")
 async def stamp(job: Job) -> None:
     """Writes `n started_at` (time.time(), the clock the inserter reads) to the stamps file."""

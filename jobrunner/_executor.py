@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from . import _telemetry
+from . import _telemetry, _threads
 from ._queries import Ack
 from .job import Cancel, Discard, Job, Snooze
 from .worker import Worker, default_backoff, lookup
@@ -184,6 +184,7 @@ async def _call(worker: Worker, job: Job) -> Any:
     if timeout_s is None:
         return await worker.perform(job)
     deadline = asyncio.timeout(timeout_s)
+    timing = _threads.deadline.set((deadline, timeout_s))  # a sync job's clock starts in its thread
     try:
         async with deadline:
             return await worker.perform(job)
@@ -191,6 +192,8 @@ async def _call(worker: Worker, job: Job) -> Any:
         if not deadline.expired():
             raise
         raise JobTimeout(f"job timed out after {timeout_s:g}s") from timed_out
+    finally:
+        _threads.deadline.reset(timing)
 
 
 def _backoff(worker: Worker | None, job: Job, exc: BaseException) -> float:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from . import _db, _executor, _queries
+from . import _db, _executor, _queries, _threads
 from ._acker import Acker
 from ._queries import Ack
 from .config import QueueConfig
@@ -45,6 +45,7 @@ class Producer:
         acker: Acker,
         poll_interval_s: float = 1.0,
         paused: bool = False,
+        threads: _threads.ThreadPool | None = None,
     ) -> None:
         self.queue = queue
         self.limit = config.limit
@@ -53,6 +54,7 @@ class Producer:
         self._client = client
         self._node = node
         self._acker = acker
+        self._threads = threads
         self._poll_interval_s = poll_interval_s
         self._wake = asyncio.Event()
         self._wake.set()  # the first fetch happens at once
@@ -301,6 +303,7 @@ class Producer:
             task.cancel()
 
     async def _run(self, job: Job) -> None:
+        _threads.use(self._threads)  # this job's task only: where its sync worker runs
         result = await _executor.execute(job, self._client, self._cancel_reasons)
         self._acker.push(result.ack)
 

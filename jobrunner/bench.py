@@ -58,6 +58,8 @@ METRICS: dict[str, Metric] = {
     "burn_down_c50": Metric("burn-down, concurrency 50", "jobs/s", 20_000),
     "burn_down_c10_cpu": Metric("  daemon CPU per job, c10", "us"),
     "burn_down_c50_cpu": Metric("  daemon CPU per job, c50", "us"),
+    "burn_down_sync_c10": Metric("burn-down, sync workers, 10 threads", "jobs/s"),
+    "burn_down_sync_c10_cpu": Metric("  daemon CPU per job, sync c10", "us"),
     "wake_p50_ms": Metric("wake latency p50", "ms", 1.0, higher_is_better=False),
     "wake_p90_ms": Metric("wake latency p90", "ms"),
     "wake_p99_ms": Metric("wake latency p99", "ms", 2.5, higher_is_better=False),
@@ -288,11 +290,14 @@ async def drop_database(server: str, name: str) -> None:
 async def _burn_down(ctx: Context) -> Metrics:
     c10 = await cases.burn_down(ctx, 10)
     c50 = await cases.burn_down(ctx, 50)
+    sync = await cases.burn_down(ctx, 10, sync=True)
     return {
         "burn_down_c10": c10["jobs_per_s"],
         "burn_down_c50": c50["jobs_per_s"],
         "burn_down_c10_cpu": c10["cpu_us_per_job"],
         "burn_down_c50_cpu": c50["cpu_us_per_job"],
+        "burn_down_sync_c10": sync["jobs_per_s"],
+        "burn_down_sync_c10_cpu": sync["cpu_us_per_job"],
     }
 
 

@@ -132,6 +132,10 @@ def start(
         float | None,
         typer.Option("--shutdown-grace-s", help="Seconds running jobs get to finish on SIGTERM."),
     ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option("--threads", help="Threads for sync workers (plain 'def'); default 10."),
+    ] = None,
 ) -> None:
     """Run jobs until SIGTERM or SIGINT; a second signal interrupts running jobs at once."""
     try:
@@ -145,6 +149,7 @@ def start(
         node=node,
         log_level=log_level,
         shutdown_grace_s=shutdown_grace_s,
+        threads=threads,
         app=tuple(app_modules) if app_modules else None,
     )
     try:

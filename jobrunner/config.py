@@ -86,6 +86,7 @@ class Settings:
     log_level: str = "info"
     log_format: str = "auto"
     pool_size: int = 10
+    threads: int = 10
     poll_interval_s: float = 1.0
     shutdown_grace_s: float = 15.0
     heartbeat_interval_s: float = 5.0
@@ -112,7 +113,7 @@ class Settings:
             value = getattr(self, f.name)
             if f.name.endswith("_s") and value is not None and not _seconds(value):
                 raise ConfigError(f"{f.name} must be seconds >= 0, got {value!r}")
-        for name in ("pool_size", "stage_batch_size", "prune_batch_size"):
+        for name in ("pool_size", "threads", "stage_batch_size", "prune_batch_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
+from dataclasses import dataclass
 
 import structlog
 
@@ -29,3 +31,19 @@ async def send_welcome(job: Job) -> Snooze | None:
         return Snooze(5)
     log.info("example.sent", to=job.args.get("name"))
     return None
+
+
+@dataclass
+class ReportArgs:
+    name: str
+    lines: int = 3
+
+
+@worker(queue="default", args=ReportArgs)
+def write_report(job: Job, args: ReportArgs) -> None:
+    """A sync worker (a plain def, run in a thread) with typed args: blocking is fine here."""
+    for _ in range(args.lines):
+        if job.cancelled():  # timed out, cancelled or shutting down: stop early
+            return
+        time.sleep(0.01)
+    log.info("example.report", name=args.name, lines=args.lines)

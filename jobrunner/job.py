@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextvars
 import json
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -21,6 +23,12 @@ class JobState(StrEnum):
     DISCARDED = "discarded"
     CANCELLED = "cancelled"
 
+
+# In a sync worker's thread: (job id, attempt, flag) of the attempt it runs; the flag is set
+# once that attempt was stopped (a timeout, a cancel, a shutdown).
+_stop_flag: contextvars.ContextVar[tuple[int, int, threading.Event] | None] = (
+    contextvars.ContextVar("jobrunner_stop_flag", default=None)
+)
 
 FINISHED_STATES = (JobState.COMPLETED, JobState.DISCARDED, JobState.CANCELLED)
 _STATES = {state.value: state for state in JobState}
@@ -120,6 +128,25 @@ class Job:
         """
         count = self.meta.get("snoozed", 0)
         return count if isinstance(count, int) and not isinstance(count, bool) else 0
+
+    def cancelled(self) -> bool:
+        """True once this attempt of a sync worker was stopped: it timed out, was cancelled,
+        or the node is shutting down past its grace.
+
+        A thread cannot be interrupted, so a long sync job checks this between steps and
+        returns early; whatever it returns after being stopped is ignored. An async worker
+        is stopped by `asyncio.CancelledError` instead, and this stays False for it.
+
+        Example:
+            >>> @worker(timeout=60)
+            ... def export(job: Job) -> None:
+            ...     for chunk in chunks(job.args["table"]):
+            ...         if job.cancelled():
+            ...             return
+            ...         write(chunk)
+        """
+        stop = _stop_flag.get()
+        return stop is not None and stop[:2] == (self.id, self.attempt) and stop[2].is_set()
 
 
 # Jobs built for insert_all, which returns thousands at once. A frozen dataclass's __init__

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
-from . import _db, _migrate, _queries
+from . import _db, _migrate, _queries, _threads
 from ._acker import Acker
 from ._leader import Leader
 from ._notifier import CANCEL, INSERT, Notifier
@@ -55,7 +55,8 @@ class Runner:
     """The jobrunner daemon, embeddable in an application's own event loop.
 
     `failed` is set when one of its background tasks dies; `jobrunner start` then stops
-    with exit code 1. An embedding application may watch it the same way.
+    with exit code 1. An embedding application may watch it the same way. Sync workers
+    (a plain `def`) run in its pool of `threads` threads (default: the `threads` setting).
 
     Example:
         >>> async with jobrunner.connect(dsn) as client:
@@ -71,9 +72,14 @@ class Runner:
         *,
         settings: Settings | None = None,
         node: str | None = None,
+        threads: int | None = None,
     ) -> None:
         self.client = client
         self.settings = settings or client.settings
+        self.threads = _threads.ThreadPool(
+            self.settings.threads if threads is None else threads,
+            name="jobrunner-sync",
+        )
         self.queues = _queue_configs(queues if queues is not None else self.settings.queues)
         self.node = node or self.settings.node or node_name()
         self.host = socket.gethostname()
@@ -169,6 +175,7 @@ class Runner:
                 node=self.node,
                 acker=self._acker,
                 poll_interval_s=self.settings.poll_interval_s,
+                threads=self.threads,
             )
         self._notifier.subscribe(INSERT, self._on_insert)
         self._notifier.subscribe(CANCEL, self._on_cancel)
@@ -240,6 +247,7 @@ class Runner:
         for producer in self.producers.values():
             producer.halt()
         await asyncio.gather(*(p.stop(grace_s) for p in self.producers.values()))
+        self.threads.shutdown()  # a sync job past the grace runs on, its result ignored
         for service in reversed(self._services):
             await _quietly(service.stop())
         if self._acker is not None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from . import _threads, _typed_args
 from .errors import InvalidJob, UnknownWorker
 from .job import Job, JobState
 
@@ -352,10 +353,12 @@ class Worker:
         "_backoff",
         "_perform",
         "_timeout",
+        "args_type",
         "max_attempts",
         "name",
         "priority",
         "queue",
+        "sync",
         "tags",
         "target",
         "timeout",
@@ -367,7 +370,7 @@ class Worker:
         *,
         name: str,
         target: Any,
-        perform: Callable[[Job], Awaitable[Any]],
+        perform: Callable[..., Any],
         backoff: Callable[[Job], float] | None,
         timeout_fn: Callable[[Job], float | None] | None,
         queue: str,
@@ -376,8 +379,11 @@ class Worker:
         tags: tuple[str, ...],
         timeout: float | None,
         unique: Unique | None,
+        sync: bool = False,
+        args_type: type | None = None,
     ) -> None:
         self.name, self.target = name, target
+        self.sync, self.args_type = sync, args_type
         self._perform, self._backoff, self._timeout = perform, backoff, timeout_fn
         self.queue, self.max_attempts, self.priority = queue, max_attempts, priority
         self.tags, self.timeout, self.unique = tags, timeout, unique
@@ -389,7 +395,33 @@ class Worker:
         return self.target(*args, **kwargs)
 
     async def perform(self, job: Job) -> Any:
-        return await self._perform(job)
+        """Run the worker on `job`: awaited, or, for a plain `def`, in a thread of the pool.
+
+        With `args=` declared, the worker gets the typed args after the job; args that no
+        longer fit the type fail the attempt with InvalidJob.
+        """
+        typed = () if self.args_type is None else (self.typed_args(job),)
+        if self.sync:
+            return await _threads.run(self._call_sync, job, *typed)
+        perform: Callable[..., Awaitable[Any]] = self._perform
+        return await perform(job, *typed)
+
+    def _call_sync(self, job: Job, *typed: Any) -> Any:
+        value = self._perform(job, *typed)
+        if inspect.isawaitable(value):
+            if inspect.iscoroutine(value):
+                value.close()
+            raise TypeError(
+                f"worker {self.name!r} is a plain 'def' but returned an awaitable; "
+                "declare it 'async def'"
+            )
+        return value
+
+    def typed_args(self, job: Job) -> Any:
+        """`job.args` as the worker's declared args type (InvalidJob if they do not fit)."""
+        if self.args_type is None:
+            raise TypeError(f"worker {self.name!r} declares no args type")
+        return _typed_args.to_value(self.args_type, job.args, self.name)
 
     def backoff(self, job: Job) -> float:
         """Seconds to wait before retrying `job` after its failed attempt."""
@@ -404,7 +436,7 @@ class Worker:
 
     def new(
         self,
-        args: dict[str, Any] | None = None,
+        args: Any = None,
         *,
         queue: str | None = None,
         priority: int | None = None,
@@ -418,7 +450,9 @@ class Worker:
         """Build an insertable job; options override the worker's.
 
         `schedule_in` is seconds (or a timedelta) from now; `scheduled_at` a timezone-aware
-        time; `unique=False` drops the worker's uniqueness for this job.
+        time; `unique=False` drops the worker's uniqueness for this job. A worker with
+        `args=` declared takes its args as that type or as a dict that fits it (InvalidJob
+        naming the field otherwise); they are stored as a JSON object either way.
 
         Example:
             >>> await client.insert(send_email.new({"user_id": 42}, schedule_in=60))
@@ -429,6 +463,8 @@ class Worker:
             unique_opt = None
         else:
             unique_opt = unique
+        if self.args_type is not None:
+            args = _typed_args.to_dict(self.args_type, {} if args is None else args, self.name)
         return NewJob(
             worker=self.name,
             args={} if args is None else args,
@@ -474,8 +510,14 @@ def worker(
     unique: Unique | None = None,
     name: str | None = None,
     backoff: Callable[[Job], float] | None = None,
+    args: type | None = None,
 ) -> Callable[[Any], Any]:
-    """Register an async function, or a class with `async perform(job)`, as a worker.
+    """Register a function, or a class with a `perform(job)` method, as a worker.
+
+    An `async def` runs on the event loop; a plain `def` runs in the runner's thread pool
+    (`threads`), so blocking code (requests, boto3, a sync ORM) does not stall other jobs.
+    `args=` declares the args as a dataclass or a pydantic model: `new()` checks them and
+    the worker receives the typed value as its second argument.
 
     `backoff(job)` returns the seconds to wait before retrying a failed attempt (a class may
     define it as a method instead); `job.unsaved_error` is the exception it raised.
@@ -483,6 +525,8 @@ def worker(
     Example:
         >>> @worker(queue="emails", max_attempts=5)
         ... async def send_email(job: Job) -> None: ...
+        >>> @worker(queue="images", args=ResizeArgs)
+        ... def resize(job: Job, args: ResizeArgs) -> None: ...
         >>> @worker(queue="media")
         ... class ProcessVideo:
         ...     async def perform(self, job: Job) -> None: ...
@@ -492,10 +536,19 @@ def worker(
     _validate_options(queue, max_attempts, priority, tags, timeout, unique)
     if backoff is not None and not callable(backoff):
         raise InvalidJob(f"backoff must be a function of the job, got {backoff!r}")
+    args_type = args
 
     def decorate(target: Any) -> Any:
+        if getattr(target, "__name__", None) == "<lambda>":
+            raise TypeError(
+                "a lambda cannot be a worker: define it with 'def' (it runs in a thread) "
+                "or 'async def'"
+            )
+        if not (inspect.isclass(target) or inspect.isfunction(target)):
+            raise TypeError(f"a worker must be a function or a class, got {target!r}")
         worker_name = name or f"{target.__module__}.{target.__qualname__}"
         _check_name_free(worker_name, target)
+        typed = None if args_type is None else _typed_args.check_type(args_type, worker_name)
         common: dict[str, Any] = dict(
             name=worker_name,
             target=target,
@@ -505,6 +558,7 @@ def worker(
             tags=tags,
             timeout=timeout,
             unique=unique,
+            args_type=typed,
         )
         if inspect.isclass(target):
             registered = _class_worker(target, worker_name, common, backoff)
@@ -512,9 +566,8 @@ def worker(
             target.worker = registered  # type: ignore[attr-defined]
             _REGISTRY[worker_name] = registered
             return target
-        if not inspect.iscoroutinefunction(target):
-            raise TypeError(f"worker {worker_name!r} must be an 'async def' function or a class")
-        registered = Worker(perform=target, backoff=backoff, timeout_fn=None, **common)
+        sync = _perform_kind(target, f"worker {worker_name!r}", typed is not None, 0)
+        registered = Worker(perform=target, backoff=backoff, timeout_fn=None, sync=sync, **common)
         _REGISTRY[worker_name] = registered
         return registered
 
@@ -527,11 +580,22 @@ def _class_worker(
     """A Worker around a class: a new instance per call, as a job is a fresh start.
 
     A `backoff` method wins over the decorator's `backoff=`."""
-    if not inspect.iscoroutinefunction(getattr(cls, "perform", None)):
-        raise TypeError(f"worker class {worker_name!r} needs 'async def perform(self, job)'")
+    what = f"worker class {worker_name!r}"
+    method = getattr(cls, "perform", None)
+    if not inspect.isfunction(method):
+        raise TypeError(f"{what} needs a 'perform(self, job)' method ('def' or 'async def')")
+    sync = _perform_kind(method, what, common["args_type"] is not None, 1)
+    for hook in ("backoff", "timeout"):
+        found = getattr(cls, hook, None)
+        if inspect.iscoroutinefunction(found) or inspect.isasyncgenfunction(found):
+            kind = "def" if sync else "async def"
+            raise TypeError(
+                f"{what} mixes '{kind} perform' with 'async def {hook}': {hook} must be a "
+                "plain 'def' (it is called between attempts, never awaited)"
+            )
 
-    async def perform(job: Job) -> Any:
-        return await cls().perform(job)
+    def perform(job: Job, *typed: Any) -> Any:
+        return cls().perform(job, *typed)
 
     def backoff(job: Job) -> float:
         return float(cls().backoff(job))
@@ -542,10 +606,30 @@ def _class_worker(
 
     return Worker(
         perform=perform,
+        sync=sync,
         backoff=backoff if callable(getattr(cls, "backoff", None)) else given_backoff,
         timeout_fn=timeout_fn if callable(getattr(cls, "timeout", None)) else None,
         **common,
     )
+
+
+def _perform_kind(fn: Any, what: str, typed: bool, bound: int) -> bool:
+    """Whether `fn` is a plain `def` (True) or an `async def` (False); TypeError for what
+    cannot be a worker. `bound` counts the leading parameters filled before the job (self).
+    """
+    if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+        raise TypeError(
+            f"{what} is a generator ('yield' in its body): a worker runs once and returns "
+            "its outcome"
+        )
+    needs = ["job", "args"] if typed else ["job"]
+    try:
+        inspect.signature(fn).bind(*([None] * (bound + len(needs))))
+    except TypeError:
+        raise TypeError(f"{what} must take ({', '.join(needs)}) as its arguments") from None
+    except ValueError:
+        pass  # no signature to read (a builtin): trust it
+    return not inspect.iscoroutinefunction(fn)
 
 
 def _validate_options(

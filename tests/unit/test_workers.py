@@ -94,17 +94,18 @@ def test_class_worker_without_optional_methods_uses_defaults() -> None:
     assert 15 + 2 <= found.backoff(_job(attempt=1)) <= (15 + 2) * 1.1
 
 
-def test_worker_must_be_async() -> None:
-    with pytest.raises(TypeError, match="must be an 'async def' function or a class"):
+def test_a_plain_def_is_a_sync_worker() -> None:
+    @worker()
+    def sync(job: Job) -> None: ...
 
-        @worker()
-        def sync(job: Job) -> None: ...
+    @worker()
+    class SyncClass:
+        def perform(self, job: Job) -> None: ...
 
-    with pytest.raises(TypeError, match="needs 'async def perform"):
+    @worker()
+    async def not_sync(job: Job) -> None: ...
 
-        @worker()
-        class NoPerform:
-            def perform(self, job: Job) -> None: ...
+    assert sync.sync and as_worker(SyncClass).sync and not not_sync.sync
 
 
 @pytest.mark.parametrize(
