@@ -4,7 +4,9 @@ ones stop on their node, batches stay bounded, and bad filters change nothing.""
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -150,3 +152,29 @@ def test_unknown_filter_key() -> None:
     with pytest.raises(InvalidFilter, match="unknown job filter 'user'; filters are state, "):
         JobFilter.from_mapping({"state": "available", "user": 7})
     assert JobFilter.from_mapping({"queue": "q"}) == JobFilter(queue="q")
+
+
+async def test_the_readmes_queries_on_the_jobs_table(
+    client: jobrunner.Client, db: asyncpg.Connection
+) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("<!-- section:jobs-table -->")[1].split("<!-- /section:jobs-table")[0]
+    blocks = re.findall(r"```sql\n(.*?)```", section, re.S)
+    assert len(blocks) == 1
+    scheduled_q, failed_q = [q.strip() for q in blocks[0].split(";") if q.strip()]
+
+    @worker(name="bulk_tests.fails", queue=QUEUE, max_attempts=1)
+    async def fails(job: Job) -> None:
+        raise RuntimeError("boom")
+
+    later = await client.insert(mail.new({"n": 1}, schedule_in=600))
+    failed = await client.insert(fails.new({"n": 2}))
+    await db.execute(
+        "UPDATE jobrunner_jobs SET state = 'discarded', attempted_at = now(), attempt = 1, "
+        "errors = jsonb_build_array(jsonb_build_object('error', 'RuntimeError: boom')) "
+        "WHERE id = $1",
+        failed.id,
+    )
+    assert [r["id"] for r in await db.fetch(scheduled_q)] == [later.id]
+    rows = await db.fetch(failed_q)
+    assert [(r["id"], r["last_error"]) for r in rows] == [(failed.id, "RuntimeError: boom")]
