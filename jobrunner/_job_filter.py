@@ -6,10 +6,23 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 from .errors import InvalidFilter
 from .job import JobState
+
+
+class JobFilterArgs(TypedDict, total=False):
+    """The filter's keywords, as `client.list_jobs` and the bulk actions take them."""
+
+    state: str | Sequence[str] | None
+    queue: str | None
+    worker: str | None
+    tags: Iterable[str] | None
+    args: Mapping[str, Any] | None
+    inserted_after: datetime | None
+    inserted_before: datetime | None
+
 
 FILTER_KEYS = (
     "state",

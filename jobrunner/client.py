@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Coroutine, Iterable, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Coroutine, Iterable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, Unpack
 
 import asyncpg
 
 from . import _db, _migrate, _queries, _threads
-from ._job_filter import JobFilter
+from ._job_filter import JobFilter, JobFilterArgs
 from .config import Settings
 from .errors import InvalidFilter, InvalidJob, JobNotFound, JobRunnerError
 from .job import Job
@@ -345,49 +344,22 @@ class Client:
             self, queues, with_scheduled=with_scheduled, timeout_s=timeout_s
         )
 
-    async def list_jobs(
-        self,
-        *,
-        state: str | Sequence[str] | None = None,
-        queue: str | None = None,
-        worker: str | None = None,
-        tags: Iterable[str] | None = None,
-        args: Mapping[str, Any] | None = None,
-        inserted_after: datetime | None = None,
-        inserted_before: datetime | None = None,
-        limit: int = 20,
-    ) -> list[Job]:
+    async def list_jobs(self, *, limit: int = 20, **filters: Unpack[JobFilterArgs]) -> list[Job]:
         """The newest jobs matching every filter given.
 
-        `state` is one state or several, `tags` must all be on the job, `args` is contained
-        in the job's args (PostgreSQL's `@>`), the time bounds are timezone-aware datetimes.
-        Bad filters raise InvalidFilter.
+        Filters: `state` (one state or several), `queue`, `worker`, `tags` (all must be on the
+        job), `args` (contained in the job's args, PostgreSQL's `@>`), `inserted_after` and
+        `inserted_before` (timezone-aware datetimes). A bad or unknown filter raises
+        InvalidFilter.
 
         Example:
             >>> await client.list_jobs(state="discarded", args={"user_id": 7}, limit=100)
         """
-        job_filter = JobFilter.build(
-            state=state,
-            queue=queue,
-            worker=worker,
-            tags=tags,
-            args=args,
-            inserted_after=inserted_after,
-            inserted_before=inserted_before,
-        )
+        job_filter = JobFilter.from_mapping(filters)
         return await _queries.list_jobs(self.pool, job_filter, limit=limit)
 
     async def cancel_jobs(
-        self,
-        *,
-        state: str | Sequence[str] | None = None,
-        queue: str | None = None,
-        worker: str | None = None,
-        tags: Iterable[str] | None = None,
-        args: Mapping[str, Any] | None = None,
-        inserted_after: datetime | None = None,
-        inserted_before: datetime | None = None,
-        all_jobs: bool = False,
+        self, *, all_jobs: bool = False, **filters: Unpack[JobFilterArgs]
     ) -> list[int]:
         """Cancel every unfinished job matching the filters (see `list_jobs`); the ids
         cancelled. Executing ones are stopped on their nodes, as by `cancel_job`. With no
@@ -396,28 +368,10 @@ class Client:
         Example:
             >>> await client.cancel_jobs(queue="emails", args={"user_id": 7})
         """
-        job_filter = JobFilter.build(
-            state=state,
-            queue=queue,
-            worker=worker,
-            tags=tags,
-            args=args,
-            inserted_after=inserted_after,
-            inserted_before=inserted_before,
-        )
-        return await self._bulk("cancel", job_filter, all_jobs)
+        return await self._bulk("cancel", JobFilter.from_mapping(filters), all_jobs)
 
     async def retry_jobs(
-        self,
-        *,
-        state: str | Sequence[str] | None = None,
-        queue: str | None = None,
-        worker: str | None = None,
-        tags: Iterable[str] | None = None,
-        args: Mapping[str, Any] | None = None,
-        inserted_after: datetime | None = None,
-        inserted_before: datetime | None = None,
-        all_jobs: bool = False,
+        self, *, all_jobs: bool = False, **filters: Unpack[JobFilterArgs]
     ) -> list[int]:
         """Run every matching job that is not executing again now (one more attempt if it
         has none left); the ids retried. Filters as for `cancel_jobs`.
@@ -425,30 +379,13 @@ class Client:
         Example:
             >>> await client.retry_jobs(state="discarded", worker="app.send")
         """
-        job_filter = JobFilter.build(
-            state=state,
-            queue=queue,
-            worker=worker,
-            tags=tags,
-            args=args,
-            inserted_after=inserted_after,
-            inserted_before=inserted_before,
-        )
+        job_filter = JobFilter.from_mapping(filters)
         if job_filter.states is not None and "executing" in job_filter.states:
             raise InvalidFilter("executing jobs cannot be retried; cancel them first")
         return await self._bulk("retry", job_filter, all_jobs)
 
     async def delete_jobs(
-        self,
-        *,
-        state: str | Sequence[str] | None = None,
-        queue: str | None = None,
-        worker: str | None = None,
-        tags: Iterable[str] | None = None,
-        args: Mapping[str, Any] | None = None,
-        inserted_after: datetime | None = None,
-        inserted_before: datetime | None = None,
-        all_jobs: bool = False,
+        self, *, all_jobs: bool = False, **filters: Unpack[JobFilterArgs]
     ) -> list[int]:
         """Delete every matching job that is not executing; the ids deleted. Filters as for
         `cancel_jobs`.
@@ -456,16 +393,7 @@ class Client:
         Example:
             >>> await client.delete_jobs(state="completed", queue="emails")
         """
-        job_filter = JobFilter.build(
-            state=state,
-            queue=queue,
-            worker=worker,
-            tags=tags,
-            args=args,
-            inserted_after=inserted_after,
-            inserted_before=inserted_before,
-        )
-        return await self._bulk("delete", job_filter, all_jobs)
+        return await self._bulk("delete", JobFilter.from_mapping(filters), all_jobs)
 
     async def delete_job(self, job_id: int) -> bool:
         """Delete a job that is not executing; False if it is executing. Raises JobNotFound."""

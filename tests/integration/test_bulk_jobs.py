@@ -148,10 +148,17 @@ async def test_bad_filters_change_nothing(
     assert await states(db) == before
 
 
-def test_unknown_filter_key() -> None:
+async def test_unknown_filter_key(client: jobrunner.Client, db: asyncpg.Connection) -> None:
     with pytest.raises(InvalidFilter, match="unknown job filter 'user'; filters are state, "):
         JobFilter.from_mapping({"state": "available", "user": 7})
     assert JobFilter.from_mapping({"queue": "q"}) == JobFilter(queue="q")
+    await client.insert(mail.new({"user_id": 7}))
+    before = await states(db)
+    with pytest.raises(InvalidFilter, match="unknown job filter 'user_id'"):
+        await client.cancel_jobs(user_id=7)  # type: ignore[call-arg]
+    with pytest.raises(InvalidFilter, match="unknown job filter 'status'"):
+        await client.list_jobs(status="available")  # type: ignore[call-arg]
+    assert await states(db) == before
 
 
 async def test_the_readmes_queries_on_the_jobs_table(
