@@ -133,7 +133,12 @@ class Runner:
         if self.client.testing is not None:
             # As Oban's testing modes: jobs run in the test (inline, drain_queue), never here.
             self._started = self._testing = True
-            log.info("node.testing", node=self.node, testing=self.client.testing)
+            log.warning(
+                "node.testing",
+                node=self.node,
+                testing=self.client.testing,
+                note="testing mode: no queue or plugin runs on this node",
+            )
             return
         extensions = self._extensions()  # validates plugin settings (crontab) before anything runs
         self._started = True
