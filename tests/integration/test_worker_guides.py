@@ -59,6 +59,30 @@ async def test_the_bounded_snooze_pattern_ends_discarded_after_five_snoozes(
     assert calls == [(1, n, False) for n in range(6)] + [(2, 5, True)]
 
 
+class RateLimited(Exception):
+    pass
+
+
+# The seeds' exponential pattern, bounded as the README writes it (unit: 60 there).
+@worker(queue=QUEUE, max_attempts=1)
+async def rate_limited(job: Job) -> Snooze | None:
+    try:
+        raise RateLimited("429")
+    except RateLimited:
+        if job.snoozed < 8:
+            return Snooze(2**job.snoozed * job.args["unit"])
+        raise
+
+
+async def test_the_exponential_snooze_pattern_ends_after_eight_snoozes(
+    client: jobrunner.Client, make_runner
+) -> None:
+    async with make_runner(queues={QUEUE: 1}):
+        inserted = await client.insert(rate_limited.new({"unit": 0.001}))
+        job = await ended(client, inserted.id, JobState.DISCARDED)
+    assert job.snoozed == 8 and job.attempt == 1 and len(job.errors) == 1
+
+
 seen_errors: list[BaseException | None] = []
 
 
