@@ -3,26 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-import contextvars
 from collections.abc import Coroutine, Iterable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, Unpack
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, Unpack, cast
 
 import asyncpg
 
-from . import _db, _migrate, _queries, _threads
-from ._job_filter import JobFilter, JobFilterArgs
-from .config import Settings
-from .errors import InvalidFilter, InvalidJob, JobNotFound, JobRunnerError
-from .job import Job
-from .worker import NewJob
+from jobrunner.core import threads as _threads
+from jobrunner.core.config import Settings, testing_override
+from jobrunner.core.errors import InvalidFilter, InvalidJob, JobNotFound, JobRunnerError
+from jobrunner.core.job import Job
+from jobrunner.core.job_filter import JobFilter, JobFilterArgs
+from jobrunner.core.new_job import NewJob
+from jobrunner.db import connection as _db
+from jobrunner.db import migrate as _migrate
+from jobrunner.db import queries as _queries
+from jobrunner.engine.executor import CURRENT_CLIENT
 
 if TYPE_CHECKING:
     from typing import Self
 
-    from ._commands import ControlResult
-    from ._draining import DrainReport
-    from ._status import Status
+    from jobrunner.ops.commands import ControlResult
+    from jobrunner.ops.draining import DrainReport
+    from jobrunner.ops.status import Status
 
 _T = TypeVar("_T")
 
@@ -33,12 +36,6 @@ TestingMode = Literal["inline", "manual"]
 BULK_BATCH_SIZE = 2_000
 
 _NOT_CONNECTED = "the client is not connected; use 'async with jobrunner.connect()'"
-
-_current: contextvars.ContextVar[Client] = contextvars.ContextVar("jobrunner_client")
-# jobrunner.testing.with_testing_mode: the mode of every client for the block it wraps.
-testing_override: contextvars.ContextVar[TestingMode | None] = contextvars.ContextVar(
-    "jobrunner_testing_mode", default=None
-)
 
 
 def current_client() -> Client:
@@ -53,7 +50,7 @@ def current_client() -> Client:
         ...     await jobrunner.current_client().insert(step_two.new(job.args))
     """
     try:
-        client = _current.get()
+        client = cast(Client, CURRENT_CLIENT.get())
     except LookupError:
         raise JobRunnerError("current_client() is only available inside a running job") from None
     loop = _threads.job_loop()
@@ -155,7 +152,7 @@ class Client:
         setting (config file or JOBRUNNER_TESTING); None outside tests."""
         override = testing_override.get()
         if override is not None:
-            return override
+            return "inline" if override == "inline" else "manual"
         if self._testing is not None:
             return self._testing
         configured = self.settings.testing
@@ -219,7 +216,7 @@ class Client:
             return []
         inserted = await _queries.insert_jobs(conn or self.pool, batch)
         if self.testing == "inline":
-            from ._executor import run_inline
+            from jobrunner.engine.drain import run_inline
 
             return await run_inline(self, inserted, conn)
         return inserted
@@ -259,7 +256,7 @@ class Client:
             >>> result = await client.pause_queue("emails")
             >>> result.ok, sorted(result.applied)
         """
-        from . import _commands
+        from jobrunner.ops import commands as _commands
 
         return await _commands.pause(self, queue, node, timeout_s=timeout_s, force=force)
 
@@ -267,7 +264,7 @@ class Client:
         self, queue: str, node: str | None = None, *, timeout_s: float = 5.0, force: bool = False
     ) -> ControlResult:
         """Fetch from `queue` again on every node (persisted), or on `node`; see pause_queue."""
-        from . import _commands
+        from jobrunner.ops import commands as _commands
 
         return await _commands.resume(self, queue, node, timeout_s=timeout_s, force=force)
 
@@ -287,7 +284,7 @@ class Client:
         Example:
             >>> await client.scale_queue("emails", 50)
         """
-        from . import _commands
+        from jobrunner.ops import commands as _commands
 
         return await _commands.scale(self, queue, limit, node, timeout_s=timeout_s, force=force)
 
@@ -307,7 +304,7 @@ class Client:
         Example:
             >>> await client.reset_queue_limit("emails")
         """
-        from . import _commands
+        from jobrunner.ops import commands as _commands
 
         return await _commands.scale(self, queue, None, node, timeout_s=timeout_s, force=force)
 
@@ -316,7 +313,7 @@ class Client:
     ) -> ControlResult:
         """Stop `node` (None: every live node) gracefully: running jobs get `grace_s` seconds
         (None: the node's shutdown_grace_s). Returns once the nodes applied the command."""
-        from . import _commands
+        from jobrunner.ops import commands as _commands
 
         return await _commands.stop(self, node, grace_s=grace_s, timeout_s=timeout_s)
 
@@ -338,7 +335,7 @@ class Client:
             >>> report = await client.drain(["emails"])
             >>> report.ok, report.counts()
         """
-        from . import _draining
+        from jobrunner.ops import draining as _draining
 
         return await _draining.drain(
             self, queues, with_scheduled=with_scheduled, timeout_s=timeout_s
@@ -413,7 +410,7 @@ class Client:
 
     async def status(self) -> Status:
         """Nodes, their queues, and job counts by queue and state (`jobrunner status`)."""
-        from . import _status
+        from jobrunner.ops import status as _status
 
         return await _status.status(self)
 

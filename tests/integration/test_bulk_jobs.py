@@ -12,8 +12,9 @@ import asyncpg
 import pytest
 
 import jobrunner
-from jobrunner import InvalidFilter, Job, JobState, _queries, worker
-from jobrunner._job_filter import JobFilter
+from jobrunner import InvalidFilter, Job, JobState, worker
+from jobrunner.core.job_filter import JobFilter
+from jobrunner.db import queries as _queries
 from tests.helpers import eventually
 
 QUEUE = "bulk"

@@ -1,0 +1,294 @@
+"""Settings: defaults < config/jobrunner.toml < JOBRUNNER_* environment < CLI flags."""
+
+from __future__ import annotations
+
+import contextvars
+import dataclasses
+import math
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jobrunner.core.errors import ConfigError, InvalidJob
+from jobrunner.core.new_job import validate_queue
+
+DEFAULT_CONFIG_PATH = Path("config/jobrunner.toml")
+
+# jobrunner.testing.with_testing_mode: the testing mode ("inline" or "manual") of every
+# client inside the block it wraps, over `testing=` and the setting.
+testing_override: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "jobrunner_testing_mode", default=None
+)
+DAY_S = 86_400.0
+
+
+@dataclass(frozen=True, slots=True)
+class QueueConfig:
+    """How one queue runs on a node."""
+
+    limit: int = 10
+    dispatch_cooldown_s: float = 0.0
+    paused: bool = False  # starts paused, unless a resume was persisted (jobrunner resume)
+
+    def __post_init__(self) -> None:
+        self._validate()
+
+    def _validate(self) -> None:
+        if not isinstance(self.limit, int) or isinstance(self.limit, bool) or self.limit < 1:
+            raise ConfigError(f"queue limit must be an integer >= 1, got {self.limit!r}")
+        if not isinstance(self.paused, bool):
+            raise ConfigError(f"queue paused must be true or false, got {self.paused!r}")
+        if not _seconds(self.dispatch_cooldown_s):
+            raise ConfigError(
+                f"dispatch_cooldown must be seconds >= 0, got {self.dispatch_cooldown_s!r}"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class CronEntry:
+    """One crontab line: insert `worker` with `args` on every `schedule` slot."""
+
+    schedule: str
+    worker: str
+    args: dict[str, Any] = field(default_factory=dict)
+    queue: str | None = None
+    priority: int | None = None
+    max_attempts: int | None = None
+    timezone: str = "UTC"
+    name: str | None = None
+    tags: tuple[str, ...] | None = None  # None: the worker's
+    meta: dict[str, Any] = field(default_factory=dict)  # besides the cron keys
+
+    def __post_init__(self) -> None:
+        if isinstance(self.tags, str):
+            raise ConfigError(f"crontab entry {self.key!r} tags must be a list, got {self.tags!r}")
+        if self.tags is not None:
+            object.__setattr__(self, "tags", tuple(self.tags))
+        if not isinstance(self.meta, dict):
+            raise ConfigError(
+                f"crontab entry {self.key!r} meta must be a JSON object (a table), "
+                f"got {self.meta!r}"
+            )
+
+    @property
+    def key(self) -> str:
+        """The entry's identity: its name, or its worker and schedule."""
+        return self.name or f"{self.worker}@{self.schedule}"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a node needs; every field has a sane default."""
+
+    database_url: str | None = None
+    app: tuple[str, ...] = ()
+    queues: Mapping[str, QueueConfig] = field(
+        default_factory=lambda: {"default": QueueConfig(limit=10)}
+    )
+    node: str | None = None
+    data_dir: str = ".jobrunner"
+    log_level: str = "info"
+    log_format: str = "auto"
+    pool_size: int = 10
+    threads: int = 10
+    poll_interval_s: float = 1.0
+    shutdown_grace_s: float = 15.0
+    heartbeat_interval_s: float = 5.0
+    node_lease_s: float = 30.0
+    leader_lease_s: float = 15.0
+    stage_interval_s: float = 1.0
+    stage_batch_size: int = 5_000
+    rescue_interval_s: float = 10.0
+    prune_interval_s: float = 60.0
+    prune_max_age_s: float = 7 * DAY_S
+    prune_max_age_by_state: Mapping[str, float] = field(default_factory=dict)
+    prune_batch_size: int = 10_000
+    cron_interval_s: float = 1.0
+    cron_catch_up_s: float | None = None
+    control_poll_interval_s: float = 1.0
+    crontab: tuple[CronEntry, ...] = ()
+    testing: str | None = None  # "inline" | "manual": a Runner starts no queue and no plugin
+
+    def __post_init__(self) -> None:
+        self._validate()
+
+    def _validate(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name.endswith("_s") and value is not None and not _seconds(value):
+                raise ConfigError(f"{f.name} must be seconds >= 0, got {value!r}")
+        for name in ("pool_size", "threads", "stage_batch_size", "prune_batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+        for queue in self.queues:
+            try:
+                validate_queue(queue)
+            except InvalidJob as exc:
+                raise ConfigError(str(exc)) from None
+        self._validate_choices()
+        for state, age in self.prune_max_age_by_state.items():
+            if state not in ("completed", "cancelled", "discarded") or not _seconds(age):
+                raise ConfigError(
+                    f"prune_max_age_by_state takes completed, cancelled or discarded "
+                    f"with seconds >= 0, got {state!r} = {age!r}"
+                )
+
+    def _validate_choices(self) -> None:
+        if self.testing not in (None, "inline", "manual"):
+            raise ConfigError(f"testing must be 'inline' or 'manual', got {self.testing!r}")
+        if self.log_format not in ("auto", "json", "console"):
+            raise ConfigError(f"log_format must be auto, json or console, got {self.log_format!r}")
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        config: str | Path | None = None,
+        env: Mapping[str, str] | None = None,
+        **overrides: Any,
+    ) -> Settings:
+        """Settings from the config file, then the environment, then `overrides` (None skipped).
+
+        Example:
+            >>> Settings.load(queues=parse_queues("emails:20,default:10"))
+        """
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        path = config or env.get("JOBRUNNER_CONFIG")
+        if path is not None and not Path(path).is_file():
+            raise ConfigError(f"config file {str(path)!r} not found")
+        path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+        if path.is_file():
+            values.update(_from_toml(path))
+        values.update(_from_env(env))
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise ConfigError(f"invalid settings: {exc}") from None
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+
+
+def parse_queues(spec: str) -> dict[str, QueueConfig]:
+    """Parse `emails:20,default:10` into queue configs.
+
+    Raises ConfigError naming the bad part: a limit < 1 or not a number,
+    an empty or invalid name, or a queue given twice.
+    """
+    queues: dict[str, QueueConfig] = {}
+    if not spec.strip():
+        raise ConfigError("--queues is empty; give name:limit pairs like emails:20,default:10")
+    for part in spec.split(","):
+        name, sep, raw_limit = part.strip().partition(":")
+        name = name.strip()
+        if not name:
+            raise ConfigError(f"queue spec {part.strip()!r} has an empty queue name")
+        try:
+            validate_queue(name)
+        except InvalidJob as exc:
+            raise ConfigError(str(exc)) from None
+        if name in queues:
+            raise ConfigError(f"queue {name!r} is given twice in {spec!r}")
+        limit = 10
+        if sep:
+            try:
+                limit = int(raw_limit.strip())
+            except ValueError:
+                raise ConfigError(
+                    f"queue {name!r} limit must be a whole number, got {raw_limit.strip()!r}"
+                ) from None
+            if limit < 1:
+                raise ConfigError(f"queue {name!r} limit must be >= 1, got {limit}")
+        queues[name] = QueueConfig(limit=limit)
+    return queues
+
+
+def _queue_config(name: str, raw: Any) -> QueueConfig:
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return QueueConfig(limit=raw)
+    if isinstance(raw, dict):
+        unknown = set(raw) - {"limit", "dispatch_cooldown", "dispatch_cooldown_s", "paused"}
+        if unknown:
+            raise ConfigError(f"queue {name!r} has unknown options {sorted(unknown)}")
+        cooldown: Any = raw.get("dispatch_cooldown_s", raw.get("dispatch_cooldown", 0.0))
+        return QueueConfig(
+            limit=raw.get("limit", 10),
+            dispatch_cooldown_s=cooldown,
+            paused=raw.get("paused", False),
+        )
+    raise ConfigError(f"queue {name!r} must be a limit or a table, got {raw!r}")
+
+
+def _cron_entry(raw: Any) -> CronEntry:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"crontab entries are tables, got {raw!r}")
+    try:
+        return CronEntry(**raw)
+    except TypeError:
+        known = {f.name for f in dataclasses.fields(CronEntry)}
+        raise ConfigError(
+            f"crontab entry {raw!r} needs schedule and worker, and takes only {sorted(known)}"
+        ) from None
+
+
+def _from_toml(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {exc}") from None
+    values: dict[str, Any] = {}
+    for key, raw in data.items():
+        if key == "queues":
+            if not isinstance(raw, dict):
+                raise ConfigError("[queues] must be a table of name = limit")
+            values["queues"] = {name: _queue_config(name, v) for name, v in raw.items()}
+        elif key == "crontab":
+            values["crontab"] = tuple(_cron_entry(e) for e in raw)
+        elif key == "app":
+            values["app"] = (raw,) if isinstance(raw, str) else tuple(raw)
+        elif key in _FIELDS:
+            values[key] = raw
+        else:
+            raise ConfigError(f"unknown setting {key!r} in {str(path)!r}")
+    return values
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name, f in _FIELDS.items():
+        raw = env.get(f"JOBRUNNER_{name.upper()}")
+        if raw is None or name in ("crontab", "prune_max_age_by_state"):
+            continue
+        if name == "queues":
+            values[name] = parse_queues(raw)
+        elif name == "app":
+            values[name] = tuple(m.strip() for m in raw.split(",") if m.strip())
+        elif f.type in ("float", "float | None"):
+            values[name] = _number(name, raw, float)
+        elif f.type == "int":
+            values[name] = _number(name, raw, int)
+        else:
+            values[name] = raw
+    return values
+
+
+def _number(name: str, raw: str, kind: type[float] | type[int]) -> Any:
+    try:
+        return kind(raw)
+    except ValueError:
+        raise ConfigError(f"JOBRUNNER_{name.upper()} must be a number, got {raw!r}") from None
+
+
+def _seconds(value: object) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    )
