@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from jobrunner.core.job import Job
 from jobrunner.core.job_filter import JobFilter
-from jobrunner.db.queries.jobs import Conn, _fetch, _sql
+from jobrunner.db.queries.jobs import Conn, _fetch, _sql, readable
 
 LIST_JOBS = _sql("list_jobs")
 COUNT_MATCHING_JOBS = _sql("count_matching_jobs")
@@ -20,7 +20,7 @@ DELETE_JOB = _sql("delete_job")
 async def list_jobs(conn: Conn, job_filter: JobFilter, *, limit: int) -> list[Job]:
     """Jobs matching the filter, newest first."""
     rows = await _fetch(conn, LIST_JOBS, *job_filter.params(), limit)
-    return [Job.from_record(row) for row in rows]
+    return [readable(row) for row in rows]
 
 
 # What each bulk action leaves alone, whatever the filter says.

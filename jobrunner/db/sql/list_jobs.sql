@@ -1,7 +1,7 @@
 -- $1-$7 the job filter: states text[], queue, worker, tags text[] (all of them), args jsonb
 -- (containment), inserted after, inserted before (each null: any).
 -- $8 limit. Newest first.
-SELECT j.id, j.state::text AS state, j.queue, j.worker, j.args::text AS args, j.meta::text AS meta, j.tags, j.errors::text AS errors, j.attempt, j.max_attempts, j.priority, j.inserted_at, j.scheduled_at, j.attempted_at, j.completed_at, j.discarded_at, j.cancelled_at, j.attempted_by, j.unique_key
+SELECT j.id, j.state::text AS state, j.queue, j.worker, j.args::text AS args, j.meta::text AS meta, j.tags, j.errors::text AS errors, j.attempt, j.max_attempts, j.priority, j.inserted_at, least(j.scheduled_at, '9999-12-31 23:59:59.999999+00') AS scheduled_at, j.attempted_at, j.completed_at, j.discarded_at, j.cancelled_at, j.attempted_by, j.unique_key
 FROM jobrunner_jobs j
 WHERE ($1::text[] IS NULL OR j.state::text = ANY ($1::text[]))
   AND ($2::text IS NULL OR j.queue = $2::text)

@@ -25,7 +25,7 @@ changed AS (
     UPDATE jobrunner_jobs AS j
     SET state = 'available',
         scheduled_at = now(),
-        max_attempts = greatest(j.max_attempts, j.attempt + 1),
+        max_attempts = greatest(j.max_attempts, least(j.attempt + 1, 32767)),
         completed_at = NULL, discarded_at = NULL, cancelled_at = NULL
     FROM scanned s
     WHERE j.id = s.id
