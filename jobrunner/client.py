@@ -174,7 +174,11 @@ class Client:
     async def __aenter__(self) -> Self:
         self._dsn = await _db.resolve_dsn(self._dsn, self.settings.data_dir)
         if self._pool is None:
-            self._pool = await _db.create_pool(self._dsn, max_size=self.settings.pool_size)
+            self._pool = await _db.create_pool(
+                self._dsn,
+                max_size=self.settings.pool_size,
+                acquire_timeout_s=self.settings.pool_timeout_s,
+            )
         try:
             async with self._pool.acquire() as conn:
                 await _migrate.verify(conn)
@@ -214,7 +218,9 @@ class Client:
                 raise InvalidJob(f"insert takes jobs built with worker.new(...), got {job!r}")
         if not batch:
             return []
-        inserted = await _queries.insert_jobs(conn or self.pool, batch)
+        inserted = await _queries.insert_jobs(
+            conn or self.pool, batch, release_on=None if conn is None else self.pool
+        )
         if self.testing == "inline":
             from jobrunner.engine.drain import run_inline
 

@@ -103,6 +103,7 @@ class Settings:
     log_level: str = "info"
     log_format: str = "auto"
     pool_size: int = 10
+    pool_timeout_s: float = 10.0
     threads: int = 10
     poll_interval_s: float = 1.0
     shutdown_grace_s: float = 15.0

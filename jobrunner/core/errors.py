@@ -44,3 +44,7 @@ class JobNotFound(JobRunnerError, LookupError):
 
 class InvalidFilter(JobRunnerError, ValueError):
     """invalid job filter."""
+
+
+class PoolTimeout(JobRunnerError, TimeoutError):
+    """no pooled connection came free in time."""

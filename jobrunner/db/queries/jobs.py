@@ -28,6 +28,7 @@ INSERT_JOBS = _sql("insert_jobs")
 INSERT_PLAIN_JOB = _sql("insert_plain_job")
 INSERT_PLAIN_JOBS = _sql("insert_plain_jobs")
 FIND_UNIQUE_JOBS = _sql("find_unique_jobs")
+RELEASE_UNIQUE_KEYS = _sql("release_unique_keys")
 GET_JOB = _sql("get_job")
 FETCH_JOBS = _sql("fetch_jobs")
 CLAIMED_JOBS = _sql("claimed_jobs")
@@ -41,6 +42,7 @@ REMOVE_NODE = _sql("remove_node")
 RESCUE_NODE_JOBS = _sql("rescue_node_jobs")
 OWNED_JOBS = _sql("owned_jobs")
 LOCK_NODE_NAME = _sql("lock_node_name")
+CANCELLED_JOBS = _sql("cancelled_jobs")
 
 
 class Conn(Protocol):
@@ -71,13 +73,18 @@ def unique_key(job: NewJob) -> str | None:
 _INSERT_ROUNDS = 5
 
 
-async def insert_jobs(conn: Conn, jobs: Sequence[NewJob]) -> list[Job]:
+async def insert_jobs(
+    conn: Conn, jobs: Sequence[NewJob], *, release_on: Conn | None = None
+) -> list[Job]:
     """Insert `jobs` in one statement; a unique conflict returns the existing job.
 
     The result is in the order of `jobs`, conflicts marked `conflict=True` (a replaced job
     with its new values). A conflicting job that left its unique states before it could be
     looked up no longer blocks: those jobs are inserted again. Duplicates within `jobs` that
-    replace go in turn, each in a statement of its own after the one before it.
+    replace go in turn, each in a statement of its own after the one before it. With
+    `release_on` (when `conn` is the caller's transaction), the unique keys the insert
+    replaces are released there first, in a statement that commits at once, so that the
+    caller's transaction never holds an executing job's row.
     """
     if all(job.unique is None for job in jobs):
         if len(jobs) == 1:
@@ -86,7 +93,7 @@ async def insert_jobs(conn: Conn, jobs: Sequence[NewJob]) -> list[Job]:
     keys = [unique_key(job) for job in jobs]
     results: dict[int, Job] = {}
     for wave in _waves(jobs, keys):
-        await _insert_wave(conn, jobs, keys, wave, results)
+        await _insert_wave(conn, jobs, keys, wave, results, release_on)
     return [results[i] for i in range(len(jobs))]
 
 
@@ -111,9 +118,14 @@ async def _insert_wave(
     keys: Sequence[str | None],
     todo: list[int],
     results: dict[int, Job],
+    release_on: Conn | None,
 ) -> None:
     for _ in range(_INSERT_ROUNDS):
-        conflicts = await _insert_round(conn, jobs, keys, todo, results)
+        if release_on is not None:
+            await release_unique_keys(release_on, [jobs[i] for i in todo], [keys[i] for i in todo])
+        conflicts = await _insert_round(
+            conn, jobs, keys, todo, results, release_executing=release_on is None
+        )
         if conflicts:
             found = await find_unique_jobs(conn, list(set(conflicts.values())))
             for index, key in conflicts.items():
@@ -127,15 +139,27 @@ async def _insert_wave(
     )
 
 
+async def release_unique_keys(
+    conn: Conn, jobs: Sequence[NewJob], keys: Sequence[str | None]
+) -> None:
+    """Release, in a statement of its own, the unique keys that inserting `jobs` would."""
+    await _fetch(conn, RELEASE_UNIQUE_KEYS, *_columns(jobs, keys)[-3:])
+
+
 async def _insert_round(
     conn: Conn,
     jobs: Sequence[NewJob],
     keys: Sequence[str | None],
     todo: Sequence[int],
     results: dict[int, Job],
+    *,
+    release_executing: bool = True,
 ) -> dict[int, str]:
     """Insert the jobs at `todo` into `results`; return the conflicting ones' keys."""
-    rows = await _insert_statement(conn, _columns([jobs[i] for i in todo], [keys[i] for i in todo]))
+    batch = [jobs[i] for i in todo]
+    columns = _columns(batch, [keys[i] for i in todo])
+    replaces = [j.unique.replace_json() if j.unique else None for j in batch]
+    rows = await _insert_statement(conn, (*columns, release_executing, replaces))
     conflicts: dict[int, str] = {}
     by_key: dict[str, Job] = {}
     for row in rows:
@@ -154,7 +178,7 @@ async def _insert_round(
     return conflicts
 
 
-async def _insert_statement(conn: Conn, columns: tuple[list[Any], ...]) -> list[Any]:
+async def _insert_statement(conn: Conn, columns: tuple[Any, ...]) -> list[Any]:
     """Run INSERT_JOBS; a deadlock between concurrent inserts is retried outside transactions."""
     for attempt in range(3):
         try:
@@ -302,7 +326,6 @@ def _columns(jobs: Sequence[NewJob], keys: Sequence[str | None]) -> tuple[list[A
         list(keys),
         ["{" + ",".join(j.unique.states) + "}" if j.unique else None for j in jobs],
         [j.unique.period if j.unique else None for j in jobs],
-        [j.unique.replace_json() if j.unique else None for j in jobs],
     )
 
 
@@ -323,8 +346,8 @@ async def retry_job(conn: Conn, job_id: int) -> Job | None:
     return Job.from_record(rows[0]) if rows else None
 
 
-Unreadable = tuple[int, int, Exception]
-"""A claimed row that cannot be decoded: its id, its attempt, and why."""
+Unreadable = tuple[int, int, str | None, Exception]
+"""A claimed row that cannot be decoded: its id, its attempt, its claim, and why."""
 
 
 def refused(exc: BaseException) -> bool:
@@ -348,7 +371,9 @@ def _claimed(rows: Sequence[Any], unreadable: list[Unreadable] | None) -> list[J
         except Exception as exc:
             if unreadable is None:
                 raise
-            unreadable.append((row["id"], row["attempt"], exc))
+            claimed_by = row["attempted_by"] or []
+            claim = claimed_by[1] if len(claimed_by) > 1 else None
+            unreadable.append((row["id"], row["attempt"], claim, exc))
     jobs.sort(key=lambda j: (j.priority, j.scheduled_at, j.id))
     return jobs
 
@@ -419,6 +444,7 @@ class Ack:
     error: str | None = None  # a JSON object
     undo_attempt: bool = False
     final: bool = False  # the job's last attempt: a failure now discards it
+    claim: str | None = None  # the run's claim id (attempted_by[1]); None: claimed without one
 
 
 async def ack_jobs(conn: Conn, node: str, acks: Sequence[Ack]) -> set[int]:
@@ -455,6 +481,7 @@ async def ack_and_fetch_jobs(
         queue,
         demand,
         claim,
+        [a.claim for a in acks],
     )
     owned = {row["id"] for row in rows if row["acked"]}
     return owned, _claimed([row for row in rows if not row["acked"]], unreadable)
@@ -485,6 +512,16 @@ async def remove_node(conn: Conn, name: str) -> None:
     await _fetch(conn, REMOVE_NODE, name)
 
 
-async def owned_jobs(conn: Conn, *, ids: Sequence[int], node: str) -> set[int]:
-    """The ids among `ids` that `node` still runs (executing, attempted by it)."""
-    return {row["id"] for row in await _fetch(conn, OWNED_JOBS, list(ids), node)}
+async def owned_jobs(
+    conn: Conn, *, runs: Sequence[tuple[int, str | None]], node: str
+) -> set[tuple[int, str | None]]:
+    """The runs (job id, claim id) among `runs` that `node` still holds (executing, in
+    that claim)."""
+    ids, claims = [r[0] for r in runs], [r[1] for r in runs]
+    rows = await _fetch(conn, OWNED_JOBS, ids, claims, node)
+    return {(row["id"], row["claim"]) for row in rows}
+
+
+async def cancelled_jobs(conn: Conn, ids: Sequence[int]) -> set[int]:
+    """The ids among `ids` whose job is cancelled."""
+    return {row["id"] for row in await _fetch(conn, CANCELLED_JOBS, list(ids))}

@@ -2,8 +2,10 @@
 -- $5 tags text[] (json arrays), $6 priorities int[], $7 max_attempts int[],
 -- $8 scheduled_ats timestamptz[] (null: see $9), $9 schedule_ins float8[] (seconds, null: now),
 -- $10 unique_keys text[] (null: not unique), $11 unique_states text[] (array literals of
--- states), $12 unique_periods float8[] (seconds, null: for ever), $13 replaces text[] (json
--- objects: the existing job's state -> the fields a duplicate overwrites; null: none).
+-- states), $12 unique_periods float8[] (seconds, null: for ever), $13 release executing
+-- jobs' keys here (false in the caller's transaction: release_unique_keys.sql did it),
+-- $14 replaces text[] (json objects: the existing job's state -> the fields a duplicate
+-- overwrites; null: none).
 -- Keys are distinct within one call (the caller splits duplicates into later calls).
 -- One row per input, in input order: the inserted job; the existing job it replaced
 -- (replaced = true), with its new values; or nulls where a unique job conflicts.
@@ -20,7 +22,7 @@ WITH input AS (
            i.unique_states::jobrunner_job_state[] AS states
     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[],
                 $7::int[], $8::timestamptz[], $9::float8[], $10::text[], $11::text[],
-                $12::float8[], $13::text[])
+                $12::float8[], $14::text[])
          WITH ORDINALITY
          AS i(worker, queue, args, meta, tags, priority, max_attempts, scheduled_at,
               schedule_in, unique_key, unique_states, unique_period, replace, ord)
@@ -42,6 +44,7 @@ released AS (
     WHERE j.unique_key = k.held_key
       AND (NOT (j.state = ANY (k.states))
            OR j.inserted_at <= now() - make_interval(secs => k.unique_period))
+      AND (j.state <> 'executing' OR $13)
     RETURNING j.id
 ),
 -- The jobs to replace, locked in one order for every concurrent insert. The conditions
