@@ -34,7 +34,7 @@ from jobrunner import _bench_cases as cases
 from jobrunner._bench_cases import QUICK, Context, Metrics, Sizes
 from jobrunner.db import queries as _queries
 
-CASES = ("burn-down", "latency", "insert", "memory", "scale", "bulk")
+CASES = ("burn-down", "latency", "insert", "memory", "scale", "metrics", "bulk")
 DEFAULT_CASES = CASES  # the scale case preloads its 1,000,000 rows in ~10 s: cheap enough
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -78,6 +78,14 @@ METRICS: dict[str, Metric] = {
     "scale_c50_cpu": Metric("  daemon CPU per job, c50", "us"),
     "scale_c10_ratio": Metric("  of the empty-table c10 figure", "ratio", 0.8),
     "scale_c50_ratio": Metric("  of the empty-table c50 figure", "ratio", 0.8),
+    "metrics_off_c10": Metric("burn-down c10, no HTTP endpoints", "jobs/s"),
+    "metrics_on_c10": Metric("burn-down c10, /metrics scraped every 1s", "jobs/s"),
+    "metrics_c10_ratio": Metric("  with metrics / without", "ratio", 0.95),
+    "metrics_off_c50": Metric("burn-down c50, no HTTP endpoints", "jobs/s"),
+    "metrics_on_c50": Metric("burn-down c50, /metrics scraped every 1s", "jobs/s"),
+    "metrics_c50_ratio": Metric("  with metrics / without", "ratio", 0.95),
+    "metrics_off_c50_cpu": Metric("  daemon CPU per job, c50, without", "us"),
+    "metrics_on_c50_cpu": Metric("  daemon CPU per job, c50, with", "us"),
     "bulk_cancel_s": Metric("cancel_jobs by args, every job", "s"),
     "bulk_cancel_insert_max_ms": Metric("  slowest concurrent insert", "ms"),
     "bulk_cancel_insert_p50_ms": Metric("  concurrent insert p50", "ms"),
@@ -329,6 +337,21 @@ async def _scale(ctx: Context) -> Metrics:
     }
 
 
+async def _metrics(ctx: Context) -> Metrics:
+    """Burn-down without and with metrics, interleaved so that both see the same machine."""
+    found: Metrics = {}
+    for conc in (10, 50):
+        off = await cases.burn_down(ctx, conc)
+        on = await cases.burn_down(ctx, conc, metrics=True)
+        found[f"metrics_off_c{conc}"] = off["jobs_per_s"]
+        found[f"metrics_on_c{conc}"] = on["jobs_per_s"]
+        found[f"metrics_c{conc}_ratio"] = on["jobs_per_s"] / off["jobs_per_s"]
+        if conc == 50:
+            found["metrics_off_c50_cpu"] = off["cpu_us_per_job"]
+            found["metrics_on_c50_cpu"] = on["cpu_us_per_job"]
+    return found
+
+
 async def _bulk(ctx: Context) -> Metrics:
     found = await cases.bulk_actions(ctx)
     return {f"bulk_{key}": value for key, value in found.items()}
@@ -340,6 +363,7 @@ RUNS: dict[str, Callable[[Context], Awaitable[Metrics]]] = {
     "insert": _insert,
     "memory": _memory,
     "scale": _scale,
+    "metrics": _metrics,
     "bulk": _bulk,
 }
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine, Iterable, Sequence
+from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, Unpack, cast
 
 import asyncpg
 
+from jobrunner.core import telemetry as _telemetry
 from jobrunner.core import threads as _threads
 from jobrunner.core.config import Settings, testing_override
 from jobrunner.core.errors import InvalidFilter, InvalidJob, JobNotFound, JobRunnerError
@@ -218,9 +220,11 @@ class Client:
                 raise InvalidJob(f"insert takes jobs built with worker.new(...), got {job!r}")
         if not batch:
             return []
-        inserted = await _queries.insert_jobs(
-            conn or self.pool, batch, release_on=None if conn is None else self.pool
+        tracer = _telemetry.insert_tracer
+        insert = partial(
+            _queries.insert_jobs, conn or self.pool, release_on=None if conn is None else self.pool
         )
+        inserted = await (tracer(insert, batch) if tracer is not None else insert(batch))
         if self.testing == "inline":
             from jobrunner.engine.drain import run_inline
 

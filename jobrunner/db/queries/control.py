@@ -22,6 +22,7 @@ RECORD_CONTROL_APPLIED = _sql("record_control_applied")
 STATUS_NODES = _sql("status_nodes")
 PERSISTED_QUEUES = _sql("persisted_queues")
 COUNT_JOBS = _sql("count_jobs")
+COUNT_UNFINISHED_JOBS = _sql("count_unfinished_jobs")
 QUEUE_HAS_JOBS = _sql("queue_has_jobs")
 DRAIN_BASELINE = _sql("drain_baseline")
 COUNT_WAITING = _sql("count_waiting")
@@ -176,6 +177,14 @@ async def count_jobs(conn: Conn) -> dict[str, dict[str, int]]:
     """queue -> state -> how many jobs."""
     counts: dict[str, dict[str, int]] = {}
     for row in await _fetch(conn, COUNT_JOBS):
+        counts.setdefault(row["queue"], {})[row["state"]] = int(row["n"])
+    return counts
+
+
+async def count_unfinished_jobs(conn: Conn) -> dict[str, dict[str, int]]:
+    """queue -> state -> how many jobs, for the states that have not finished (cheap)."""
+    counts: dict[str, dict[str, int]] = {}
+    for row in await _fetch(conn, COUNT_UNFINISHED_JOBS):
         counts.setdefault(row["queue"], {})[row["state"]] = int(row["n"])
     return counts
 

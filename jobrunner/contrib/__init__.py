@@ -1,0 +1,1 @@
+"""Integrations with outside libraries, each imported only when it is used."""
