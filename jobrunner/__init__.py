@@ -14,11 +14,13 @@ from jobrunner.core.config import CronEntry, QueueConfig, Settings
 from jobrunner.core.errors import (
     ConfigError,
     DatabaseUnavailable,
+    InvalidConnection,
     InvalidFilter,
     InvalidJob,
     JobNotFound,
     JobRunnerError,
     MigrationError,
+    MissingExtra,
     SchemaMissing,
     SchemaOutdated,
     UnknownWorker,
@@ -28,6 +30,7 @@ from jobrunner.core.new_job import NewJob, Unique
 from jobrunner.core.telemetry import subscribe
 from jobrunner.core.worker import Worker, worker
 from jobrunner.daemon.runner import Runner
+from jobrunner.sync_client import SyncClient, connect_sync
 
 __all__ = [
     "Cancel",
@@ -36,6 +39,7 @@ __all__ = [
     "CronEntry",
     "DatabaseUnavailable",
     "Discard",
+    "InvalidConnection",
     "InvalidFilter",
     "InvalidJob",
     "Job",
@@ -44,6 +48,7 @@ __all__ = [
     "JobRunnerError",
     "JobState",
     "MigrationError",
+    "MissingExtra",
     "NewJob",
     "QueueConfig",
     "Runner",
@@ -51,11 +56,13 @@ __all__ = [
     "SchemaOutdated",
     "Settings",
     "Snooze",
+    "SyncClient",
     "ThreadClient",
     "Unique",
     "UnknownWorker",
     "Worker",
     "connect",
+    "connect_sync",
     "current_client",
     "subscribe",
     "worker",

@@ -404,6 +404,36 @@ async def insert_all_time(ctx: Context) -> Metrics:
     return {"seconds": elapsed}
 
 
+def sync_insert_rate(ctx: Context) -> Metrics:
+    """Sequential `SyncClient.insert` calls for a while (one at a time, through its pool)."""
+    from jobrunner.sync_client import connect_sync
+
+    with connect_sync(ctx.dsn) as client:
+        client.reset_tables()
+        count, started = 0, time.perf_counter()
+        deadline = started + ctx.sizes.insert_s
+        while time.perf_counter() < deadline:
+            client.insert(_bench_workers.noop.new({"n": count}))
+            count += 1
+        elapsed = time.perf_counter() - started
+    return {"per_s": count / elapsed}
+
+
+def sync_insert_all_time(ctx: Context) -> Metrics:
+    """One `SyncClient.insert_all` of N jobs: the call only, the NewJob list is built before."""
+    from jobrunner.sync_client import connect_sync
+
+    with connect_sync(ctx.dsn) as client:
+        client.reset_tables()
+        batch = [_bench_workers.noop.new({"n": n}) for n in range(ctx.sizes.insert_all_jobs)]
+        started = time.perf_counter()
+        inserted = client.insert_all(batch)
+        elapsed = time.perf_counter() - started
+    if len(inserted) != len(batch):
+        raise RuntimeError(f"{len(inserted)} of {len(batch)} jobs inserted")
+    return {"seconds": elapsed}
+
+
 async def memory(ctx: Context, concurrency: int = 10) -> Metrics:
     """The daemon's peak RSS while N jobs wait: it must hold only what it runs."""
     async with connect(ctx.dsn) as client, client.pool.acquire() as conn:

@@ -48,3 +48,11 @@ class InvalidFilter(JobRunnerError, ValueError):
 
 class PoolTimeout(JobRunnerError, TimeoutError):
     """no pooled connection came free in time."""
+
+
+class InvalidConnection(JobRunnerError, TypeError):
+    """this connection cannot take jobrunner's statements."""
+
+
+class MissingExtra(JobRunnerError, ImportError):
+    """an optional dependency is missing."""

@@ -150,22 +150,23 @@ async def record_control_applied(
 
 async def status_nodes(conn: Conn) -> list[NodeRow]:
     """Every node row, oldest first."""
-    rows = await _fetch(conn, STATUS_NODES)
-    return [
-        NodeRow(
-            r["name"],
-            r["host"],
-            r["pid"],
-            json.loads(r["queues"]),
-            r["started_at"],
-            r["heartbeat_at"],
-            r["expires_at"],
-            r["live"],
-            r["leader"],
-            r["now"],
-        )
-        for r in rows
-    ]
+    return [node_row(r) for r in await _fetch(conn, STATUS_NODES)]
+
+
+def node_row(r: Any) -> NodeRow:
+    """A NodeRow from a row of STATUS_NODES."""
+    return NodeRow(
+        r["name"],
+        r["host"],
+        r["pid"],
+        json.loads(r["queues"]),
+        r["started_at"],
+        r["heartbeat_at"],
+        r["expires_at"],
+        r["live"],
+        r["leader"],
+        r["now"],
+    )
 
 
 async def persisted_queues(conn: Conn) -> dict[str, tuple[bool, int | None]]:
