@@ -293,15 +293,20 @@ class Runner:
             self.stopped.set()
             return
         if self._stop_task is None:
-            self._stopping = True
-            grace_s = self.settings.shutdown_grace_s if grace is None else grace
-            self._stop_task = asyncio.create_task(self._stop(grace_s), name="jobrunner.stop")
-            self._stop_task.add_done_callback(lambda _: self.stopped.set())
+            self._begin_stop(grace)
         elif grace is not None:
             self._hurry(grace)
         # Shielded: a caller that gives up waiting (a timeout, a cancellation) does not leave
         # the node half-stopped; the stop goes on, and calling stop() again waits for its end.
+        assert self._stop_task is not None
         await asyncio.shield(self._stop_task)
+
+    def _begin_stop(self, grace: float | None) -> None:
+        """Start the one graceful stop of this node in a task of its own."""
+        self._stopping = True
+        grace_s = self.settings.shutdown_grace_s if grace is None else grace
+        self._stop_task = asyncio.create_task(self._stop(grace_s), name="jobrunner.stop")
+        self._stop_task.add_done_callback(lambda _: self.stopped.set())
 
     def _hurry(self, grace_s: float) -> None:
         """A later stop() with a grace: running jobs are interrupted once it has passed."""
@@ -347,10 +352,13 @@ class Runner:
         """
         self.requested_grace_s = grace_s
         self.stop_requested.set()
-        if self._stop_task is None and not self._stopping:
-            self._stop_task = asyncio.create_task(
-                self.stop(grace=grace_s), name="jobrunner.requested_stop"
-            )
+        if not self._started or self._stopping:
+            return
+        if self._testing:
+            self._stopping = True
+            self.stopped.set()
+            return
+        self._begin_stop(grace_s)
 
     def interrupt(self) -> None:
         """Stop fetching and cancel every running job now (a second signal).
