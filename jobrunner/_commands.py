@@ -11,7 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import _queries
+from . import _limit_queries, _queries
+from ._limits import check_global_limit
 from ._control import PAUSE, RESUME, SCALE, STOP
 from .errors import JobRunnerError
 from .job import JobState
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
 
 CONTROL_HISTORY_S = 7 * 86_400.0  # commands older than this are pruned as new ones arrive
 POLL_S = 0.05
+GLOBAL_LIMIT = "global_limit"
 
 
 class UnknownTarget(JobRunnerError, ValueError):
@@ -139,7 +141,10 @@ async def issue(
         control_id, _ = await _queries.insert_control(
             conn, command=command, queue=queue, node=node, payload=payload, issued_by=issuer()
         )
-        if persist:
+        if persist and GLOBAL_LIMIT in payload:
+            assert queue is not None
+            await _limit_queries.persist_global_limit(conn, queue, payload[GLOBAL_LIMIT])
+        elif persist:
             assert queue is not None
             await _queries.persist_queue_state(
                 conn,
@@ -195,6 +200,22 @@ async def scale(
     await _check_target(client, queue, node, force)
     return await issue(
         client, SCALE, queue=queue, node=node, payload={"limit": limit}, timeout_s=timeout_s
+    )
+
+
+async def scale_global(
+    client: Client, queue: str, global_limit: int | None, *, timeout_s: float, force: bool
+) -> ControlResult:
+    """Set the cluster-wide limit of `queue` (None: back to the nodes' config), persisted.
+
+    Every claim of the queue reads it, so it holds from its commit on; the nodes that serve
+    the queue switch to the limited claim when they apply the command.
+    """
+    if global_limit is not None:
+        check_global_limit(global_limit)
+    await _check_target(client, queue, None, force)
+    return await issue(
+        client, SCALE, queue=queue, payload={GLOBAL_LIMIT: global_limit}, timeout_s=timeout_s
     )
 
 

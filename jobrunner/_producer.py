@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import secrets
@@ -11,8 +12,9 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from . import _db, _executor, _queries, _threads
+from . import _db, _executor, _limit_queries, _queries, _threads
 from ._acker import Acker
+from ._limit_queries import Limits
 from ._queries import Ack
 from .config import QueueConfig
 from .job import Job
@@ -49,6 +51,7 @@ class Producer:
     ) -> None:
         self.queue = queue
         self.limit = config.limit
+        self.limits = Limits(config.global_limit, config.rate_limit, config.partition)
         self.dispatch_cooldown_s = config.dispatch_cooldown_s
         self.paused = paused
         self._client = client
@@ -71,6 +74,8 @@ class Producer:
         self._reserved = 0  # slots that fetches in flight may fill
         self._busy = False  # the last fetch came back full
         self._failures = 0
+        self._held = False  # the last limited claim came back short: a finished job frees room
+        self._rate_timer: asyncio.TimerHandle | None = None
         self.fetches = 0
         self.carried = 0  # acks written by this producer's fetches
         acker.add_carrier(self.about_to_fetch)
@@ -113,6 +118,11 @@ class Producer:
         self.limit = limit
         self.wake()
 
+    def scale_global(self, global_limit: int | None) -> None:
+        """Change the cluster-wide limit this node claims under (None: the configured one)."""
+        self.limits = dataclasses.replace(self.limits, global_limit=global_limit)
+        self.wake()
+
     def cancel_job(self, job_id: int, reason: str = CANCELLED) -> bool:
         """Stop a running job that no longer belongs here (cancelled, or taken by another node).
 
@@ -131,6 +141,9 @@ class Producer:
     def halt(self) -> None:
         """Stop fetching; running jobs go on."""
         self._stopping = True
+        if self._rate_timer is not None:
+            self._rate_timer.cancel()
+            self._rate_timer = None
         self._wake.set()
         self._acker.poke()
 
@@ -233,7 +246,9 @@ class Producer:
         claim = secrets.token_hex(8)
         pool = self._client.pool
         try:
-            if acks:
+            if self.limits:
+                owned, jobs = await self._claim_limited(demand, acks, claim)
+            elif acks:
                 owned, jobs = await _queries.ack_and_fetch_jobs(
                     pool, self._node, acks, queue=self.queue, demand=demand, claim=claim
                 )
@@ -264,6 +279,29 @@ class Producer:
             self._more = True
         for job in jobs:
             self._dispatch(job)
+
+    async def _claim_limited(
+        self, demand: int, acks: list[Ack], claim: str
+    ) -> tuple[set[int], list[Job]]:
+        """Write the acks first (they free room), then claim under the cluster-wide limits."""
+        pool = self._client.pool
+        owned = await _queries.ack_jobs(pool, self._node, acks) if acks else set()
+        jobs = await _limit_queries.claim_limited(
+            pool, queue=self.queue, demand=demand, node=self._node, claim=claim, limits=self.limits
+        )
+        self._held = len(jobs) < demand
+        rate = self.limits.rate_limit
+        if self._held and rate is not None and self._rate_timer is None:
+            # Look again when the window's oldest start leaves it, not only at the poll.
+            wait = await _limit_queries.rate_wait(pool, queue=self.queue, rate=rate)
+            if wait is not None and wait < self._poll_interval_s:
+                loop = asyncio.get_running_loop()
+                self._rate_timer = loop.call_later(max(wait, 0.0) + 0.005, self._rate_opened)
+        return owned, jobs
+
+    def _rate_opened(self) -> None:
+        self._rate_timer = None
+        self.wake()
 
     async def _failed(self, exc: Exception) -> None:
         """Log a failed fetch and back off before the next."""
@@ -330,5 +368,8 @@ class Producer:
             self._acker.push(_executor.to_ack(job, None, exc, None)[0])
         if not self._running:
             self._drained.set()
+        if self._held and self.limits.global_limit is not None:  # its slot may be what the
+            # last limited claim lacked
+            self._more = True
         if self._more and not self._stopping:
             self._wake.set()

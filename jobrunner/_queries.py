@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from importlib.resources import files
@@ -620,6 +620,7 @@ class ControlStart:
     started_at: datetime
     paused: frozenset[str]
     limits: dict[str, int]
+    global_limits: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -691,7 +692,10 @@ async def control_prepare(conn: Conn, *, node: str, queues: Sequence[str]) -> Co
     rows = await _fetch(conn, CONTROL_PREPARE, node, list(queues))
     paused = frozenset(r["name"] for r in rows if r["name"] is not None and r["paused"])
     limits = {r["name"]: r["limit"] for r in rows if r["name"] is not None and r["limit"]}
-    return ControlStart(rows[0]["snapshot"], rows[0]["started_at"], paused, limits)
+    global_limits = {
+        r["name"]: r["global_limit"] for r in rows if r["name"] is not None and r["global_limit"]
+    }
+    return ControlStart(rows[0]["snapshot"], rows[0]["started_at"], paused, limits, global_limits)
 
 
 async def pending_control(

@@ -19,7 +19,7 @@ from ._acker import Acker
 from ._leader import Leader
 from ._notifier import CANCEL, INSERT, Notifier
 from ._producer import Producer
-from .config import QueueConfig, Settings
+from .config import QueueConfig, Settings, queue_config
 from .errors import ConfigError, JobRunnerError
 
 if TYPE_CHECKING:
@@ -42,10 +42,12 @@ def node_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
-def _queue_configs(queues: Mapping[str, int | QueueConfig]) -> dict[str, QueueConfig]:
+def _queue_configs(
+    queues: Mapping[str, int | QueueConfig | Mapping[str, Any]],
+) -> dict[str, QueueConfig]:
     configs = {}
     for name, value in queues.items():
-        configs[name] = value if isinstance(value, QueueConfig) else QueueConfig(limit=value)
+        configs[name] = queue_config(name, dict(value) if isinstance(value, Mapping) else value)
     if not configs:
         raise ConfigError("no queues to run; give --queues like emails:20,default:10")
     return configs
@@ -68,7 +70,7 @@ class Runner:
     def __init__(
         self,
         client: Client,
-        queues: Mapping[str, int | QueueConfig] | None = None,
+        queues: Mapping[str, int | QueueConfig | Mapping[str, Any]] | None = None,
         *,
         settings: Settings | None = None,
         node: str | None = None,
