@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import _limit_queries, _queries
-from ._limits import check_global_limit
 from ._control import PAUSE, RESUME, SCALE, STOP
+from ._limits import check_global_limit
 from .errors import JobRunnerError
 from .job import JobState
 from .worker import registered, validate_queue

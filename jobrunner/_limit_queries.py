@@ -20,6 +20,7 @@ CLAIM_LIMITED = _sql("claim_limited")
 RATE_WAIT = _sql("rate_wait")
 PERSIST_GLOBAL_LIMIT = _sql("persist_global_limit")
 LIMIT_STATUS = _sql("limit_status")
+GLOBAL_LIMITS = _sql("global_limits")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +32,9 @@ class Limits:
     partition: Partition | None = None
 
     def __bool__(self) -> bool:
-        return not (self.global_limit is None and self.rate_limit is None and self.partition is None)
+        return not (
+            self.global_limit is None and self.rate_limit is None and self.partition is None
+        )
 
     def _partition_args(self) -> tuple[list[str] | None, list[str] | None]:
         if self.partition is None:
@@ -79,6 +82,11 @@ async def rate_wait(conn: Conn, *, queue: str, rate: RateLimit) -> float | None:
 
 async def persist_global_limit(conn: Conn, queue: str, global_limit: int | None) -> None:
     await conn.execute(PERSIST_GLOBAL_LIMIT, queue, global_limit)
+
+
+async def global_limits(conn: Conn) -> dict[str, int]:
+    """queue -> the persisted global limit."""
+    return {r["name"]: r["global_limit"] for r in await _fetch(conn, GLOBAL_LIMITS)}
 
 
 @dataclass(frozen=True, slots=True)

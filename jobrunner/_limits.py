@@ -63,14 +63,14 @@ class RateLimit:
             raise ConfigError(f"rate_limit has unknown options {sorted(unknown)}")
         if "period" not in raw:
             raise ConfigError("rate_limit needs a period, like { allowed = 100, period = '60s' }")
-        allowed = raw.get("allowed")
-        if not isinstance(allowed, int) or isinstance(allowed, bool) or allowed < 1:
-            raise ConfigError(f"rate_limit allowed must be a whole number >= 1, got {allowed!r}")
+        count: Any = raw.get("allowed")
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise ConfigError(f"rate_limit allowed must be a whole number >= 1, got {count!r}")
         try:
             period_s = parse_period(raw["period"])
         except ConfigError as exc:
             raise ConfigError(f"rate_limit {exc}") from None
-        return cls(allowed=allowed, period_s=period_s)
+        return cls(allowed=count, period_s=period_s)
 
     def describe(self) -> dict[str, Any]:
         return {"allowed": self.allowed, "period_s": self.period_s}

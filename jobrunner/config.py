@@ -264,9 +264,10 @@ def queue_config(name: str, raw: Any) -> QueueConfig:
     try:
         rate = raw.get("rate_limit")
         partition = raw.get("partition")
+        cooldown: Any = raw.get("dispatch_cooldown_s", raw.get("dispatch_cooldown", 0.0))
         return QueueConfig(
             limit=raw.get("limit", 10),
-            dispatch_cooldown_s=raw.get("dispatch_cooldown_s", raw.get("dispatch_cooldown", 0.0)),
+            dispatch_cooldown_s=cooldown,
             global_limit=raw.get("global_limit"),
             rate_limit=None if rate is None else RateLimit.parse(rate),
             partition=None if partition is None else Partition.parse(partition),

@@ -288,7 +288,7 @@ class Runner:
             producer.wake()
 
     def _queue_state(self) -> str:
-        state = {
+        state: dict[str, dict[str, Any]] = {
             name: {
                 "limit": self.producers[name].limit if name in self.producers else c.limit,
                 "paused": self.producers[name].paused if name in self.producers else False,
@@ -296,6 +296,9 @@ class Runner:
             }
             for name, c in self.queues.items()
         }
+        for name, producer in self.producers.items():
+            if producer.limits:  # what `jobrunner status` reports the cluster-wide use of
+                state[name]["limits"] = producer.limits.describe()
         return json.dumps(state)
 
     async def heartbeat(self) -> None:
