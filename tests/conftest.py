@@ -22,7 +22,7 @@ from tests.helpers import ROOT, Daemon
 
 TABLES = (
     "jobrunner_jobs, jobrunner_nodes, jobrunner_queues, jobrunner_control, "
-    "jobrunner_control_applied, jobrunner_leader, jobrunner_cron"
+    "jobrunner_control_applied, jobrunner_leader, jobrunner_cron, jobrunner_rate_starts"
 )
 
 
