@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 Metrics = dict[str, float]
 
-RESET = "TRUNCATE jobrunner_jobs, jobrunner_nodes RESTART IDENTITY"
+RESET = "TRUNCATE jobrunner_jobs, jobrunner_nodes, jobrunner_queues RESTART IDENTITY"
 PENDING = """
 SELECT (SELECT count(*) FROM jobrunner_jobs WHERE state = 'available' AND queue = $1)
      + (SELECT count(*) FROM jobrunner_jobs WHERE state = 'executing')
@@ -124,6 +124,7 @@ class Daemon:
         concurrency: int,
         env: dict[str, str] | None = None,
         threads: int | None = None,
+        options: str = "",
     ) -> None:
         ctx.daemons += 1
         self.node = f"bench-{os.getpid()}-{ctx.daemons}"
@@ -136,7 +137,7 @@ class Daemon:
             "--dsn",
             ctx.dsn,
             "--queues",
-            f"{_bench_workers.QUEUE}:{concurrency}",
+            f"{_bench_workers.QUEUE}:{concurrency}{options}",
             "--app",
             _bench_workers.__name__,
             "--node",
@@ -219,12 +220,24 @@ class Daemon:
 
 
 async def insert_noops(
-    client: Client, count: int, *, conn: Any = None, chunk: int = 10_000, sync: bool = False
+    client: Client,
+    count: int,
+    *,
+    conn: Any = None,
+    chunk: int = 10_000,
+    sync: bool = False,
+    partitions: int = 0,
 ) -> None:
+    """`count` no-op jobs; with `partitions`, args.p spreads them over that many partitions."""
     noop = _bench_workers.sync_noop if sync else _bench_workers.noop
     for start in range(0, count, chunk):
         size = min(chunk, count - start)
-        batch = [noop.new({"n": start + i}) for i in range(size)]
+        batch = [
+            noop.new(
+                {"n": start + i, "p": (start + i) % partitions} if partitions else {"n": start + i}
+            )
+            for i in range(size)
+        ]
         await client.insert_all(batch, conn=conn)
 
 
@@ -239,7 +252,13 @@ async def wait_drained(conn: asyncpg.Connection, daemon: Daemon, timeout_s: floa
 
 
 async def burn_down(
-    ctx: Context, concurrency: int, *, keep_rows: bool = False, sync: bool = False
+    ctx: Context,
+    concurrency: int,
+    *,
+    keep_rows: bool = False,
+    sync: bool = False,
+    options: str = "",
+    partitions: int = 0,
 ) -> Metrics:
     """A burst of N no-op jobs for an idle daemon: first claim to last completion.
 
@@ -251,6 +270,9 @@ async def burn_down(
     then. Both ends are the database's clock (attempted_at, completed_at): the daemon's
     start-up is not counted and the poll interval does not blur the result. The daemon's
     CPU time per job is a figure that other load on the machine disturbs far less.
+
+    `options` are the queue's limits in `--queues` syntax (`:global_limit=10`), and
+    `partitions` spreads the jobs over that many values of args.p.
     """
     jobs = ctx.sizes.burn_jobs
     async with connect(ctx.dsn) as client, client.pool.acquire() as conn:
@@ -260,11 +282,11 @@ async def burn_down(
             await reset(conn)
         floor = await conn.fetchval("SELECT coalesce(max(id), 0) FROM jobrunner_jobs")
         threads = concurrency if sync else None
-        async with Daemon(ctx, concurrency, threads=threads) as daemon:
+        async with Daemon(ctx, concurrency, threads=threads, options=options) as daemon:
             await asyncio.sleep(0.3)  # idle: start-up fetches and heartbeats are done
             cpu_before = daemon.cpu_s()
             async with conn.transaction():
-                await insert_noops(client, jobs, conn=conn, sync=sync)
+                await insert_noops(client, jobs, conn=conn, sync=sync, partitions=partitions)
             await wait_drained(conn, daemon, timeout_s=60 + jobs / 100)
             cpu_s = daemon.cpu_s() - cpu_before
         row = await conn.fetchrow(SPAN, floor)
