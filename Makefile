@@ -39,6 +39,7 @@ lint: venv
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy --strict deploy/build_image.py
 	$(VENV)/bin/hadolint Dockerfile
+	$(VENV)/bin/lint-imports
 
 fmt: venv
 	$(VENV)/bin/ruff format jobrunner tests deploy
@@ -58,4 +59,4 @@ db-reset: db-stop
 ci: lint test
 
 clean:
-	rm -rf $(VENV) .jobrunner .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .jobrunner .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

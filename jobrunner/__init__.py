@@ -9,10 +9,9 @@ Example:
     ...     await client.insert(send_email.new({"user_id": 42}))
 """
 
-from ._telemetry import subscribe
-from .client import Client, ThreadClient, connect, current_client
-from .config import CronEntry, QueueConfig, Settings
-from .errors import (
+from jobrunner.client import Client, ThreadClient, connect, current_client
+from jobrunner.core.config import CronEntry, QueueConfig, Settings
+from jobrunner.core.errors import (
     ConfigError,
     DatabaseUnavailable,
     InvalidJob,
@@ -23,9 +22,11 @@ from .errors import (
     SchemaOutdated,
     UnknownWorker,
 )
-from .job import Cancel, Discard, Job, JobError, JobState, Snooze
-from .runner import Runner
-from .worker import NewJob, Unique, Worker, worker
+from jobrunner.core.job import Cancel, Discard, Job, JobError, JobState, Snooze
+from jobrunner.core.new_job import NewJob, Unique
+from jobrunner.core.telemetry import subscribe
+from jobrunner.core.worker import Worker, worker
+from jobrunner.daemon.runner import Runner
 
 __all__ = [
     "Cancel",

@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from . import _bench_workers, _migrate
-from .client import connect
+from jobrunner import _bench_workers
+from jobrunner.client import connect
+from jobrunner.db import migrate as _migrate
 
 if TYPE_CHECKING:
     from typing import Self
 
-    from .client import Client
+    from jobrunner.client import Client
 
 Metrics = dict[str, float]
 

@@ -6,8 +6,8 @@ import os
 import time
 from typing import IO
 
-from .job import Job
-from .worker import worker
+from jobrunner.core.job import Job
+from jobrunner.core.worker import worker
 
 QUEUE = "bench"
 STAMPS_ENV = "JOBRUNNER_BENCH_STAMPS"

@@ -30,8 +30,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import structlog
 
-from . import _bench_cases as cases
-from ._bench_cases import QUICK, Context, Metrics, Sizes
+from jobrunner import _bench_cases as cases
+from jobrunner._bench_cases import QUICK, Context, Metrics, Sizes
 
 CASES = ("burn-down", "latency", "insert", "memory", "scale", "limits")
 DEFAULT_CASES = CASES  # the scale case preloads its 1,000,000 rows in ~10 s: cheap enough
@@ -267,7 +267,7 @@ async def server_dsn(given: str | None) -> str:
         return dsn
     if _server_up():
         return DEFAULT_SERVER
-    from ._db import embedded_dsn
+    from jobrunner.db.connection import embedded_dsn
 
     return await asyncio.to_thread(embedded_dsn, Path(".jobrunner") / "bench")
 

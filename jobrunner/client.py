@@ -3,33 +3,34 @@
 from __future__ import annotations
 
 import asyncio
-import contextvars
 from collections.abc import Coroutine, Iterable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import asyncpg
 
-from . import _db, _migrate, _queries, _threads
-from .config import Settings
-from .errors import InvalidJob, JobNotFound, JobRunnerError
-from .job import Job
-from .worker import NewJob
+from jobrunner.core import threads as _threads
+from jobrunner.core.config import Settings
+from jobrunner.core.errors import InvalidJob, JobNotFound, JobRunnerError
+from jobrunner.core.job import Job
+from jobrunner.core.new_job import NewJob
+from jobrunner.db import connection as _db
+from jobrunner.db import migrate as _migrate
+from jobrunner.db import queries as _queries
+from jobrunner.engine.executor import CURRENT_CLIENT
 
 if TYPE_CHECKING:
     from typing import Self
 
-    from ._commands import ControlResult
-    from ._draining import DrainReport
-    from ._status import Status
+    from jobrunner.ops.commands import ControlResult
+    from jobrunner.ops.draining import DrainReport
+    from jobrunner.ops.status import Status
 
 _T = TypeVar("_T")
 
 TestingMode = Literal["inline", "manual"]
 
 _NOT_CONNECTED = "the client is not connected; use 'async with jobrunner.connect()'"
-
-_current: contextvars.ContextVar[Client] = contextvars.ContextVar("jobrunner_client")
 
 
 def current_client() -> Client:
@@ -44,7 +45,7 @@ def current_client() -> Client:
         ...     await jobrunner.current_client().insert(step_two.new(job.args))
     """
     try:
-        client = _current.get()
+        client = cast(Client, CURRENT_CLIENT.get())
     except LookupError:
         raise JobRunnerError("current_client() is only available inside a running job") from None
     loop = _threads.job_loop()
@@ -198,7 +199,7 @@ class Client:
             return []
         inserted = await _queries.insert_jobs(conn or self.pool, batch)
         if self.testing == "inline":
-            from ._executor import run_inline
+            from jobrunner.engine.drain import run_inline
 
             return await run_inline(self, inserted, conn)
         return inserted
@@ -238,7 +239,7 @@ class Client:
             >>> result = await client.pause_queue("emails")
             >>> result.ok, sorted(result.applied)
         """
-        from . import _commands
+        from jobrunner.ops import commands as _commands
 
         return await _commands.pause(self, queue, node, timeout_s=timeout_s, force=force)
 
@@ -246,7 +247,7 @@ class Client:
         self, queue: str, node: str | None = None, *, timeout_s: float = 5.0, force: bool = False
     ) -> ControlResult:
         """Fetch from `queue` again on every node (persisted), or on `node`; see pause_queue."""
-        from . import _commands
+        from jobrunner.ops import commands as _commands
 
         return await _commands.resume(self, queue, node, timeout_s=timeout_s, force=force)
 
@@ -266,7 +267,7 @@ class Client:
         Example:
             >>> await client.scale_queue("emails", 50)
         """
-        from . import _commands
+        from jobrunner.ops import commands as _commands
 
         return await _commands.scale(self, queue, limit, node, timeout_s=timeout_s, force=force)
 
@@ -285,7 +286,7 @@ class Client:
         Example:
             >>> await client.scale_global("payments", 5)
         """
-        from . import _commands
+        from jobrunner.ops import commands as _commands
 
         return await _commands.scale_global(
             self, queue, global_limit, timeout_s=timeout_s, force=force
@@ -307,7 +308,7 @@ class Client:
         Example:
             >>> await client.reset_queue_limit("emails")
         """
-        from . import _commands
+        from jobrunner.ops import commands as _commands
 
         return await _commands.scale(self, queue, None, node, timeout_s=timeout_s, force=force)
 
@@ -316,7 +317,7 @@ class Client:
     ) -> ControlResult:
         """Stop `node` (None: every live node) gracefully: running jobs get `grace_s` seconds
         (None: the node's shutdown_grace_s). Returns once the nodes applied the command."""
-        from . import _commands
+        from jobrunner.ops import commands as _commands
 
         return await _commands.stop(self, node, grace_s=grace_s, timeout_s=timeout_s)
 
@@ -338,7 +339,7 @@ class Client:
             >>> report = await client.drain(["emails"])
             >>> report.ok, report.counts()
         """
-        from . import _draining
+        from jobrunner.ops import draining as _draining
 
         return await _draining.drain(
             self, queues, with_scheduled=with_scheduled, timeout_s=timeout_s
@@ -353,7 +354,7 @@ class Client:
         limit: int = 20,
     ) -> list[Job]:
         """The newest jobs matching the filters (`state` may be one state or several)."""
-        from ._commands import job_states
+        from jobrunner.ops.commands import job_states
 
         states = None if state is None else job_states(state)
         return await _queries.list_jobs(
@@ -364,7 +365,7 @@ class Client:
         self, *, state: str | Sequence[str], queue: str | None = None, worker: str | None = None
     ) -> list[int]:
         """Retry every job in `state` (of `queue`, `worker`) now; the ids retried."""
-        from ._commands import job_states
+        from jobrunner.ops.commands import job_states
 
         states = job_states(state)
         if "executing" in states:
@@ -373,7 +374,7 @@ class Client:
 
     async def status(self) -> Status:
         """Nodes, their queues, and job counts by queue and state (`jobrunner status`)."""
-        from . import _status
+        from jobrunner.ops import status as _status
 
         return await _status.status(self)
 

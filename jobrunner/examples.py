@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import structlog
 
-from .client import current_client
-from .job import Job, Snooze
-from .worker import worker
+from jobrunner.client import current_client
+from jobrunner.core.job import Job, Snooze
+from jobrunner.core.worker import worker
 
 log = structlog.get_logger("jobrunner.examples")
 

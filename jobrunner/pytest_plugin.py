@@ -34,10 +34,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from . import _db, _migrate, _queries
-from .client import Client, TestingMode, connect
-from .config import Settings
-from .errors import ConfigError, JobRunnerError
+from jobrunner.client import Client, TestingMode, connect
+from jobrunner.core.config import Settings
+from jobrunner.core.errors import ConfigError, JobRunnerError
+from jobrunner.db import connection as _db
+from jobrunner.db import migrate as _migrate
+from jobrunner.db import queries as _queries
 
 ENV_DSN = "JOBRUNNER_TEST_DSN"
 T = TypeVar("T")

@@ -15,8 +15,9 @@ import asyncpg
 import pytest
 
 import jobrunner
-from jobrunner import _db, _migrate
-from jobrunner.config import Settings
+from jobrunner.core.config import Settings
+from jobrunner.db import connection as _db
+from jobrunner.db import migrate as _migrate
 from tests.apps.sample import RECORD_TABLE
 from tests.helpers import ROOT, Daemon
 

@@ -5,22 +5,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .. import _notifier
-from .._leader import Leader
-from .cron import Cron, parse_all
-from .pruner import Pruner
-from .rescuer import Rescuer
-from .stager import Stager
+from jobrunner.engine import notifier as _notifier
+from jobrunner.engine.leader import Leader
+from jobrunner.plugins.cron import Cron, parse_all
+from jobrunner.plugins.pruner import Pruner
+from jobrunner.plugins.rescuer import Rescuer
+from jobrunner.plugins.stager import Stager
 
 if TYPE_CHECKING:
-    from ..runner import Runner
+    from jobrunner.engine.node import Node
 
 __all__ = ["Cron", "Pruner", "Rescuer", "Stager", "build"]
 
 LEADER_CHANNEL = "jobrunner_leader"  # resign_leader.sql NOTIFYs it
 
 
-def build(runner: Runner) -> list[Any]:
+def build(runner: Node) -> list[Any]:
     """The plugins a node runs, in start order: leader election first, then the loops.
 
     The stager runs on every node; cron, pruner and rescuer act only while this node leads.

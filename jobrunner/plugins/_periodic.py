@@ -8,9 +8,9 @@ from typing import ClassVar
 import asyncpg
 import structlog
 
-from .._db import redact
-from .._leader import Leadership
-from ..errors import ConfigError, DatabaseUnavailable
+from jobrunner.core.errors import ConfigError, DatabaseUnavailable
+from jobrunner.db.connection import redact
+from jobrunner.engine.leader import Leadership
 
 log = structlog.get_logger("jobrunner.plugins")
 

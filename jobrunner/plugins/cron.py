@@ -10,13 +10,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import structlog
 from croniter import CroniterError, croniter
 
-from .. import _queries
-from .._leader import Leadership
-from ..config import CronEntry
-from ..errors import ConfigError, JobRunnerError
-from ..job import Job
-from ..worker import Worker, lookup
-from ._periodic import Periodic
+from jobrunner.core.config import CronEntry
+from jobrunner.core.errors import ConfigError, JobRunnerError
+from jobrunner.core.job import Job
+from jobrunner.core.worker import Worker, lookup
+from jobrunner.db import queries as _queries
+from jobrunner.engine.leader import Leadership
+from jobrunner.plugins._periodic import Periodic
 
 log = structlog.get_logger("jobrunner.cron")
 

@@ -6,11 +6,11 @@ from collections.abc import Mapping
 
 import structlog
 
-from .. import _queries
-from .._leader import Leadership
-from ..config import DAY_S
-from ..errors import ConfigError
-from ._periodic import Periodic
+from jobrunner.core.config import DAY_S
+from jobrunner.core.errors import ConfigError
+from jobrunner.db import queries as _queries
+from jobrunner.engine.leader import Leadership
+from jobrunner.plugins._periodic import Periodic
 
 log = structlog.get_logger("jobrunner.pruner")
 

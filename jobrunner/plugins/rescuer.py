@@ -6,11 +6,11 @@ from collections.abc import Callable
 
 import structlog
 
-from .. import _queries
-from .._leader import Leadership
-from ..errors import ConfigError
-from ..job import Job
-from ._periodic import Periodic
+from jobrunner.core.errors import ConfigError
+from jobrunner.core.job import Job
+from jobrunner.db import queries as _queries
+from jobrunner.engine.leader import Leadership
+from jobrunner.plugins._periodic import Periodic
 
 log = structlog.get_logger("jobrunner.rescuer")
 

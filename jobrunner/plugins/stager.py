@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import structlog
 
-from .. import _queries
-from ..errors import ConfigError
-from ._periodic import Periodic
+from jobrunner.core.errors import ConfigError
+from jobrunner.db import queries as _queries
+from jobrunner.plugins._periodic import Periodic
 
 log = structlog.get_logger("jobrunner.stager")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jobrunner import _acker
+from jobrunner.engine import acker as _acker
 
 
 async def _crashing_loop(self: _acker.Acker) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from jobrunner import _migrate
+from jobrunner.db import migrate as _migrate
 from tests.conftest import with_database
 
 ENV_NAMES = ("JOBRUNNER_DATABASE_URL", "JOBRUNNER_CONFIG", "JOBRUNNER_DATA_DIR")

@@ -6,7 +6,6 @@ from those intervals and from the claim times the database recorded.
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
@@ -21,9 +20,7 @@ from tests.helpers import Daemon, eventually
 
 APP = ("tests.apps.limit_workers",)
 QUEUES = (
-    "flat:3:global_limit=4,"
-    "parts:4:global_limit=2:partition_keys=customer,"
-    "rated:5:rate_limit=10/2s"
+    "flat:3:global_limit=4,parts:4:global_limit=2:partition_keys=customer,rated:5:rate_limit=10/2s"
 )
 
 

@@ -12,7 +12,7 @@ import pytest
 
 import jobrunner
 from jobrunner import ConfigError
-from jobrunner.config import parse_queues, queue_config
+from jobrunner.core.config import QueueConfig, parse_queues, queue_config
 from tests.apps.limit_workers import LOG_TABLE, hold
 from tests.helpers import Daemon, eventually, run_cli
 
@@ -100,7 +100,7 @@ def test_queue_shapes_are_the_same_in_flags_config_and_runner() -> None:
         "imports": {"limit": 10, "global_limit": 1, "partition": {"keys": ["customer_id"]}},
     }
     assert {name: queue_config(name, raw) for name, raw in shapes.items()} == spec
-    assert queue_config("plain", 7) == jobrunner.config.QueueConfig(limit=7)
+    assert queue_config("plain", 7) == QueueConfig(limit=7)
     assert not spec["payments"].rate_limit and spec["mail"].rate_limit.period_s == 60.0
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from jobrunner import _migrate
+from jobrunner.db import migrate as _migrate
 from tests.faults import ledger
 from tests.faults._load import connect
 from tests.faults.ledger import Figures

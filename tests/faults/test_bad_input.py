@@ -20,9 +20,10 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import jobrunner
-from jobrunner import InvalidJob, JobRunnerError, NewJob, Unique, _queries
+from jobrunner import InvalidJob, JobRunnerError, NewJob, Unique
 from jobrunner.cli import app
-from jobrunner.config import Settings
+from jobrunner.core.config import Settings
+from jobrunner.db import queries as _queries
 from tests.faults._load import connect
 from tests.helpers import NO_CONFIG, run_cli
 

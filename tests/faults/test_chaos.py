@@ -11,7 +11,7 @@ from functools import partial
 import pytest
 
 import jobrunner
-from jobrunner.config import Settings
+from jobrunner.core.config import Settings
 from tests.apps.faults_workers import Record
 from tests.faults import ledger
 from tests.faults._load import Inserter, completed, executing_on

@@ -7,7 +7,7 @@ from functools import partial
 import pytest
 
 import jobrunner
-from jobrunner.config import Settings
+from jobrunner.core.config import Settings
 from tests.faults import ledger
 from tests.faults._load import TEST_APP, Inserter, listening_again, wait_progress
 from tests.faults.conftest import report

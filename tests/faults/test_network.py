@@ -9,7 +9,7 @@ import pytest
 
 import jobrunner
 from jobrunner import JobState
-from jobrunner.config import Settings
+from jobrunner.core.config import Settings
 from tests.apps.faults_workers import LongFirst, Record
 from tests.faults import ledger
 from tests.faults._load import executing_on, ran_on

@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import jobrunner
-from jobrunner import ConfigError, DatabaseUnavailable, InvalidJob, Job, NewJob, _queries, worker
+from jobrunner import ConfigError, DatabaseUnavailable, InvalidJob, Job, NewJob, worker
+from jobrunner.db import queries as _queries
 from tests.conftest import with_database
 
 

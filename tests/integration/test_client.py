@@ -7,7 +7,7 @@ import pytest
 
 import jobrunner
 from jobrunner import Job, JobRunnerError, worker
-from jobrunner.config import Settings
+from jobrunner.core.config import Settings
 
 
 @worker(name="client_tests.task")

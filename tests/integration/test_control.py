@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 
 from jobrunner import Job, JobState, worker
-from jobrunner._commands import UnknownTarget
+from jobrunner.ops.commands import UnknownTarget
 from tests.helpers import eventually
 
 

@@ -12,7 +12,7 @@ import pytest
 
 import jobrunner
 from jobrunner import CronEntry, JobState
-from jobrunner._leader import Leader
+from jobrunner.engine.leader import Leader
 from jobrunner.plugins import cron
 from jobrunner.plugins.cron import Cron
 from tests.apps import sched_workers  # noqa: F401 - registers sched.tick

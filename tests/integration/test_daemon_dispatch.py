@@ -13,9 +13,10 @@ import pytest
 
 import jobrunner
 from jobrunner import Job, JobState, worker
-from jobrunner._acker import Acker
-from jobrunner._producer import Producer
-from jobrunner.config import QueueConfig
+from jobrunner.core.config import QueueConfig
+from jobrunner.db import queries as _queries
+from jobrunner.engine.acker import Acker
+from jobrunner.engine.producer import Producer
 from tests.apps import sample
 from tests.helpers import eventually
 
@@ -349,10 +350,8 @@ async def test_acks_wait_for_a_fetch_about_to_start_then_are_written_alone(clien
     await client.insert(ping.new({}))
     await acker.start()
     try:
-        [job] = await jobrunner._queries.fetch_jobs(
-            client.pool, queue=QUEUE, demand=1, node="node-c"
-        )
-        acker.push(jobrunner._queries.Ack(job.id, job.attempt, "completed"))
+        [job] = await _queries.fetch_jobs(client.pool, queue=QUEUE, demand=1, node="node-c")
+        acker.push(_queries.Ack(job.id, job.attempt, "completed"))
         for _ in range(5):  # turns of the loop: the acker leaves the ack to the fetch
             await asyncio.sleep(0)
         assert acker.pending == 1
@@ -370,19 +369,19 @@ async def test_acks_of_a_failed_fetch_are_written_later(client, db, monkeypatch)
     acker = Acker(client.pool, "node-f")
     producer = Producer(QUEUE, QueueConfig(limit=2), client=client, node="node-f", acker=acker)
     await client.insert(ping.new({}))
-    [job] = await jobrunner._queries.fetch_jobs(client.pool, queue=QUEUE, demand=1, node="node-f")
-    acker.push(jobrunner._queries.Ack(job.id, job.attempt, "completed"))
-    real = jobrunner._queries.ack_and_fetch_jobs
+    [job] = await _queries.fetch_jobs(client.pool, queue=QUEUE, demand=1, node="node-f")
+    acker.push(_queries.Ack(job.id, job.attempt, "completed"))
+    real = _queries.ack_and_fetch_jobs
 
     async def lost(*args: object, **kwargs: object) -> object:
         # The statement reaches the database, then the reply is lost.
         await real(*args, **kwargs)  # type: ignore[arg-type]
         raise ConnectionResetError("connection lost")
 
-    monkeypatch.setattr(jobrunner._queries, "ack_and_fetch_jobs", lost)
+    monkeypatch.setattr(_queries, "ack_and_fetch_jobs", lost)
     assert await producer.fetch_now() == 0
     assert acker.pending == 1  # back in the acker, first in line
-    monkeypatch.setattr(jobrunner._queries, "ack_and_fetch_jobs", real)
+    monkeypatch.setattr(_queries, "ack_and_fetch_jobs", real)
     await acker.start()
     try:
         await asyncio.wait_for(acker.wait_idle(), 10)

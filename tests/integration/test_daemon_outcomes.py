@@ -10,9 +10,10 @@ import asyncpg
 import pytest
 
 import jobrunner
-from jobrunner import Cancel, Discard, Job, JobState, NewJob, Snooze, _queries, worker
-from jobrunner._acker import Acker
-from jobrunner._queries import Ack
+from jobrunner import Cancel, Discard, Job, JobState, NewJob, Snooze, worker
+from jobrunner.db import queries as _queries
+from jobrunner.db.queries import Ack
+from jobrunner.engine.acker import Acker
 from tests.helpers import eventually
 
 QUEUE = "outcomes"

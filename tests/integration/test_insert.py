@@ -16,7 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import jobrunner
-from jobrunner import InvalidJob, Job, JobNotFound, JobState, NewJob, _queries, worker
+from jobrunner import InvalidJob, Job, JobNotFound, JobState, NewJob, worker
+from jobrunner.db import queries as _queries
 
 
 @worker(queue="mail", name="insert_tests.send", max_attempts=4, priority=2, tags=["t1"])

@@ -6,7 +6,7 @@ import asyncpg
 import pytest
 
 import jobrunner
-from jobrunner._leader import Leader
+from jobrunner.engine.leader import Leader
 from tests.helpers import eventually
 
 

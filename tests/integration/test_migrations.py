@@ -11,8 +11,9 @@ import asyncpg
 import pytest
 
 import jobrunner
-from jobrunner import MigrationError, SchemaMissing, SchemaOutdated, _migrate
-from jobrunner._migrate import Migration
+from jobrunner import MigrationError, SchemaMissing, SchemaOutdated
+from jobrunner.db import migrate as _migrate
+from jobrunner.db.migrate import Migration
 from tests.conftest import with_database
 
 MISSING = "jobrunner tables missing, run 'jobrunner migrate'"

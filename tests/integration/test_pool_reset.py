@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from jobrunner import _db, _queries
+from jobrunner.db import connection as _db
+from jobrunner.db import queries as _queries
 
 
 async def test_session_state_set_through_the_pool_never_leaks(settings: Any, db: Any) -> None:

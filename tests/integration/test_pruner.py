@@ -8,8 +8,8 @@ import asyncpg
 import pytest
 
 import jobrunner
-from jobrunner import _queries
-from jobrunner._leader import Leader
+from jobrunner.db import queries as _queries
+from jobrunner.engine.leader import Leader
 from jobrunner.plugins.pruner import Pruner
 from tests.apps import sample
 

@@ -11,7 +11,7 @@ import pytest
 
 import jobrunner
 from jobrunner import JobState
-from jobrunner._leader import Leader
+from jobrunner.engine.leader import Leader
 from jobrunner.plugins.rescuer import Rescuer
 from tests.apps import sample
 from tests.helpers import eventually

@@ -10,6 +10,7 @@ import pytest
 
 import jobrunner
 from jobrunner import JobState
+from jobrunner.db import queries as _queries
 from jobrunner.plugins.stager import Stager
 from tests.apps import sample, sched_workers
 from tests.helpers import eventually
@@ -116,7 +117,7 @@ async def test_staging_goes_in_bounded_batches_and_notifies_each_queue(
     heard: asyncio.Queue[str] = asyncio.Queue()
     await listener.add_listener("jobrunner_insert", lambda *args: heard.put_nowait(args[3]))
     try:
-        one_batch = await jobrunner._queries.stage_jobs(client.pool, limit=10)
+        one_batch = await _queries.stage_jobs(client.pool, limit=10)
         assert sum(one_batch.values()) == 10
         assert list((await _states(db)).values()).count("available") == 10
 

@@ -13,7 +13,7 @@ import pytest
 
 import jobrunner
 from jobrunner import Job, JobState, worker
-from jobrunner.config import Settings
+from jobrunner.core.config import Settings
 from jobrunner.testing import drain_queue
 from tests.helpers import eventually, run_cli
 

@@ -15,21 +15,13 @@ import asyncpg
 import pytest
 
 import jobrunner
-from jobrunner import (
-    Cancel,
-    Discard,
-    InvalidJob,
-    Job,
-    JobState,
-    Snooze,
-    UnknownWorker,
-    _migrate,
-    _queries,
-    worker,
-)
-from jobrunner._executor import JobTimeout
-from jobrunner.config import Settings
-from jobrunner.errors import JobRunnerError
+from jobrunner import Cancel, Discard, InvalidJob, Job, JobState, Snooze, UnknownWorker, worker
+from jobrunner.core.config import Settings
+from jobrunner.core.errors import JobRunnerError
+from jobrunner.core.worker import lookup
+from jobrunner.db import migrate as _migrate
+from jobrunner.db import queries as _queries
+from jobrunner.engine.executor import JobTimeout
 from jobrunner.testing import (
     all_enqueued,
     assert_enqueued,
@@ -37,7 +29,6 @@ from jobrunner.testing import (
     perform_job,
     refute_enqueued,
 )
-from jobrunner.worker import lookup
 from tests.helpers import eventually
 
 RAN: list[Job] = []
@@ -513,7 +504,7 @@ async def test_a_cancelled_drain_puts_its_jobs_back(
 
 
 async def test_drain_checks_queue_names(client: jobrunner.Client) -> None:
-    from jobrunner._drain import drain
+    from jobrunner.engine.drain import drain
 
     with pytest.raises(InvalidJob, match="queue name must be"):
         await drain_queue(client, "no spaces")

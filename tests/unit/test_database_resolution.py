@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from jobrunner import ConfigError, Settings, _db
+from jobrunner import ConfigError, Settings
+from jobrunner.db import connection as _db
 
 
 def write_config(path: Path, body: str) -> Path:

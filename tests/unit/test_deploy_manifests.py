@@ -21,7 +21,7 @@ import typer
 import yaml
 
 from jobrunner.cli import app
-from jobrunner.config import Settings
+from jobrunner.core.config import Settings
 from tests import dockerfile
 from tests.helpers import ROOT
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from jobrunner.job import Job, JobState, inserted, new_inserted_job
+from jobrunner.core.job import Job, JobState, inserted, new_inserted_job
 
 
 def test_an_inserted_job_is_the_dataclass_job() -> None:

@@ -8,7 +8,8 @@ import sys
 from importlib.resources import files
 
 import jobrunner
-from jobrunner import _limit_queries, _migrate, _queries
+from jobrunner.db import migrate as _migrate
+from jobrunner.db import queries as _queries
 
 
 def test_all_is_sorted_and_complete() -> None:
@@ -47,7 +48,9 @@ def test_version_matches_the_distribution() -> None:
 def test_package_data_ships_sql_migrations_and_marker() -> None:
     root = files("jobrunner")
     assert root.joinpath("py.typed").is_file()
-    sql_names = {p.name for p in root.joinpath("sql").iterdir() if p.name.endswith(".sql")}
+    sql_names = {
+        p.name for p in files("jobrunner.db").joinpath("sql").iterdir() if p.name.endswith(".sql")
+    }
     assert {"insert_jobs.sql", "get_job.sql", "cancel_job.sql", "retry_job.sql"} <= sql_names
     migrations = _migrate.available()
     versions = [m.version for m in migrations]
@@ -60,13 +63,12 @@ def test_package_data_ships_sql_migrations_and_marker() -> None:
 
 def test_every_sql_file_is_loaded_by_queries() -> None:
     """A SQL file and its function share a name: no file is left unused."""
-    root = files("jobrunner").joinpath("sql")
+    root = files("jobrunner.db").joinpath("sql")
     for entry in root.iterdir():
         if entry.name.endswith(".sql"):
             name = entry.name.removesuffix(".sql")
-            module = _queries if hasattr(_queries, name.upper()) else _limit_queries
-            assert getattr(module, name.upper()) == entry.read_text(), name
-            assert callable(getattr(module, name)), name
+            assert getattr(_queries, name.upper()) == entry.read_text(), name
+            assert callable(getattr(_queries, name)), name
 
 
 def test_console_script_and_module_entry_point() -> None:

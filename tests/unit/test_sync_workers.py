@@ -15,8 +15,8 @@ import pytest
 
 import jobrunner
 from jobrunner import Cancel, InvalidJob, Job, JobRunnerError, JobState, Snooze, worker
-from jobrunner._executor import JobTimeout, execute
-from jobrunner._threads import ThreadPool
+from jobrunner.core.threads import ThreadPool
+from jobrunner.engine.executor import JobTimeout, execute
 from jobrunner.testing import build_job, perform_job
 
 
@@ -295,7 +295,7 @@ def test_threads_setting_must_be_positive() -> None:
 
 
 def test_a_crontab_entry_with_args_that_do_not_fit_is_refused_at_start() -> None:
-    from jobrunner.config import CronEntry
+    from jobrunner.core.config import CronEntry
     from jobrunner.plugins.cron import parse
 
     with pytest.raises(jobrunner.ConfigError) as caught:
@@ -308,7 +308,7 @@ def test_a_crontab_entry_with_args_that_do_not_fit_is_refused_at_start() -> None
 
 async def test_a_sync_jobs_timeout_starts_when_a_thread_takes_it() -> None:
     """With every thread busy, a job waits for one; that wait is not part of its timeout."""
-    from jobrunner import _threads
+    from jobrunner.core import threads as _threads
 
     started = threading.Event()
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from jobrunner import InvalidJob, Job, JobState, NewJob, Unique, UnknownWorker, Worker, worker
-from jobrunner.worker import as_worker, default_backoff, lookup, registered
+from jobrunner.core.worker import as_worker, default_backoff, lookup, registered
 
 
 def _job(**fields: object) -> Job:

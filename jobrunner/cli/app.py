@@ -1,0 +1,239 @@
+"""The jobrunner command line: thin Typer commands over the client and the runner."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+
+from jobrunner.client import Client
+from jobrunner.core.apps import import_apps
+from jobrunner.core.config import Settings, parse_queues
+from jobrunner.core.errors import (
+    ConfigError,
+    DatabaseUnavailable,
+    InvalidJob,
+    JobNotFound,
+    JobRunnerError,
+    UnknownWorker,
+)
+from jobrunner.core.telemetry import configure_logging
+from jobrunner.daemon.runner import Runner
+from jobrunner.db import connection as _db
+from jobrunner.db import migrate as _migrate
+
+app = typer.Typer(
+    name="jobrunner",
+    help="Background jobs in PostgreSQL: run the daemon and steer its queues.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+T = TypeVar("T")
+
+# Exit codes: 0 done, 1 a job or the daemon failed, 2 bad input, 130 interrupted.
+BAD_INPUT_ERRORS = (ConfigError, InvalidJob, UnknownWorker, JobNotFound, ValueError)
+
+DsnOption = Annotated[
+    str | None,
+    typer.Option(
+        "--dsn",
+        envvar="JOBRUNNER_DATABASE_URL",
+        show_envvar=True,
+        help="PostgreSQL URL; default: config file, else the embedded server.",
+    ),
+]
+ConfigOption = Annotated[
+    str | None,
+    typer.Option(
+        "--config",
+        envvar="JOBRUNNER_CONFIG",
+        show_envvar=True,
+        help="Config file; default: config/jobrunner.toml if present.",
+    ),
+]
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """One line on stderr and a non-zero exit: how every bad input ends."""
+    typer.echo(f"error: {_db.redact(message)}", err=True)
+    raise typer.Exit(code)
+
+
+def run(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a command's coroutine; jobrunner errors become one line and an exit code."""
+    try:
+        return asyncio.run(coro_fn())
+    except BAD_INPUT_ERRORS as exc:
+        fail(str(exc), 2)
+    except DatabaseUnavailable as exc:
+        fail(str(exc), 1)
+    except JobRunnerError as exc:
+        fail(str(exc), 1)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+def load_settings(config: str | None, **overrides: Any) -> Settings:
+    try:
+        return Settings.load(config=config, **overrides)
+    except ConfigError as exc:
+        fail(str(exc), 2)
+
+
+@app.command()
+def migrate(dsn: DsnOption = None, config: ConfigOption = None) -> None:
+    """Create or upgrade jobrunner's tables (safe to run concurrently; a no-op when current)."""
+    settings = load_settings(config, database_url=dsn)
+    configure_logging("warning", settings.log_format)  # the summary below says what was applied
+
+    async def go() -> None:
+        url = await _db.resolve_dsn(settings.database_url, settings.data_dir)
+        conn = await _db.connect(url)
+        try:
+            applied = await _migrate.migrate(conn)
+            version = await _migrate.schema_version(conn)
+        finally:
+            await conn.close()
+        if applied:
+            typer.echo(f"applied {', '.join(m.name for m in applied)}; schema at version {version}")
+        else:
+            typer.echo(f"schema is current (version {version})")
+
+    run(go)
+
+
+@app.command()
+def start(
+    queues: Annotated[
+        str | None,
+        typer.Option(
+            "--queues",
+            "-q",
+            envvar="JOBRUNNER_QUEUES",
+            help="name:limit pairs, e.g. emails:20,default:10.",
+        ),
+    ] = None,
+    app_modules: Annotated[
+        list[str] | None,
+        typer.Option("--app", "-a", help="Module that defines workers; repeat for several."),
+    ] = None,
+    dsn: DsnOption = None,
+    config: ConfigOption = None,
+    node: Annotated[
+        str | None, typer.Option(help="This node's name (default: host-pid-random).")
+    ] = None,
+    log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
+    shutdown_grace_s: Annotated[
+        float | None,
+        typer.Option("--shutdown-grace-s", help="Seconds running jobs get to finish on SIGTERM."),
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option("--threads", help="Threads for sync workers (plain 'def'); default 10."),
+    ] = None,
+) -> None:
+    """Run jobs until SIGTERM or SIGINT; a second signal interrupts running jobs at once."""
+    try:
+        parsed = parse_queues(queues) if queues is not None else None
+    except ConfigError as exc:
+        fail(str(exc), 2)
+    settings = load_settings(
+        config,
+        database_url=dsn,
+        queues=parsed,
+        node=node,
+        log_level=log_level,
+        shutdown_grace_s=shutdown_grace_s,
+        threads=threads,
+        app=tuple(app_modules) if app_modules else None,
+    )
+    try:
+        configure_logging(settings.log_level, settings.log_format)
+    except ValueError as exc:
+        fail(str(exc), 2)
+    code = run(lambda: _serve(settings))
+    raise typer.Exit(code)
+
+
+async def _serve(settings: Settings) -> int:
+    """Run a node until a signal, a `stop` command or a dead background task (exit 1).
+
+    The first SIGTERM/SIGINT stops fetching and gives running jobs `shutdown_grace_s`; a
+    second one interrupts them at once. Either way they go back to the queue and the exit is 0.
+    """
+    import_apps(settings.app)
+    signalled = asyncio.Event()
+    signals = 0
+    runner: Runner | None = None
+
+    def on_signal() -> None:
+        nonlocal signals
+        signals += 1
+        signalled.set()
+        if signals > 1 and runner is not None:
+            runner.interrupt()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        async with Client(settings=settings) as client:
+            runner = Runner(client, settings=settings)
+            try:
+                await runner.start()
+                await _first_of(signalled, runner.stop_requested, runner.failed)
+            finally:
+                if signals > 1:
+                    runner.interrupt()
+                await runner.stop(grace=runner.requested_grace_s)
+            return 1 if runner.failed.is_set() else 0
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+async def _first_of(*events: asyncio.Event) -> None:
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+
+
+def main() -> None:
+    """Entry point of the `jobrunner` script: bad usage is one `error:` line, exit 2."""
+    # Typer's usage errors (an unknown option or command, a bad value) are click exceptions.
+    usage_error: type[Exception] = next(
+        c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
+    )
+    try:
+        code = app(standalone_mode=False, prog_name="jobrunner")
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except typer.Abort:
+        typer.echo("error: aborted", err=True)
+        sys.exit(1)
+    except usage_error as exc:
+        sys.exit(_usage_error(exc))
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _usage_error(exc: Exception) -> int:
+    """Print a usage error as one line; return its exit code."""
+    message = " ".join(str(getattr(exc, "format_message", exc.__str__)()).split())
+    message = message[:1].lower() + message[1:].rstrip(".")
+    code = int(getattr(exc, "exit_code", 2))
+    if not message:  # no command given: the help was shown
+        return code
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None:
+        message += f"; see '{ctx.command_path} --help'"
+    typer.echo(f"error: {_db.redact(message)}", err=True)
+    return code

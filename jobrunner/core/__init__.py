@@ -1,0 +1,1 @@
+"""Jobs, workers, outcomes, errors and configuration: plain values, no I/O."""

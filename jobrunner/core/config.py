@@ -1,0 +1,345 @@
+"""Settings: defaults < config/jobrunner.toml < JOBRUNNER_* environment < CLI flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jobrunner.core.errors import ConfigError, InvalidJob
+from jobrunner.core.limits import Partition, RateLimit, check_global_limit
+from jobrunner.core.new_job import validate_queue
+
+DEFAULT_CONFIG_PATH = Path("config/jobrunner.toml")
+DAY_S = 86_400.0
+
+
+@dataclass(frozen=True, slots=True)
+class QueueConfig:
+    """How one queue runs on a node."""
+
+    limit: int = 10
+    dispatch_cooldown_s: float = 0.0
+    global_limit: int | None = None  # jobs executing across every node (per partition)
+    rate_limit: RateLimit | None = None  # jobs started across every node (per partition)
+    partition: Partition | None = None
+
+    def __post_init__(self) -> None:
+        self._validate()
+
+    def _validate(self) -> None:
+        if not isinstance(self.limit, int) or isinstance(self.limit, bool) or self.limit < 1:
+            raise ConfigError(f"queue limit must be an integer >= 1, got {self.limit!r}")
+        if not _seconds(self.dispatch_cooldown_s):
+            raise ConfigError(
+                f"dispatch_cooldown must be seconds >= 0, got {self.dispatch_cooldown_s!r}"
+            )
+        if self.global_limit is not None:
+            check_global_limit(self.global_limit)
+        if self.rate_limit is not None and not isinstance(self.rate_limit, RateLimit):
+            raise ConfigError(f"rate_limit must be a RateLimit, got {self.rate_limit!r}")
+        if self.partition is not None and not isinstance(self.partition, Partition):
+            raise ConfigError(f"partition must be a Partition, got {self.partition!r}")
+
+    @property
+    def limited(self) -> bool:
+        """Claims go through the cluster-wide limits (a global or rate limit, or partitions)."""
+        return (
+            self.global_limit is not None
+            or self.rate_limit is not None
+            or self.partition is not None
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CronEntry:
+    """One crontab line: insert `worker` with `args` on every `schedule` slot."""
+
+    schedule: str
+    worker: str
+    args: dict[str, Any] = field(default_factory=dict)
+    queue: str | None = None
+    priority: int | None = None
+    max_attempts: int | None = None
+    timezone: str = "UTC"
+    name: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The entry's identity: its name, or its worker and schedule."""
+        return self.name or f"{self.worker}@{self.schedule}"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a node needs; every field has a sane default."""
+
+    database_url: str | None = None
+    app: tuple[str, ...] = ()
+    queues: Mapping[str, QueueConfig] = field(
+        default_factory=lambda: {"default": QueueConfig(limit=10)}
+    )
+    node: str | None = None
+    data_dir: str = ".jobrunner"
+    log_level: str = "info"
+    log_format: str = "auto"
+    pool_size: int = 10
+    threads: int = 10
+    poll_interval_s: float = 1.0
+    shutdown_grace_s: float = 15.0
+    heartbeat_interval_s: float = 5.0
+    node_lease_s: float = 30.0
+    leader_lease_s: float = 15.0
+    stage_interval_s: float = 1.0
+    stage_batch_size: int = 5_000
+    rescue_interval_s: float = 10.0
+    prune_interval_s: float = 60.0
+    prune_max_age_s: float = 7 * DAY_S
+    prune_max_age_by_state: Mapping[str, float] = field(default_factory=dict)
+    prune_batch_size: int = 10_000
+    cron_interval_s: float = 1.0
+    cron_catch_up_s: float | None = None
+    control_poll_interval_s: float = 1.0
+    crontab: tuple[CronEntry, ...] = ()
+
+    def __post_init__(self) -> None:
+        self._validate()
+
+    def _validate(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name.endswith("_s") and value is not None and not _seconds(value):
+                raise ConfigError(f"{f.name} must be seconds >= 0, got {value!r}")
+        for name in ("pool_size", "threads", "stage_batch_size", "prune_batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+        for queue in self.queues:
+            try:
+                validate_queue(queue)
+            except InvalidJob as exc:
+                raise ConfigError(str(exc)) from None
+        if self.log_format not in ("auto", "json", "console"):
+            raise ConfigError(f"log_format must be auto, json or console, got {self.log_format!r}")
+        for state, age in self.prune_max_age_by_state.items():
+            if state not in ("completed", "cancelled", "discarded") or not _seconds(age):
+                raise ConfigError(
+                    f"prune_max_age_by_state takes completed, cancelled or discarded "
+                    f"with seconds >= 0, got {state!r} = {age!r}"
+                )
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        config: str | Path | None = None,
+        env: Mapping[str, str] | None = None,
+        **overrides: Any,
+    ) -> Settings:
+        """Settings from the config file, then the environment, then `overrides` (None skipped).
+
+        Example:
+            >>> Settings.load(queues=parse_queues("emails:20,default:10"))
+        """
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        path = config or env.get("JOBRUNNER_CONFIG")
+        if path is not None and not Path(path).is_file():
+            raise ConfigError(f"config file {str(path)!r} not found")
+        path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+        if path.is_file():
+            values.update(_from_toml(path))
+        values.update(_from_env(env))
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise ConfigError(f"invalid settings: {exc}") from None
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+
+
+def parse_queues(spec: str) -> dict[str, QueueConfig]:
+    """Parse `emails:20,default:10` into queue configs.
+
+    Each part is `name[:limit][:option=value...]`, the options being `global_limit=5`,
+    `rate_limit=100/60s`, `partition_keys=customer_id+region` and `partition_fields=worker`.
+    Raises ConfigError naming the bad part: a limit < 1 or not a number, an empty or
+    invalid name, a queue given twice, or a bad option.
+    """
+    queues: dict[str, QueueConfig] = {}
+    if not spec.strip():
+        raise ConfigError("--queues is empty; give name:limit pairs like emails:20,default:10")
+    for part in spec.split(","):
+        name, *options = part.strip().split(":")
+        sep, raw_limit = False, ""
+        if options and "=" not in options[0]:  # name:limit[:option=value...]
+            sep, raw_limit = True, options.pop(0)
+        name = name.strip()
+        if not name:
+            raise ConfigError(f"queue spec {part.strip()!r} has an empty queue name")
+        try:
+            validate_queue(name)
+        except InvalidJob as exc:
+            raise ConfigError(str(exc)) from None
+        if name in queues:
+            raise ConfigError(f"queue {name!r} is given twice in {spec!r}")
+        limit = 10
+        if sep:
+            try:
+                limit = int(raw_limit.strip())
+            except ValueError:
+                raise ConfigError(
+                    f"queue {name!r} limit must be a whole number, got {raw_limit.strip()!r}"
+                ) from None
+            if limit < 1:
+                raise ConfigError(f"queue {name!r} limit must be >= 1, got {limit}")
+        queues[name] = queue_config(name, {"limit": limit, **_spec_options(name, options)})
+    return queues
+
+
+def _spec_options(name: str, options: list[str]) -> dict[str, Any]:
+    """`global_limit=5`, `rate_limit=100/60s`, `partition_keys=a+b`, `partition_fields=worker`."""
+    table: dict[str, Any] = {}
+    partition: dict[str, list[str]] = {}
+    for option in options:
+        key, sep, value = option.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or key not in _SPEC_OPTIONS:
+            raise ConfigError(
+                f"queue {name!r} option {option!r} is not one of "
+                f"{', '.join(o + '=...' for o in _SPEC_OPTIONS)}"
+            )
+        if key == "global_limit":
+            table[key] = _whole_or_text(value)
+        elif key == "rate_limit":
+            table[key] = value
+        else:
+            partition[key.removeprefix("partition_")] = value.split("+") if value else []
+    if partition:
+        table["partition"] = partition
+    return table
+
+
+_SPEC_OPTIONS = ("global_limit", "rate_limit", "partition_keys", "partition_fields")
+
+
+def _whole_or_text(raw: str) -> int | str:
+    try:
+        return int(raw)
+    except ValueError:
+        return raw
+
+
+_QUEUE_OPTIONS = {
+    "limit",
+    "dispatch_cooldown",
+    "dispatch_cooldown_s",
+    "global_limit",
+    "rate_limit",
+    "partition",
+}
+
+
+def queue_config(name: str, raw: Any) -> QueueConfig:
+    """A queue's config from a limit or a table (the config file's and Runner's shapes).
+
+    Raises ConfigError naming the queue and the option at fault.
+    """
+    if isinstance(raw, QueueConfig):
+        return raw
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        raw = {"limit": raw}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"queue {name!r} must be a limit or a table, got {raw!r}")
+    unknown = set(raw) - _QUEUE_OPTIONS
+    if unknown:
+        raise ConfigError(f"queue {name!r} has unknown options {sorted(unknown)}")
+    try:
+        rate = raw.get("rate_limit")
+        partition = raw.get("partition")
+        cooldown: Any = raw.get("dispatch_cooldown_s", raw.get("dispatch_cooldown", 0.0))
+        return QueueConfig(
+            limit=raw.get("limit", 10),
+            dispatch_cooldown_s=cooldown,
+            global_limit=raw.get("global_limit"),
+            rate_limit=None if rate is None else RateLimit.parse(rate),
+            partition=None if partition is None else Partition.parse(partition),
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"queue {name!r} {str(exc).removeprefix('queue ')}") from None
+
+
+def _cron_entry(raw: Any) -> CronEntry:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"crontab entries are tables, got {raw!r}")
+    try:
+        return CronEntry(**raw)
+    except TypeError:
+        known = {f.name for f in dataclasses.fields(CronEntry)}
+        raise ConfigError(
+            f"crontab entry {raw!r} needs schedule and worker, and takes only {sorted(known)}"
+        ) from None
+
+
+def _from_toml(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {exc}") from None
+    values: dict[str, Any] = {}
+    for key, raw in data.items():
+        if key == "queues":
+            if not isinstance(raw, dict):
+                raise ConfigError("[queues] must be a table of name = limit")
+            values["queues"] = {name: queue_config(name, v) for name, v in raw.items()}
+        elif key == "crontab":
+            values["crontab"] = tuple(_cron_entry(e) for e in raw)
+        elif key == "app":
+            values["app"] = (raw,) if isinstance(raw, str) else tuple(raw)
+        elif key in _FIELDS:
+            values[key] = raw
+        else:
+            raise ConfigError(f"unknown setting {key!r} in {str(path)!r}")
+    return values
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name, f in _FIELDS.items():
+        raw = env.get(f"JOBRUNNER_{name.upper()}")
+        if raw is None or name in ("crontab", "prune_max_age_by_state"):
+            continue
+        if name == "queues":
+            values[name] = parse_queues(raw)
+        elif name == "app":
+            values[name] = tuple(m.strip() for m in raw.split(",") if m.strip())
+        elif f.type in ("float", "float | None"):
+            values[name] = _number(name, raw, float)
+        elif f.type == "int":
+            values[name] = _number(name, raw, int)
+        else:
+            values[name] = raw
+    return values
+
+
+def _number(name: str, raw: str, kind: type[float] | type[int]) -> Any:
+    try:
+        return kind(raw)
+    except ValueError:
+        raise ConfigError(f"JOBRUNNER_{name.upper()} must be a number, got {raw!r}") from None
+
+
+def _seconds(value: object) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    )

@@ -1,0 +1,370 @@
+"""The daemon: owns the notifier, producers, acker and plugins, and orders start and stop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import socket
+import time
+from collections.abc import Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Protocol
+
+import structlog
+
+from jobrunner.core import threads as _threads
+from jobrunner.core.config import QueueConfig, Settings, queue_config
+from jobrunner.core.errors import ConfigError, JobRunnerError
+from jobrunner.db import connection as _db
+from jobrunner.db import migrate as _migrate
+from jobrunner.db import queries as _queries
+from jobrunner.engine.acker import Acker
+from jobrunner.engine.leader import Leader
+from jobrunner.engine.notifier import CANCEL, INSERT, Notifier
+from jobrunner.engine.producer import Producer
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from jobrunner.db.connection import Connected as Client
+
+log = structlog.get_logger("jobrunner.runner")
+
+REMOVE_NODE_TIMEOUT_S = 5.0
+
+
+class Service(Protocol):
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+def node_name() -> str:
+    """A per-process identity: host, pid and a random part (pids repeat in containers)."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def _queue_configs(
+    queues: Mapping[str, int | QueueConfig | Mapping[str, Any]],
+) -> dict[str, QueueConfig]:
+    configs = {}
+    for name, value in queues.items():
+        configs[name] = queue_config(name, dict(value) if isinstance(value, Mapping) else value)
+    if not configs:
+        raise ConfigError("no queues to run; give --queues like emails:20,default:10")
+    return configs
+
+
+class Runner:
+    """The jobrunner daemon, embeddable in an application's own event loop.
+
+    `failed` is set when one of its background tasks dies; `jobrunner start` then stops
+    with exit code 1. An embedding application may watch it the same way. Sync workers
+    (a plain `def`) run in its pool of `threads` threads (default: the `threads` setting).
+
+    Example:
+        >>> async with jobrunner.connect(dsn) as client:
+        ...     async with jobrunner.Runner(client, queues={"emails": 20}) as runner:
+        ...         await stop_requested.wait()
+        ...         await runner.stop(grace=30)
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        queues: Mapping[str, int | QueueConfig | Mapping[str, Any]] | None = None,
+        *,
+        settings: Settings | None = None,
+        node: str | None = None,
+        threads: int | None = None,
+    ) -> None:
+        self.client = client
+        self.settings = settings or client.settings
+        self.threads = _threads.ThreadPool(
+            self.settings.threads if threads is None else threads,
+            name="jobrunner-sync",
+        )
+        self.queues = _queue_configs(queues if queues is not None else self.settings.queues)
+        self.node = node or self.settings.node or node_name()
+        self.host = socket.gethostname()
+        self.producers: dict[str, Producer] = {}
+        self.failed = asyncio.Event()
+        self.failure: BaseException | None = None
+        self.stopped = asyncio.Event()
+        self._heartbeat_failed_at: float | None = None
+        self.stop_requested = asyncio.Event()
+        self.requested_grace_s: float | None = None
+        self._notifier: Notifier | None = None
+        self._acker: Acker | None = None
+        self._services: list[Any] = []
+        self.leader: Leader | None = None  # set by plugins.build(); .is_leader for status
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._started = False
+        self._stopping = False
+
+    @property
+    def notifier(self) -> Notifier:
+        assert self._notifier is not None, "the runner is not started"
+        return self._notifier
+
+    @property
+    def acker(self) -> Acker:
+        assert self._acker is not None, "the runner is not started"
+        return self._acker
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Check the schema, register the node, listen, then start plugins and producers.
+
+        If any step fails, what already started is stopped again before the error propagates.
+        """
+        if self._started:
+            raise JobRunnerError("this runner was already started; create a new Runner")
+        async with self.client.pool.acquire() as conn:
+            await _migrate.verify(conn)
+        extensions = self._extensions()  # validates plugin settings (crontab) before anything runs
+        self._started = True
+        try:
+            await self._start(extensions)
+        except BaseException:
+            await self.stop(grace=0)
+            raise
+        log.info(
+            "node.started", node=self.node, queues={q: c.limit for q, c in self.queues.items()}
+        )
+
+    async def _start(self, extensions: list[Any]) -> None:
+        pool = self.client.pool
+        await _queries.register_node(
+            pool,
+            name=self.node,
+            host=self.host,
+            pid=os.getpid(),
+            queues=self._queue_state(),
+            lease_s=self.settings.node_lease_s,
+        )
+        leftover = await _queries.rescue_node_jobs(pool, self.node)
+        if leftover:
+            log.warning(
+                "node.rescued_leftovers",
+                node=self.node,
+                job_ids=leftover[:20],
+                count=len(leftover),
+                reason="an earlier process of this name died",
+            )
+        self._notifier = Notifier(self.client.dsn, node=self.node)
+        self._acker = Acker(pool, self.node)
+        for name, config in self.queues.items():
+            self.producers[name] = Producer(
+                name,
+                config,
+                client=self.client,
+                node=self.node,
+                acker=self._acker,
+                poll_interval_s=self.settings.poll_interval_s,
+                threads=self.threads,
+            )
+        self._notifier.subscribe(INSERT, self._on_insert)
+        self._notifier.subscribe(CANCEL, self._on_cancel)
+        self._notifier.on_reconnect(self._wake_all)
+        await self._start_service(self._notifier)  # LISTEN before the first fetch: none missed
+        await self._start_service(self._acker)
+        for service in extensions:
+            prepare = getattr(service, "prepare", None)
+            if prepare is not None:
+                await prepare()
+            self._services.append(service)
+        for service in self._services:
+            await self._start_service(service)
+        for producer in self.producers.values():
+            await self._start_service(producer)
+        self._heartbeat = self._watch(
+            asyncio.create_task(self._heartbeat_loop(), name="jobrunner.heartbeat")
+        )
+
+    def _extensions(self) -> list[Any]:
+        """Plugins (stager, cron, pruner, rescuer) and the control loop."""
+        from jobrunner import plugins
+        from jobrunner.daemon import control as _control
+
+        return [_control.Controller(self), *plugins.build(self)]
+
+    async def _start_service(self, service: Any) -> None:
+        await service.start()
+        task = getattr(service, "_task", None)
+        if isinstance(task, asyncio.Task):
+            self._watch(task)
+
+    def _watch(self, task: asyncio.Task[Any]) -> asyncio.Task[Any]:
+        """A background task that dies stops the daemon with a failure."""
+
+        def done(t: asyncio.Task[Any]) -> None:
+            if t.cancelled() or self._stopping:
+                return
+            exc = t.exception()
+            if exc is not None:
+                log.error("node.task_failed", task=t.get_name(), error=_db.redact(repr(exc)))
+                self.failure = exc
+                self.failed.set()
+
+        task.add_done_callback(done)
+        return task
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop fetching, let running jobs finish for `grace` seconds, interrupt the rest.
+
+        Interrupted jobs go back to available, their attempt not counted. Then plugins stop,
+        pending acks are written, and the node row is removed. Idempotent, safe before start().
+        """
+        if self._stopping:
+            await self.stopped.wait()
+            return
+        if not self._started:
+            return
+        self._stopping = True
+        try:
+            await self._stop(self.settings.shutdown_grace_s if grace is None else grace)
+        finally:
+            self.stopped.set()
+
+    async def _stop(self, grace_s: float) -> None:
+        log.info("node.stopping", node=self.node, grace_s=grace_s)
+        for producer in self.producers.values():
+            producer.halt()
+        await asyncio.gather(*(p.stop(grace_s) for p in self.producers.values()))
+        self.threads.shutdown()  # a sync job past the grace runs on, its result ignored
+        for service in reversed(self._services):
+            await _quietly(service.stop())
+        if self._acker is not None:
+            await self._acker.stop()
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            await asyncio.gather(self._heartbeat, return_exceptions=True)
+        await _quietly(
+            asyncio.wait_for(
+                _queries.remove_node(self.client.pool, self.node), REMOVE_NODE_TIMEOUT_S
+            )
+        )
+        if self._notifier is not None:
+            await self._notifier.stop()
+        log.info("node.stopped", node=self.node)
+
+    def request_stop(self, grace_s: float | None = None) -> None:
+        """Ask whoever runs this node (the CLI) to stop it, as a control command does."""
+        self.requested_grace_s = grace_s
+        self.stop_requested.set()
+
+    def interrupt(self) -> None:
+        """Stop fetching and cancel every running job now (a second signal).
+
+        The jobs go back to the queue; `stop()` still waits for them to be written back.
+        """
+        for producer in self.producers.values():
+            producer.interrupt()
+
+    def _on_insert(self, queue: str) -> None:
+        producer = self.producers.get(queue)
+        if producer is not None:
+            producer.wake()
+
+    def _on_cancel(self, payload: str) -> None:
+        node, _, job_id = payload.rpartition(" ")
+        if node != self.node or not job_id.isdigit():
+            return
+        for producer in self.producers.values():
+            if producer.cancel_job(int(job_id)):
+                log.info("job.cancelling", job_id=int(job_id), queue=producer.queue)
+
+    def _wake_all(self) -> None:
+        for producer in self.producers.values():
+            producer.wake()
+
+    def _queue_state(self) -> str:
+        state: dict[str, dict[str, Any]] = {
+            name: {
+                "limit": self.producers[name].limit if name in self.producers else c.limit,
+                "paused": self.producers[name].paused if name in self.producers else False,
+                "running": self.producers[name].running if name in self.producers else 0,
+            }
+            for name, c in self.queues.items()
+        }
+        for name, producer in self.producers.items():
+            if producer.limits:  # what `jobrunner status` reports the cluster-wide use of
+                state[name]["limits"] = producer.limits.describe()
+        return json.dumps(state)
+
+    async def heartbeat(self) -> None:
+        """Refresh this node's lease and queue state; re-register if its row is gone."""
+        pool, lease_s = self.client.pool, self.settings.node_lease_s
+        alive = await _queries.heartbeat_node(
+            pool, name=self.node, queues=self._queue_state(), lease_s=lease_s
+        )
+        if not alive:
+            await _queries.register_node(
+                pool,
+                name=self.node,
+                host=self.host,
+                pid=os.getpid(),
+                queues=self._queue_state(),
+                lease_s=lease_s,
+            )
+
+    async def stop_lost_jobs(self) -> list[int]:
+        """Stop running jobs this node no longer owns: cancelled (a lost NOTIFY) or rescued.
+
+        Returns their ids; no ack is written for them.
+        """
+        running = {job_id for p in self.producers.values() for job_id in p.running_ids()}
+        if not running:
+            return []
+        owned = await _queries.owned_jobs(self.client.pool, ids=list(running), node=self.node)
+        lost = []
+        for producer in self.producers.values():
+            for job_id in running - owned:
+                if producer.cancel_job(job_id):
+                    log.warning(
+                        "job.lost",
+                        job_id=job_id,
+                        queue=producer.queue,
+                        reason="no longer executing on this node",
+                    )
+                    lost.append(job_id)
+        return lost
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.heartbeat_interval_s)
+            try:
+                await self.heartbeat()
+                await self.stop_lost_jobs()
+            except Exception as exc:
+                self._heartbeat_failed_at = time.monotonic()
+                log.warning("node.heartbeat_failed", error=_db.redact(str(exc)))
+
+    def heartbeat_settled(self) -> bool:
+        """True unless this node's heartbeat failed within the last node lease.
+
+        A failed heartbeat means the database was away; other live nodes' leases may have
+        expired meanwhile, so the rescuer waits until they have had a lease to renew them.
+        """
+        failed_at = self._heartbeat_failed_at
+        return failed_at is None or time.monotonic() - failed_at >= self.settings.node_lease_s
+
+
+async def _quietly(awaitable: Any) -> None:
+    try:
+        await awaitable
+    except Exception as exc:  # TimeoutError included
+        log.warning("node.stop_step_failed", error=_db.redact(str(exc)) or type(exc).__name__)

@@ -1,0 +1,1 @@
+"""PostgreSQL: connections, migrations, and the query functions over sql/*.sql."""

@@ -1,0 +1,1 @@
+"""Running jobs: the notifier, producers, executor, acker and leader election."""

@@ -1,0 +1,160 @@
+"""Writes job outcomes back in batches: one statement for every ack pending at that moment."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+
+import asyncpg
+import structlog
+
+from jobrunner.db import connection as _db
+from jobrunner.db import queries as _queries
+from jobrunner.db.queries import Ack
+
+log = structlog.get_logger("jobrunner.acker")
+
+BATCH_SIZE = 2_000
+
+
+class Acker:
+    """Collects acks and writes them in batches.
+
+    Under load a producer about to fetch carries every pending ack in its fetch statement
+    (`take`, then `settle` or `restore`): one round trip and one commit end the last jobs
+    and claim the next. Acks that no fetch is about to carry (the queue is empty, paused or
+    stopping) are written here at once, as one UPDATE. A failed write keeps the acks and
+    retries: an ack is never dropped while the node runs. Acks are idempotent (they only
+    change a job this node still owns at that attempt), so writing one twice after an
+    ambiguous failure is harmless.
+    """
+
+    _task: asyncio.Task[None] | None = None
+
+    def __init__(self, pool: asyncpg.Pool, node: str) -> None:
+        self._pool = pool
+        self._node = node
+        self._pending: list[Ack] = []
+        self._in_flight = 0  # batches taken and not yet settled or restored
+        self._carriers: list[Callable[[], bool]] = []
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.written = 0
+        self.stale = 0
+        self.flushes = 0
+
+    def push(self, ack: Ack) -> None:
+        self._pending.append(ack)
+        self._idle.clear()
+        self._wake.set()
+
+    def add_carrier(self, about_to_fetch: Callable[[], bool]) -> None:
+        """A producer whose fetch will carry the pending acks whenever `about_to_fetch()`."""
+        self._carriers.append(about_to_fetch)
+
+    def take(self) -> list[Ack]:
+        """Up to a batch of pending acks, for a statement that will write them."""
+        batch, self._pending = self._pending[:BATCH_SIZE], self._pending[BATCH_SIZE:]
+        if batch:
+            self._in_flight += 1
+        return batch
+
+    def settle(self, batch: list[Ack], owned: set[int]) -> None:
+        """`batch` (from `take`) is written; `owned` are the ids this node still held.
+
+        Acks that arrived meanwhile (they may have waited for this statement) go next.
+        """
+        if not batch:
+            self.poke()
+            return
+        self._in_flight -= 1
+        self.flushes += 1
+        self.written += len(owned)
+        if len(owned) != len(batch):
+            lost = [a.job_id for a in batch if a.job_id not in owned]
+            self.stale += len(lost)
+            log.warning(
+                "ack.stale",
+                job_ids=lost[:20],
+                count=len(lost),
+                reason="job no longer owned by this node (rescued or cancelled)",
+            )
+        self._after_write()
+
+    def restore(self, batch: list[Ack]) -> None:
+        """`batch` (from `take`) was not written, or may not have been: it goes back first."""
+        if not batch:
+            return
+        self._in_flight -= 1
+        self._pending[:0] = batch
+        self._wake.set()
+
+    def poke(self) -> None:
+        """A carrier changed its mind: write what is pending unless another fetch carries it."""
+        if self._pending:
+            self._wake.set()
+
+    def _after_write(self) -> None:
+        if self._pending:
+            self._wake.set()  # what arrived meanwhile: carried by a fetch, or written here
+        elif not self._in_flight:
+            self._idle.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="jobrunner.acker")
+
+    async def stop(self, timeout_s: float = 10.0) -> None:
+        """Flush what is pending (up to `timeout_s`), then stop."""
+        if self._task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._idle.wait()), timeout_s)
+        except TimeoutError:
+            log.error("acker.unflushed", pending=len(self._pending))
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        self._task = None
+
+    async def wait_idle(self) -> None:
+        await self._idle.wait()
+
+    async def _loop(self) -> None:
+        failures = 0
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            # The jobs that pushed these acks wake their producers in callbacks that run
+            # after this task: one turn of the loop lets a fetch that is about to start
+            # carry them (it wakes this task again when it is done).
+            await asyncio.sleep(0)
+            while self._pending and not any(about() for about in self._carriers):
+                batch = self.take()
+                try:
+                    owned = await _queries.ack_jobs(self._pool, self._node, batch)
+                except asyncio.CancelledError:
+                    self.restore(batch)
+                    raise
+                except Exception as exc:
+                    self.restore(batch)
+                    failures += 1
+                    log.warning(
+                        "acker.write_failed",
+                        error=_db.redact(str(exc)),
+                        pending=len(self._pending),
+                        failures=failures,
+                    )
+                    await asyncio.sleep(
+                        min(2.0, 0.02 * 2 ** min(failures, 8)) * random.uniform(0.5, 1.0)
+                    )
+                    continue
+                failures = 0
+                self.settle(batch, owned)
+            self._wake.clear()  # set by settle() above: what is pending now waits on a fetch
+            if not self._pending and not self._in_flight:
+                self._idle.set()

@@ -1,0 +1,218 @@
+"""Runs one attempt of a job and maps what it did to an Ack (a pure function)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import logging
+import os
+import socket
+import time
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from jobrunner.core import telemetry as _telemetry
+from jobrunner.core import threads as _threads
+from jobrunner.core.job import Cancel, Discard, Job, Snooze
+from jobrunner.core.worker import Worker, default_backoff, lookup
+from jobrunner.db.queries import Ack
+
+if TYPE_CHECKING:
+    from jobrunner.db.connection import Connected as Client
+
+# The client running the current job (`jobrunner.current_client()` returns it).
+CURRENT_CLIENT: contextvars.ContextVar[Client] = contextvars.ContextVar("jobrunner_client")
+
+COMPLETED, FAILURE, SNOOZED, CANCELLED, DISCARDED = (
+    "completed",
+    "failure",
+    "snoozed",
+    "cancelled",
+    "discarded",
+)
+OUTCOMES = (COMPLETED, FAILURE, SNOOZED, CANCELLED, DISCARDED)
+
+
+class JobTimeout(Exception):
+    """The job ran past its timeout and was cancelled."""
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """One attempt: the job as it ran, the ack to write, and how it went."""
+
+    job: Job
+    ack: Ack
+    outcome: str
+    exception: BaseException | None = None
+    duration_s: float = 0.0
+    value: Any = None  # what the worker returned
+
+
+def _error(job: Job, message: str, exc: BaseException | None) -> str:
+    entry = {
+        "attempt": job.attempt,
+        "at": datetime.now(UTC).isoformat(),
+        "error": message,
+        "traceback": "".join(traceback.format_exception(exc)) if exc is not None else None,
+    }
+    return json.dumps(entry)
+
+
+def to_ack(
+    job: Job, value: Any, exc: BaseException | None, backoff_s: float | None
+) -> tuple[Ack, str]:
+    """Map a worker's return value or exception to the ack and outcome name.
+
+    None (or any other value) completes; Snooze reschedules without using an attempt;
+    Cancel and Discard end the job; an exception retries after `backoff_s`, or
+    discards when the job has no attempts left.
+    """
+    if exc is not None:
+        message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        error = _error(job, message, exc)
+        if job.attempt >= job.max_attempts:
+            return Ack(job.id, job.attempt, "discarded", error=error), DISCARDED
+        delay = backoff_s if backoff_s is not None else default_backoff(job.attempt)
+        return Ack(job.id, job.attempt, "retryable", delay_s=max(delay, 0.0), error=error), FAILURE
+    if isinstance(value, Snooze):
+        ack = Ack(job.id, job.attempt, "scheduled", delay_s=value.seconds, undo_attempt=True)
+        return ack, SNOOZED
+    if isinstance(value, Cancel):
+        ack = Ack(job.id, job.attempt, "cancelled", error=_error(job, value.reason, None))
+        return ack, CANCELLED
+    if isinstance(value, Discard):
+        ack = Ack(job.id, job.attempt, "discarded", error=_error(job, value.reason, None))
+        return ack, DISCARDED
+    return Ack(job.id, job.attempt, "completed"), COMPLETED
+
+
+def interrupted(job: Job) -> Ack:
+    """The ack for a job stopped by a shutdown: back to available in its place in the queue,
+    the attempt not counted."""
+    return Ack(job.id, job.attempt, "available", undo_attempt=True)
+
+
+INTERRUPTED = "interrupted"
+
+
+def _fields(job: Job) -> dict[str, Any]:
+    return {"job_id": job.id, "worker": job.worker, "queue": job.queue, "attempt": job.attempt}
+
+
+async def execute(
+    job: Job,
+    client: Client,
+    cancel_reasons: Mapping[int, str] | None = None,
+    *,
+    worker: Worker | None = None,
+) -> Result:
+    """Run one attempt of `job` (by `worker`, default the one registered under its name);
+    never raises but for CancelledError.
+
+    A cancelled attempt emits `job.exception` with the outcome `cancel_reasons[job.id]`
+    (default "interrupted") and propagates the cancellation: the caller writes its ack.
+    """
+    fields = _fields(job)
+    fields["queue_time_s"] = _queue_time(job)
+    _telemetry.emit(_telemetry.JOB_START, logging.INFO, dict(fields))
+    token = CURRENT_CLIENT.set(client)
+    started = time.perf_counter()
+    try:
+        bound = structlog.contextvars.bind_contextvars(
+            job_id=job.id,
+            worker=job.worker,
+            queue=job.queue,
+            attempt=job.attempt,
+        )
+        try:
+            worker, value, exc = await _perform(job, worker)
+        finally:
+            structlog.contextvars.reset_contextvars(**bound)
+    except asyncio.CancelledError:
+        reason = (cancel_reasons or {}).get(job.id, INTERRUPTED)
+        _telemetry.emit(
+            _telemetry.JOB_EXCEPTION,
+            logging.WARNING,
+            {
+                **fields,
+                "duration_s": round(time.perf_counter() - started, 6),
+                "outcome": reason,
+                "error": "CancelledError",
+            },
+        )
+        raise
+    finally:
+        CURRENT_CLIENT.reset(token)
+    duration_s = time.perf_counter() - started
+    backoff_s = _backoff(worker, job) if exc is not None else None
+    ack, outcome = to_ack(job, value, exc, backoff_s)
+    fields["duration_s"] = round(duration_s, 6)
+    fields["outcome"] = outcome
+    if exc is not None:
+        fields["error"] = f"{type(exc).__name__}: {exc}"
+        _telemetry.emit(_telemetry.JOB_EXCEPTION, logging.WARNING, fields)
+    else:
+        _telemetry.emit(_telemetry.JOB_STOP, logging.INFO, fields)
+    return Result(job, ack, outcome, exc, duration_s, value)
+
+
+async def _perform(
+    job: Job,
+    given: Worker | None = None,
+) -> tuple[Worker | None, Any, Exception | None]:
+    """The worker, and what it returned or raised; an unknown worker is an error on the job."""
+    worker: Worker | None = None
+    try:
+        worker = given or lookup(job.worker)
+        return worker, await _call(worker, job), None
+    except Exception as exc:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            # The worker turned our cancellation into an error: honour the cancellation.
+            raise asyncio.CancelledError from exc
+        return worker, None, exc
+
+
+async def _call(worker: Worker, job: Job) -> Any:
+    timeout_s = worker.timeout_for(job)
+    if timeout_s is None:
+        return await worker.perform(job)
+    deadline = asyncio.timeout(timeout_s)
+    timing = _threads.deadline.set((deadline, timeout_s))  # a sync job's clock starts in its thread
+    try:
+        async with deadline:
+            return await worker.perform(job)
+    except TimeoutError as timed_out:
+        if not deadline.expired():
+            raise
+        raise JobTimeout(f"job timed out after {timeout_s:g}s") from timed_out
+    finally:
+        _threads.deadline.reset(timing)
+
+
+def _backoff(worker: Worker | None, job: Job) -> float:
+    if worker is None:
+        return default_backoff(job.attempt)
+    try:
+        return worker.backoff(job)
+    except Exception:
+        structlog.get_logger("jobrunner").exception("job.backoff_failed", **_fields(job))
+        return default_backoff(job.attempt)
+
+
+def _queue_time(job: Job) -> float | None:
+    if job.attempted_at is None or job.scheduled_at is None:
+        return None
+    return round(max((job.attempted_at - job.scheduled_at).total_seconds(), 0.0), 6)
+
+
+def inline_node() -> str:
+    """The name under which a process runs jobs itself (inline mode, drain)."""
+    return f"{socket.gethostname()}-{os.getpid()}-inline"

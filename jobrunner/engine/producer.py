@@ -1,0 +1,378 @@
+"""One producer per queue: claims jobs when woken and runs them under the queue's limit."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import random
+import secrets
+from functools import partial
+from typing import TYPE_CHECKING
+
+import structlog
+
+from jobrunner.core import threads as _threads
+from jobrunner.core.config import QueueConfig
+from jobrunner.core.job import Job
+from jobrunner.core.limits import Limits
+from jobrunner.db import connection as _db
+from jobrunner.db import queries as _queries
+from jobrunner.db.queries import Ack
+from jobrunner.engine import executor as _executor
+from jobrunner.engine.acker import Acker
+
+if TYPE_CHECKING:
+    from jobrunner.db.connection import Connected as Client
+
+log = structlog.get_logger("jobrunner.producer")
+
+SHUTDOWN, CANCELLED, ABANDONED = _executor.INTERRUPTED, "cancelled", "abandoned"
+STUBBORN_WAIT_S = 5.0  # how long interrupted jobs get to honour their cancellation
+
+
+class Producer:
+    """Claims up to `limit - running` jobs per fetch and runs each in its own task.
+
+    Woken by NOTIFY (an insert into its queue), by a finished job when the last fetch
+    was full, or by its poll timer, so a lost notification only costs latency.
+    """
+
+    _task: asyncio.Task[None] | None = None
+
+    def __init__(
+        self,
+        queue: str,
+        config: QueueConfig,
+        *,
+        client: Client,
+        node: str,
+        acker: Acker,
+        poll_interval_s: float = 1.0,
+        paused: bool = False,
+        threads: _threads.ThreadPool | None = None,
+    ) -> None:
+        self.queue = queue
+        self.limit = config.limit
+        self.limits = Limits(config.global_limit, config.rate_limit, config.partition)
+        self.dispatch_cooldown_s = config.dispatch_cooldown_s
+        self.paused = paused
+        self._client = client
+        self._node = node
+        self._acker = acker
+        self._threads = threads
+        self._poll_interval_s = poll_interval_s
+        self._wake = asyncio.Event()
+        self._wake.set()  # the first fetch happens at once
+        self._more = True
+        self._stopping = False
+        self._interrupting = False
+        self._running: dict[int, tuple[Job, asyncio.Task[None]]] = {}
+        self._cancel_reasons: dict[int, str] = {}
+        self._unsettled: list[str] = []  # fetches whose reply was lost: they may have claimed
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self._waiting = False  # in the loop's wait, not fetching or sleeping
+        self._fetches: set[asyncio.Task[None]] = set()
+        self._reserved = 0  # slots that fetches in flight may fill
+        self._busy = False  # the last fetch came back full
+        self._failures = 0
+        self._held = False  # the last limited claim came back short: a finished job frees room
+        self._rate_timer: asyncio.TimerHandle | None = None
+        self.fetches = 0
+        self.carried = 0  # acks written by this producer's fetches
+        acker.add_carrier(self.about_to_fetch)
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    def running_ids(self) -> list[int]:
+        return list(self._running)
+
+    def about_to_fetch(self) -> bool:
+        """A fetch will start soon, with free slots to fill: it carries the pending acks.
+
+        Soon is when the loop has been woken with more jobs to fetch, or, under load, when
+        a fetch in flight returns (every fetch's return pokes the acker: if no fetch
+        follows, the acker writes them).
+        """
+        if self.paused or self._stopping or self.limit <= len(self._running) + self._reserved:
+            return False
+        if self._busy and self._fetches:
+            return True  # the fetch in flight came after a full one
+        return self._waiting and self._wake.is_set() and self._more
+
+    def wake(self, _payload: str | None = None) -> None:
+        """Something may be available: look now."""
+        self._more = True
+        self._wake.set()
+
+    def pause(self) -> None:
+        self.paused = True
+        self._acker.poke()
+
+    def resume(self) -> None:
+        self.paused = False
+        self.wake()
+
+    def scale(self, limit: int) -> None:
+        """Change the limit; scaling down lets running jobs finish."""
+        self.limit = limit
+        self.wake()
+
+    def scale_global(self, global_limit: int | None) -> None:
+        """Change the cluster-wide limit this node claims under (None: the configured one)."""
+        self.limits = dataclasses.replace(self.limits, global_limit=global_limit)
+        self.wake()
+
+    def cancel_job(self, job_id: int, reason: str = CANCELLED) -> bool:
+        """Stop a running job that no longer belongs here (cancelled, or taken by another node).
+
+        No ack is written for it. False if it does not run here.
+        """
+        running = self._running.get(job_id)
+        if running is None or running[1].done() or job_id in self._cancel_reasons:
+            return False  # cancelling twice would interrupt the worker's own clean-up
+        self._cancel_reasons[job_id] = reason
+        running[1].cancel()
+        return True
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name=f"jobrunner.producer.{self.queue}")
+
+    def halt(self) -> None:
+        """Stop fetching; running jobs go on."""
+        self._stopping = True
+        if self._rate_timer is not None:
+            self._rate_timer.cancel()
+            self._rate_timer = None
+        self._wake.set()
+        self._acker.poke()
+
+    async def stop(self, grace_s: float = 15.0) -> None:
+        """Stop fetching, let running jobs finish for `grace_s`, then interrupt the rest.
+
+        Interrupted jobs go back to available with the attempt not counted.
+        """
+        self.halt()
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        if self._running and not self._interrupting:
+            log.info(
+                "producer.draining", queue=self.queue, running=len(self._running), grace_s=grace_s
+            )
+            try:
+                await asyncio.wait_for(asyncio.shield(self._drained.wait()), grace_s)
+            except TimeoutError:
+                log.warning("producer.grace_expired", queue=self.queue, running=len(self._running))
+        await self._interrupt_and_wait()
+
+    def interrupt(self) -> None:
+        """Stop fetching and cancel every running job now; they go back to the queue."""
+        self.halt()
+        self._interrupting = True
+        for _, task in self._running.values():
+            task.cancel()
+
+    async def _interrupt_and_wait(self) -> None:
+        self.interrupt()
+        if not self._running:
+            return
+        running = list(self._running.values())
+        await asyncio.wait([task for _, task in running], timeout=STUBBORN_WAIT_S)
+        for job, task in running:
+            if not task.done():
+                # The job ignores its cancellation: it goes back now, as the node is stopping.
+                log.error("job.ignored_cancel", job_id=job.id, queue=self.queue)
+                self._cancel_reasons[job.id] = ABANDONED
+                self._acker.push(_executor.interrupted(job))
+
+    async def _loop(self) -> None:
+        while not self._stopping:
+            self._waiting = True
+            if not self._wake.is_set():
+                try:
+                    # not wait_for: its extra task costs a turn of the loop on every wake
+                    async with asyncio.timeout(self._poll_interval_s):
+                        await self._wake.wait()
+                except TimeoutError:
+                    self._more = True
+            self._waiting = False
+            self._wake.clear()
+            if self._stopping:
+                break
+            if self._unsettled:
+                try:
+                    await self._recover()
+                except Exception as exc:
+                    await self._failed(exc)
+                    continue
+            self._launch()
+            if self.dispatch_cooldown_s:
+                await asyncio.sleep(self.dispatch_cooldown_s)
+        if self._fetches:
+            await asyncio.gather(*self._fetches, return_exceptions=True)
+
+    def _launch(self) -> bool:
+        """Start a fetch for the free slots, unless one is in flight; whether it started."""
+        free = self.limit - len(self._running) - self._reserved
+        if self.paused or not self._more or self._stopping or self._fetches or free <= 0:
+            self._acker.poke()  # no fetch to carry the acks
+            return False
+        # Cleared before the fetch so that a wake() during it is not lost.
+        self._more = False
+        self._start_fetch(free)
+        return True
+
+    async def fetch_now(self) -> int:
+        """Claim jobs for the free slots in the calling task and start them (their tasks
+        begin at the next turn of the loop); how many it claimed."""
+        demand = self.limit - len(self._running) - self._reserved
+        if demand <= 0:
+            return 0
+        self._reserved += demand
+        before = len(self._running)
+        await self._fetch(demand, self._acker.take())
+        return len(self._running) - before
+
+    def _start_fetch(self, demand: int) -> None:
+        self._reserved += demand
+        acks = self._acker.take()  # now: the acker would write them before the task runs
+        task = asyncio.create_task(self._fetch(demand, acks), name=f"jobrunner.fetch.{self.queue}")
+        self._fetches.add(task)
+        task.add_done_callback(self._fetches.discard)
+
+    async def _fetch(self, demand: int, acks: list[Ack]) -> None:
+        """Claim up to `demand` jobs, writing `acks` in the same statement, and start them."""
+        claim = secrets.token_hex(8)
+        pool = self._client.pool
+        try:
+            if self.limits:
+                owned, jobs = await self._claim_limited(demand, acks, claim)
+            elif acks:
+                owned, jobs = await _queries.ack_and_fetch_jobs(
+                    pool, self._node, acks, queue=self.queue, demand=demand, claim=claim
+                )
+            else:  # the lighter statement: a wake-up's fetch, on an idle node
+                owned = set()
+                jobs = await _queries.fetch_jobs(
+                    pool, queue=self.queue, demand=demand, node=self._node, claim=claim
+                )
+        except BaseException as exc:
+            self._acker.restore(acks)
+            self._unsettled.append(claim)  # it may have committed: recovered by claim id
+            if not isinstance(exc, Exception):
+                raise
+            await self._failed(exc)  # backs off with its slots still reserved
+            self._more = True
+            return
+        finally:
+            # Out of the set before the loop runs again (a done callback would come after it).
+            self._reserved -= demand
+            self._fetches.discard(asyncio.current_task())
+            self._wake.set()
+        self._failures = 0
+        self._acker.settle(acks, owned)
+        self.fetches += 1
+        self.carried += len(acks)
+        self._busy = len(jobs) == demand
+        if self._busy:
+            self._more = True
+        for job in jobs:
+            self._dispatch(job)
+
+    async def _claim_limited(
+        self, demand: int, acks: list[Ack], claim: str
+    ) -> tuple[set[int], list[Job]]:
+        """Write the acks first (they free room), then claim under the cluster-wide limits."""
+        pool = self._client.pool
+        owned = await _queries.ack_jobs(pool, self._node, acks) if acks else set()
+        jobs = await _queries.claim_limited(
+            pool, queue=self.queue, demand=demand, node=self._node, claim=claim, limits=self.limits
+        )
+        self._held = len(jobs) < demand
+        rate = self.limits.rate_limit
+        if self._held and rate is not None and self._rate_timer is None:
+            # Look again when the window's oldest start leaves it, not only at the poll.
+            wait = await _queries.rate_wait(pool, queue=self.queue, rate=rate)
+            if wait is not None and wait < self._poll_interval_s:
+                loop = asyncio.get_running_loop()
+                self._rate_timer = loop.call_later(max(wait, 0.0) + 0.005, self._rate_opened)
+        return owned, jobs
+
+    def _rate_opened(self) -> None:
+        self._rate_timer = None
+        self.wake()
+
+    async def _failed(self, exc: Exception) -> None:
+        """Log a failed fetch and back off before the next."""
+        self._acker.poke()
+        self._failures += 1
+        log.warning(
+            "producer.fetch_failed",
+            queue=self.queue,
+            error=_db.redact(str(exc)),
+            failures=self._failures,
+        )
+        if not self._stopping:
+            await asyncio.sleep(
+                min(self._poll_interval_s, 0.02 * 2 ** min(self._failures, 8))
+                * random.uniform(0.5, 1.0)
+            )
+
+    async def _recover(self) -> None:
+        """Run what fetches whose reply was lost claimed: they may have committed."""
+        claims = list(self._unsettled)
+        jobs = await _queries.claimed_jobs(self._client.pool, node=self._node, claims=claims)
+        self._unsettled = [claim for claim in self._unsettled if claim not in claims]
+        if jobs:
+            log.warning(
+                "producer.claim_recovered", queue=self.queue, job_ids=[job.id for job in jobs]
+            )
+        for job in jobs:
+            if job.id not in self._running:
+                self._dispatch(job)
+
+    def _dispatch(self, job: Job) -> None:
+        task = asyncio.create_task(self._run(job), name=f"jobrunner.job.{job.id}")
+        self._running[job.id] = (job, task)
+        self._drained.clear()
+        task.add_done_callback(partial(self._finished, job))
+        if self._interrupting:  # claimed while an interrupt was under way
+            task.cancel()
+
+    async def _run(self, job: Job) -> None:
+        _threads.use(self._threads)  # this job's task only: where its sync worker runs
+        result = await _executor.execute(job, self._client, self._cancel_reasons)
+        self._acker.push(result.ack)
+
+    def _finished(self, job: Job, task: asyncio.Task[None]) -> None:
+        """Bookkeeping for a job's task, however it ended (even cancelled before it began)."""
+        running = self._running.get(job.id)
+        if running is not None and running[1] is task:
+            del self._running[job.id]
+        reason = self._cancel_reasons.pop(job.id, SHUTDOWN)
+        if task.cancelled():
+            if reason == SHUTDOWN:
+                self._acker.push(_executor.interrupted(job))
+            log.log(
+                logging.WARNING,
+                "job.interrupted",
+                job_id=job.id,
+                worker=job.worker,
+                queue=job.queue,
+                attempt=job.attempt,
+                reason=reason,
+            )
+        elif (exc := task.exception()) is not None:  # a bug of ours: still end the attempt
+            log.error("job.ack_failed", job_id=job.id, error=repr(exc))
+            self._acker.push(_executor.to_ack(job, None, exc, None)[0])
+        if not self._running:
+            self._drained.set()
+        if self._held and self.limits.global_limit is not None:  # its slot may be what the
+            # last limited claim lacked
+            self._more = True
+        if self._more and not self._stopping:
+            self._wake.set()

@@ -1,0 +1,1 @@
+"""What an operator asks of the system: control commands, status, and drain."""
