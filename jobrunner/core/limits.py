@@ -13,6 +13,7 @@ from typing import Any
 from jobrunner.core.errors import ConfigError
 
 PARTITION_FIELDS = ("worker", "args")
+MAX_PARTITION_KEYS = 8  # what jobrunner_partition (migration 4) reads
 _PERIOD = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3_600.0, "d": 86_400.0, None: 1.0}
 
@@ -100,12 +101,25 @@ class Partition:
                 raise ConfigError(
                     f"partition fields are {', '.join(PARTITION_FIELDS)}, got {name!r}"
                 )
+        if len(keys) > MAX_PARTITION_KEYS:
+            raise ConfigError(f"partition takes at most {MAX_PARTITION_KEYS} keys, got {len(keys)}")
         if not fields and not keys:
             raise ConfigError("partition needs fields or keys, like { keys = ['customer_id'] }")
         return cls(fields=fields, keys=keys)
 
     def describe(self) -> dict[str, Any]:
         return {"fields": list(self.fields), "keys": list(self.keys)}
+
+    def name(self, values: list[Any]) -> dict[str, Any]:
+        """A partition as the database keys it (`jobrunner_partition`: worker, args, then the
+        values of the keys) as a readable object: `{"customer_id": 42}`."""
+        named: dict[str, Any] = {}
+        if "worker" in self.fields:
+            named["worker"] = values[0]
+        if "args" in self.fields and not self.keys:
+            named["args"] = values[1]
+        named.update(zip(self.keys, values[2:], strict=False))
+        return named
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,3 +51,12 @@ def test_limits_are_on_when_any_option_is() -> None:
     assert not Limits()
     assert Limits(global_limit=1) and Limits(rate_limit=RateLimit(1, 1.0))
     assert Limits(partition=Partition((), ("k",)))
+
+
+def test_partitions_take_at_most_eight_keys_and_name_their_values() -> None:
+    with pytest.raises(ConfigError, match="at most 8 keys, got 9"):
+        Partition.parse({"keys": [f"k{i}" for i in range(9)]})
+    partition = Partition(("worker",), ("customer_id", "region"))
+    values = ["app.imp", None, 42, None, None, None, None, None, None, None]
+    assert partition.name(values) == {"worker": "app.imp", "customer_id": 42, "region": None}
+    assert Partition(("args",), ()).name([None, {"a": 1}]) == {"args": {"a": 1}}

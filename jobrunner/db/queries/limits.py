@@ -78,7 +78,8 @@ async def limit_status(conn: Conn, *, queue: str, limits: Limits, top: int = 5) 
     )[0]
     busiest = json.loads(row["busiest"])
     for part in busiest:
-        part["partition"] = json.loads(part["partition"])
+        if limits.partition is not None:
+            part["partition"] = limits.partition.name(json.loads(part["partition"]))
     return LimitUse(
         global_override=row["global_override"],
         executing=row["executing"],
