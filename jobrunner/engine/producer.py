@@ -250,7 +250,10 @@ class Producer:
         pool = self._client.pool
         try:
             if self.limits:
-                owned, jobs = await self._claim_limited(demand, acks, claim)
+                # Writes and settles the acks (emptying the list: a failed claim does not
+                # give them back to be written again).
+                owned: set[int] = set()
+                jobs = await self._claim_limited(demand, acks, claim)
             elif acks:
                 owned, jobs = await _queries.ack_and_fetch_jobs(
                     pool, self._node, acks, queue=self.queue, demand=demand, claim=claim
@@ -283,12 +286,15 @@ class Producer:
         for job in jobs:
             self._dispatch(job)
 
-    async def _claim_limited(
-        self, demand: int, acks: list[Ack], claim: str
-    ) -> tuple[set[int], list[Job]]:
-        """Write the acks first (they free room), then claim under the cluster-wide limits."""
+    async def _claim_limited(self, demand: int, acks: list[Ack], claim: str) -> list[Job]:
+        """Write the acks first (the slots they free count), then claim under the
+        cluster-wide limits, in a statement of its own."""
         pool = self._client.pool
-        owned = await _queries.ack_jobs(pool, self._node, acks) if acks else set()
+        if acks:
+            owned = await _queries.ack_jobs(pool, self._node, acks)
+            self._acker.settle(acks, owned)
+            self.carried += len(acks)
+            del acks[:]
         jobs = await _queries.claim_limited(
             pool, queue=self.queue, demand=demand, node=self._node, claim=claim, limits=self.limits
         )
@@ -300,7 +306,7 @@ class Producer:
             if wait is not None and wait < self._poll_interval_s:
                 loop = asyncio.get_running_loop()
                 self._rate_timer = loop.call_later(max(wait, 0.0) + 0.005, self._rate_opened)
-        return owned, jobs
+        return jobs
 
     def _rate_opened(self) -> None:
         self._rate_timer = None
