@@ -25,13 +25,14 @@ from dataclasses import dataclass, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 import structlog
 
 from jobrunner import _bench_cases as cases
 from jobrunner._bench_cases import QUICK, Context, Metrics, Sizes
+from jobrunner.db import queries as _queries
 
 CASES = ("burn-down", "latency", "insert", "memory", "scale", "limits")
 DEFAULT_CASES = CASES  # the scale case preloads its 1,000,000 rows in ~10 s: cheap enough
@@ -237,7 +238,7 @@ async def versions(dsn: str) -> dict[str, Any]:
     try:
         server = await conn.fetchval("SHOW server_version")
         settings = {
-            name: await conn.fetchval(f"SHOW {name}")
+            name: await conn.fetchval("SELECT current_setting($1)", name)
             for name in ("fsync", "synchronous_commit", "shared_buffers", "max_connections")
         }
     finally:
@@ -275,18 +276,18 @@ async def server_dsn(given: str | None) -> str:
 async def create_database(server: str, name: str) -> str:
     """A fresh empty database `name` on `server`; returns its DSN."""
     admin = await asyncpg.connect(server)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{name}"')
+    try:  # the name is quoted by PostgreSQL (format %I), never pasted into SQL
+        await _queries.drop_database(admin, name)
+        await _queries.create_database(admin, name)
     finally:
         await admin.close()
-    return urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
+    return urlunsplit(urlsplit(server)._replace(path=f"/{quote(name, safe='')}"))
 
 
 async def drop_database(server: str, name: str) -> None:
     admin = await asyncpg.connect(server)
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await _queries.drop_database(admin, name)
     finally:
         await admin.close()
 

@@ -327,13 +327,16 @@ class Client:
         *,
         with_scheduled: bool = False,
         timeout_s: float | None = None,
+        force: bool = False,
     ) -> DrainReport:
         """Run every waiting job of `queues` (None: every queue) until none is left.
 
         Live nodes serving a queue run its jobs; queues no live node serves (unpaused) run
         here, so their workers must be imported. `with_scheduled` runs scheduled and
         retryable jobs now too (failed jobs are retried until they succeed or run out of
-        attempts). Raises DrainTimeout after `timeout_s` seconds.
+        attempts). The queues drain together, jobs those jobs enqueue included, and a queue
+        whose last serving node stops meanwhile is drained here. `force` accepts a queue
+        nothing knows of yet. Raises DrainTimeout after `timeout_s` seconds.
 
         Example:
             >>> report = await client.drain(["emails"])
@@ -342,7 +345,7 @@ class Client:
         from jobrunner.ops import draining as _draining
 
         return await _draining.drain(
-            self, queues, with_scheduled=with_scheduled, timeout_s=timeout_s
+            self, queues, with_scheduled=with_scheduled, timeout_s=timeout_s, force=force
         )
 
     async def list_jobs(

@@ -6,13 +6,25 @@ test, and none of them runs, or touches a database, unless a test asks for it.
 - `jobrunner_dsn` (session): the URL of a database with jobrunner's tables migrated.
   `JOBRUNNER_TEST_DSN`, when set, names it: your own test database (where your tables
   live, so that jobs inserted in your transactions work), migrated and with its jobrunner
-  tables emptied at the start of the session. Otherwise a database of its own is created
-  for the session on the embedded PostgreSQL (`jobrunner[embedded]`, under
-  `.jobrunner/test` in the rootdir) and dropped at the end. To choose differently, define a
-  `jobrunner_dsn` fixture in your conftest.py. With pytest-xdist, give each worker its own.
+  tables emptied at the start of the session. Under pytest-xdist it must contain
+  `{worker}`, replaced by each worker's id (`gw0`, `gw1`; `main` without xdist), so that
+  each worker has a database of its own (created if missing): workers sharing one would
+  empty each other's tables. Otherwise a database of its own is created for the session
+  (and each xdist worker) on the embedded PostgreSQL (`jobrunner[embedded]`, under
+  `.jobrunner/test` in the rootdir) and dropped at the end. To choose differently, define
+  a `jobrunner_dsn` fixture in your conftest.py.
 - `jobrunner_client`: a connected client in manual testing mode (inserted jobs wait for
   `jobrunner.testing.drain_queue`); the jobrunner tables are emptied after the test.
 - `jobrunner_inline_client`: the same in inline mode (each job runs as it is inserted).
+- `jobrunner_conn`: a connection of `jobrunner_client`'s pool inside a transaction that is
+  rolled back after the test (before the tables are emptied): pass it as `conn=` to
+  inserts, assertions and `drain_queue`, and nothing the test did is left behind.
+
+The async fixtures run in the event loop of the test that uses them, whatever
+pytest-asyncio's mode and loop scopes (`asyncio_default_fixture_loop_scope`,
+`asyncio_default_test_loop_scope`, a marker's `loop_scope`). Emptying the tables waits at
+most `RESET_LOCK_TIMEOUT` for a lock: a transaction still open at teardown fails the test
+with a message naming it, instead of hanging the run.
 
 Example:
     >>> async def test_signup_sends_welcome(jobrunner_client):
@@ -26,12 +38,14 @@ import asyncio
 import os
 import secrets
 import threading
+import types
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import pytest
 
 from jobrunner.client import Client, TestingMode, connect
@@ -42,6 +56,9 @@ from jobrunner.db import migrate as _migrate
 from jobrunner.db import queries as _queries
 
 ENV_DSN = "JOBRUNNER_TEST_DSN"
+WORKER_PLACEHOLDER = "{worker}"
+RESET_LOCK_TIMEOUT = "5s"
+LOOP_SCOPES = ("function", "class", "module", "package", "session")
 T = TypeVar("T")
 
 
@@ -75,6 +92,35 @@ async def _prepare(dsn: str) -> None:
         await _queries.reset_tables(conn)
     finally:
         await conn.close()
+
+
+async def _create_missing(dsn: str) -> None:
+    """Create the database `dsn` names if it does not exist (a worker's own), then prepare it."""
+    name = urlsplit(dsn).path.lstrip("/")
+    server = urlunsplit(urlsplit(dsn)._replace(path="/postgres"))
+    conn = await _db.connect(server)
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not exists:
+            await _queries.create_database(conn, name)
+    finally:
+        await conn.close()
+    await _prepare(dsn)
+
+
+def _given_dsn(given: str) -> str:
+    """JOBRUNNER_TEST_DSN for this worker: `{worker}` replaced; refused under xdist without it."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if WORKER_PLACEHOLDER in given:
+        return given.replace(WORKER_PLACEHOLDER, worker or "main")
+    if worker is not None:
+        pytest.fail(
+            f"{ENV_DSN} names one database for every pytest-xdist worker, and each would "
+            f"empty the others' jobs; put {WORKER_PLACEHOLDER} in its database name "
+            f"(e.g. .../app_test_{WORKER_PLACEHOLDER}) to give each worker its own",
+            pytrace=False,
+        )
+    return given
 
 
 async def _create(server_dsn: str, name: str) -> str:
@@ -113,8 +159,9 @@ def jobrunner_dsn(pytestconfig: pytest.Config) -> Iterator[str]:
     """The URL of a migrated database for the session (see the module's docstring)."""
     given = os.environ.get(ENV_DSN)
     if given:
-        _run(_prepare(given))
-        yield given
+        dsn = _given_dsn(given)
+        _run(_create_missing(dsn) if dsn != given else _prepare(dsn))
+        yield dsn
         return
     server = _embedded_server(pytestconfig.rootpath)
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
@@ -133,34 +180,102 @@ async def _client(dsn: str, testing: TestingMode) -> AsyncIterator[Client]:
         try:
             yield client
         finally:
-            await _queries.reset_tables(client.pool)
+            await _reset(client)
 
 
-def _async_fixture(function: Any) -> Any:
-    """pytest-asyncio's fixture, or without it one that fails saying what to install."""
+async def _reset(client: Client) -> None:
+    """Empty the tables, waiting for a lock at most RESET_LOCK_TIMEOUT; a transaction that
+    still holds one fails the test with a message naming it."""
+    async with client.pool.acquire() as conn:
+        try:
+            async with conn.transaction():
+                await _queries.set_lock_timeout(conn, RESET_LOCK_TIMEOUT)
+                await _queries.reset_tables(conn)
+        except asyncpg.LockNotAvailableError:
+            holders = await _queries.lock_holders(conn)
+        else:
+            return
+    named = "; ".join(
+        f"pid {h['pid']} ({h['state']}, application {h['application_name']!r}, transaction "
+        f"open since {h['xact_start']}, last statement: {' '.join(str(h['query']).split())!r})"
+        for h in holders
+    )
+    pytest.fail(
+        f"jobrunner could not empty its tables after the test: another transaction holds "
+        f"them after {RESET_LOCK_TIMEOUT}: {named or 'it has ended since'}; roll back or "
+        "close your test's transaction before jobrunner_client's teardown (make its "
+        "fixture depend on jobrunner_client, or use the jobrunner_conn fixture)",
+        pytrace=False,
+    )
+
+
+def _loop_scope(request: pytest.FixtureRequest) -> str:
+    """The scope of the event loop the requesting test runs in (pytest-asyncio's rule)."""
+    marker = request.node.get_closest_marker("asyncio")
+    scope = marker.kwargs.get("loop_scope") or marker.kwargs.get("scope") if marker else None
+    if not scope:
+        try:
+            scope = request.config.getini("asyncio_default_test_loop_scope")
+        except ValueError:  # a pytest-asyncio without that option
+            scope = None
+    return str(scope) if scope in LOOP_SCOPES else "function"
+
+
+def _in_test_loop(name: str, build: Any) -> Any:
+    """A fixture `name` whose async body `build` runs in the requesting test's event loop.
+
+    pytest-asyncio runs an async fixture in the loop of its own loop scope, which is the
+    test's only when the two settings agree; this one picks, for each test, a variant
+    of `build` declared with the test's loop scope.
+    """
     try:
         import pytest_asyncio
     except ImportError:
 
         def missing(*_args: Any, **_kwargs: Any) -> None:
             pytest.fail(
-                f"{function.__name__} needs pytest-asyncio: pip install 'jobrunner[testing]'",
-                pytrace=False,
+                f"{name} needs pytest-asyncio: pip install 'jobrunner[testing]'", pytrace=False
             )
 
-        return pytest.fixture(name=function.__name__)(missing)
-    return pytest_asyncio.fixture(function)
+        return pytest.fixture(name=name)(missing)
+    for scope in LOOP_SCOPES:
+        variant = f"_{name}_{scope}_loop"
+        # A copy of the function for each: pytest-asyncio marks the function object itself.
+        copy = types.FunctionType(build.__code__, build.__globals__, variant, None, None)
+        copy.__doc__ = build.__doc__
+        globals()[variant] = pytest_asyncio.fixture(copy, name=variant, loop_scope=cast(Any, scope))
+
+    def pick(request: pytest.FixtureRequest) -> Any:
+        return request.getfixturevalue(f"_{name}_{_loop_scope(request)}_loop")
+
+    pick.__doc__ = build.__doc__
+    return pytest.fixture(name=name)(pick)
 
 
-@_async_fixture
-async def jobrunner_client(jobrunner_dsn: str) -> AsyncIterator[Client]:
+async def _manual_client(jobrunner_dsn: str) -> AsyncIterator[Client]:
     """A client in manual mode: jobs wait to be drained; tables emptied afterwards."""
     async with _client(jobrunner_dsn, "manual") as client:
         yield client
 
 
-@_async_fixture
-async def jobrunner_inline_client(jobrunner_dsn: str) -> AsyncIterator[Client]:
+async def _inline_client(jobrunner_dsn: str) -> AsyncIterator[Client]:
     """A client in inline mode: each job runs as it is inserted; tables emptied afterwards."""
     async with _client(jobrunner_dsn, "inline") as client:
         yield client
+
+
+async def _transaction(jobrunner_client: Client) -> AsyncIterator[Any]:
+    """A connection inside a transaction rolled back after the test (before the tables
+    are emptied): pass it as `conn=` to inserts, assertions and drain_queue."""
+    async with jobrunner_client.pool.acquire() as conn:
+        transaction = conn.transaction()
+        await transaction.start()
+        try:
+            yield conn
+        finally:
+            await transaction.rollback()
+
+
+jobrunner_client = _in_test_loop("jobrunner_client", _manual_client)
+jobrunner_inline_client = _in_test_loop("jobrunner_inline_client", _inline_client)
+jobrunner_conn = _in_test_loop("jobrunner_conn", _transaction)

@@ -21,6 +21,8 @@ from jobrunner.db import migrate as _migrate
 from tests.apps.sample import RECORD_TABLE
 from tests.helpers import ROOT, Daemon
 
+collect_ignore = ["user_project"]  # a user's own project, run as pytest subprocesses
+
 TABLES = (
     "jobrunner_jobs, jobrunner_nodes, jobrunner_queues, jobrunner_control, "
     "jobrunner_control_applied, jobrunner_leader, jobrunner_cron, jobrunner_rate_starts"

@@ -270,6 +270,8 @@ def _json_object(option: str, raw: str) -> dict[str, Any]:
         value = json.loads(raw)
     except ValueError as exc:
         fail(f"{option} is not valid JSON ({exc}); give an object like '{{\"user_id\": 42}}'")
+    except RecursionError:
+        fail(f"{option} is nested too deeply to read; give a flatter JSON object")
     if not isinstance(value, dict):
         fail(
             f"{option} must be a JSON object like '{{\"user_id\": 42}}', "

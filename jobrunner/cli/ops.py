@@ -222,6 +222,7 @@ def drain(
         ),
     ] = 300.0,
     app_modules: AppOption = None,
+    force: ForceOption = False,
     json_out: JsonOption = False,
     dsn: DsnOption = None,
     config: ConfigOption = None,
@@ -235,7 +236,10 @@ def drain(
         import_apps(settings.app)
         try:
             return await client.drain(
-                queues or None, with_scheduled=with_scheduled, timeout_s=timeout or None
+                queues or None,
+                with_scheduled=with_scheduled,
+                timeout_s=timeout or None,
+                force=force,
             )
         except _draining.DrainTimeout as exc:
             fail(str(exc), 2)

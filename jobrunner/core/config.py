@@ -17,6 +17,10 @@ from jobrunner.core.new_job import validate_queue
 
 DEFAULT_CONFIG_PATH = Path("config/jobrunner.toml")
 DAY_S = 86_400.0
+MAX_QUEUE_LIMIT = 100_000
+"""The most jobs one queue may run at once on a node."""
+MIN_INTERVAL_S = 0.01
+"""The shortest interval or lease: shorter ones would spin, committing without pause."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +37,14 @@ class QueueConfig:
         self._validate()
 
     def _validate(self) -> None:
-        if not isinstance(self.limit, int) or isinstance(self.limit, bool) or self.limit < 1:
-            raise ConfigError(f"queue limit must be an integer >= 1, got {self.limit!r}")
+        if (
+            not isinstance(self.limit, int)
+            or isinstance(self.limit, bool)
+            or not 1 <= self.limit <= MAX_QUEUE_LIMIT
+        ):
+            raise ConfigError(
+                f"queue limit must be an integer from 1 to {MAX_QUEUE_LIMIT}, got {self.limit!r}"
+            )
         if not _seconds(self.dispatch_cooldown_s):
             raise ConfigError(
                 f"dispatch_cooldown must be seconds >= 0, got {self.dispatch_cooldown_s!r}"
@@ -111,14 +121,8 @@ class Settings:
         self._validate()
 
     def _validate(self) -> None:
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name.endswith("_s") and value is not None and not _seconds(value):
-                raise ConfigError(f"{f.name} must be seconds >= 0, got {value!r}")
-        for name in ("pool_size", "threads", "stage_batch_size", "prune_batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+        self._check_types()
+        self._check_numbers()
         for queue in self.queues:
             try:
                 validate_queue(queue)
@@ -132,6 +136,48 @@ class Settings:
                     f"prune_max_age_by_state takes completed, cancelled or discarded "
                     f"with seconds >= 0, got {state!r} = {age!r}"
                 )
+
+    def _check_numbers(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name.endswith("_s") and value is not None and not _seconds(value):
+                raise ConfigError(f"{f.name} must be seconds >= 0, got {value!r}")
+        for name in _PERIODS:
+            if getattr(self, name) < MIN_INTERVAL_S:
+                raise ConfigError(
+                    f"{name} must be at least {MIN_INTERVAL_S} s, got {getattr(self, name)!r}"
+                )
+        for name in ("pool_size", "threads", "stage_batch_size", "prune_batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+
+    def _check_types(self) -> None:
+        for name in ("database_url", "node"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise ConfigError(f"{name} must be a string, got {value!r}")
+        for name in ("data_dir", "log_level", "log_format"):
+            if not isinstance(getattr(self, name), str):
+                raise ConfigError(f"{name} must be a string, got {getattr(self, name)!r}")
+        if self.log_level.lower() not in ("debug", "info", "warning", "error"):
+            raise ConfigError(
+                f"log level must be debug, info, warning or error, got {self.log_level!r}"
+            )
+        if not isinstance(self.app, tuple) or not all(isinstance(m, str) for m in self.app):
+            raise ConfigError(f"app must be a module name or a list of them, got {self.app!r}")
+        if not isinstance(self.queues, Mapping) or not all(
+            isinstance(c, QueueConfig) for c in self.queues.values()
+        ):
+            raise ConfigError(f"queues must map names to limits, got {self.queues!r}")
+        if not isinstance(self.crontab, tuple) or not all(
+            isinstance(e, CronEntry) for e in self.crontab
+        ):
+            raise ConfigError(f"crontab must be a list of entries, got {self.crontab!r}")
+        if not isinstance(self.prune_max_age_by_state, Mapping):
+            raise ConfigError(
+                f"prune_max_age_by_state must be a table, got {self.prune_max_age_by_state!r}"
+            )
 
     @classmethod
     def load(
@@ -163,6 +209,7 @@ class Settings:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+_PERIODS = tuple(name for name in _FIELDS if name.endswith(("_interval_s", "_lease_s")))
 
 
 def parse_queues(spec: str) -> dict[str, QueueConfig]:
@@ -198,8 +245,10 @@ def parse_queues(spec: str) -> dict[str, QueueConfig]:
                 raise ConfigError(
                     f"queue {name!r} limit must be a whole number, got {raw_limit.strip()!r}"
                 ) from None
-            if limit < 1:
-                raise ConfigError(f"queue {name!r} limit must be >= 1, got {limit}")
+            if not 1 <= limit <= MAX_QUEUE_LIMIT:
+                raise ConfigError(
+                    f"queue {name!r} limit must be from 1 to {MAX_QUEUE_LIMIT}, got {limit}"
+                )
         queues[name] = queue_config(name, {"limit": limit, **_spec_options(name, options)})
     return queues
 
@@ -276,9 +325,34 @@ def queue_config(name: str, raw: Any) -> QueueConfig:
         raise ConfigError(f"queue {name!r} {str(exc).removeprefix('queue ')}") from None
 
 
+_CRON_TYPES: dict[str, type | tuple[type, ...]] = {
+    "schedule": str,
+    "worker": str,
+    "args": dict,
+    "queue": (str, type(None)),
+    "priority": (int, type(None)),
+    "max_attempts": (int, type(None)),
+    "timezone": str,
+    "name": (str, type(None)),
+}
+
+
+def _kind_names(kinds: type | tuple[type, ...]) -> str:
+    names = {str: "a string", dict: "a table", int: "an integer", type(None): "absent"}
+    kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+    return " or ".join(names[k] for k in kinds)
+
+
 def _cron_entry(raw: Any) -> CronEntry:
     if not isinstance(raw, dict):
         raise ConfigError(f"crontab entries are tables, got {raw!r}")
+    for name, kinds in _CRON_TYPES.items():
+        value = raw.get(name)
+        if name in raw and (not isinstance(value, kinds) or isinstance(value, bool)):
+            raise ConfigError(
+                f"crontab entry {raw.get('name') or raw.get('worker')!r}: {name} must be "
+                f"{_kind_names(kinds)}, got {value!r}"
+            )
     try:
         return CronEntry(**raw)
     except TypeError:
@@ -290,8 +364,8 @@ def _cron_entry(raw: Any) -> CronEntry:
 
 def _from_toml(path: Path) -> dict[str, Any]:
     try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read config file {str(path)!r}: {exc}") from None
     values: dict[str, Any] = {}
     for key, raw in data.items():
@@ -300,9 +374,13 @@ def _from_toml(path: Path) -> dict[str, Any]:
                 raise ConfigError("[queues] must be a table of name = limit")
             values["queues"] = {name: queue_config(name, v) for name, v in raw.items()}
         elif key == "crontab":
+            if not isinstance(raw, list):
+                raise ConfigError(f"crontab must be a list of [[crontab]] tables, got {raw!r}")
             values["crontab"] = tuple(_cron_entry(e) for e in raw)
         elif key == "app":
-            values["app"] = (raw,) if isinstance(raw, str) else tuple(raw)
+            values["app"] = (raw,) if isinstance(raw, str) else raw
+            if isinstance(raw, list):
+                values["app"] = tuple(raw)
         elif key in _FIELDS:
             values[key] = raw
         else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import json
+import math
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -203,15 +204,37 @@ def inserted(
     return job
 
 
+MAX_DELAY_S = 100 * 365 * 86_400.0
+"""The longest delay a job takes (snooze, backoff, schedule_in): 100 years, so that every
+scheduled time stays one that both Python and PostgreSQL represent."""
+
+
+def check_delay(what: str, seconds: object) -> float:
+    """`seconds` as a float if it is a usable delay, else ValueError naming `what`."""
+    if (
+        isinstance(seconds, int | float)
+        and not isinstance(seconds, bool)
+        and math.isfinite(seconds)
+        and 0 <= seconds <= MAX_DELAY_S
+    ):
+        return float(seconds)
+    raise ValueError(
+        f"{what} must be seconds from 0 to {MAX_DELAY_S:.0f} (100 years), got {seconds!r}"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Snooze:
-    """Return from a worker to run the job again in `seconds`, without using an attempt."""
+    """Return from a worker to run the job again in `seconds`, without using an attempt.
+
+    `seconds` is a finite number from 0 to 100 years; anything else raises ValueError,
+    which fails the attempt like any other exception.
+    """
 
     seconds: float
 
     def __post_init__(self) -> None:
-        if self.seconds < 0:
-            raise ValueError(f"snooze seconds must be >= 0, got {self.seconds!r}")
+        check_delay("snooze seconds", self.seconds)
 
 
 @dataclass(frozen=True, slots=True)

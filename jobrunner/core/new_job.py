@@ -8,13 +8,13 @@ import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
 from jobrunner.core.errors import InvalidJob
-from jobrunner.core.job import JobState
+from jobrunner.core.job import JobState, check_delay
 
 DEFAULT_QUEUE = "default"
 DEFAULT_MAX_ATTEMPTS = 20
@@ -35,7 +35,10 @@ _ORJSON_OPTIONS = (
     | orjson.OPT_PASSTHROUGH_DATACLASS
 )
 _UNIQUE_FIELDS = frozenset({"worker", "queue", "args", "meta"})
-_QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.\-:]{1,128}$")
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9_.\-:]{1,128}\Z")
+# Scheduled times that stay representable in Python and PostgreSQL in every time zone.
+_EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
+_LATEST = datetime(9998, 12, 31, tzinfo=UTC)
 
 
 def validate_queue(name: object) -> str:
@@ -203,18 +206,19 @@ class NewJob:
         if self.scheduled_at is not None and self.schedule_in is not None:
             raise InvalidJob("give scheduled_at or schedule_in, not both")
         if self.scheduled_at is not None and (
-            not isinstance(self.scheduled_at, datetime) or self.scheduled_at.tzinfo is None
+            not isinstance(self.scheduled_at, datetime)
+            or self.scheduled_at.tzinfo is None
+            or not _EARLIEST <= self.scheduled_at <= _LATEST
         ):
             raise InvalidJob(
-                f"scheduled_at must be a timezone-aware datetime, got {self.scheduled_at!r}"
+                f"scheduled_at must be a timezone-aware datetime from year 1 to 9998, "
+                f"got {self.scheduled_at!r}"
             )
-        if self.schedule_in is not None and (
-            not isinstance(self.schedule_in, int | float)
-            or isinstance(self.schedule_in, bool)
-            or not math.isfinite(self.schedule_in)
-            or self.schedule_in < 0
-        ):
-            raise InvalidJob(f"schedule_in must be seconds >= 0, got {self.schedule_in!r}")
+        if self.schedule_in is not None:
+            try:
+                check_delay("schedule_in", self.schedule_in)
+            except ValueError as exc:
+                raise InvalidJob(str(exc)) from None
         if self.unique is not None and not isinstance(self.unique, Unique):
             raise InvalidJob(f"unique must be a jobrunner.Unique, got {self.unique!r}")
 
@@ -254,6 +258,8 @@ def _json_object(what: str, value: object) -> None:
         decoded = json.loads(encoded)
     except (TypeError, ValueError) as exc:
         raise InvalidJob(f"{what} must be JSON-serialisable: {exc}") from None
+    except RecursionError:
+        raise InvalidJob(f"{what} is nested too deeply to store") from None
     if decoded != value:
         raise InvalidJob(f"{what} must survive a JSON round trip (string keys, no tuples)")
     if ("\\u0000" in encoded or "\\ud" in encoded) and _bad_text(value):

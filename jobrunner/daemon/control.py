@@ -105,6 +105,12 @@ class Controller:
         if not commands:
             return
         results = {command.id: self._apply(command) for command in commands}
+        for command in commands:
+            producer = runner.producers.get(command.queue or "")
+            if command.command == PAUSE and producer is not None:
+                # A fetch in flight gives its jobs back: the pause is confirmed only once no
+                # new job of the queue can start on this node.
+                await producer.settle()
         await runner.heartbeat()  # status shows the new state as soon as the command returns
         await _queries.record_control_applied(runner.client.pool, node=runner.node, results=results)
         self.applied.extend(commands)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import structlog
 
 from jobrunner.core import threads as _threads
+from jobrunner.core.apps import import_apps
 from jobrunner.core.config import QueueConfig, Settings, queue_config
 from jobrunner.core.errors import ConfigError, JobRunnerError
 from jobrunner.db import connection as _db
@@ -22,6 +23,7 @@ from jobrunner.db import migrate as _migrate
 from jobrunner.db import queries as _queries
 from jobrunner.engine.acker import Acker
 from jobrunner.engine.leader import Leader
+from jobrunner.engine.node_lock import NodeLock, NodeNameTaken
 from jobrunner.engine.notifier import CANCEL, INSERT, Notifier
 from jobrunner.engine.producer import Producer
 
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("jobrunner.runner")
 
 REMOVE_NODE_TIMEOUT_S = 5.0
+NODE_LOCK_WAIT_S = 5.0  # how long a start waits for a killed predecessor's session to end
 
 
 class Service(Protocol):
@@ -100,6 +103,8 @@ class Runner:
         self._services: list[Any] = []
         self.leader: Leader | None = None  # set by plugins.build(); .is_leader for status
         self._heartbeat: asyncio.Task[None] | None = None
+        self._node_lock: NodeLock | None = None
+        self._stop_task: asyncio.Task[None] | None = None
         self._started = False
         self._stopping = False
 
@@ -126,7 +131,8 @@ class Runner:
         await self.stop()
 
     async def start(self) -> None:
-        """Check the schema, register the node, listen, then start plugins and producers.
+        """Check the schema, import the settings' `app` modules, register the node, listen, then
+        start plugins and producers.
 
         If any step fails, what already started is stopped again before the error propagates.
         """
@@ -134,6 +140,7 @@ class Runner:
             raise JobRunnerError("this runner was already started; create a new Runner")
         async with self.client.pool.acquire() as conn:
             await _migrate.verify(conn)
+        import_apps(self.settings.app)  # the workers its crontab names, as `jobrunner start`
         extensions = self._extensions()  # validates plugin settings (crontab) before anything runs
         self._started = True
         try:
@@ -147,6 +154,10 @@ class Runner:
 
     async def _start(self, extensions: list[Any]) -> None:
         pool = self.client.pool
+        # Before the node row: a live process of the same name keeps its row and its jobs.
+        lock = NodeLock(self.client.dsn, self.node)
+        await lock.acquire(wait_s=min(self.settings.node_lease_s, NODE_LOCK_WAIT_S))
+        self._node_lock = lock
         await _queries.register_node(
             pool,
             name=self.node,
@@ -252,19 +263,31 @@ class Runner:
         if self._heartbeat is not None:
             self._heartbeat.cancel()
             await asyncio.gather(self._heartbeat, return_exceptions=True)
-        await _quietly(
-            asyncio.wait_for(
-                _queries.remove_node(self.client.pool, self.node), REMOVE_NODE_TIMEOUT_S
+        if self._node_lock is not None:  # else the row is another live process's
+            await _quietly(
+                asyncio.wait_for(
+                    _queries.remove_node(self.client.pool, self.node), REMOVE_NODE_TIMEOUT_S
+                )
             )
-        )
         if self._notifier is not None:
             await self._notifier.stop()
+        if self._node_lock is not None:
+            await self._node_lock.release()
         log.info("node.stopped", node=self.node)
 
     def request_stop(self, grace_s: float | None = None) -> None:
-        """Ask whoever runs this node (the CLI) to stop it, as a control command does."""
+        """Stop this node as a `stop` control command does, wherever it runs.
+
+        `stop_requested` is set and the graceful stop begins in a task of its own; `stopped`
+        is set once it is over. `jobrunner start` then exits 0; an application embedding
+        the runner sees the same events (its own `stop()` or `async with` exit just waits).
+        """
         self.requested_grace_s = grace_s
         self.stop_requested.set()
+        if self._stop_task is None and not self._stopping:
+            self._stop_task = asyncio.create_task(
+                self.stop(grace=grace_s), name="jobrunner.requested_stop"
+            )
 
     def interrupt(self) -> None:
         """Stop fetching and cancel every running job now (a second signal).
@@ -347,8 +370,12 @@ class Runner:
         while True:
             await asyncio.sleep(self.settings.heartbeat_interval_s)
             try:
+                if self._node_lock is not None:
+                    await self._node_lock.check()
                 await self.heartbeat()
                 await self.stop_lost_jobs()
+            except NodeNameTaken:
+                raise  # the task dies and the node stops: another process has its name
             except Exception as exc:
                 self._heartbeat_failed_at = time.monotonic()
                 log.warning("node.heartbeat_failed", error=_db.redact(str(exc)))

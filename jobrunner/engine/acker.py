@@ -12,6 +12,7 @@ import structlog
 from jobrunner.db import connection as _db
 from jobrunner.db import queries as _queries
 from jobrunner.db.queries import Ack
+from jobrunner.engine import executor as _executor
 
 log = structlog.get_logger("jobrunner.acker")
 
@@ -28,6 +29,10 @@ class Acker:
     retries: an ack is never dropped while the node runs. Acks are idempotent (they only
     change a job this node still owns at that attempt), so writing one twice after an
     ambiguous failure is harmless.
+
+    A batch the database refuses (a value it cannot store) is written apart, split in
+    halves until the refused ack is alone; that one is written as a failed attempt of its
+    job instead, so one bad outcome holds up no other job.
     """
 
     _task: asyncio.Task[None] | None = None
@@ -36,6 +41,8 @@ class Acker:
         self._pool = pool
         self._node = node
         self._pending: list[Ack] = []
+        self._refused: list[list[Ack]] = []  # batches to write apart, splitting them
+        self._replaced: dict[int, int] = {}  # job id: times its refused ack was replaced
         self._in_flight = 0  # batches taken and not yet settled or restored
         self._carriers: list[Callable[[], bool]] = []
         self._wake = asyncio.Event()
@@ -91,6 +98,14 @@ class Acker:
         self._pending[:0] = batch
         self._wake.set()
 
+    def refuse(self, batch: list[Ack]) -> None:
+        """`batch` (from `take`) was refused by the database: this task writes it apart."""
+        if not batch:
+            return
+        self._in_flight -= 1
+        self._refused.append(batch)
+        self._wake.set()
+
     def poke(self) -> None:
         """A carrier changed its mind: write what is pending unless another fetch carries it."""
         if self._pending:
@@ -99,12 +114,12 @@ class Acker:
     def _after_write(self) -> None:
         if self._pending:
             self._wake.set()  # what arrived meanwhile: carried by a fetch, or written here
-        elif not self._in_flight:
+        elif not self._in_flight and not self._refused:
             self._idle.set()
 
     @property
     def pending(self) -> int:
-        return len(self._pending)
+        return len(self._pending) + sum(len(batch) for batch in self._refused)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="jobrunner.acker")
@@ -116,7 +131,7 @@ class Acker:
         try:
             await asyncio.wait_for(asyncio.shield(self._idle.wait()), timeout_s)
         except TimeoutError:
-            log.error("acker.unflushed", pending=len(self._pending))
+            log.error("acker.unflushed", pending=self.pending)
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
         self._task = None
@@ -133,19 +148,25 @@ class Acker:
             # after this task: one turn of the loop lets a fetch that is about to start
             # carry them (it wakes this task again when it is done).
             await asyncio.sleep(0)
-            while self._pending and not any(about() for about in self._carriers):
-                batch = self.take()
+            while self._refused or (self._pending and not any(about() for about in self._carriers)):
+                apart = bool(self._refused)
+                batch = self._refused.pop() if apart else self.take()
                 try:
                     owned = await _queries.ack_jobs(self._pool, self._node, batch)
                 except asyncio.CancelledError:
-                    self.restore(batch)
+                    self._put_back(batch, apart)
                     raise
                 except Exception as exc:
-                    self.restore(batch)
+                    if _queries.refused(exc):
+                        if not apart:
+                            self._in_flight -= 1
+                        self._split(batch, exc)
+                        continue
+                    self._put_back(batch, apart)
                     failures += 1
                     log.warning(
                         "acker.write_failed",
-                        error=_db.redact(str(exc)),
+                        error=_db.redact(str(exc))[:500],
                         pending=len(self._pending),
                         failures=failures,
                     )
@@ -154,7 +175,43 @@ class Acker:
                     )
                     continue
                 failures = 0
-                self.settle(batch, owned)
+                if apart:
+                    self._written_apart(batch, owned)
+                else:
+                    self.settle(batch, owned)
             self._wake.clear()  # set by settle() above: what is pending now waits on a fetch
             if not self._pending and not self._in_flight:
                 self._idle.set()
+
+    def _put_back(self, batch: list[Ack], apart: bool) -> None:
+        if apart:
+            self._refused.append(batch)
+        else:
+            self.restore(batch)
+
+    def _split(self, batch: list[Ack], exc: Exception) -> None:
+        """Halve a refused batch; a refused ack alone is replaced by a failed attempt."""
+        if len(batch) > 1:
+            half = len(batch) // 2
+            self._refused += [batch[half:], batch[:half]]
+            return
+        [ack] = batch
+        reason = _db.redact(str(exc))[:500]
+        stage = self._replaced.get(ack.job_id, 0)
+        log.error("ack.refused", job_id=ack.job_id, state=ack.state, error=reason, stage=stage)
+        if stage == 0:
+            replacement = _executor.refused_ack(ack, reason)
+        elif stage == 1:  # not even the failed attempt: end the job without its errors
+            replacement = Ack(ack.job_id, ack.attempt, "discarded", final=True)
+        else:
+            log.error("ack.dropped", job_id=ack.job_id, reason="refused by the database")
+            self._replaced.pop(ack.job_id, None)
+            return
+        self._replaced[ack.job_id] = stage + 1
+        self._refused.append([replacement])
+
+    def _written_apart(self, batch: list[Ack], owned: set[int]) -> None:
+        self.flushes += 1
+        self.written += len(owned)
+        for ack in batch:
+            self._replaced.pop(ack.job_id, None)

@@ -18,6 +18,7 @@ from jobrunner.core.job import Job
 from jobrunner.core.new_job import validate_queue
 from jobrunner.db import connection as _db
 from jobrunner.db import queries as _queries
+from jobrunner.db.queries import Ack
 from jobrunner.engine import executor as _executor
 
 if TYPE_CHECKING:
@@ -27,6 +28,11 @@ log = structlog.get_logger("jobrunner.drain")
 
 BATCH_SIZE = 10
 """Jobs claimed per statement: few, so that a claimed job does not wait long to start."""
+
+CANCEL_CHECK_S = 0.5
+"""While a job runs here, how often the drain checks that the job is still its own: a job
+cancelled meanwhile (`jobs cancel`) is stopped, as a daemon stops it."""
+STUBBORN_WAIT_S = 5.0  # how long a cancelled job gets to honour its cancellation
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +65,7 @@ class DrainResult:
         return {name: getattr(self, name) for name in _executor.OUTCOMES}
 
 
-class _Tally:
+class Tally:
     """The running counts of one drain, and the jobs it must not run again."""
 
     def __init__(self) -> None:
@@ -79,6 +85,12 @@ class _Tally:
             not recursive and result.outcome == _executor.FAILURE
         ):
             self.skip.add(result.job.id)
+
+    def cancel(self, job: Job) -> None:
+        """A job cancelled while it ran here: it counts as cancelled and never runs again."""
+        self.counts[_executor.CANCELLED] += 1
+        self.total += 1
+        self.skip.add(job.id)
 
     def result(self) -> DrainResult:
         return DrainResult(**self.counts, exceptions=tuple(self.exceptions))
@@ -126,26 +138,57 @@ async def drain(
         raise ValueError(f"with_limit must be an integer >= 0 or None, got {with_limit!r}")
     all_scheduled = with_scheduled is True
     until = with_scheduled if isinstance(with_scheduled, datetime) else None
-    tally = _Tally()
+    tally = Tally()
     name = node or drain_node()
     async with node_lease(client, name):
         max_id = None if with_recursion else await _queries.max_job_id(client.pool)
-        while with_limit is None or tally.total < with_limit:
-            demand = BATCH_SIZE if with_limit is None else min(BATCH_SIZE, with_limit - tally.total)
-            jobs = await _queries.drain_jobs(
-                client.pool,
-                queues=names,
-                demand=demand,
-                node=name,
-                all_scheduled=all_scheduled,
-                until=until,
-                max_id=max_id,
-                skip=sorted(tally.skip),
-            )
-            if not jobs:
-                break
-            await _run(client, jobs, name, tally, safe=with_safety, recursive=with_recursion)
+        await run_waiting(
+            client,
+            names,
+            name,
+            tally,
+            all_scheduled=all_scheduled,
+            until=until,
+            max_id=max_id,
+            limit=with_limit,
+            safe=with_safety,
+            recursive=with_recursion,
+        )
     return tally.result()
+
+
+async def run_waiting(
+    client: Client,
+    names: list[str] | None,
+    node: str,
+    tally: Tally,
+    *,
+    all_scheduled: bool,
+    until: datetime | None = None,
+    max_id: int | None = None,
+    limit: int | None = None,
+    safe: bool = True,
+    recursive: bool = True,
+) -> int:
+    """Claim and run the waiting jobs of `names` under `node` until none is left (or
+    `limit` ran in all, counting `tally`'s); how many ran in this call."""
+    before = tally.total
+    while limit is None or tally.total < limit:
+        demand = BATCH_SIZE if limit is None else min(BATCH_SIZE, limit - tally.total)
+        jobs = await _queries.drain_jobs(
+            client.pool,
+            queues=names,
+            demand=demand,
+            node=node,
+            all_scheduled=all_scheduled,
+            until=until,
+            max_id=max_id,
+            skip=sorted(tally.skip),
+        )
+        if not jobs:
+            break
+        await _run(client, jobs, node, tally, safe=safe, recursive=recursive)
+    return tally.total - before
 
 
 def _queue_names(queues: Sequence[str] | None) -> list[str] | None:
@@ -157,22 +200,68 @@ def _queue_names(queues: Sequence[str] | None) -> list[str] | None:
     return [validate_queue(name) for name in names]
 
 
+async def _ack(client: Client, node: str, ack: Ack) -> None:
+    """Write one outcome; one the database refuses is written as a failed attempt instead."""
+    try:
+        await _queries.ack_jobs(client.pool, node, [ack])
+    except Exception as exc:
+        if not _queries.refused(exc):
+            raise
+        reason = _db.redact(str(exc))[:500]
+        await _queries.ack_jobs(client.pool, node, [_executor.refused_ack(ack, reason)])
+
+
 async def _run(
-    client: Client, jobs: Sequence[Job], node: str, tally: _Tally, *, safe: bool, recursive: bool
+    client: Client, jobs: Sequence[Job], node: str, tally: Tally, *, safe: bool, recursive: bool
 ) -> None:
     """Run claimed jobs in order, acking each at once; release the unrun ones on the way out."""
     pending = list(jobs)
     try:
         while pending:
-            result = await _executor.execute(pending[0], client)
-            pending.pop(0)
-            await _queries.ack_jobs(client.pool, node, [result.ack])
+            result = await _execute(client, pending[0], node)
+            job = pending.pop(0)
+            if result is None:  # cancelled while it ran: the database already says so
+                tally.cancel(job)
+                continue
+            await _ack(client, node, result.ack)
             tally.add(result, recursive=recursive)
             if not safe and result.exception is not None:
                 raise result.exception
     finally:
         if pending:
             await asyncio.shield(_release(client, node, pending))
+
+
+async def _execute(client: Client, job: Job, node: str) -> _executor.Result | None:
+    """Run one attempt, checking meanwhile that the job is still this drain's; None when it
+    was cancelled (or taken away) while it ran, and its task stopped."""
+    reasons: dict[int, str] = {}
+    task = asyncio.create_task(
+        _executor.execute(job, client, reasons), name=f"jobrunner.job.{job.id}"
+    )
+    try:
+        while not task.done():
+            await asyncio.wait({task}, timeout=CANCEL_CHECK_S)
+            if task.done() or await _still_ours(client, job, node):
+                continue
+            reasons[job.id] = "cancelled"
+            task.cancel()
+            await asyncio.wait({task}, timeout=STUBBORN_WAIT_S)
+            log.info("job.cancelled_in_drain", job_id=job.id, queue=job.queue, node=node)
+            return None
+    finally:
+        if not task.done():  # the drain itself is cancelled: so is the job
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    return task.result()
+
+
+async def _still_ours(client: Client, job: Job, node: str) -> bool:
+    try:
+        return job.id in await _queries.owned_jobs(client.pool, ids=[job.id], node=node)
+    except Exception as exc:  # the database is away: keep running, check again later
+        log.warning("drain.check_failed", job_id=job.id, error=_db.redact(str(exc)))
+        return True
 
 
 async def _release(client: Client, node: str, jobs: Sequence[Job]) -> None:
@@ -250,7 +339,7 @@ async def run_inserted(client: Client, inserted: Sequence[Job], *, conn: Any = N
     node = f"{_executor.inline_node()}-{secrets.token_hex(3)}"
     async with node_lease(client, node):
         claimed = await _queries.claim_jobs(client.pool, ids=waiting, node=node)
-        await _run(client, claimed, node, _Tally(), safe=True, recursive=True)
+        await _run(client, claimed, node, Tally(), safe=True, recursive=True)
     ended = []
     for job in inserted:
         fresh = None if job.conflict else await _queries.get_job(client.pool, job.id)

@@ -19,7 +19,7 @@ import structlog
 
 from jobrunner.core import telemetry as _telemetry
 from jobrunner.core import threads as _threads
-from jobrunner.core.job import Cancel, Discard, Job, Snooze
+from jobrunner.core.job import Cancel, Discard, Job, Snooze, check_delay
 from jobrunner.core.worker import Worker, default_backoff, lookup
 from jobrunner.db.queries import Ack
 
@@ -55,14 +55,55 @@ class Result:
     value: Any = None  # what the worker returned
 
 
-def _error(job: Job, message: str, exc: BaseException | None) -> str:
+MESSAGE_CAP = 2_000
+"""Characters of an error message kept in the job's errors and in the log."""
+TRACEBACK_CAP = 16_000
+"""Characters of a traceback kept in the job's errors (its end, where the error is)."""
+MAX_ERRORS = 20
+"""Errors kept per job, the latest ones (sql/ack_and_fetch_jobs.sql keeps the same count)."""
+
+
+def clean_text(text: str, cap: int, *, keep_end: bool = False) -> str:
+    """`text` as PostgreSQL stores it: NUL and lone surrogates written as escapes, at most
+    `cap` characters (the start, or the end with `keep_end`)."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if len(text) <= cap:
+        return text
+    cut = len(text) - cap
+    if keep_end:
+        return f"[{cut} characters cut]...{text[cut:]}"
+    return f"{text[:cap]}...[{cut} characters cut]"
+
+
+def error_entry(attempt: int, message: str, tb: str | None = None) -> str:
+    """One entry of a job's errors, as the JSON object the ack statement appends."""
     entry = {
-        "attempt": job.attempt,
+        "attempt": attempt,
         "at": datetime.now(UTC).isoformat(),
-        "error": message,
-        "traceback": "".join(traceback.format_exception(exc)) if exc is not None else None,
+        "error": clean_text(message, MESSAGE_CAP),
+        "traceback": None if tb is None else clean_text(tb, TRACEBACK_CAP, keep_end=True),
     }
     return json.dumps(entry)
+
+
+def describe(exc: BaseException) -> str:
+    """`Type: message` of an exception, as stored and logged (capped, escaped)."""
+    try:
+        text = str(exc)
+    except Exception:  # a broken __str__ is still a failure to record
+        text = "<the exception's message could not be read>"
+    message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return clean_text(message, MESSAGE_CAP)
+
+
+def _error(job: Job, message: str, exc: BaseException | None) -> str:
+    tb = "".join(traceback.format_exception(exc)) if exc is not None else None
+    return error_entry(job.attempt, message, tb)
 
 
 def to_ack(
@@ -74,23 +115,42 @@ def to_ack(
     Cancel and Discard end the job; an exception retries after `backoff_s`, or
     discards when the job has no attempts left.
     """
+    final = job.attempt >= job.max_attempts
     if exc is not None:
-        message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        error = _error(job, message, exc)
-        if job.attempt >= job.max_attempts:
-            return Ack(job.id, job.attempt, "discarded", error=error), DISCARDED
+        error = _error(job, describe(exc), exc)
+        if final:
+            return Ack(job.id, job.attempt, "discarded", error=error, final=True), DISCARDED
         delay = backoff_s if backoff_s is not None else default_backoff(job.attempt)
-        return Ack(job.id, job.attempt, "retryable", delay_s=max(delay, 0.0), error=error), FAILURE
+        ack = Ack(job.id, job.attempt, "retryable", delay_s=max(delay, 0.0), error=error)
+        return ack, FAILURE
     if isinstance(value, Snooze):
-        ack = Ack(job.id, job.attempt, "scheduled", delay_s=value.seconds, undo_attempt=True)
+        ack = Ack(
+            job.id, job.attempt, "scheduled", delay_s=value.seconds, undo_attempt=True, final=final
+        )
         return ack, SNOOZED
     if isinstance(value, Cancel):
-        ack = Ack(job.id, job.attempt, "cancelled", error=_error(job, value.reason, None))
-        return ack, CANCELLED
+        error = _error(job, str(value.reason), None)
+        return Ack(job.id, job.attempt, "cancelled", error=error, final=final), CANCELLED
     if isinstance(value, Discard):
-        ack = Ack(job.id, job.attempt, "discarded", error=_error(job, value.reason, None))
-        return ack, DISCARDED
-    return Ack(job.id, job.attempt, "completed"), COMPLETED
+        error = _error(job, str(value.reason), None)
+        return Ack(job.id, job.attempt, "discarded", error=error, final=final), DISCARDED
+    return Ack(job.id, job.attempt, "completed", final=final), COMPLETED
+
+
+def refused_ack(ack: Ack, reason: str) -> Ack:
+    """What to write for `ack` once the database refused it: a failed attempt of its job,
+    recording why, retried after the default backoff or discarded on its last attempt."""
+    error = error_entry(ack.attempt, f"the database refused this attempt's outcome: {reason}")
+    if ack.final or ack.state in ("discarded", "cancelled"):
+        return Ack(ack.job_id, ack.attempt, "discarded", error=error, final=True)
+    delay = default_backoff(ack.attempt)
+    return Ack(ack.job_id, ack.attempt, "retryable", delay_s=delay, error=error, final=True)
+
+
+def unreadable_ack(job_id: int, attempt: int, exc: BaseException) -> Ack:
+    """The ack that sets aside a claimed job that cannot be decoded: discarded, with why."""
+    error = error_entry(attempt, f"the job could not be read, set aside: {describe(exc)}")
+    return Ack(job_id, attempt, "discarded", error=error, final=True)
 
 
 def interrupted(job: Job) -> Ack:
@@ -156,7 +216,7 @@ async def execute(
     fields["duration_s"] = round(duration_s, 6)
     fields["outcome"] = outcome
     if exc is not None:
-        fields["error"] = f"{type(exc).__name__}: {exc}"
+        fields["error"] = describe(exc)
         _telemetry.emit(_telemetry.JOB_EXCEPTION, logging.WARNING, fields)
     else:
         _telemetry.emit(_telemetry.JOB_STOP, logging.INFO, fields)
@@ -200,11 +260,14 @@ async def _call(worker: Worker, job: Job) -> Any:
 def _backoff(worker: Worker | None, job: Job) -> float:
     if worker is None:
         return default_backoff(job.attempt)
+    log = structlog.get_logger("jobrunner")
     try:
-        return worker.backoff(job)
+        return check_delay("backoff", worker.backoff(job))
+    except ValueError as exc:
+        log.error("job.backoff_refused", error=str(exc), **_fields(job))
     except Exception:
-        structlog.get_logger("jobrunner").exception("job.backoff_failed", **_fields(job))
-        return default_backoff(job.attempt)
+        log.exception("job.backoff_failed", **_fields(job))
+    return default_backoff(job.attempt)
 
 
 def _queue_time(job: Job) -> float | None:

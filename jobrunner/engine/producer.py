@@ -74,6 +74,7 @@ class Producer:
         self._drained.set()
         self._waiting = False  # in the loop's wait, not fetching or sleeping
         self._fetches: set[asyncio.Task[None]] = set()
+        self._claiming: set[asyncio.Task[None]] = set()  # fetches until their jobs are placed
         self._reserved = 0  # slots that fetches in flight may fill
         self._busy = False  # the last fetch came back full
         self._failures = 0
@@ -111,6 +112,12 @@ class Producer:
     def pause(self) -> None:
         self.paused = True
         self._acker.poke()
+
+    async def settle(self) -> None:
+        """Wait for the fetches in flight: once paused, what they claimed goes back to
+        available, so after this no new job of the queue starts here until a resume."""
+        while self._claiming:
+            await asyncio.gather(*self._claiming, return_exceptions=True)
 
     def resume(self) -> None:
         self.paused = False
@@ -242,29 +249,46 @@ class Producer:
         acks = self._acker.take()  # now: the acker would write them before the task runs
         task = asyncio.create_task(self._fetch(demand, acks), name=f"jobrunner.fetch.{self.queue}")
         self._fetches.add(task)
+        self._claiming.add(task)
         task.add_done_callback(self._fetches.discard)
+        task.add_done_callback(self._claiming.discard)
 
     async def _fetch(self, demand: int, acks: list[Ack]) -> None:
         """Claim up to `demand` jobs, writing `acks` in the same statement, and start them."""
         claim = secrets.token_hex(8)
         pool = self._client.pool
+        unreadable: list[_queries.Unreadable] = []
         try:
             if self.limits:
                 # Writes and settles the acks (emptying the list: a failed claim does not
                 # give them back to be written again).
                 owned: set[int] = set()
-                jobs = await self._claim_limited(demand, acks, claim)
+                jobs = await self._claim_limited(demand, acks, claim, unreadable)
             elif acks:
                 owned, jobs = await _queries.ack_and_fetch_jobs(
-                    pool, self._node, acks, queue=self.queue, demand=demand, claim=claim
+                    pool,
+                    self._node,
+                    acks,
+                    queue=self.queue,
+                    demand=demand,
+                    claim=claim,
+                    unreadable=unreadable,
                 )
             else:  # the lighter statement: a wake-up's fetch, on an idle node
                 owned = set()
                 jobs = await _queries.fetch_jobs(
-                    pool, queue=self.queue, demand=demand, node=self._node, claim=claim
+                    pool,
+                    queue=self.queue,
+                    demand=demand,
+                    node=self._node,
+                    claim=claim,
+                    unreadable=unreadable,
                 )
         except BaseException as exc:
-            self._acker.restore(acks)
+            if _queries.refused(exc):
+                self._acker.refuse(acks)  # written apart, so that one bad ack stops nothing
+            else:
+                self._acker.restore(acks)
             self._unsettled.append(claim)  # it may have committed: recovered by claim id
             if not isinstance(exc, Exception):
                 raise
@@ -280,13 +304,20 @@ class Producer:
         self._acker.settle(acks, owned)
         self.fetches += 1
         self.carried += len(acks)
-        self._busy = len(jobs) == demand
+        self._busy = len(jobs) + len(unreadable) == demand
         if self._busy:
             self._more = True
+        if unreadable:
+            self._set_aside(unreadable)
+        if self.paused and jobs:  # paused while the claim was under way: start none
+            await self._give_back(jobs)
+            return
         for job in jobs:
             self._dispatch(job)
 
-    async def _claim_limited(self, demand: int, acks: list[Ack], claim: str) -> list[Job]:
+    async def _claim_limited(
+        self, demand: int, acks: list[Ack], claim: str, unreadable: list[_queries.Unreadable]
+    ) -> list[Job]:
         """Write the acks first (the slots they free count), then claim under the
         cluster-wide limits, in a statement of its own."""
         pool = self._client.pool
@@ -296,9 +327,15 @@ class Producer:
             self.carried += len(acks)
             del acks[:]
         jobs = await _queries.claim_limited(
-            pool, queue=self.queue, demand=demand, node=self._node, claim=claim, limits=self.limits
+            pool,
+            queue=self.queue,
+            demand=demand,
+            node=self._node,
+            claim=claim,
+            limits=self.limits,
+            unreadable=unreadable,
         )
-        self._held = len(jobs) < demand
+        self._held = len(jobs) + len(unreadable) < demand
         rate = self.limits.rate_limit
         if self._held and rate is not None and self._rate_timer is None:
             # Look again when the window's oldest start leaves it, not only at the poll.
@@ -312,6 +349,24 @@ class Producer:
         self._rate_timer = None
         self.wake()
 
+    def _set_aside(self, unreadable: list[_queries.Unreadable]) -> None:
+        """Discard claimed jobs that cannot be decoded, with why: never claimed again."""
+        for job_id, attempt, exc in unreadable:
+            log.error("job.unreadable", job_id=job_id, queue=self.queue, error=repr(exc)[:200])
+            self._acker.push(_executor.unreadable_ack(job_id, attempt, exc))
+
+    async def _give_back(self, jobs: list[Job]) -> None:
+        """Jobs claimed for a queue that is paused now: back to available, attempt undone."""
+        acks = [_executor.interrupted(job) for job in jobs]
+        try:
+            await _queries.ack_jobs(self._client.pool, self._node, acks)
+        except Exception as exc:  # the acker retries them; none of them starts meanwhile
+            log.warning("producer.give_back_failed", queue=self.queue, error=_db.redact(str(exc)))
+            for ack in acks:
+                self._acker.push(ack)
+        log.info("producer.paused_claim_returned", queue=self.queue, job_ids=[j.id for j in jobs])
+        self._more = True
+
     async def _failed(self, exc: Exception) -> None:
         """Log a failed fetch and back off before the next."""
         self._acker.poke()
@@ -319,7 +374,7 @@ class Producer:
         log.warning(
             "producer.fetch_failed",
             queue=self.queue,
-            error=_db.redact(str(exc)),
+            error=_db.redact(str(exc))[:500],
             failures=self._failures,
         )
         if not self._stopping:
@@ -331,12 +386,19 @@ class Producer:
     async def _recover(self) -> None:
         """Run what fetches whose reply was lost claimed: they may have committed."""
         claims = list(self._unsettled)
-        jobs = await _queries.claimed_jobs(self._client.pool, node=self._node, claims=claims)
+        unreadable: list[_queries.Unreadable] = []
+        jobs = await _queries.claimed_jobs(
+            self._client.pool, node=self._node, claims=claims, unreadable=unreadable
+        )
         self._unsettled = [claim for claim in self._unsettled if claim not in claims]
+        self._set_aside(unreadable)
         if jobs:
             log.warning(
                 "producer.claim_recovered", queue=self.queue, job_ids=[job.id for job in jobs]
             )
+        if self.paused and jobs:
+            await self._give_back([job for job in jobs if job.id not in self._running])
+            return
         for job in jobs:
             if job.id not in self._running:
                 self._dispatch(job)

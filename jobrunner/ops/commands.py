@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from jobrunner.core.config import MAX_QUEUE_LIMIT
 from jobrunner.core.errors import JobRunnerError
 from jobrunner.core.job import JobState
 from jobrunner.core.limits import check_global_limit
@@ -116,8 +117,10 @@ async def check_node(client: Client, node: str, queue: str | None) -> None:
 
 
 def check_limit(limit: object) -> int:
-    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-        raise ValueError(f"queue limit must be a whole number >= 1, got {limit!r}")
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_QUEUE_LIMIT:
+        raise ValueError(
+            f"queue limit must be a whole number from 1 to {MAX_QUEUE_LIMIT}, got {limit!r}"
+        )
     return limit
 
 

@@ -2,7 +2,9 @@
 
 A queue served by a live node (where it is not paused) is drained by those nodes: this
 process wakes them, stages scheduled jobs when asked, and watches the queue empty. Any
-other queue is drained here, by `_drain.drain`, with the workers of `--app`.
+other queue is drained here, by `_drain.run_waiting`, with the workers of `--app`. Who
+runs which queue is looked at again every round, and the drain ends only when one look
+finds no queue with a job to run.
 """
 
 from __future__ import annotations
@@ -10,10 +12,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from jobrunner.core.errors import JobRunnerError, UnknownWorker
 from jobrunner.core.job import Job, JobState
+from jobrunner.core.new_job import validate_queue
 from jobrunner.core.worker import registered
 from jobrunner.daemon.control import DRAIN
 from jobrunner.db import queries as _queries
@@ -75,23 +79,27 @@ async def drain(
     *,
     with_scheduled: bool = False,
     timeout_s: float | None = None,
+    force: bool = False,
 ) -> DrainReport:
     """Run the waiting jobs of `queues` (None: every queue) until none is left.
 
+    Queues are drained together: it ends only when one look finds none of them with a job
+    to run, so a job a node runs may enqueue into a queue drained here, and the other way
+    round. Who runs a queue is decided anew on every round: when the last live node serving
+    it stops, this process runs its jobs. `force` accepts a queue nothing knows of yet.
     Raises DrainTimeout after `timeout_s` seconds (None: no limit), naming what was left.
     """
     if timeout_s is not None and not timeout_s > 0:
         raise ValueError(f"timeout_s must be seconds > 0, got {timeout_s!r}")
-    names = await _queues(client, queues)
-    by_nodes = await _served(client, names)
-    here = tuple(q for q in names if q not in by_nodes)
-    await _check_workers(client, here, with_scheduled)
+    names = await _queues(client, queues, force=force)
+    run = _Drain(client, names, with_scheduled=with_scheduled)
+    await _check_workers(
+        client, [q for q in names if q not in await _served(client, names)], with_scheduled
+    )
+    baseline = await _queries.drain_baseline(client.pool, queues=names, states=run.node_states)
     try:
-        async with asyncio.timeout(timeout_s):
-            parts = await asyncio.gather(
-                _through_nodes(client, sorted(by_nodes), with_scheduled=with_scheduled),
-                _here(client, here, with_scheduled=with_scheduled),
-            )
+        async with asyncio.timeout(timeout_s), _drain.node_lease(client, run.node):
+            await run.until_empty(baseline.started_at)
     except TimeoutError:
         left = await _queries.count_waiting(client.pool, queues=names, states=WAITING)
         what = ", ".join(f"{n} in {q!r}" for q, n in left.items()) or "none waiting"
@@ -99,15 +107,101 @@ async def drain(
             f"drain timed out after {timeout_s:g}s (jobs left: {what}); "
             "raise --timeout or check the nodes with 'jobrunner status'"
         ) from None
-    total = {k: parts[0][k] + parts[1][k] for k in parts[0]}
-    return DrainReport(**total, with_scheduled=with_scheduled, by_nodes=by_nodes, here=here)
+    ran_by_nodes = [
+        job
+        for job in await _queries.drain_outcomes(client.pool, queues=names, baseline=baseline)
+        if not job.attempted_by or job.attempted_by[0] != run.node
+    ]
+    here = run.tally.result()
+    nodes = _outcomes(ran_by_nodes, baseline)
+    mine = _counts(
+        completed=here.completed,
+        retried=here.failure,
+        failed=here.discarded,
+        cancelled=here.cancelled,
+        snoozed=here.snoozed,
+    )
+    total = {k: nodes[k] + mine[k] for k in nodes}
+    return DrainReport(
+        **total,
+        with_scheduled=with_scheduled,
+        by_nodes={q: tuple(sorted(n)) for q, n in run.by_nodes.items()},
+        here=tuple(q for q in names if q in run.here),
+    )
 
 
-async def _queues(client: Client, queues: Sequence[str] | None) -> list[str]:
+class _Drain:
+    """One drain's rounds: wake the nodes serving some queues, run the others here, and
+    look at every queue at once until none has a job to run."""
+
+    def __init__(self, client: Client, names: list[str], *, with_scheduled: bool) -> None:
+        self.client = client
+        self.names = names
+        self.with_scheduled = with_scheduled
+        self.node = _drain.drain_node()
+        self.tally = _drain.Tally()
+        self.by_nodes: dict[str, set[str]] = {}
+        self.here: set[str] = set()
+        self.node_states = WAITING if with_scheduled else ("available", "executing")
+        # Here, a job executing elsewhere is not waited for: no node of ours runs it.
+        self.here_states = (
+            tuple(s for s in WAITING if s != "executing") if with_scheduled else ("available",)
+        )
+        self._woken: set[str] = set()
+
+    async def until_empty(self, started_at: datetime) -> None:
+        while True:
+            served = await _served(self.client, self.names)
+            local = [q for q in self.names if q not in served]
+            await self._wake(served, started_at)
+            ran = 0
+            if local:
+                await _check_workers(
+                    self.client, [q for q in local if q not in self.here], self.with_scheduled
+                )
+                self.here.update(local)
+                ran = await _drain.run_waiting(
+                    self.client, local, self.node, self.tally, all_scheduled=self.with_scheduled
+                )
+            if not await self._left(sorted(served), local, started_at):
+                return
+            if not ran:
+                await asyncio.sleep(POLL_S)
+
+    async def _wake(self, served: dict[str, tuple[str, ...]], started_at: datetime) -> None:
+        """Tell the nodes serving a queue to look for jobs now; stage scheduled ones if asked."""
+        for queue, nodes in served.items():
+            self.by_nodes.setdefault(queue, set()).update(nodes)
+            if queue not in self._woken:
+                self._woken.add(queue)
+                await _commands.issue(
+                    self.client,
+                    DRAIN,
+                    queue=queue,
+                    payload={"with_scheduled": self.with_scheduled},
+                    timeout_s=0,
+                )
+        if self.with_scheduled and served:
+            await _queries.stage_queues(self.client.pool, sorted(served), since=started_at)
+
+    async def _left(self, served: list[str], local: list[str], started_at: datetime) -> bool:
+        pool = self.client.pool
+        for queues, states in ((served, self.node_states), (local, self.here_states)):
+            if queues and await _queries.count_waiting(
+                pool, queues=queues, states=states, since=started_at
+            ):
+                return True
+        return False
+
+
+async def _queues(client: Client, queues: Sequence[str] | None, *, force: bool) -> list[str]:
     if queues is not None:
         names = list(dict.fromkeys(queues))
         for name in names:
-            await _commands.check_queue(client, name)
+            if force:
+                validate_queue(name)
+            else:
+                await _commands.check_queue(client, name)
         return names
     counts = await _queries.count_jobs(client.pool)
     waiting = {q for q, by_state in counts.items() if any(by_state.get(s) for s in WAITING)}
@@ -115,8 +209,16 @@ async def _queues(client: Client, queues: Sequence[str] | None) -> list[str]:
 
 
 async def _served(client: Client, names: Iterable[str]) -> dict[str, tuple[str, ...]]:
-    """queue -> the live nodes where it runs unpaused (queues with none are left out)."""
-    nodes = [n for n in await _queries.status_nodes(client.pool) if n.live]
+    """queue -> the live nodes where it runs unpaused (queues with none are left out).
+
+    A node whose lease lapsed less than one more lease ago still counts: a late heartbeat
+    (a busy machine) is not a stopped node, and a stopped node removes its row at once.
+    """
+    nodes = [
+        n
+        for n in await _queries.status_nodes(client.pool)
+        if n.live or n.now < n.expires_at + (n.expires_at - n.heartbeat_at)
+    ]
     served = {}
     for name in names:
         running = tuple(
@@ -140,48 +242,6 @@ async def _check_workers(client: Client, queues: Sequence[str], with_scheduled: 
             f"no worker named {', '.join(repr(w) for w in unknown)}; pass --app MODULE that "
             "defines them, or start a node for the queue"
         )
-
-
-async def _here(client: Client, queues: Sequence[str], *, with_scheduled: bool) -> dict[str, int]:
-    if not queues:
-        return _counts()
-    result = await _drain.drain(
-        client, list(queues), with_scheduled=with_scheduled, with_recursion=True, with_safety=True
-    )
-    return _counts(
-        completed=result.completed,
-        retried=result.failure,
-        failed=result.discarded,
-        cancelled=result.cancelled,
-        snoozed=result.snoozed,
-    )
-
-
-async def _through_nodes(
-    client: Client, queues: Sequence[str], *, with_scheduled: bool
-) -> dict[str, int]:
-    """Wake the nodes, stage scheduled jobs if asked, and wait until the queues are empty."""
-    if not queues:
-        return _counts()
-    states = WAITING if with_scheduled else ("available", "executing")
-    pool = client.pool
-    baseline = await _queries.drain_baseline(pool, queues=queues, states=states)
-    for queue in queues:
-        await _commands.issue(
-            client, DRAIN, queue=queue, payload={"with_scheduled": with_scheduled}, timeout_s=0
-        )
-    while True:
-        if with_scheduled:
-            await _queries.stage_queues(pool, queues, since=baseline.started_at)
-        left = await _queries.count_waiting(
-            pool, queues=queues, states=states, since=baseline.started_at
-        )
-        if not left:
-            break
-        await asyncio.sleep(POLL_S)
-    return _outcomes(
-        await _queries.drain_outcomes(pool, queues=queues, baseline=baseline), baseline
-    )
 
 
 def _outcomes(jobs: Sequence[Job], baseline: DrainBaseline) -> dict[str, int]:

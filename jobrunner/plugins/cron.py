@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,6 +23,13 @@ log = structlog.get_logger("jobrunner.cron")
 
 MAX_SLOTS_PER_TICK = 100
 """At most this many slots of one entry are inserted per tick (a long catch-up continues)."""
+
+AHEAD_TOLERANCE = timedelta(seconds=1)
+"""How far ahead of the database's present a stored slot may be before it counts as left by
+a clock that stepped back (or jumped forward for a while): cron then resumes from the present."""
+
+CLOCK_JUMP_S = 60.0
+"""A tick whose database clock moved this much more (or less) than real time logs a jump."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +73,11 @@ def parse(entry: CronEntry) -> Schedule:
             f"crontab entry {key!r} has unknown timezone {entry.timezone!r}; "
             f"use an IANA name like 'Europe/Madrid' or 'UTC'"
         ) from None
+    if isinstance(entry.schedule, str) and _unfixed(entry.schedule):
+        raise ConfigError(
+            f"crontab entry {key!r} schedule {entry.schedule!r} uses R or H, whose slot "
+            f"changes from one reading to the next; write the minute and hour out"
+        )
     if not isinstance(entry.schedule, str) or not croniter.is_valid(entry.schedule):
         raise ConfigError(
             f"crontab entry {key!r} has invalid schedule {entry.schedule!r}; use 5 "
@@ -88,6 +101,15 @@ def parse(entry: CronEntry) -> Schedule:
             ) from None
         raise ConfigError(f"crontab entry {key!r}: {exc}") from None
     return schedule
+
+
+def _unfixed(expression: str) -> bool:
+    """True when a field is croniter's random (R) or hashed (H) value: not a fixed slot."""
+    for part in expression.split():
+        for token in part.replace("/", ",").split(","):
+            if token[:1] in ("R", "r", "H", "h") and (len(token) == 1 or token[1] == "("):
+                return True
+    return False
 
 
 def parse_all(entries: Sequence[CronEntry]) -> list[Schedule]:
@@ -228,19 +250,31 @@ class Cron(Periodic):
         self.catch_up_s = catch_up_s
         self.grace_s = grace_s
         self._now: Clock = now or (lambda: _queries.database_now(pool))
+        self._previous: tuple[datetime, float] | None = None  # last tick's clock, monotonic
 
     async def _tick(self) -> list[Job]:
         """Insert the due slots' jobs if this node leads; the jobs inserted."""
         if not self.schedules or not self.acting:
             return []
         at = await self._now()
+        self._check_clock(at)
         progress = await _queries.cron_progress(self._pool, [s.key for s in self.schedules])
         jobs: list[_queries.CronJob] = []
         marks: dict[str, datetime] = {}
         for schedule in self.schedules:
             last = progress.get(schedule.key)
+            if last is not None and last > at + AHEAD_TOLERANCE:
+                log.warning(
+                    "cron.clock_jump",
+                    cron=schedule.key,
+                    last_slot=_iso(last),
+                    now=_iso(at),
+                    ahead_s=round((last - at).total_seconds(), 3),
+                    reason="the stored slot is ahead of the database's clock; resuming from now",
+                )
+                last = None
             if last is None:
-                marks[schedule.key] = latest_slot(schedule, at)  # new: from the next slot on
+                marks[schedule.key] = latest_slot(schedule, at)  # from the next slot on
                 continue
             slots = due_slots(
                 schedule, last=last, at=at, catch_up_s=self.catch_up_s, grace_s=self.grace_s
@@ -250,7 +284,9 @@ class Cron(Periodic):
                 jobs.extend(_build(schedule, slot) for slot in slots)
         if not marks:
             return []
-        inserted = await _queries.insert_cron_jobs(self._pool, jobs, marks)
+        inserted = await _queries.insert_cron_jobs(
+            self._pool, jobs, marks, present=at + AHEAD_TOLERANCE
+        )
         for job in inserted:
             log.info(
                 "cron.inserted",
@@ -261,3 +297,13 @@ class Cron(Periodic):
                 slot=job.meta["cron_slot"],
             )
         return inserted
+
+    def _check_clock(self, at: datetime) -> None:
+        """Log when the database's clock moved unlike real time since the last tick."""
+        now = time.monotonic()
+        previous, self._previous = self._previous, (at, now)
+        if previous is None:
+            return
+        jump_s = (at - previous[0]).total_seconds() - (now - previous[1])
+        if abs(jump_s) >= CLOCK_JUMP_S:
+            log.warning("cron.clock_jump", jump_s=round(jump_s, 3), now=_iso(at))

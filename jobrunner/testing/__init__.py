@@ -6,6 +6,10 @@ have not finished: available, scheduled and retryable (Oban looks at available a
 scheduled; a job waiting for its retry is still enqueued); `drain_queue` runs a queue's
 waiting jobs here, as Oban's does. Pair them with `jobrunner.connect(dsn, testing="manual")`.
 
+Each of them takes `conn=`, a connection inside a test's transaction that is rolled back
+afterwards (the sandbox pattern): they then see the jobs inserted in it, and `drain_queue`
+runs them in it, so that what the jobs write, and the jobs they enqueue, roll back too.
+
 Example:
     >>> await perform_job(send_email, {"user_id": 42})
     >>> await assert_enqueued(client, worker=send_email, args={"user_id": 42})
@@ -17,10 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypedDict, TypeVar, Unpack
+from typing import Any, TypedDict, TypeVar, Unpack, cast
+
+import asyncpg
 
 from jobrunner.client import Client
 from jobrunner.core.errors import InvalidJob
@@ -205,9 +212,12 @@ def _states(state: JobState | str | Iterable[JobState | str] | None) -> tuple[Jo
     return tuple(states)
 
 
-async def _matching(client: Client, expected: _Expected) -> list[Job]:
+async def _matching(client: Client, expected: _Expected, conn: Any = None) -> list[Job]:
     jobs = await _queries.enqueued_jobs(
-        client.pool, states=list(expected.states), worker=expected.worker, queue=expected.queue
+        conn or client.pool,
+        states=list(expected.states),
+        worker=expected.worker,
+        queue=expected.queue,
     )
     return [job for job in jobs if not expected.mismatches(job)]
 
@@ -233,6 +243,7 @@ async def assert_enqueued(
     client: Client,
     *,
     timeout: float | None = None,  # noqa: ASYNC109
+    conn: Any = None,
     **filters: Unpack[JobFilters],
 ) -> Job:
     """Assert that a job matching these fields is enqueued, and return it (the oldest).
@@ -242,6 +253,7 @@ async def assert_enqueued(
     equality. `worker` is a worker, a decorated class or a worker name. Jobs are looked for
     in `DEFAULT_STATES` unless `state` names others. With `timeout` (seconds), wait up to
     that long for the job to appear (jobs enqueued by a running daemon or another task).
+    With `conn` (an asyncpg connection), look through it: inside its open transaction.
 
     Raises:
         AssertionError: no such job; the message lists the jobs enqueued instead.
@@ -251,9 +263,9 @@ async def assert_enqueued(
         >>> await assert_enqueued(client, worker=remind, scheduled_at=(in_a_week, 60))
     """
     expected = _expected(filters)
-    found = await _poll(lambda: _matching(client, expected), timeout, bool)
+    found = await _poll(lambda: _matching(client, expected, conn), timeout, bool)
     if not found:
-        raise AssertionError(await _explain_missing(client, expected, timeout))
+        raise AssertionError(await _explain_missing(client, expected, timeout, conn))
     return found[0]
 
 
@@ -261,6 +273,7 @@ async def refute_enqueued(
     client: Client,
     *,
     timeout: float | None = None,  # noqa: ASYNC109
+    conn: Any = None,
     **filters: Unpack[JobFilters],
 ) -> None:
     """Assert that no job matching these filters is enqueued; filters as in `assert_enqueued`.
@@ -275,14 +288,16 @@ async def refute_enqueued(
         >>> await refute_enqueued(client, worker=send_email, args={"user_id": 42})
     """
     expected = _expected(filters)
-    found = await _poll(lambda: _matching(client, expected), timeout, bool)
+    found = await _poll(lambda: _matching(client, expected, conn), timeout, bool)
     if found:
         lines = [f"expected no job enqueued with {expected.describe()}; found {len(found)}:"]
         lines += _listing(found, expected=None)
         raise AssertionError("\n".join(lines))
 
 
-async def all_enqueued(client: Client, **filters: Unpack[JobFilters]) -> list[Job]:
+async def all_enqueued(
+    client: Client, *, conn: Any = None, **filters: Unpack[JobFilters]
+) -> list[Job]:
     """The enqueued jobs matching these filters, oldest first; filters as in `assert_enqueued`.
 
     Example:
@@ -291,13 +306,17 @@ async def all_enqueued(client: Client, **filters: Unpack[JobFilters]) -> list[Jo
         [1, 2, 3]
     """
     expected = _expected(filters)
-    return await _matching(client, expected)
+    return await _matching(client, expected, conn)
 
 
-async def _explain_missing(client: Client, expected: _Expected, waited_s: float | None) -> str:
+async def _explain_missing(
+    client: Client, expected: _Expected, waited_s: float | None, conn: Any = None
+) -> str:
     waited = f" within {waited_s:g}s" if waited_s else ""
     head = f"expected a job enqueued with {expected.describe()}; found none{waited}"
-    others = await _queries.enqueued_jobs(client.pool, states=list(expected.states), limit=1000)
+    others = await _queries.enqueued_jobs(
+        conn or client.pool, states=list(expected.states), limit=1000
+    )
     # The same worker's jobs first: they are the likeliest near misses.
     others.sort(key=lambda job: (job.worker != expected.worker, job.id))
     lines = [
@@ -310,7 +329,7 @@ async def _explain_missing(client: Client, expected: _Expected, waited_s: float 
     ]
     lines += _listing(others, expected=expected)
     elsewhere = await _queries.enqueued_jobs(
-        client.pool,
+        conn or client.pool,
         states=[s for s in JobState if s not in expected.states],
         worker=expected.worker,
         queue=expected.queue,
@@ -362,6 +381,7 @@ async def drain_queue(
     with_recursion: bool = False,
     with_safety: bool = True,
     with_limit: int | None = None,
+    conn: Any = None,
 ) -> DrainResult:
     """Run the waiting jobs of `queue` in this process, one after another, as Oban does.
 
@@ -370,7 +390,12 @@ async def drain_queue(
     then). `with_recursion=True` also runs the jobs the drained jobs enqueue (and retries a
     failed job while its retry qualifies); `with_limit` caps how many jobs run;
     `with_safety=False` lets the first exception a worker raises propagate (its failure is
-    recorded first). A snoozed job does not run twice in one drain.
+    recorded first). A snoozed job does not run twice in one drain. A job cancelled while
+    it runs is stopped and counts as cancelled.
+
+    With `conn` (an asyncpg connection in a test's transaction), the jobs are claimed and
+    acked through it, so those inserted in the transaction run, and inside them
+    `jobrunner.current_client()` works through it too: everything rolls back with it.
 
     Returns:
         The counts by outcome (`completed`, `failure`, `snoozed`, `cancelled`,
@@ -383,10 +408,60 @@ async def drain_queue(
         {'completed': 1, 'failure': 0, 'snoozed': 0, 'cancelled': 0, 'discarded': 0}
     """
     return await _drain.drain(
-        client,
+        client if conn is None else sandboxed(client, conn),
         [queue],
         with_scheduled=with_scheduled,
         with_recursion=with_recursion,
         with_safety=with_safety,
         with_limit=with_limit,
+    )
+
+
+# --- one connection, a test's transaction -------------------------------------------------
+
+
+class _OneConnection:
+    """A pool-like view of one connection (a test's transaction), one statement at a time:
+    the drain's own statements and a running job's share it."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+        self._lock = asyncio.Lock()
+
+    def is_in_transaction(self) -> bool:
+        return bool(self._conn.is_in_transaction())
+
+    async def fetch(self, query: str, *args: Any, timeout: float | None = None) -> list[Any]:  # noqa: ASYNC109
+        async with self._lock:
+            return cast(list[Any], await self._conn.fetch(query, *args, timeout=timeout))
+
+    async def fetchrow(self, query: str, *args: Any, timeout: float | None = None) -> Any:  # noqa: ASYNC109
+        async with self._lock:
+            return await self._conn.fetchrow(query, *args, timeout=timeout)
+
+    async def fetchval(self, query: str, *args: Any, timeout: float | None = None) -> Any:  # noqa: ASYNC109
+        async with self._lock:
+            return await self._conn.fetchval(query, *args, timeout=timeout)
+
+    async def execute(self, query: str, *args: Any, timeout: float | None = None) -> str:  # noqa: ASYNC109
+        async with self._lock:
+            return cast(str, await self._conn.execute(query, *args, timeout=timeout))
+
+    @asynccontextmanager
+    async def acquire(self) -> AsyncIterator[asyncpg.Connection]:
+        async with self._lock:
+            yield self._conn
+
+
+def sandboxed(client: Client, conn: Any) -> Client:
+    """A client like `client` whose every statement goes through `conn` (a test's
+    transaction): what it inserts, and what the jobs it runs write, roll back with it."""
+    if isinstance(conn, _OneConnection):
+        view = conn
+    elif callable(getattr(conn, "fetch", None)) and callable(getattr(conn, "transaction", None)):
+        view = _OneConnection(conn)  # an asyncpg connection, or one of a pool's
+    else:
+        raise TypeError(f"conn must be an asyncpg connection, got {type(conn).__name__}")
+    return Client(
+        client.dsn, settings=client.settings, testing=client.testing, pool=cast(Any, view)
     )

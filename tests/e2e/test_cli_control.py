@@ -229,7 +229,8 @@ async def test_without_nodes_and_bad_input(client, db) -> None:
     cases = {
         ("pause", "emials"): "error: unknown queue 'emials': no node serves it and no job uses "
         "it (known queues: default); pass --force to use it anyway",
-        ("scale", "default", "0"): "error: queue limit must be a whole number >= 1, got 0",
+        ("scale", "default", "0"): "error: queue limit must be a whole number from 1 to 100000, "
+        "got 0",
         ("scale", "default", "lots"): "error: queue limit must be a whole number >= 1, got 'lots'",
         ("scale", "default"): "error: give a LIMIT (or --reset)",
         ("scale", "default", "3", "--reset"): "error: give a LIMIT or --reset, not both",

@@ -237,7 +237,7 @@ def one_error_line(result: Any, code: int, *expected: str) -> str:
 @pytest.mark.parametrize(
     ("spec", "expected"),
     [
-        ("emails:0", "queue 'emails' limit must be >= 1, got 0"),
+        ("emails:0", "queue 'emails' limit must be from 1 to 100000, got 0"),
         ("emails:x", "queue 'emails' limit must be a whole number, got 'x'"),
         (":5", "empty queue name"),
         ("emails:1,emails:2", "queue 'emails' is given twice"),

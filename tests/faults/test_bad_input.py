@@ -158,8 +158,8 @@ def test_queue_names_worker_names_tags_and_args_round_trip(
 def _bad_jobs() -> st.SearchStrategy[Any]:
     return st.sampled_from(
         [
-            ("the database refuses it", lambda: NewJob(worker="w", args={}, schedule_in=1e300)),
-            ("the database refuses it", lambda: NewJob(worker="w", args={}, schedule_in=1e13)),
+            ("the database refuses it", lambda: NewJob(worker="w", args={}, tags=["\udc80"])),
+            ("the database refuses it", lambda: NewJob(worker="w", args={}, tags=["a", "b\udcff"])),
             ("not a job", lambda: {"worker": "w", "args": {}}),
             ("not a job", lambda: "w"),
         ]

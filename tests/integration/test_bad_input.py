@@ -91,8 +91,8 @@ async def test_bad_jobs_fail_before_anything_is_written(
 async def test_a_job_the_database_refuses_fails_the_whole_batch(
     client: jobrunner.Client, db: asyncpg.Connection
 ) -> None:
-    batch = [task.new({"i": 1}), task.new({"i": 2}, schedule_in=1e300), task.new({"i": 3})]
-    refused = r"the database refused the job: (interval|timestamp) out of range"
+    batch = [task.new({"i": 1}), task.new({"i": 2}, tags=["\udc80"]), task.new({"i": 3})]
+    refused = r"the database refused the job: invalid input"
     with pytest.raises(InvalidJob, match=refused):
         await client.insert_all(batch)
     assert await count(db) == 0

@@ -202,3 +202,28 @@ async def test_a_bad_crontab_stops_the_runner_before_it_registers(
         async with make_runner(crontab=(entry,)):
             pytest.fail("the runner started")
     assert await db.fetchval("SELECT count(*) FROM jobrunner_nodes") == 0
+
+
+async def test_a_clock_stepped_forward_and_back_resumes_cron_within_one_slot(
+    client: jobrunner.Client, db: asyncpg.Connection
+) -> None:
+    """The database clock jumps 12 hours ahead for one tick, then comes back: the entry
+    fires again at the next slot instead of staying silent until real time catches up."""
+    from structlog.testing import capture_logs
+
+    minutely = CronEntry("* * * * *", "sched.tick", name="minutely")
+    clock = Clock(T0)
+    plugin = make_cron(client.pool, clock, minutely)
+    with capture_logs() as logs:
+        assert await plugin._tick() == []
+        clock.at = T0 + timedelta(hours=12)
+        assert len(await plugin._tick()) == 1  # the jump itself: the latest slot, as downtime
+        clock.at = T0 + timedelta(minutes=1)
+        assert await plugin._tick() == []
+        assert await last_slot(db, "minutely") == datetime(2030, 1, 1, 12, 1, tzinfo=UTC)
+        clock.at = T0 + timedelta(minutes=2)
+        resumed = await plugin._tick()
+    assert [job.meta["cron_slot"] for job in resumed] == ["2030-01-01T12:02:00+00:00"]
+    jumps = [entry for entry in logs if entry["event"] == "cron.clock_jump"]
+    assert any(entry.get("ahead_s") for entry in jumps), logs
+    assert any(entry.get("jump_s", 0) > 3600 for entry in jumps), logs

@@ -214,10 +214,28 @@ def test_meta_must_be_a_json_object() -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"schedule_in": -1}, "schedule_in must be seconds >= 0, got -1"),
-        ({"schedule_in": math.inf}, "schedule_in must be seconds >= 0, got inf"),
-        ({"schedule_in": "60"}, "schedule_in must be seconds >= 0, got '60'"),
+        (
+            {"schedule_in": -1},
+            "schedule_in must be seconds from 0 to 3153600000 (100 years), got -1",
+        ),
+        (
+            {"schedule_in": math.inf},
+            "schedule_in must be seconds from 0 to 3153600000 (100 years), got inf",
+        ),
+        (
+            {"schedule_in": math.nan},
+            "schedule_in must be seconds from 0 to 3153600000 (100 years), got nan",
+        ),
+        (
+            {"schedule_in": 9.2e12},
+            "schedule_in must be seconds from 0 to 3153600000 (100 years), got 9200000000000.0",
+        ),
+        (
+            {"schedule_in": "60"},
+            "schedule_in must be seconds from 0 to 3153600000 (100 years), got '60'",
+        ),
         ({"scheduled_at": datetime(2030, 1, 1)}, "scheduled_at must be a timezone-aware"),
+        ({"scheduled_at": datetime.max.replace(tzinfo=UTC)}, "from year 1 to 9998"),
         ({"scheduled_at": "2030-01-01"}, "scheduled_at must be a timezone-aware"),
         (
             {"schedule_in": 1, "scheduled_at": datetime.now(UTC)},
@@ -239,7 +257,7 @@ def test_durations_may_be_timedeltas() -> None:
 
     assert w.new({}, schedule_in=timedelta(minutes=2)).schedule_in == 120.0
     assert Unique(period=timedelta(hours=1)).period == 3600.0
-    with pytest.raises(InvalidJob, match=_re("schedule_in must be seconds >= 0, got -1.0")):
+    with pytest.raises(InvalidJob, match=_re("schedule_in must be seconds from 0 to")):
         w.new({}, schedule_in=timedelta(seconds=-1))
 
 

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from jobrunner.core.job import Job
-from jobrunner.db.queries.jobs import Conn, _fetch, _sql
+from jobrunner.db.queries.jobs import Conn, _fetch, _sql, readable
 
 INSERT_CONTROL = _sql("insert_control")
 PERSIST_QUEUE_STATE = _sql("persist_queue_state")
@@ -195,7 +195,7 @@ async def list_jobs(
     rows = await _fetch(
         conn, LIST_JOBS, None if states is None else list(states), queue, worker, limit
     )
-    return [Job.from_record(row) for row in rows]
+    return [readable(row) for row in rows]
 
 
 async def retry_jobs(

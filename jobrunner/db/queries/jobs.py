@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import asyncpg
 
 from jobrunner.core.errors import InvalidJob, JobRunnerError, SchemaMissing
-from jobrunner.core.job import _STATES, Job, inserted, new_inserted_job
+from jobrunner.core.job import _STATES, Job, JobError, inserted, new_inserted_job
 from jobrunner.core.new_job import NewJob
 from jobrunner.db import connection as _db
 
@@ -40,6 +40,7 @@ HEARTBEAT_NODE = _sql("heartbeat_node")
 REMOVE_NODE = _sql("remove_node")
 RESCUE_NODE_JOBS = _sql("rescue_node_jobs")
 OWNED_JOBS = _sql("owned_jobs")
+LOCK_NODE_NAME = _sql("lock_node_name")
 
 
 class Conn(Protocol):
@@ -279,7 +280,7 @@ def _columns(jobs: Sequence[NewJob], keys: Sequence[str | None]) -> tuple[list[A
 
 async def get_job(conn: Conn, job_id: int) -> Job | None:
     rows = await _fetch(conn, GET_JOB, job_id)
-    return Job.from_record(rows[0]) if rows else None
+    return readable(rows[0]) if rows else None
 
 
 async def cancel_job(conn: Conn, job_id: int) -> Job | None:
@@ -294,25 +295,81 @@ async def retry_job(conn: Conn, job_id: int) -> Job | None:
     return Job.from_record(rows[0]) if rows else None
 
 
+Unreadable = tuple[int, int, Exception]
+"""A claimed row that cannot be decoded: its id, its attempt, and why."""
+
+
+def refused(exc: BaseException) -> bool:
+    """True when the database refused a statement's values: sent again, they fail again."""
+    return isinstance(
+        exc,
+        InvalidJob
+        | asyncpg.DataError
+        | asyncpg.IntegrityConstraintViolationError
+        | asyncpg.ProgramLimitExceededError,
+    )
+
+
+def _claimed(rows: Sequence[Any], unreadable: list[Unreadable] | None) -> list[Job]:
+    """Claimed rows decoded one by one, best first; a row that cannot be decoded goes to
+    `unreadable` (without it, its error propagates)."""
+    jobs = []
+    for row in rows:
+        try:
+            jobs.append(Job.from_record(row))
+        except Exception as exc:
+            if unreadable is None:
+                raise
+            unreadable.append((row["id"], row["attempt"], exc))
+    jobs.sort(key=lambda j: (j.priority, j.scheduled_at, j.id))
+    return jobs
+
+
+def readable(row: Any) -> Job:
+    """A stored job for display, even one whose args, meta or errors cannot be decoded:
+    those show as what could not be read."""
+    try:
+        return Job.from_record(row)
+    except Exception as exc:
+        problem = f"{type(exc).__name__}: {str(exc)[:200]}"
+    fields = dict(row)
+    unreadable = {"jobrunner_unreadable": problem}
+    for name, empty in (("args", "{}"), ("meta", "{}"), ("errors", "[]")):
+        try:
+            Job.from_record({**fields, "args": "{}", "meta": "{}", "errors": "[]", name: row[name]})
+        except Exception:
+            fields[name] = empty if name == "errors" else json.dumps(unreadable)
+    job = Job.from_record(fields)
+    if fields["errors"] == "[]" and row["errors"] != "[]":
+        note = JobError(attempt=job.attempt, at="", error=f"errors unreadable: {problem}")
+        job = replace(job, errors=(note,))
+    return job
+
+
 async def fetch_jobs(
-    conn: Conn, *, queue: str, demand: int, node: str, claim: str | None = None
+    conn: Conn,
+    *,
+    queue: str,
+    demand: int,
+    node: str,
+    claim: str | None = None,
+    unreadable: list[Unreadable] | None = None,
 ) -> list[Job]:
     """Claim up to `demand` available jobs of `queue` for `node`, best first.
 
     `claim` names this fetch, so that `claimed_jobs` finds what it took if its reply is lost.
+    Rows that cannot be decoded go to `unreadable` when given.
     """
     rows = await _fetch(conn, FETCH_JOBS, queue, demand, node, claim)
-    jobs = [Job.from_record(row) for row in rows]
-    jobs.sort(key=lambda j: (j.priority, j.scheduled_at, j.id))
-    return jobs
+    return _claimed(rows, unreadable)
 
 
-async def claimed_jobs(conn: Conn, *, node: str, claims: Sequence[str]) -> list[Job]:
+async def claimed_jobs(
+    conn: Conn, *, node: str, claims: Sequence[str], unreadable: list[Unreadable] | None = None
+) -> list[Job]:
     """The jobs that these fetches of `node` claimed and it still holds, best first."""
     rows = await _fetch(conn, CLAIMED_JOBS, node, list(claims))
-    jobs = [Job.from_record(row) for row in rows]
-    jobs.sort(key=lambda j: (j.priority, j.scheduled_at, j.id))
-    return jobs
+    return _claimed(rows, unreadable)
 
 
 async def claim_jobs(conn: Conn, *, ids: Sequence[int], node: str) -> list[Job]:
@@ -333,6 +390,7 @@ class Ack:
     delay_s: float | None = None
     error: str | None = None  # a JSON object
     undo_attempt: bool = False
+    final: bool = False  # the job's last attempt: a failure now discards it
 
 
 async def ack_jobs(conn: Conn, node: str, acks: Sequence[Ack]) -> set[int]:
@@ -349,10 +407,12 @@ async def ack_and_fetch_jobs(
     queue: str,
     demand: int,
     claim: str | None = None,
+    unreadable: list[Unreadable] | None = None,
 ) -> tuple[set[int], list[Job]]:
     """Write `acks` and claim up to `demand` jobs of `queue`, in one statement.
 
-    Returns the acked ids this node still owned and the claimed jobs, best first.
+    Returns the acked ids this node still owned and the claimed jobs, best first; claimed
+    rows that cannot be decoded go to `unreadable` when given.
     """
     rows = await _fetch(
         conn,
@@ -369,9 +429,7 @@ async def ack_and_fetch_jobs(
         claim,
     )
     owned = {row["id"] for row in rows if row["acked"]}
-    jobs = [Job.from_record(row) for row in rows if not row["acked"]]
-    jobs.sort(key=lambda j: (j.priority, j.scheduled_at, j.id))
-    return owned, jobs
+    return owned, _claimed([row for row in rows if not row["acked"]], unreadable)
 
 
 async def register_node(
@@ -383,6 +441,11 @@ async def register_node(
 async def rescue_node_jobs(conn: Conn, node: str) -> list[int]:
     """At a node's start: give back the jobs an earlier process of the same name left executing."""
     return [row["id"] for row in await _fetch(conn, RESCUE_NODE_JOBS, node)]
+
+
+async def lock_node_name(conn: Conn, node: str) -> bool:
+    """Take the session lock on `node`'s name; False if another live session holds it."""
+    return bool((await _fetch(conn, LOCK_NODE_NAME, node))[0]["locked"])
 
 
 async def heartbeat_node(conn: Conn, *, name: str, queues: str, lease_s: float) -> bool:

@@ -8,7 +8,7 @@ from typing import Any
 
 from jobrunner.core.job import Job
 from jobrunner.core.limits import Limits, RateLimit
-from jobrunner.db.queries.jobs import Conn, _fetch, _sql
+from jobrunner.db.queries.jobs import Conn, Unreadable, _claimed, _fetch, _sql
 
 CLAIM_LIMITED = _sql("claim_limited")
 RATE_WAIT = _sql("rate_wait")
@@ -18,9 +18,19 @@ GLOBAL_LIMITS = _sql("global_limits")
 
 
 async def claim_limited(
-    conn: Conn, *, queue: str, demand: int, node: str, claim: str | None, limits: Limits
+    conn: Conn,
+    *,
+    queue: str,
+    demand: int,
+    node: str,
+    claim: str | None,
+    limits: Limits,
+    unreadable: list[Unreadable] | None = None,
 ) -> list[Job]:
-    """Claim up to `demand` jobs of `queue` under its cluster-wide `limits`, best first."""
+    """Claim up to `demand` jobs of `queue` under its cluster-wide `limits`, best first.
+
+    Rows that cannot be decoded go to `unreadable` when given (as for `fetch_jobs`).
+    """
     rate = limits.rate_limit
     fields, keys = limits.partition_args()
     rows = await _fetch(
@@ -36,9 +46,7 @@ async def claim_limited(
         fields,
         keys,
     )
-    jobs = [Job.from_record(row) for row in rows]
-    jobs.sort(key=lambda j: (j.priority, j.scheduled_at, j.id))
-    return jobs
+    return _claimed(rows, unreadable)
 
 
 async def rate_wait(conn: Conn, *, queue: str, rate: RateLimit) -> float | None:

@@ -60,11 +60,16 @@ class CronJob:
 
 
 async def insert_cron_jobs(
-    conn: Conn, jobs: Sequence[CronJob], progress: Mapping[str, datetime]
+    conn: Conn,
+    jobs: Sequence[CronJob],
+    progress: Mapping[str, datetime],
+    *,
+    present: datetime | None = None,
 ) -> list[Job]:
     """Insert `jobs` (a slot already inserted is skipped) and move entries' progress forward.
 
-    Returns the jobs actually inserted.
+    A stored slot later than `present` (default: the database's now) is replaced even by an
+    earlier one: the clock stepped back. Returns the jobs actually inserted.
     """
     new = [c.job for c in jobs]
     rows = await _fetch(
@@ -80,6 +85,7 @@ async def insert_cron_jobs(
         [c.unique_key for c in jobs],
         list(progress),
         list(progress.values()),
+        present,
     )
     return [Job.from_record(row) for row in rows]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from jobrunner.core.job import Job
 from jobrunner.db.queries.jobs import Conn, _fetch, _sql
@@ -12,6 +13,8 @@ DRAIN_JOBS = _sql("drain_jobs")
 MAX_JOB_ID = _sql("max_job_id")
 ENQUEUED_JOBS = _sql("enqueued_jobs")
 RESET_TABLES = _sql("reset_tables")
+SET_LOCK_TIMEOUT = _sql("set_lock_timeout")
+LOCK_HOLDERS = _sql("lock_holders")
 
 
 async def drain_jobs(
@@ -84,3 +87,13 @@ async def drop_database(conn: Conn, name: str) -> None:
     """Drop the database `name` if it exists, closing its connections."""
     rows = await _fetch(conn, DROP_DATABASE, name)
     await conn.execute(rows[0]["statement"])
+
+
+async def set_lock_timeout(conn: Conn, limit: str) -> None:
+    """Bound how long the current transaction's statements wait for a lock ('5s')."""
+    await _fetch(conn, SET_LOCK_TIMEOUT, limit)
+
+
+async def lock_holders(conn: Conn) -> list[dict[str, Any]]:
+    """The other sessions holding a lock on a jobrunner table: pid, state, since, query."""
+    return [dict(row) for row in await _fetch(conn, LOCK_HOLDERS)]

@@ -20,8 +20,12 @@ WITH acked AS (
         completed_at = CASE WHEN a.state = 'completed' THEN now() ELSE j.completed_at END,
         discarded_at = CASE WHEN a.state = 'discarded' THEN now() ELSE j.discarded_at END,
         cancelled_at = CASE WHEN a.state = 'cancelled' THEN now() ELSE j.cancelled_at END,
+        -- the latest 20 errors (MAX_ERRORS in _executor.py); errors that are not a list
+        -- (written by hand) start again
         errors = CASE WHEN a.error IS NULL THEN j.errors
-                      ELSE j.errors || jsonb_build_array(a.error::jsonb) END,
+                      WHEN jsonb_typeof(j.errors) <> 'array' THEN jsonb_build_array(a.error::jsonb)
+                      ELSE jsonb_path_query_array(j.errors, '$[last - 18 to last]')
+                           || jsonb_build_array(a.error::jsonb) END,
         attempt = j.attempt - a.undo::int
     FROM unnest($2::bigint[], $3::int[], $4::text[], $5::float8[], $6::text[], $7::boolean[])
          AS a(id, attempt, state, delay, error, undo)
@@ -40,7 +44,7 @@ woken AS (
 claimed AS (
     UPDATE jobrunner_jobs AS j
     SET state = 'executing',
-        attempt = j.attempt + 1,
+        attempt = least(j.attempt + 1, 32767),  -- smallint: a failure there discards
         attempted_at = now(),
         attempted_by = array_remove(ARRAY[$1::text, $10::text], NULL)
     -- by primary key, whatever the plan: see fetch_jobs.sql
@@ -64,7 +68,8 @@ SELECT true AS acked, acked.id, NULL AS state, NULL AS queue, NULL AS worker, NU
 FROM acked, woken
 UNION ALL
 SELECT false, c.id, 'executing', c.queue, c.worker, c.args::text, c.meta::text, c.tags,
-       c.errors::text, c.attempt, c.max_attempts, c.priority, c.inserted_at, c.scheduled_at,
+       c.errors::text, c.attempt, c.max_attempts, c.priority, c.inserted_at,
+       least(c.scheduled_at, '9999-12-31 23:59:59.999999+00'),  -- as far as Python reads
        c.attempted_at, c.completed_at, c.discarded_at, c.cancelled_at, c.attempted_by,
        c.unique_key
 FROM claimed c

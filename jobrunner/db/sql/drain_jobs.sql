@@ -18,12 +18,13 @@ WITH picked AS (
 )
 UPDATE jobrunner_jobs AS j
 SET state = 'executing',
-    attempt = j.attempt + 1,
+    attempt = least(j.attempt + 1, 32767),  -- smallint: a failure there discards
     attempted_at = now(),
     attempted_by = ARRAY[$3::text]
 FROM picked
 WHERE j.id = picked.id
 RETURNING j.id, 'executing' AS state, j.queue, j.worker, j.args::text AS args, j.meta::text AS meta,
           j.tags, j.errors::text AS errors, j.attempt, j.max_attempts, j.priority, j.inserted_at,
-          j.scheduled_at, j.attempted_at, j.completed_at, j.discarded_at, j.cancelled_at,
+          least(j.scheduled_at, '9999-12-31 23:59:59.999999+00') AS scheduled_at,
+          j.attempted_at, j.completed_at, j.discarded_at, j.cancelled_at,
           j.attempted_by, j.unique_key

@@ -1,8 +1,10 @@
 -- $1 workers text[], $2 queues text[], $3 args text[] (json), $4 metas text[] (json),
 -- $5 tags text[] (json arrays), $6 priorities int[], $7 max_attempts int[], $8 unique_keys text[],
--- $9 entry names text[], $10 last slots timestamptz[].
+-- $9 entry names text[], $10 last slots timestamptz[], $11 the present (null: now()).
 -- One job per entry and slot: the unique key names both and is unique in every state, so a
--- second leader, a restart or a retried tick inserts nothing. Progress only moves forward.
+-- second leader, a restart or a retried tick inserts nothing. Progress only moves forward,
+-- unless the stored slot is ahead of the present: a clock that stepped back (or jumped
+-- forward for a while) must not silence the entry until real time catches up.
 WITH input AS (
     SELECT *
     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[],
@@ -27,7 +29,10 @@ progress AS (
     SELECT p.name, p.last_slot
     FROM unnest($9::text[], $10::timestamptz[]) AS p(name, last_slot)
     ON CONFLICT (name) DO UPDATE
-    SET last_slot = greatest(c.last_slot, excluded.last_slot), updated_at = now()
+    SET last_slot = CASE WHEN c.last_slot > coalesce($11::timestamptz, now())
+                         THEN excluded.last_slot
+                         ELSE greatest(c.last_slot, excluded.last_slot) END,
+        updated_at = now()
     RETURNING c.name
 ),
 woken AS (

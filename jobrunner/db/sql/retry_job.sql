@@ -4,7 +4,7 @@ WITH retried AS (
     UPDATE jobrunner_jobs
     SET state = 'available',
         scheduled_at = now(),
-        max_attempts = greatest(max_attempts, attempt + 1),
+        max_attempts = greatest(max_attempts, least(attempt + 1, 32767)),
         completed_at = NULL, discarded_at = NULL, cancelled_at = NULL
     WHERE id = $1 AND state <> 'executing'
     RETURNING id, state::text AS state, queue, worker, args::text AS args, meta::text AS meta, tags, errors::text AS errors, attempt, max_attempts, priority, inserted_at, scheduled_at, attempted_at, completed_at, discarded_at, cancelled_at, attempted_by, unique_key

@@ -4,7 +4,7 @@ WITH retried AS (
     UPDATE jobrunner_jobs
     SET state = 'available',
         scheduled_at = now(),
-        max_attempts = greatest(max_attempts, attempt + 1),
+        max_attempts = greatest(max_attempts, least(attempt + 1, 32767)),
         completed_at = NULL, discarded_at = NULL, cancelled_at = NULL
     WHERE state::text = ANY($1::text[])
       AND state <> 'executing'

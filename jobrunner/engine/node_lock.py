@@ -1,0 +1,75 @@
+"""One live process per node name: a session advisory lock on the name, held while it runs.
+
+Two processes started with the same `--node` (two pods of one StatefulSet name, a copied
+command line) would share a node row, and the second would give back the first's running
+jobs as if the first had died: the same job would run twice at once. The lock tells a dead
+predecessor (its session is gone, so is the lock) from a live one (refused).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import structlog
+
+from jobrunner.core.errors import JobRunnerError
+from jobrunner.db import connection as _db
+from jobrunner.db import queries as _queries
+
+log = structlog.get_logger("jobrunner.node_lock")
+
+RETRY_S = 0.1
+
+
+class NodeNameTaken(JobRunnerError):
+    """another live process runs under this node name."""
+
+
+class NodeLock:
+    """Holds the lock on a node name on a connection of its own, for the node's life."""
+
+    def __init__(self, dsn: str, node: str) -> None:
+        self._dsn = dsn
+        self._node = node
+        self._conn: asyncpg.Connection | None = None
+
+    async def acquire(self, wait_s: float) -> None:
+        """Take the lock, retrying for `wait_s` seconds (a killed predecessor's session may
+        take a moment to end); NodeNameTaken if a live process still holds it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        conn = await _db.connect(self._dsn)
+        try:
+            while not await _queries.lock_node_name(conn, self._node):
+                if loop.time() >= deadline:
+                    raise NodeNameTaken(
+                        f"node {self._node!r} is already running in another live process; "
+                        "give each process its own --node (or leave it out for a unique name)"
+                    )
+                await asyncio.sleep(RETRY_S)
+        except BaseException:
+            await _close(conn)
+            raise
+        self._conn = conn
+
+    async def check(self) -> None:
+        """Still held: if its connection was lost (the lock with it), take the lock again;
+        NodeNameTaken if another process took the name meanwhile."""
+        if self._conn is not None and not self._conn.is_closed():
+            return
+        log.warning("node.lock_reconnecting", node=self._node)
+        self._conn = None
+        await self.acquire(wait_s=0)
+
+    async def release(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await _close(conn)
+
+
+async def _close(conn: asyncpg.Connection) -> None:
+    try:
+        await asyncio.wait_for(conn.close(), 5)
+    except Exception:  # closing a broken connection: the server ends the session anyway
+        conn.terminate()
