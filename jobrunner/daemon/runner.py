@@ -18,9 +18,11 @@ from jobrunner.core import threads as _threads
 from jobrunner.core.apps import import_apps
 from jobrunner.core.config import QueueConfig, Settings, queue_config
 from jobrunner.core.errors import ConfigError, JobRunnerError
+from jobrunner.daemon.endpoints import Endpoints
 from jobrunner.db import connection as _db
 from jobrunner.db import migrate as _migrate
 from jobrunner.db import queries as _queries
+from jobrunner.db.lease import LeaseConnections
 from jobrunner.engine.acker import Acker
 from jobrunner.engine.leader import Leader
 from jobrunner.engine.node_lock import NodeLock, NodeNameTaken
@@ -104,9 +106,14 @@ class Runner:
         self.leader: Leader | None = None  # set by plugins.build(); .is_leader for status
         self._heartbeat: asyncio.Task[None] | None = None
         self._node_lock: NodeLock | None = None
+        self._lease: LeaseConnections | None = None
+        self._cancel_checks: set[int] = set()
+        self._cancel_task: asyncio.Task[None] | None = None
         self._stop_task: asyncio.Task[None] | None = None
         self._started = False
         self._stopping = False
+        self._endpoints: Endpoints | None = None
+        self.running = asyncio.Event()  # set once start() has started everything
 
     @property
     def notifier(self) -> Notifier:
@@ -114,9 +121,34 @@ class Runner:
         return self._notifier
 
     @property
+    def lease(self) -> LeaseConnections:
+        """The node's own connections: heartbeat, leader renewal, rescue, cancel checks."""
+        assert self._lease is not None, "the runner is not started"
+        return self._lease
+
+    @property
     def acker(self) -> Acker:
         assert self._acker is not None, "the runner is not started"
         return self._acker
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    @property
+    def listening(self) -> bool:
+        """The notifier's connection is up."""
+        return self._notifier is not None and self._notifier.connected.is_set()
+
+    @property
+    def listener_connects(self) -> int:
+        return self._notifier.connects if self._notifier is not None else 0
+
+    @property
+    def http_port(self) -> int | None:
+        """The port the HTTP endpoints listen on (`[http] listen`), None without them."""
+        server = self._endpoints.server if self._endpoints is not None else None
+        return server.port if server is not None else None
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -141,6 +173,7 @@ class Runner:
         async with self.client.pool.acquire() as conn:
             await _migrate.verify(conn)
         import_apps(self.settings.app)  # the workers its crontab names, as `jobrunner start`
+        self._lease = LeaseConnections(self.client.dsn, wait_s=self.settings.heartbeat_interval_s)
         extensions = self._extensions()  # validates plugin settings (crontab) before anything runs
         self._started = True
         try:
@@ -148,6 +181,7 @@ class Runner:
         except BaseException:
             await self.stop(grace=0)
             raise
+        self.running.set()
         log.info(
             "node.started", node=self.node, queues={q: c.limit for q, c in self.queues.items()}
         )
@@ -158,15 +192,18 @@ class Runner:
         lock = NodeLock(self.client.dsn, self.node)
         await lock.acquire(wait_s=min(self.settings.node_lease_s, NODE_LOCK_WAIT_S))
         self._node_lock = lock
+        await self.lease.start()
+        self._endpoints = Endpoints(self)  # binds first: a port in use fails before anything
+        await self._endpoints.start()
         await _queries.register_node(
-            pool,
+            self.lease,
             name=self.node,
             host=self.host,
             pid=os.getpid(),
             queues=self._queue_state(),
             lease_s=self.settings.node_lease_s,
         )
-        leftover = await _queries.rescue_node_jobs(pool, self.node)
+        leftover = await _queries.rescue_node_jobs(self.lease, self.node)
         if leftover:
             log.warning(
                 "node.rescued_leftovers",
@@ -239,16 +276,25 @@ class Runner:
         Interrupted jobs go back to available, their attempt not counted. Then plugins stop,
         pending acks are written, and the node row is removed. Idempotent, safe before start().
         """
-        if self._stopping:
-            await self.stopped.wait()
-            return
         if not self._started:
             return
-        self._stopping = True
-        try:
-            await self._stop(self.settings.shutdown_grace_s if grace is None else grace)
-        finally:
-            self.stopped.set()
+        if self._stop_task is None:
+            self._stopping = True
+            grace_s = self.settings.shutdown_grace_s if grace is None else grace
+            self._stop_task = asyncio.create_task(self._stop(grace_s), name="jobrunner.stop")
+            self._stop_task.add_done_callback(lambda _: self.stopped.set())
+        elif grace is not None:
+            self._hurry(grace)
+        # Shielded: a caller that gives up waiting (a timeout, a cancellation) does not leave
+        # the node half-stopped; the stop goes on, and calling stop() again waits for its end.
+        await asyncio.shield(self._stop_task)
+
+    def _hurry(self, grace_s: float) -> None:
+        """A later stop() with a grace: running jobs are interrupted once it has passed."""
+        if grace_s <= 0:
+            self.interrupt()
+        else:
+            asyncio.get_running_loop().call_later(grace_s, self.interrupt)
 
     async def _stop(self, grace_s: float) -> None:
         log.info("node.stopping", node=self.node, grace_s=grace_s)
@@ -260,17 +306,20 @@ class Runner:
             await _quietly(service.stop())
         if self._acker is not None:
             await self._acker.stop()
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            await asyncio.gather(self._heartbeat, return_exceptions=True)
-        if self._node_lock is not None:  # else the row is another live process's
-            await _quietly(
-                asyncio.wait_for(
-                    _queries.remove_node(self.client.pool, self.node), REMOVE_NODE_TIMEOUT_S
+        for task in (self._heartbeat, self._cancel_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        if self._lease is not None and self._lease.open:
+            if self._node_lock is not None:  # else the row is another live process's
+                await _quietly(
+                    asyncio.wait_for(
+                        _queries.remove_node(self._lease, self.node), REMOVE_NODE_TIMEOUT_S
+                    )
                 )
-            )
-        if self._notifier is not None:
-            await self._notifier.stop()
+            await self._lease.stop()
+        # The endpoints last: /healthz and /readyz say "stopping" during the drain.
+        await _stop_each(self._notifier, self._endpoints)
         if self._node_lock is not None:
             await self._node_lock.release()
         log.info("node.stopped", node=self.node)
@@ -303,12 +352,38 @@ class Runner:
             producer.wake()
 
     def _on_cancel(self, payload: str) -> None:
+        """A cancel notification only says where to look: anyone who can connect can NOTIFY,
+        so the job is stopped once the database says it is cancelled."""
         node, _, job_id = payload.rpartition(" ")
         if node != self.node or not job_id.isdigit():
             return
-        for producer in self.producers.values():
-            if producer.cancel_job(int(job_id)):
-                log.info("job.cancelling", job_id=int(job_id), queue=producer.queue)
+        if not any(int(job_id) in p.running_jobs() for p in self.producers.values()):
+            return
+        self._cancel_checks.add(int(job_id))
+        if self._cancel_task is None or self._cancel_task.done():
+            self._cancel_task = asyncio.create_task(
+                self._check_cancels(), name="jobrunner.cancel_checks"
+            )
+
+    async def _check_cancels(self) -> None:
+        while self._cancel_checks:
+            ids, self._cancel_checks = sorted(self._cancel_checks), set()
+            try:
+                cancelled = await _queries.cancelled_jobs(self.lease, ids)
+            except Exception as exc:  # the heartbeat's ownership check stops them later
+                log.warning("job.cancel_check_failed", job_ids=ids, error=_db.redact(str(exc)))
+                continue
+            for job_id in ids:
+                if job_id not in cancelled:
+                    log.warning(
+                        "job.cancel_ignored",
+                        job_id=job_id,
+                        reason="a cancel notification for a job that is not cancelled",
+                    )
+                    continue
+                for producer in self.producers.values():
+                    if producer.cancel_job(job_id):
+                        log.info("job.cancelling", job_id=job_id, queue=producer.queue)
 
     def _wake_all(self) -> None:
         for producer in self.producers.values():
@@ -329,8 +404,11 @@ class Runner:
         return json.dumps(state)
 
     async def heartbeat(self) -> None:
-        """Refresh this node's lease and queue state; re-register if its row is gone."""
-        pool, lease_s = self.client.pool, self.settings.node_lease_s
+        """Refresh this node's lease and queue state; re-register if its row is gone.
+
+        On the node's own connections: jobs holding every connection of the job pool never
+        make a live node look dead."""
+        pool, lease_s = self.lease, self.settings.node_lease_s
         alive = await _queries.heartbeat_node(
             pool, name=self.node, queues=self._queue_state(), lease_s=lease_s
         )
@@ -345,25 +423,26 @@ class Runner:
             )
 
     async def stop_lost_jobs(self) -> list[int]:
-        """Stop running jobs this node no longer owns: cancelled (a lost NOTIFY) or rescued.
+        """Stop running jobs this node no longer owns: cancelled (a lost NOTIFY), rescued, or
+        claimed again by a later run. Runs are told apart by claim, not by job id.
 
         Returns their ids; no ack is written for them.
         """
-        running = {job_id for p in self.producers.values() for job_id in p.running_ids()}
+        running = {run for p in self.producers.values() for run in p.running_runs()}
         if not running:
             return []
-        owned = await _queries.owned_jobs(self.client.pool, ids=list(running), node=self.node)
+        owned = await _queries.owned_jobs(self.lease, runs=list(running), node=self.node)
         lost = []
         for producer in self.producers.values():
-            for job_id in running - owned:
-                if producer.cancel_job(job_id):
+            for run in running - owned:
+                if producer.cancel_run(run):
                     log.warning(
                         "job.lost",
-                        job_id=job_id,
+                        job_id=run[0],
                         queue=producer.queue,
                         reason="no longer executing on this node",
                     )
-                    lost.append(job_id)
+                    lost.append(run[0])
         return lost
 
     async def _heartbeat_loop(self) -> None:
@@ -388,6 +467,12 @@ class Runner:
         """
         failed_at = self._heartbeat_failed_at
         return failed_at is None or time.monotonic() - failed_at >= self.settings.node_lease_s
+
+
+async def _stop_each(*services: Any) -> None:
+    for service in services:
+        if service is not None:
+            await service.stop()
 
 
 async def _quietly(awaitable: Any) -> None:

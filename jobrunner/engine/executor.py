@@ -11,7 +11,7 @@ import socket
 import time
 import traceback
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -106,6 +106,21 @@ def _error(job: Job, message: str, exc: BaseException | None) -> str:
     return error_entry(job.attempt, message, tb)
 
 
+def claim_of(job: Job) -> str | None:
+    """The claim that started this run of `job` (`attempted_by` is [node, claim]); None for a
+    claim without an id (a job run in-process)."""
+    return job.attempted_by[1] if len(job.attempted_by) > 1 else None
+
+
+RunKey = tuple[int, str | None]
+
+
+def run_key(job: Job) -> RunKey:
+    """One run of a job: its id and its claim. A node that claims a job again (it was
+    rescued while this node was paused) starts a different run of the same id."""
+    return job.id, claim_of(job)
+
+
 def to_ack(
     job: Job, value: Any, exc: BaseException | None, backoff_s: float | None
 ) -> tuple[Ack, str]:
@@ -113,8 +128,16 @@ def to_ack(
 
     None (or any other value) completes; Snooze reschedules without using an attempt;
     Cancel and Discard end the job; an exception retries after `backoff_s`, or
-    discards when the job has no attempts left.
+    discards when the job has no attempts left. The ack names the run's claim, so that it
+    only ever ends this run.
     """
+    ack, outcome = _outcome(job, value, exc, backoff_s)
+    return replace(ack, claim=claim_of(job)), outcome
+
+
+def _outcome(
+    job: Job, value: Any, exc: BaseException | None, backoff_s: float | None
+) -> tuple[Ack, str]:
     final = job.attempt >= job.max_attempts
     if exc is not None:
         error = _error(job, describe(exc), exc)
@@ -142,21 +165,29 @@ def refused_ack(ack: Ack, reason: str) -> Ack:
     recording why, retried after the default backoff or discarded on its last attempt."""
     error = error_entry(ack.attempt, f"the database refused this attempt's outcome: {reason}")
     if ack.final or ack.state in ("discarded", "cancelled"):
-        return Ack(ack.job_id, ack.attempt, "discarded", error=error, final=True)
+        return Ack(ack.job_id, ack.attempt, "discarded", error=error, final=True, claim=ack.claim)
     delay = default_backoff(ack.attempt)
-    return Ack(ack.job_id, ack.attempt, "retryable", delay_s=delay, error=error, final=True)
+    return Ack(
+        ack.job_id,
+        ack.attempt,
+        "retryable",
+        delay_s=delay,
+        error=error,
+        final=True,
+        claim=ack.claim,
+    )
 
 
-def unreadable_ack(job_id: int, attempt: int, exc: BaseException) -> Ack:
+def unreadable_ack(job_id: int, attempt: int, claim: str | None, exc: BaseException) -> Ack:
     """The ack that sets aside a claimed job that cannot be decoded: discarded, with why."""
     error = error_entry(attempt, f"the job could not be read, set aside: {describe(exc)}")
-    return Ack(job_id, attempt, "discarded", error=error, final=True)
+    return Ack(job_id, attempt, "discarded", error=error, final=True, claim=claim)
 
 
 def interrupted(job: Job) -> Ack:
     """The ack for a job stopped by a shutdown: back to available in its place in the queue,
     the attempt not counted."""
-    return Ack(job.id, job.attempt, "available", undo_attempt=True)
+    return Ack(job.id, job.attempt, "available", undo_attempt=True, claim=claim_of(job))
 
 
 INTERRUPTED = "interrupted"
@@ -169,19 +200,20 @@ def _fields(job: Job) -> dict[str, Any]:
 async def execute(
     job: Job,
     client: Client,
-    cancel_reasons: Mapping[int, str] | None = None,
+    cancel_reasons: Mapping[RunKey, str] | None = None,
     *,
     worker: Worker | None = None,
 ) -> Result:
     """Run one attempt of `job` (by `worker`, default the one registered under its name);
     never raises but for CancelledError.
 
-    A cancelled attempt emits `job.exception` with the outcome `cancel_reasons[job.id]`
+    A cancelled attempt emits `job.exception` with the outcome `cancel_reasons[run_key(job)]`
     (default "interrupted") and propagates the cancellation: the caller writes its ack.
     """
     fields = _fields(job)
     fields["queue_time_s"] = _queue_time(job)
     _telemetry.emit(_telemetry.JOB_START, logging.INFO, dict(fields))
+    ends = _telemetry.attempt_started(job) if _telemetry.attempt_observers else None
     token = CURRENT_CLIENT.set(client)
     started = time.perf_counter()
     try:
@@ -196,7 +228,7 @@ async def execute(
         finally:
             structlog.contextvars.reset_contextvars(**bound)
     except asyncio.CancelledError:
-        reason = (cancel_reasons or {}).get(job.id, INTERRUPTED)
+        reason = (cancel_reasons or {}).get(run_key(job), INTERRUPTED)
         _telemetry.emit(
             _telemetry.JOB_EXCEPTION,
             logging.WARNING,
@@ -207,6 +239,8 @@ async def execute(
                 "error": "CancelledError",
             },
         )
+        if ends:
+            _telemetry.attempt_ended(ends, reason, None)
         raise
     finally:
         CURRENT_CLIENT.reset(token)
@@ -220,6 +254,8 @@ async def execute(
         _telemetry.emit(_telemetry.JOB_EXCEPTION, logging.WARNING, fields)
     else:
         _telemetry.emit(_telemetry.JOB_STOP, logging.INFO, fields)
+    if ends:
+        _telemetry.attempt_ended(ends, outcome, exc)
     return Result(job, ack, outcome, exc, duration_s, value)
 
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from jobrunner.core.config import QueueConfig, Settings
     from jobrunner.db.connection import Connected
+    from jobrunner.db.lease import LeaseConnections
     from jobrunner.engine.leader import Leader
     from jobrunner.engine.notifier import Notifier
     from jobrunner.engine.producer import Producer
@@ -32,6 +33,11 @@ class Node(Protocol):
 
     @property
     def notifier(self) -> Notifier: ...
+
+    @property
+    def lease(self) -> LeaseConnections:
+        """The node's own connections: heartbeat, leader renewal, rescue, cancel checks."""
+        ...
 
     async def heartbeat(self) -> None: ...
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from jobrunner.core import telemetry as _telemetry
 from jobrunner.core import threads as _threads
 from jobrunner.core.config import QueueConfig
 from jobrunner.core.job import Job
@@ -21,13 +22,14 @@ from jobrunner.db import queries as _queries
 from jobrunner.db.queries import Ack
 from jobrunner.engine import executor as _executor
 from jobrunner.engine.acker import Acker
+from jobrunner.engine.executor import RunKey, run_key
 
 if TYPE_CHECKING:
     from jobrunner.db.connection import Connected as Client
 
 log = structlog.get_logger("jobrunner.producer")
 
-SHUTDOWN, CANCELLED, ABANDONED = _executor.INTERRUPTED, "cancelled", "abandoned"
+SHUTDOWN, CANCELLED, ABANDONED, LOST = _executor.INTERRUPTED, "cancelled", "abandoned", "lost"
 STUBBORN_WAIT_S = 5.0  # how long interrupted jobs get to honour their cancellation
 
 
@@ -67,8 +69,11 @@ class Producer:
         self._more = True
         self._stopping = False
         self._interrupting = False
-        self._running: dict[int, tuple[Job, asyncio.Task[None]]] = {}
-        self._cancel_reasons: dict[int, str] = {}
+        # Runs, not jobs: a node paused past its lease may claim its own rescued job again
+        # while the old run still goes on; each is stopped and acked as itself.
+        self._running: dict[RunKey, tuple[Job, asyncio.Task[None]]] = {}
+        self._cancel_reasons: dict[RunKey, str] = {}
+        self._latest: dict[int, RunKey] = {}  # job id -> its latest run here
         self._unsettled: list[str] = []  # fetches whose reply was lost: they may have claimed
         self._drained = asyncio.Event()
         self._drained.set()
@@ -88,7 +93,16 @@ class Producer:
     def running(self) -> int:
         return len(self._running)
 
-    def running_ids(self) -> list[int]:
+    @property
+    def alive(self) -> bool:
+        """Its loop runs (or it was never started)."""
+        return self._task is None or not self._task.done()
+
+    def running_jobs(self) -> set[int]:
+        return {key[0] for key in self._running}
+
+    def running_runs(self) -> list[RunKey]:
+        """The runs under way here: (job id, claim id)."""
         return list(self._running)
 
     def about_to_fetch(self) -> bool:
@@ -134,14 +148,22 @@ class Producer:
         self.wake()
 
     def cancel_job(self, job_id: int, reason: str = CANCELLED) -> bool:
-        """Stop a running job that no longer belongs here (cancelled, or taken by another node).
+        """Stop every run of a job that no longer belongs here (it was cancelled).
+
+        No ack is written for them. False if none runs here.
+        """
+        runs = [key for key in self._running if key[0] == job_id]
+        return any([self.cancel_run(key, reason) for key in runs])
+
+    def cancel_run(self, key: RunKey, reason: str = LOST) -> bool:
+        """Stop one run that no longer belongs here (cancelled, rescued, claimed again).
 
         No ack is written for it. False if it does not run here.
         """
-        running = self._running.get(job_id)
-        if running is None or running[1].done() or job_id in self._cancel_reasons:
+        running = self._running.get(key)
+        if running is None or running[1].done() or key in self._cancel_reasons:
             return False  # cancelling twice would interrupt the worker's own clean-up
-        self._cancel_reasons[job_id] = reason
+        self._cancel_reasons[key] = reason
         running[1].cancel()
         return True
 
@@ -193,7 +215,7 @@ class Producer:
             if not task.done():
                 # The job ignores its cancellation: it goes back now, as the node is stopping.
                 log.error("job.ignored_cancel", job_id=job.id, queue=self.queue)
-                self._cancel_reasons[job.id] = ABANDONED
+                self._cancel_reasons[run_key(job)] = ABANDONED
                 self._acker.push(_executor.interrupted(job))
 
     async def _loop(self) -> None:
@@ -304,6 +326,7 @@ class Producer:
         self._acker.settle(acks, owned)
         self.fetches += 1
         self.carried += len(acks)
+        _telemetry.batch("fetch", self.queue, len(jobs))
         self._busy = len(jobs) + len(unreadable) == demand
         if self._busy:
             self._more = True
@@ -351,9 +374,9 @@ class Producer:
 
     def _set_aside(self, unreadable: list[_queries.Unreadable]) -> None:
         """Discard claimed jobs that cannot be decoded, with why: never claimed again."""
-        for job_id, attempt, exc in unreadable:
+        for job_id, attempt, claim, exc in unreadable:
             log.error("job.unreadable", job_id=job_id, queue=self.queue, error=repr(exc)[:200])
-            self._acker.push(_executor.unreadable_ack(job_id, attempt, exc))
+            self._acker.push(_executor.unreadable_ack(job_id, attempt, claim, exc))
 
     async def _give_back(self, jobs: list[Job]) -> None:
         """Jobs claimed for a queue that is paused now: back to available, attempt undone."""
@@ -397,31 +420,55 @@ class Producer:
                 "producer.claim_recovered", queue=self.queue, job_ids=[job.id for job in jobs]
             )
         if self.paused and jobs:
-            await self._give_back([job for job in jobs if job.id not in self._running])
+            await self._give_back([job for job in jobs if run_key(job) not in self._running])
             return
         for job in jobs:
-            if job.id not in self._running:
+            if run_key(job) not in self._running:
                 self._dispatch(job)
 
     def _dispatch(self, job: Job) -> None:
-        task = asyncio.create_task(self._run(job), name=f"jobrunner.job.{job.id}")
-        self._running[job.id] = (job, task)
+        key = run_key(job)
+        earlier = self._earlier_runs(job)
+        task = asyncio.create_task(self._run(job, earlier), name=f"jobrunner.job.{job.id}")
+        self._running[key] = (job, task)
         self._drained.clear()
-        task.add_done_callback(partial(self._finished, job))
+        task.add_done_callback(partial(self._finished, job, key))
         if self._interrupting:  # claimed while an interrupt was under way
             task.cancel()
 
-    async def _run(self, job: Job) -> None:
+    def _earlier_runs(self, job: Job) -> list[asyncio.Task[None]]:
+        """Older runs of `job` still going here: this claim took it again, so they lost it
+        (rescued while this node was paused). They are stopped; the new run waits for them."""
+        key = self._latest.get(job.id)
+        self._latest[job.id] = run_key(job)
+        if key is None or key not in self._running:
+            return []
+        earlier = [task for k, (_, task) in self._running.items() if k[0] == job.id]
+        for k in [k for k in self._running if k[0] == job.id]:
+            if self.cancel_run(k, LOST):
+                log.warning(
+                    "job.lost",
+                    job_id=job.id,
+                    queue=self.queue,
+                    reason="claimed again by this node: the earlier run was rescued",
+                )
+        return [task for task in earlier if not task.done()]
+
+    async def _run(self, job: Job, earlier: list[asyncio.Task[None]]) -> None:
         _threads.use(self._threads)  # this job's task only: where its sync worker runs
+        if earlier:  # never two runs of one job at once on this node
+            await asyncio.wait(earlier, timeout=STUBBORN_WAIT_S)
         result = await _executor.execute(job, self._client, self._cancel_reasons)
         self._acker.push(result.ack)
 
-    def _finished(self, job: Job, task: asyncio.Task[None]) -> None:
-        """Bookkeeping for a job's task, however it ended (even cancelled before it began)."""
-        running = self._running.get(job.id)
+    def _finished(self, job: Job, key: RunKey, task: asyncio.Task[None]) -> None:
+        """Bookkeeping for a run's task, however it ended (even cancelled before it began)."""
+        running = self._running.get(key)
         if running is not None and running[1] is task:
-            del self._running[job.id]
-        reason = self._cancel_reasons.pop(job.id, SHUTDOWN)
+            del self._running[key]
+            if self._latest.get(job.id) == key:
+                del self._latest[job.id]
+        reason = self._cancel_reasons.pop(key, SHUTDOWN)
         if task.cancelled():
             if reason == SHUTDOWN:
                 self._acker.push(_executor.interrupted(job))

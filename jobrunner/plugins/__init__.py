@@ -34,7 +34,8 @@ def build(runner: Node) -> list[Any]:
         def listen(wake: Callable[[str], None]) -> None:
             runner.notifier.subscribe(LEADER_CHANNEL, wake)
 
-    leader = Leader(pool, node=runner.node, lease_s=settings.leader_lease_s, listen=listen)
+    # Leader renewal and rescue run on the node's own connections, never behind running jobs.
+    leader = Leader(runner.lease, node=runner.node, lease_s=settings.leader_lease_s, listen=listen)
     runner.leader = leader
     plugins: list[Any] = [
         leader,
@@ -48,7 +49,7 @@ def build(runner: Node) -> list[Any]:
             leader=leader,
         ),
         Rescuer(
-            pool,
+            runner.lease,
             interval_s=settings.rescue_interval_s,
             node_lease_s=settings.node_lease_s,
             leader=leader,

