@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 Metrics = dict[str, float]
 
-RESET = "TRUNCATE jobrunner_jobs, jobrunner_nodes RESTART IDENTITY"
+RESET = "TRUNCATE jobrunner_jobs, jobrunner_nodes, jobrunner_queues RESTART IDENTITY"
 PENDING = """
 SELECT (SELECT count(*) FROM jobrunner_jobs WHERE state = 'available' AND queue = $1)
      + (SELECT count(*) FROM jobrunner_jobs WHERE state = 'executing')
@@ -135,6 +135,7 @@ class Daemon:
         concurrency: int,
         env: dict[str, str] | None = None,
         threads: int | None = None,
+        options: str = "",
     ) -> None:
         ctx.daemons += 1
         self.node = f"bench-{os.getpid()}-{ctx.daemons}"
@@ -147,7 +148,7 @@ class Daemon:
             "--dsn",
             ctx.dsn,
             "--queues",
-            f"{_bench_workers.QUEUE}:{concurrency}",
+            f"{_bench_workers.QUEUE}:{concurrency}{options}",
             "--app",
             _bench_workers.__name__,
             "--node",
@@ -230,12 +231,24 @@ class Daemon:
 
 
 async def insert_noops(
-    client: Client, count: int, *, conn: Any = None, chunk: int = 10_000, sync: bool = False
+    client: Client,
+    count: int,
+    *,
+    conn: Any = None,
+    chunk: int = 10_000,
+    sync: bool = False,
+    partitions: int = 0,
 ) -> None:
+    """`count` no-op jobs; with `partitions`, args.p spreads them over that many partitions."""
     noop = _bench_workers.sync_noop if sync else _bench_workers.noop
     for start in range(0, count, chunk):
         size = min(chunk, count - start)
-        batch = [noop.new({"n": start + i}) for i in range(size)]
+        batch = [
+            noop.new(
+                {"n": start + i, "p": (start + i) % partitions} if partitions else {"n": start + i}
+            )
+            for i in range(size)
+        ]
         await client.insert_all(batch, conn=conn)
 
 
@@ -275,6 +288,8 @@ async def burn_down(
     keep_rows: bool = False,
     sync: bool = False,
     metrics: bool = False,
+    options: str = "",
+    partitions: int = 0,
 ) -> Metrics:
     """A burst of N no-op jobs for an idle daemon: first claim to last completion.
 
@@ -289,6 +304,9 @@ async def burn_down(
 
     With `metrics`, the daemon serves /metrics and the bench scrapes it every second
     throughout (fifteen times as often as Prometheus's default).
+
+    `options` are the queue's limits in `--queues` syntax (`:global_limit=10`), and
+    `partitions` spreads the jobs over that many values of args.p.
     """
     jobs = ctx.sizes.burn_jobs
     port = free_port() if metrics else 0
@@ -301,13 +319,13 @@ async def burn_down(
             await reset(conn)
         floor = await conn.fetchval("SELECT coalesce(max(id), 0) FROM jobrunner_jobs")
         threads = concurrency if sync else None
-        async with Daemon(ctx, concurrency, env, threads=threads) as daemon:
+        async with Daemon(ctx, concurrency, env, threads=threads, options=options) as daemon:
             await asyncio.sleep(0.3)  # idle: start-up fetches and heartbeats are done
             scraper = asyncio.create_task(scrape(port, 1.0, scrapes)) if metrics else None
             try:
                 cpu_before = daemon.cpu_s()
                 async with conn.transaction():
-                    await insert_noops(client, jobs, conn=conn, sync=sync)
+                    await insert_noops(client, jobs, conn=conn, sync=sync, partitions=partitions)
                 await wait_drained(conn, daemon, timeout_s=60 + jobs / 100)
                 cpu_s = daemon.cpu_s() - cpu_before
             finally:

@@ -302,6 +302,27 @@ class Client:
 
         return await _commands.scale(self, queue, limit, node, timeout_s=timeout_s, force=force)
 
+    async def scale_global(
+        self,
+        queue: str,
+        global_limit: int | None,
+        *,
+        timeout_s: float = 5.0,
+        force: bool = False,
+    ) -> ControlResult:
+        """Run at most `global_limit` jobs of `queue` at once across every node (per partition
+        for a partitioned queue); persisted, and it wins over the nodes' `global_limit`.
+        None: back to the configured one.
+
+        Example:
+            >>> await client.scale_global("payments", 5)
+        """
+        from jobrunner.ops import commands as _commands
+
+        return await _commands.scale_global(
+            self, queue, global_limit, timeout_s=timeout_s, force=force
+        )
+
     async def reset_queue_limit(
         self,
         queue: str,

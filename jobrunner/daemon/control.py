@@ -59,7 +59,9 @@ class Controller:
                 producer.pause()
             if name in start.limits:
                 producer.scale(start.limits[name])
-        if paused or start.limits:
+            if name in start.global_limits:
+                producer.scale_global(start.global_limits[name])
+        if paused or start.limits or start.global_limits:
             log.info("control.loaded", node=runner.node, paused=sorted(paused), limits=start.limits)
             await runner.heartbeat()
 
@@ -140,6 +142,11 @@ class Controller:
             producer.pause()
         elif command.command == RESUME:
             producer.resume()
+        elif command.command == SCALE and "global_limit" in command.payload:
+            global_limit = command.payload["global_limit"]
+            config = self._runner.queues[producer.queue].global_limit
+            producer.scale_global(config if global_limit is None else int(global_limit))
+            return {"paused": producer.paused, "global_limit": producer.limits.global_limit}
         elif command.command == SCALE:
             limit = command.payload.get("limit")
             producer.scale(

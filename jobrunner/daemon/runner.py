@@ -16,7 +16,7 @@ import structlog
 
 from jobrunner.core import threads as _threads
 from jobrunner.core.apps import import_apps
-from jobrunner.core.config import QueueConfig, Settings
+from jobrunner.core.config import QueueConfig, Settings, queue_config
 from jobrunner.core.errors import ConfigError, JobRunnerError
 from jobrunner.daemon.endpoints import Endpoints
 from jobrunner.db import connection as _db
@@ -50,10 +50,12 @@ def node_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
-def _queue_configs(queues: Mapping[str, int | QueueConfig]) -> dict[str, QueueConfig]:
+def _queue_configs(
+    queues: Mapping[str, int | QueueConfig | Mapping[str, Any]],
+) -> dict[str, QueueConfig]:
     configs = {}
     for name, value in queues.items():
-        configs[name] = value if isinstance(value, QueueConfig) else QueueConfig(limit=value)
+        configs[name] = queue_config(name, dict(value) if isinstance(value, Mapping) else value)
     if not configs:
         raise ConfigError("no queues to run; give --queues like emails:20,default:10")
     return configs
@@ -76,7 +78,7 @@ class Runner:
     def __init__(
         self,
         client: Client,
-        queues: Mapping[str, int | QueueConfig] | None = None,
+        queues: Mapping[str, int | QueueConfig | Mapping[str, Any]] | None = None,
         *,
         settings: Settings | None = None,
         node: str | None = None,
@@ -412,7 +414,7 @@ class Runner:
             producer.wake()
 
     def _queue_state(self) -> str:
-        state = {
+        state: dict[str, dict[str, Any]] = {
             name: {
                 "limit": self.producers[name].limit if name in self.producers else c.limit,
                 "paused": self.producers[name].paused if name in self.producers else False,
@@ -420,6 +422,9 @@ class Runner:
             }
             for name, c in self.queues.items()
         }
+        for name, producer in self.producers.items():
+            if producer.limits:  # what `jobrunner status` reports the cluster-wide use of
+                state[name]["limits"] = producer.limits.describe()
         return json.dumps(state)
 
     async def heartbeat(self) -> None:

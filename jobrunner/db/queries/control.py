@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -52,6 +52,7 @@ class ControlStart:
     paused: frozenset[str]
     limits: dict[str, int]
     resumed: frozenset[str] = frozenset()  # a resume was persisted: a configured pause yields
+    global_limits: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +125,12 @@ async def control_prepare(conn: Conn, *, node: str, queues: Sequence[str]) -> Co
     paused = frozenset(r["name"] for r in rows if r["name"] is not None and r["paused"])
     resumed = frozenset(r["name"] for r in rows if r["name"] is not None and r["paused"] is False)
     limits = {r["name"]: r["limit"] for r in rows if r["name"] is not None and r["limit"]}
-    return ControlStart(rows[0]["snapshot"], rows[0]["started_at"], paused, limits, resumed)
+    global_limits = {
+        r["name"]: r["global_limit"] for r in rows if r["name"] is not None and r["global_limit"]
+    }
+    return ControlStart(
+        rows[0]["snapshot"], rows[0]["started_at"], paused, limits, resumed, global_limits
+    )
 
 
 async def pending_control(
