@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 Metrics = dict[str, float]
 
-RESET = "TRUNCATE jobrunner_jobs, jobrunner_nodes RESTART IDENTITY"
+RESET = "TRUNCATE jobrunner_jobs, jobrunner_nodes, jobrunner_queues RESTART IDENTITY"
 PENDING = """
 SELECT (SELECT count(*) FROM jobrunner_jobs WHERE state = 'available' AND queue = $1)
      + (SELECT count(*) FROM jobrunner_jobs WHERE state = 'executing')
@@ -37,6 +37,13 @@ SELECT count(*) AS done,
        extract(epoch FROM max(completed_at) - min(attempted_at))::float8 AS span_s
 FROM jobrunner_jobs
 WHERE id > $1 AND state = 'completed'
+"""
+# Jobs waiting for a bulk action (the bulk case): scheduled an hour ahead, so none runs.
+BULK_PRELOAD = """
+INSERT INTO jobrunner_jobs (state, queue, worker, args, scheduled_at)
+SELECT 'scheduled', 'bench', 'bench.noop', jsonb_build_object('n', g, 'batch', 'bulk'),
+       now() + interval '1 hour'
+FROM generate_series(1, $1) AS g
 """
 DONE = "SELECT count(*) FROM jobrunner_jobs WHERE id > $1 AND state = 'completed'"
 # Finished jobs as a table that has run for a while holds them (the scale case).
@@ -62,6 +69,7 @@ class Sizes:
     memory_jobs: int = 100_000
     memory_run_s: float = 3.0
     scale_rows: int = 1_000_000
+    bulk_jobs: int = 100_000
 
 
 QUICK = Sizes(
@@ -72,6 +80,7 @@ QUICK = Sizes(
     memory_jobs=20_000,
     memory_run_s=1.0,
     scale_rows=100_000,
+    bulk_jobs=10_000,
 )
 
 
@@ -126,6 +135,7 @@ class Daemon:
         concurrency: int,
         env: dict[str, str] | None = None,
         threads: int | None = None,
+        options: str = "",
         web: str | None = None,
     ) -> None:
         ctx.daemons += 1
@@ -139,7 +149,7 @@ class Daemon:
             "--dsn",
             ctx.dsn,
             "--queues",
-            f"{_bench_workers.QUEUE}:{concurrency}",
+            f"{_bench_workers.QUEUE}:{concurrency}{options}",
             "--app",
             _bench_workers.__name__,
             "--node",
@@ -223,12 +233,24 @@ class Daemon:
 
 
 async def insert_noops(
-    client: Client, count: int, *, conn: Any = None, chunk: int = 10_000, sync: bool = False
+    client: Client,
+    count: int,
+    *,
+    conn: Any = None,
+    chunk: int = 10_000,
+    sync: bool = False,
+    partitions: int = 0,
 ) -> None:
+    """`count` no-op jobs; with `partitions`, args.p spreads them over that many partitions."""
     noop = _bench_workers.sync_noop if sync else _bench_workers.noop
     for start in range(0, count, chunk):
         size = min(chunk, count - start)
-        batch = [noop.new({"n": start + i}) for i in range(size)]
+        batch = [
+            noop.new(
+                {"n": start + i, "p": (start + i) % partitions} if partitions else {"n": start + i}
+            )
+            for i in range(size)
+        ]
         await client.insert_all(batch, conn=conn)
 
 
@@ -268,6 +290,8 @@ async def burn_down(
     keep_rows: bool = False,
     sync: bool = False,
     metrics: bool = False,
+    options: str = "",
+    partitions: int = 0,
     viewers: int = 0,
 ) -> Metrics:
     """A burst of N no-op jobs for an idle daemon: first claim to last completion.
@@ -284,6 +308,9 @@ async def burn_down(
     With `metrics`, the daemon serves /metrics and the bench scrapes it every second
     throughout (fifteen times as often as Prometheus's default).
 
+    `options` are the queue's limits in `--queues` syntax (`:global_limit=10`), and
+    `partitions` spreads the jobs over that many values of args.p.
+
     With `viewers`, the daemon serves the dashboard (`--web`) and that many open pages poll
     its overview and its jobs list once a second each while the jobs run.
     """
@@ -299,14 +326,16 @@ async def burn_down(
         floor = await conn.fetchval("SELECT coalesce(max(id), 0) FROM jobrunner_jobs")
         threads = concurrency if sync else None
         web = f"127.0.0.1:{_free_port()}" if viewers else None
-        async with Daemon(ctx, concurrency, env, threads=threads, web=web) as daemon:
+        async with Daemon(
+            ctx, concurrency, env, threads=threads, options=options, web=web
+        ) as daemon:
             await asyncio.sleep(0.3)  # idle: start-up fetches and heartbeats are done
             scraper = asyncio.create_task(scrape(port, 1.0, scrapes)) if metrics else None
             pollers = [asyncio.create_task(_view(f"http://{web}/")) for _ in range(viewers)]
             try:
                 cpu_before = daemon.cpu_s()
                 async with conn.transaction():
-                    await insert_noops(client, jobs, conn=conn, sync=sync)
+                    await insert_noops(client, jobs, conn=conn, sync=sync, partitions=partitions)
                 await wait_drained(conn, daemon, timeout_s=60 + jobs / 100)
                 cpu_s = daemon.cpu_s() - cpu_before
             finally:
@@ -482,6 +511,46 @@ async def preload(ctx: Context) -> float:
     finally:
         await conn.close()
     return time.perf_counter() - started
+
+
+async def bulk_actions(ctx: Context) -> Metrics:
+    """`cancel_jobs` then `retry_jobs` of N jobs matched by args, while another task inserts
+    jobs one at a time: each action's time, and the slowest concurrent insert (what a bulk
+    action's row locks cost everyone else)."""
+    async with connect(ctx.dsn) as client:
+        async with client.pool.acquire() as conn:
+            await reset(conn)
+            await conn.execute(BULK_PRELOAD, ctx.sizes.bulk_jobs, timeout=600)
+            await conn.execute("VACUUM ANALYZE jobrunner_jobs", timeout=600)
+            await checkpoint(conn)
+        found: Metrics = {}
+        for action in ("cancel", "retry"):
+            stop = asyncio.Event()
+            inserter = asyncio.create_task(_insert_until(client, stop))
+            started = time.perf_counter()
+            if action == "cancel":
+                changed = await client.cancel_jobs(args={"batch": "bulk"})
+            else:
+                changed = await client.retry_jobs(state="cancelled", args={"batch": "bulk"})
+            elapsed = time.perf_counter() - started
+            stop.set()
+            latencies = await inserter
+            if len(changed) != ctx.sizes.bulk_jobs:
+                raise RuntimeError(f"{action}: {len(changed)} of {ctx.sizes.bulk_jobs} jobs")
+            found[f"{action}_s"] = elapsed
+            found[f"{action}_insert_max_ms"] = max(latencies) * 1000
+            found[f"{action}_insert_p50_ms"] = percentile(latencies, 50) * 1000
+    return found
+
+
+async def _insert_until(client: Client, stop: asyncio.Event) -> list[float]:
+    """Insert jobs one at a time until `stop`; each insert's seconds."""
+    latencies: list[float] = []
+    while not stop.is_set() or not latencies:
+        started = time.perf_counter()
+        await client.insert(_bench_workers.noop.new({"concurrent": True}, schedule_in=3600))
+        latencies.append(time.perf_counter() - started)
+    return latencies
 
 
 def log_summary(path: Path) -> dict[str, Any]:

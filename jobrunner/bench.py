@@ -34,7 +34,17 @@ from jobrunner import _bench_cases as cases
 from jobrunner._bench_cases import QUICK, Context, Metrics, Sizes
 from jobrunner.db import queries as _queries
 
-CASES = ("burn-down", "latency", "insert", "memory", "scale", "metrics", "dashboard")
+CASES = (
+    "burn-down",
+    "latency",
+    "insert",
+    "memory",
+    "scale",
+    "metrics",
+    "bulk",
+    "limits",
+    "dashboard",
+)
 DEFAULT_CASES = CASES  # the scale case preloads its 1,000,000 rows in ~10 s: cheap enough
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -79,6 +89,13 @@ METRICS: dict[str, Metric] = {
     "scale_c10_cpu": Metric("  daemon CPU per job, c10", "us"),
     "scale_c50_cpu": Metric("  daemon CPU per job, c50", "us"),
     "scale_c10_ratio": Metric("  of the empty-table c10 figure", "ratio", 0.8),
+    "limits_plain_c10": Metric("burn-down c10, no cluster-wide limit", "jobs/s"),
+    "limits_global_c10": Metric("burn-down c10, global_limit 10", "jobs/s"),
+    "limits_global_ratio": Metric("  of the figure without it", "ratio", 0.85),
+    "limits_partitions_c10": Metric(
+        "burn-down c10, global_limit 1 per partition, 100 partitions", "jobs/s"
+    ),
+    "limits_partitions_cpu": Metric("  daemon CPU per job, 100 partitions", "us"),
     "scale_c50_ratio": Metric("  of the empty-table c50 figure", "ratio", 0.8),
     "dashboard_c10": Metric("burn-down c10, 10 dashboards open (--web)", "jobs/s"),
     "dashboard_c10_cpu": Metric("  daemon CPU per job, c10 with dashboards", "us"),
@@ -91,6 +108,12 @@ METRICS: dict[str, Metric] = {
     "metrics_c50_ratio": Metric("  with metrics / without", "ratio", 0.95),
     "metrics_off_c50_cpu": Metric("  daemon CPU per job, c50, without", "us"),
     "metrics_on_c50_cpu": Metric("  daemon CPU per job, c50, with", "us"),
+    "bulk_cancel_s": Metric("cancel_jobs by args, every job", "s"),
+    "bulk_cancel_insert_max_ms": Metric("  slowest concurrent insert", "ms"),
+    "bulk_cancel_insert_p50_ms": Metric("  concurrent insert p50", "ms"),
+    "bulk_retry_s": Metric("retry_jobs by args, every job", "s"),
+    "bulk_retry_insert_max_ms": Metric("  slowest concurrent insert", "ms"),
+    "bulk_retry_insert_p50_ms": Metric("  concurrent insert p50", "ms"),
 }
 
 
@@ -173,13 +196,16 @@ def summarize(values: Sequence[float]) -> dict[str, Any]:
 
 
 def add_ratios(results: dict[str, dict[str, Any]]) -> None:
-    """Scale figures as a fraction of the empty-table ones (medians over medians)."""
-    for conc in ("c10", "c50"):
-        scaled, base = results.get(f"scale_{conc}"), results.get(f"burn_down_{conc}")
+    """Scale figures as a fraction of the empty-table ones, and the global limit's figure as
+    one of the figure without it (medians over medians)."""
+    pairs = [(f"scale_{c}", f"burn_down_{c}", f"scale_{c}_ratio") for c in ("c10", "c50")]
+    pairs.append(("limits_global_c10", "limits_plain_c10", "limits_global_ratio"))
+    for name, base_name, ratio_name in pairs:
+        scaled, base = results.get(name), results.get(base_name)
         if scaled is None or base is None:
             continue
         ratio = scaled["median"] / base["median"]
-        results[f"scale_{conc}_ratio"] = {
+        results[ratio_name] = {
             "median": ratio,
             "min": ratio,
             "max": ratio,
@@ -368,6 +394,27 @@ async def _metrics(ctx: Context) -> Metrics:
     return found
 
 
+async def _bulk(ctx: Context) -> Metrics:
+    found = await cases.bulk_actions(ctx)
+    return {f"bulk_{key}": value for key, value in found.items()}
+
+
+async def _limits(ctx: Context) -> Metrics:
+    """Burn-down without a cluster-wide limit, with one as large as the local limit, and
+    with one job at a time in each of 100 partitions."""
+    plain = await cases.burn_down(ctx, 10)
+    limited = await cases.burn_down(ctx, 10, options=":global_limit=10")
+    parts = await cases.burn_down(
+        ctx, 10, options=":global_limit=1:partition_keys=p", partitions=100
+    )
+    return {
+        "limits_plain_c10": plain["jobs_per_s"],
+        "limits_global_c10": limited["jobs_per_s"],
+        "limits_partitions_c10": parts["jobs_per_s"],
+        "limits_partitions_cpu": parts["cpu_us_per_job"],
+    }
+
+
 RUNS: dict[str, Callable[[Context], Awaitable[Metrics]]] = {
     "burn-down": _burn_down,
     "latency": _latency,
@@ -376,6 +423,8 @@ RUNS: dict[str, Callable[[Context], Awaitable[Metrics]]] = {
     "scale": _scale,
     "dashboard": _dashboard,
     "metrics": _metrics,
+    "bulk": _bulk,
+    "limits": _limits,
 }
 
 

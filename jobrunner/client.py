@@ -6,16 +6,17 @@ import asyncio
 from collections.abc import Coroutine, Iterable, Sequence
 from functools import partial
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, Unpack, cast
 
 import asyncpg
 
 from jobrunner import conn_kinds as _conns
 from jobrunner.core import telemetry as _telemetry
 from jobrunner.core import threads as _threads
-from jobrunner.core.config import Settings
-from jobrunner.core.errors import InvalidJob, JobNotFound, JobRunnerError
+from jobrunner.core.config import Settings, testing_override
+from jobrunner.core.errors import InvalidFilter, InvalidJob, JobNotFound, JobRunnerError
 from jobrunner.core.job import Job
+from jobrunner.core.job_filter import JobFilter, JobFilterArgs
 from jobrunner.core.new_job import NewJob
 from jobrunner.db import connection as _db
 from jobrunner.db import migrate as _migrate
@@ -32,6 +33,10 @@ if TYPE_CHECKING:
 _T = TypeVar("_T")
 
 TestingMode = Literal["inline", "manual"]
+
+# Jobs changed per statement by cancel_jobs, retry_jobs and delete_jobs: each batch commits
+# on its own, so none holds more row locks than this.
+BULK_BATCH_SIZE = 2_000
 
 _NOT_CONNECTED = "the client is not connected; use 'async with jobrunner.connect()'"
 
@@ -139,11 +144,23 @@ class Client:
         if testing not in (None, "inline", "manual"):
             raise ValueError(f"testing must be 'inline', 'manual' or None, got {testing!r}")
         self.settings = settings or Settings.load(database_url=dsn)
-        self.testing = testing
+        self._testing = testing
         self._dsn = dsn or self.settings.database_url
         self._pool = pool
         self._owns_pool = pool is None
         self._identity: tuple[Any, ...] | None = None
+
+    @property
+    def testing(self) -> TestingMode | None:
+        """The testing mode: `with_testing_mode`'s, else `testing=`, else the `testing`
+        setting (config file or JOBRUNNER_TESTING); None outside tests."""
+        override = testing_override.get()
+        if override is not None:
+            return "inline" if override == "inline" else "manual"
+        if self._testing is not None:
+            return self._testing
+        configured = self.settings.testing
+        return "inline" if configured == "inline" else "manual" if configured else None
 
     @property
     def dsn(self) -> str:
@@ -285,6 +302,27 @@ class Client:
 
         return await _commands.scale(self, queue, limit, node, timeout_s=timeout_s, force=force)
 
+    async def scale_global(
+        self,
+        queue: str,
+        global_limit: int | None,
+        *,
+        timeout_s: float = 5.0,
+        force: bool = False,
+    ) -> ControlResult:
+        """Run at most `global_limit` jobs of `queue` at once across every node (per partition
+        for a partitioned queue); persisted, and it wins over the nodes' `global_limit`.
+        None: back to the configured one.
+
+        Example:
+            >>> await client.scale_global("payments", 5)
+        """
+        from jobrunner.ops import commands as _commands
+
+        return await _commands.scale_global(
+            self, queue, global_limit, timeout_s=timeout_s, force=force
+        )
+
     async def reset_queue_limit(
         self,
         queue: str,
@@ -341,32 +379,72 @@ class Client:
             self, queues, with_scheduled=with_scheduled, timeout_s=timeout_s, force=force
         )
 
-    async def list_jobs(
-        self,
-        *,
-        state: str | Sequence[str] | None = None,
-        queue: str | None = None,
-        worker: str | None = None,
-        limit: int = 20,
-    ) -> list[Job]:
-        """The newest jobs matching the filters (`state` may be one state or several)."""
-        from jobrunner.ops.commands import job_states
+    async def list_jobs(self, *, limit: int = 20, **filters: Unpack[JobFilterArgs]) -> list[Job]:
+        """The newest jobs matching every filter given.
 
-        states = None if state is None else job_states(state)
-        return await _queries.list_jobs(
-            self.pool, states=states, queue=queue, worker=worker, limit=limit
-        )
+        Filters: `state` (one state or several), `queue`, `worker`, `tags` (all must be on the
+        job), `args` (contained in the job's args, PostgreSQL's `@>`), `inserted_after` and
+        `inserted_before` (timezone-aware datetimes). A bad or unknown filter raises
+        InvalidFilter.
+
+        Example:
+            >>> await client.list_jobs(state="discarded", args={"user_id": 7}, limit=100)
+        """
+        job_filter = JobFilter.from_mapping(filters)
+        return await _queries.list_jobs(self.pool, job_filter, limit=limit)
+
+    async def cancel_jobs(
+        self, *, all_jobs: bool = False, **filters: Unpack[JobFilterArgs]
+    ) -> list[int]:
+        """Cancel every unfinished job matching the filters (see `list_jobs`); the ids
+        cancelled. Executing ones are stopped on their nodes, as by `cancel_job`. With no
+        filter at all, refused unless `all_jobs=True`.
+
+        Example:
+            >>> await client.cancel_jobs(queue="emails", args={"user_id": 7})
+        """
+        return await self._bulk("cancel", JobFilter.from_mapping(filters), all_jobs)
 
     async def retry_jobs(
-        self, *, state: str | Sequence[str], queue: str | None = None, worker: str | None = None
+        self, *, all_jobs: bool = False, **filters: Unpack[JobFilterArgs]
     ) -> list[int]:
-        """Retry every job in `state` (of `queue`, `worker`) now; the ids retried."""
-        from jobrunner.ops.commands import job_states
+        """Run every matching job that is not executing again now (one more attempt if it
+        has none left); the ids retried. Filters as for `cancel_jobs`.
 
-        states = job_states(state)
-        if "executing" in states:
-            raise InvalidJob("executing jobs cannot be retried; cancel them first")
-        return await _queries.retry_jobs(self.pool, states=states, queue=queue, worker=worker)
+        Example:
+            >>> await client.retry_jobs(state="discarded", worker="app.send")
+        """
+        job_filter = JobFilter.from_mapping(filters)
+        if job_filter.states is not None and "executing" in job_filter.states:
+            raise InvalidFilter("executing jobs cannot be retried; cancel them first")
+        return await self._bulk("retry", job_filter, all_jobs)
+
+    async def delete_jobs(
+        self, *, all_jobs: bool = False, **filters: Unpack[JobFilterArgs]
+    ) -> list[int]:
+        """Delete every matching job that is not executing; the ids deleted. Filters as for
+        `cancel_jobs`.
+
+        Example:
+            >>> await client.delete_jobs(state="completed", queue="emails")
+        """
+        return await self._bulk("delete", JobFilter.from_mapping(filters), all_jobs)
+
+    async def delete_job(self, job_id: int) -> bool:
+        """Delete a job that is not executing; False if it is executing. Raises JobNotFound."""
+        if await _queries.delete_job(self.pool, job_id):
+            return True
+        await self._existing(job_id)
+        return False
+
+    async def _bulk(self, action: str, job_filter: JobFilter, all_jobs: bool) -> list[int]:
+        if job_filter.empty and not all_jobs:
+            raise InvalidFilter(
+                f"{action} every job? give a filter, or all_jobs=True to mean every job"
+            )
+        return await _queries.bulk_jobs(
+            self.pool, job_filter, action=action, batch_size=BULK_BATCH_SIZE
+        )
 
     async def status(self) -> Status:
         """Nodes, their queues, and job counts by queue and state (`jobrunner status`)."""

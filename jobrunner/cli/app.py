@@ -117,7 +117,9 @@ def start(
             "--queues",
             "-q",
             envvar="JOBRUNNER_QUEUES",
-            help="name:limit pairs, e.g. emails:20,default:10.",
+            help="name:limit pairs, e.g. emails:20,default:10; cluster-wide limits follow "
+            "as :option=value, e.g. payments:5:global_limit=5, mail:20:rate_limit=100/60s, "
+            "imports:10:global_limit=1:partition_keys=customer_id.",
         ),
     ] = None,
     app_modules: Annotated[

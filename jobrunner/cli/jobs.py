@@ -11,27 +11,34 @@ import typer
 
 from jobrunner.cli.app import ConfigOption, DsnOption, app, fail, load_settings
 from jobrunner.cli.common import AppOption, JsonOption, with_client
+from jobrunner.cli.filter import (
+    AfterOption,
+    AllOption,
+    ArgsOption,
+    BeforeOption,
+    QueueOption,
+    StateOption,
+    TagOption,
+    WorkerOption,
+    YesOption,
+    build_filter,
+    bulk,
+)
 from jobrunner.client import Client
 from jobrunner.core.apps import import_apps
 from jobrunner.core.errors import JobNotFound
 from jobrunner.core.job import FINISHED_STATES, Job, JobState
+from jobrunner.core.job_filter import JobFilter
 from jobrunner.core.new_job import NewJob
 from jobrunner.core.worker import registered
 from jobrunner.db import queries as _queries
-from jobrunner.ops.commands import job_states
 from jobrunner.ops.status import table
 
-jobs_app = typer.Typer(name="jobs", help="List, show, retry and cancel jobs.", no_args_is_help=True)
+jobs_app = typer.Typer(
+    name="jobs", help="List, show, retry, cancel and delete jobs.", no_args_is_help=True
+)
 app.add_typer(jobs_app, name="jobs")
 
-StateOption = Annotated[
-    list[str] | None,
-    typer.Option("--state", "-s", help="Only jobs in this state; repeat for several."),
-]
-QueueOption = Annotated[str | None, typer.Option("--queue", "-q", help="Only jobs of this queue.")]
-WorkerOption = Annotated[
-    str | None, typer.Option("--worker", "-w", help="Only jobs of this worker.")
-]
 IdsArgument = Annotated[list[str] | None, typer.Argument(help="Job ids.", show_default=False)]
 ARGS_WIDTH = 48
 
@@ -85,31 +92,24 @@ def parse_ids(ids: Sequence[str]) -> list[int]:
     return numbers
 
 
-def _states(state: Sequence[str] | None) -> list[str] | None:
-    if not state:
-        return None
-    try:
-        return job_states(state)
-    except ValueError as exc:
-        fail(str(exc))
-
-
 @jobs_app.command("list")
 def list_jobs(
     state: StateOption = None,
     queue: QueueOption = None,
     worker: WorkerOption = None,
+    tag: TagOption = None,
+    args: ArgsOption = None,
+    inserted_after: AfterOption = None,
+    inserted_before: BeforeOption = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many.")] = 20,
     json_out: JsonOption = False,
     dsn: DsnOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """The newest jobs, filtered by state, queue and worker."""
-    states = _states(state)
+    """The newest jobs matching every filter given."""
+    job_filter = build_filter(state, queue, worker, tag, args, inserted_after, inserted_before)
     settings = load_settings(config, database_url=dsn)
-    found = with_client(
-        settings, lambda c: c.list_jobs(state=states, queue=queue, worker=worker, limit=limit)
-    )
+    found = with_client(settings, lambda c: _queries.list_jobs(c.pool, job_filter, limit=limit))
     if json_out:
         typer.echo(json.dumps([job_json(j) for j in found], indent=2))
         return
@@ -186,36 +186,33 @@ def retry(
     state: StateOption = None,
     queue: QueueOption = None,
     worker: WorkerOption = None,
+    tag: TagOption = None,
+    args: ArgsOption = None,
+    inserted_after: AfterOption = None,
+    inserted_before: BeforeOption = None,
+    yes: YesOption = False,
+    all_jobs: AllOption = False,
     dsn: DsnOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Run jobs again now: by id, or every job in --state (of --queue, --worker)."""
-    if ids and (state or queue or worker):
-        fail("give job ids or --state/--queue/--worker filters, not both")
-    if not ids and not state:
-        fail("give job ids, or --state (e.g. --state discarded) to retry many")
+    """Run jobs again now: by id, or every job matching the filters (not executing ones)."""
+    job_filter = build_filter(state, queue, worker, tag, args, inserted_after, inserted_before)
+    _ids_or_filter(ids, job_filter, all_jobs)
+    if job_filter.states is not None and "executing" in job_filter.states:
+        fail("executing jobs cannot be retried; cancel them first")
     settings = load_settings(config, database_url=dsn)
     if not ids:
-        states = _states(state) or []
-        if "executing" in states:
-            fail("executing jobs cannot be retried; cancel them first")
-        retried = with_client(
-            settings, lambda c: c.retry_jobs(state=states, queue=queue, worker=worker)
-        )
-        what = ", ".join(
-            [f"state {'/'.join(states)}"]
-            + ([f"queue {queue!r}"] if queue else [])
-            + ([f"worker {worker!r}"] if worker else [])
-        )
-        ids_text = (": " + ", ".join(map(str, retried))) if retried else ""
-        typer.echo(
-            f"retried {len(retried)} job{'' if len(retried) == 1 else 's'} ({what})" + ids_text
-        )
+        bulk(settings, "retry", job_filter, yes=yes, all_jobs=all_jobs)
         return
     numbers = parse_ids(ids)
     refused = with_client(settings, lambda c: _retry_ids(c, numbers))
     if refused:
         fail(f"not retried: {', '.join(refused)}", 1)
+
+
+def _ids_or_filter(ids: Sequence[str] | None, job_filter: JobFilter, all_jobs: bool) -> None:
+    if ids and (not job_filter.empty or all_jobs):
+        fail("give job ids or filters (--state, --queue, ...), not both")
 
 
 async def _retry_ids(client: Client, ids: Sequence[int]) -> list[str]:
@@ -233,16 +230,71 @@ async def _retry_ids(client: Client, ids: Sequence[int]) -> list[str]:
 
 @jobs_app.command("cancel")
 def cancel(
-    ids: Annotated[list[str], typer.Argument(help="Job ids.", show_default=False)],
+    ids: IdsArgument = None,
+    state: StateOption = None,
+    queue: QueueOption = None,
+    worker: WorkerOption = None,
+    tag: TagOption = None,
+    args: ArgsOption = None,
+    inserted_after: AfterOption = None,
+    inserted_before: BeforeOption = None,
+    yes: YesOption = False,
+    all_jobs: AllOption = False,
     dsn: DsnOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Cancel jobs that have not finished; an executing job is stopped on its node."""
-    numbers = parse_ids(ids)
+    """Cancel jobs that have not finished, by id or by filters; an executing job is stopped
+    on its node."""
+    job_filter = build_filter(state, queue, worker, tag, args, inserted_after, inserted_before)
+    _ids_or_filter(ids, job_filter, all_jobs)
     settings = load_settings(config, database_url=dsn)
+    if not ids:
+        bulk(settings, "cancel", job_filter, yes=yes, all_jobs=all_jobs)
+        return
+    numbers = parse_ids(ids)
     refused = with_client(settings, lambda c: _cancel_ids(c, numbers))
     if refused:
         fail(f"not cancelled: {', '.join(refused)}", 1)
+
+
+@jobs_app.command("delete")
+def delete(
+    ids: IdsArgument = None,
+    state: StateOption = None,
+    queue: QueueOption = None,
+    worker: WorkerOption = None,
+    tag: TagOption = None,
+    args: ArgsOption = None,
+    inserted_after: AfterOption = None,
+    inserted_before: BeforeOption = None,
+    yes: YesOption = False,
+    all_jobs: AllOption = False,
+    dsn: DsnOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Delete jobs that are not executing, by id or by filters."""
+    job_filter = build_filter(state, queue, worker, tag, args, inserted_after, inserted_before)
+    _ids_or_filter(ids, job_filter, all_jobs)
+    settings = load_settings(config, database_url=dsn)
+    if not ids:
+        bulk(settings, "delete", job_filter, yes=yes, all_jobs=all_jobs)
+        return
+    numbers = parse_ids(ids)
+    refused = with_client(settings, lambda c: _delete_ids(c, numbers))
+    if refused:
+        fail(f"not deleted: {', '.join(refused)}", 1)
+
+
+async def _delete_ids(client: Client, ids: Sequence[int]) -> list[str]:
+    for job_id in ids:
+        await _existing(client, job_id)
+    refused = []
+    for job_id in ids:
+        if await client.delete_job(job_id):
+            typer.echo(f"deleted job {job_id}")
+        else:
+            refused.append(f"job {job_id} is executing, cancel it first")
+    return refused
 
 
 async def _cancel_ids(client: Client, ids: Sequence[int]) -> list[str]:

@@ -97,13 +97,27 @@ def scale(
             help="Back to the limit each node was started with; forget the persisted one.",
         ),
     ] = False,
+    global_limit: Annotated[
+        str | None,
+        typer.Option(
+            "--global",
+            help="Jobs at once across every node (per partition), >= 1; persisted.",
+            show_default=False,
+        ),
+    ] = None,
     node: NodeOption = None,
     timeout: TimeoutOption = 5.0,
     force: ForceOption = False,
     dsn: DsnOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Run up to LIMIT jobs of QUEUE at once per node (running jobs are never cut short)."""
+    """Run up to LIMIT jobs of QUEUE at once per node (running jobs are never cut short),
+    or at most N across every node with --global N."""
+    if global_limit is not None:
+        if reset:
+            fail("give --global N or --reset, not both")
+        _scale_global(queue, limit, global_limit, node, timeout, force, dsn, config)
+        return
     if reset == (limit is not None):
         fail("give a LIMIT or --reset, not both" if reset else "give a LIMIT (or --reset)")
     number: int | None = None
@@ -120,6 +134,33 @@ def scale(
         report(result, f"queue {queue!r} back to each node's own limit", timeout)
     else:
         report(result, f"scaled queue {queue!r} to {number} per node", timeout)
+
+
+def _scale_global(
+    queue: str,
+    limit: str | None,
+    raw: str | None,
+    node: str | None,
+    timeout: float,
+    force: bool,
+    dsn: str | None,
+    config: str | None,
+) -> None:
+    if limit is not None:
+        fail("give a LIMIT or --global N, not both")
+    if node is not None:
+        fail("--global is cluster-wide: it takes no --node")
+    try:
+        number = int(raw or "")
+    except ValueError:
+        fail(f"queue {queue!r} global_limit must be a whole number >= 1, got {raw!r}")
+    if number < 1:
+        fail(f"queue {queue!r} global_limit must be a whole number >= 1, got {number}")
+    settings = load_settings(config, database_url=dsn)
+    result = with_client(
+        settings, lambda c: c.scale_global(queue, number, timeout_s=timeout, force=force)
+    )
+    report(result, f"queue {queue!r} runs at most {number} at once across every node", timeout)
 
 
 @app.command()

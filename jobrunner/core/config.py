@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import math
 import os
@@ -12,12 +13,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jobrunner.core.errors import ConfigError, InvalidJob
+from jobrunner.core.limits import Partition, RateLimit, check_global_limit
 from jobrunner.core.new_job import validate_queue
 
 if TYPE_CHECKING:
     from jobrunner.core.job import Job
 
 DEFAULT_CONFIG_PATH = Path("config/jobrunner.toml")
+
+# jobrunner.testing.with_testing_mode: the testing mode ("inline" or "manual") of every
+# client inside the block it wraps, over `testing=` and the setting.
+testing_override: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "jobrunner_testing_mode", default=None
+)
 DAY_S = 86_400.0
 MAX_QUEUE_LIMIT = 100_000
 """The most jobs one queue may run at once on a node."""
@@ -31,6 +39,10 @@ class QueueConfig:
 
     limit: int = 10
     dispatch_cooldown_s: float = 0.0
+    paused: bool = False  # starts paused, unless a resume was persisted (jobrunner resume)
+    global_limit: int | None = None  # jobs executing across every node (per partition)
+    rate_limit: RateLimit | None = None  # jobs started across every node (per partition)
+    partition: Partition | None = None
 
     def __post_init__(self) -> None:
         self._validate()
@@ -44,10 +56,27 @@ class QueueConfig:
             raise ConfigError(
                 f"queue limit must be an integer from 1 to {MAX_QUEUE_LIMIT}, got {self.limit!r}"
             )
+        if not isinstance(self.paused, bool):
+            raise ConfigError(f"queue paused must be true or false, got {self.paused!r}")
         if not _seconds(self.dispatch_cooldown_s):
             raise ConfigError(
                 f"dispatch_cooldown must be seconds >= 0, got {self.dispatch_cooldown_s!r}"
             )
+        if self.global_limit is not None:
+            check_global_limit(self.global_limit)
+        if self.rate_limit is not None and not isinstance(self.rate_limit, RateLimit):
+            raise ConfigError(f"rate_limit must be a RateLimit, got {self.rate_limit!r}")
+        if self.partition is not None and not isinstance(self.partition, Partition):
+            raise ConfigError(f"partition must be a Partition, got {self.partition!r}")
+
+    @property
+    def limited(self) -> bool:
+        """Claims go through the cluster-wide limits (a global or rate limit, or partitions)."""
+        return (
+            self.global_limit is not None
+            or self.rate_limit is not None
+            or self.partition is not None
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +91,19 @@ class CronEntry:
     max_attempts: int | None = None
     timezone: str = "UTC"
     name: str | None = None
+    tags: tuple[str, ...] | None = None  # None: the worker's
+    meta: dict[str, Any] = field(default_factory=dict)  # besides the cron keys
+
+    def __post_init__(self) -> None:
+        if isinstance(self.tags, str):
+            raise ConfigError(f"crontab entry {self.key!r} tags must be a list, got {self.tags!r}")
+        if self.tags is not None:
+            object.__setattr__(self, "tags", tuple(self.tags))
+        if not isinstance(self.meta, dict):
+            raise ConfigError(
+                f"crontab entry {self.key!r} meta must be a JSON object (a table), "
+                f"got {self.meta!r}"
+            )
 
     @property
     def key(self) -> str:
@@ -101,6 +143,7 @@ class Settings:
     cron_catch_up_s: float | None = None
     control_poll_interval_s: float = 1.0
     crontab: tuple[CronEntry, ...] = ()
+    testing: str | None = None  # "inline" | "manual": a Runner starts no queue and no plugin
     http_listen: str | None = None  # [http] listen: /metrics, /healthz, /readyz
     job_counts_interval_s: float = 5.0  # how often /metrics counts jobs by state (the leader)
     on_error: str | Callable[[Job, BaseException], object] | None = None
@@ -118,8 +161,7 @@ class Settings:
             except InvalidJob as exc:
                 raise ConfigError(str(exc)) from None
         self._validate_observability()
-        if self.log_format not in ("auto", "json", "console"):
-            raise ConfigError(f"log_format must be auto, json or console, got {self.log_format!r}")
+        self._validate_choices()
         for state, age in self.prune_max_age_by_state.items():
             if state not in ("completed", "cancelled", "discarded") or not _seconds(age):
                 raise ConfigError(
@@ -138,6 +180,12 @@ class Settings:
             )
         if not isinstance(self.otel, bool):
             raise ConfigError(f"otel must be true or false, got {self.otel!r}")
+
+    def _validate_choices(self) -> None:
+        if self.testing not in (None, "inline", "manual"):
+            raise ConfigError(f"testing must be 'inline' or 'manual', got {self.testing!r}")
+        if self.log_format not in ("auto", "json", "console"):
+            raise ConfigError(f"log_format must be auto, json or console, got {self.log_format!r}")
 
     def _check_numbers(self) -> None:
         for f in dataclasses.fields(self):
@@ -217,14 +265,19 @@ _PERIODS = tuple(name for name in _FIELDS if name.endswith(("_interval_s", "_lea
 def parse_queues(spec: str) -> dict[str, QueueConfig]:
     """Parse `emails:20,default:10` into queue configs.
 
-    Raises ConfigError naming the bad part: a limit < 1 or not a number,
-    an empty or invalid name, or a queue given twice.
+    Each part is `name[:limit][:option=value...]`, the options being `global_limit=5`,
+    `rate_limit=100/60s`, `partition_keys=customer_id+region` and `partition_fields=worker`.
+    Raises ConfigError naming the bad part: a limit < 1 or not a number, an empty or
+    invalid name, a queue given twice, or a bad option.
     """
     queues: dict[str, QueueConfig] = {}
     if not spec.strip():
         raise ConfigError("--queues is empty; give name:limit pairs like emails:20,default:10")
     for part in spec.split(","):
-        name, sep, raw_limit = part.strip().partition(":")
+        name, *options = part.strip().split(":")
+        sep, raw_limit = False, ""
+        if options and "=" not in options[0]:  # name:limit[:option=value...]
+            sep, raw_limit = True, options.pop(0)
         name = name.strip()
         if not name:
             raise ConfigError(f"queue spec {part.strip()!r} has an empty queue name")
@@ -246,7 +299,7 @@ def parse_queues(spec: str) -> dict[str, QueueConfig]:
                 raise ConfigError(
                     f"queue {name!r} limit must be from 1 to {MAX_QUEUE_LIMIT}, got {limit}"
                 )
-        queues[name] = QueueConfig(limit=limit)
+        queues[name] = queue_config(name, {"limit": limit, **_spec_options(name, options)})
     return queues
 
 
@@ -293,16 +346,78 @@ def _http_table(raw: Any) -> str:
     return listen
 
 
-def _queue_config(name: str, raw: Any) -> QueueConfig:
+def _spec_options(name: str, options: list[str]) -> dict[str, Any]:
+    """`global_limit=5`, `rate_limit=100/60s`, `partition_keys=a+b`, `partition_fields=worker`."""
+    table: dict[str, Any] = {}
+    partition: dict[str, list[str]] = {}
+    for option in options:
+        key, sep, value = option.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or key not in _SPEC_OPTIONS:
+            raise ConfigError(
+                f"queue {name!r} option {option!r} is not one of "
+                f"{', '.join(o + '=...' for o in _SPEC_OPTIONS)}"
+            )
+        if key == "global_limit":
+            table[key] = _whole_or_text(value)
+        elif key == "rate_limit":
+            table[key] = value
+        else:
+            partition[key.removeprefix("partition_")] = value.split("+") if value else []
+    if partition:
+        table["partition"] = partition
+    return table
+
+
+_SPEC_OPTIONS = ("global_limit", "rate_limit", "partition_keys", "partition_fields")
+
+
+def _whole_or_text(raw: str) -> int | str:
+    try:
+        return int(raw)
+    except ValueError:
+        return raw
+
+
+_QUEUE_OPTIONS = {
+    "limit",
+    "dispatch_cooldown",
+    "dispatch_cooldown_s",
+    "global_limit",
+    "rate_limit",
+    "partition",
+    "paused",
+}
+
+
+def queue_config(name: str, raw: Any) -> QueueConfig:
+    """A queue's config from a limit or a table (the config file's and Runner's shapes).
+
+    Raises ConfigError naming the queue and the option at fault.
+    """
+    if isinstance(raw, QueueConfig):
+        return raw
     if isinstance(raw, int) and not isinstance(raw, bool):
-        return QueueConfig(limit=raw)
-    if isinstance(raw, dict):
-        unknown = set(raw) - {"limit", "dispatch_cooldown", "dispatch_cooldown_s"}
-        if unknown:
-            raise ConfigError(f"queue {name!r} has unknown options {sorted(unknown)}")
+        raw = {"limit": raw}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"queue {name!r} must be a limit or a table, got {raw!r}")
+    unknown = set(raw) - _QUEUE_OPTIONS
+    if unknown:
+        raise ConfigError(f"queue {name!r} has unknown options {sorted(unknown)}")
+    try:
+        rate = raw.get("rate_limit")
+        partition = raw.get("partition")
         cooldown: Any = raw.get("dispatch_cooldown_s", raw.get("dispatch_cooldown", 0.0))
-        return QueueConfig(limit=raw.get("limit", 10), dispatch_cooldown_s=cooldown)
-    raise ConfigError(f"queue {name!r} must be a limit or a table, got {raw!r}")
+        return QueueConfig(
+            limit=raw.get("limit", 10),
+            dispatch_cooldown_s=cooldown,
+            paused=raw.get("paused", False),
+            global_limit=raw.get("global_limit"),
+            rate_limit=None if rate is None else RateLimit.parse(rate),
+            partition=None if partition is None else Partition.parse(partition),
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"queue {name!r} {str(exc).removeprefix('queue ')}") from None
 
 
 _CRON_TYPES: dict[str, type | tuple[type, ...]] = {
@@ -352,7 +467,7 @@ def _from_toml(path: Path) -> dict[str, Any]:
         if key == "queues":
             if not isinstance(raw, dict):
                 raise ConfigError("[queues] must be a table of name = limit")
-            values["queues"] = {name: _queue_config(name, v) for name, v in raw.items()}
+            values["queues"] = {name: queue_config(name, v) for name, v in raw.items()}
         elif key == "crontab":
             if not isinstance(raw, list):
                 raise ConfigError(f"crontab must be a list of [[crontab]] tables, got {raw!r}")

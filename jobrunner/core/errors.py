@@ -42,6 +42,10 @@ class JobNotFound(JobRunnerError, LookupError):
     """no such job."""
 
 
+class InvalidFilter(JobRunnerError, ValueError):
+    """invalid job filter."""
+
+
 class PoolTimeout(JobRunnerError, TimeoutError):
     """no pooled connection came free in time."""
 

@@ -74,6 +74,8 @@ class Job:
     attempted_by: tuple[str, ...] = ()
     unique_key: str | None = None
     conflict: bool = False
+    # The exception the attempt being retried raised, for a worker's backoff(); never stored.
+    unsaved_error: BaseException | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def from_record(cls, row: Mapping[str, Any], *, conflict: bool = False) -> Job:
@@ -106,8 +108,27 @@ class Job:
 
     @property
     def is_final_attempt(self) -> bool:
-        """True when a failure now would discard the job."""
+        """True when a failure now would discard the job: the attempt running is the last.
+
+        Example:
+            >>> if job.is_final_attempt:
+            ...     await mark_failed(job.args["resource_id"])
+        """
         return self.attempt >= self.max_attempts
+
+    @property
+    def snoozed(self) -> int:
+        """How many times this job snoozed (kept in `meta["snoozed"]`, as Oban keeps it).
+
+        A snooze does not use an attempt: `attempt` counts only the runs that ended
+        otherwise, so a worker that snoozes a bounded number of times reads this count.
+
+        Example:
+            >>> if job.snoozed < 5:
+            ...     return Snooze((job.snoozed + 1) * 60)
+        """
+        count = self.meta.get("snoozed", 0)
+        return count if isinstance(count, int) and not isinstance(count, bool) else 0
 
     def cancelled(self) -> bool:
         """True once this attempt of a sync worker was stopped: it timed out, was cancelled,
@@ -157,6 +178,7 @@ _cancelled_at = _slot("cancelled_at")
 _attempted_by = _slot("attempted_by")
 _unique_key = _slot("unique_key")
 _conflict = _slot("conflict")
+_unsaved_error = _slot("unsaved_error")
 
 
 def new_inserted_job(
@@ -190,6 +212,7 @@ def new_inserted_job(
     _attempted_by(job, ())
     _unique_key(job, None)
     _conflict(job, False)
+    _unsaved_error(job, None)
     return job
 
 

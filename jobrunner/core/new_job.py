@@ -35,6 +35,18 @@ _ORJSON_OPTIONS = (
     | orjson.OPT_PASSTHROUGH_DATACLASS
 )
 _UNIQUE_FIELDS = frozenset({"worker", "queue", "args", "meta"})
+REPLACE_FIELDS = (
+    "args",
+    "max_attempts",
+    "meta",
+    "priority",
+    "queue",
+    "scheduled_at",
+    "tags",
+    "worker",
+)
+# An executing job is never replaced: its worker already runs with the old values.
+REPLACE_STATES: tuple[JobState, ...] = tuple(s for s in JobState if s is not JobState.EXECUTING)
 _QUEUE_NAME = re.compile(r"[A-Za-z0-9_.\-:]{1,128}\Z")
 # Scheduled times that stay representable in Python and PostgreSQL in every time zone.
 _EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
@@ -59,16 +71,22 @@ class Unique:
         keys: only these args (and meta) keys are compared; all when None.
         states: a duplicate only conflicts with jobs in these states: a list, or one of
             Oban's groups "successful" (the default), "incomplete", "scheduled", "all".
+        replace: what a duplicate overwrites on the existing job instead of being dropped:
+            a list of fields (in every state but executing), or a mapping from the existing
+            job's state to fields. Fields: args, max_attempts, meta, priority, queue,
+            scheduled_at, tags, worker. An executing job is never replaced.
 
     Example:
         >>> @worker(unique=Unique(period=300, keys=["user_id"]))
         ... async def welcome(job: Job) -> None: ...
+        >>> Unique(period=None, keys=["doc_id"], replace={"scheduled": ["scheduled_at"]})
     """
 
     period: float | None = 60
     fields: tuple[str, ...] = ("worker", "queue", "args")
     keys: tuple[str, ...] | None = None
     states: tuple[JobState, ...] = DEFAULT_UNIQUE_STATES
+    replace: Mapping[JobState, tuple[str, ...]] | None = None
 
     def __init__(
         self,
@@ -76,6 +94,7 @@ class Unique:
         fields: Iterable[str] = ("worker", "queue", "args"),
         keys: Iterable[str] | None = None,
         states: Iterable[JobState | str] | str = DEFAULT_UNIQUE_STATES,
+        replace: Iterable[str] | Mapping[JobState | str, Iterable[str]] | None = None,
     ) -> None:
         if isinstance(keys, str):
             raise InvalidJob(f"unique keys must be a list of strings, got {keys!r}")
@@ -85,6 +104,7 @@ class Unique:
         object.__setattr__(self, "fields", tuple(fields))
         object.__setattr__(self, "keys", None if keys is None else tuple(keys))
         object.__setattr__(self, "states", _states(states))
+        object.__setattr__(self, "replace", _replace(replace))
         self._validate()
 
     def _validate(self) -> None:
@@ -109,6 +129,12 @@ class Unique:
             )
         if not self.states:
             raise InvalidJob("unique states must not be empty")
+
+    def replace_json(self) -> str | None:
+        """`replace` as the JSON object the insert statement reads: state -> fields."""
+        if self.replace is None:
+            return None
+        return json.dumps({state.value: list(f) for state, f in self.replace.items()})
 
     def fingerprint(
         self, worker: str, queue: str, args: Mapping[str, Any], meta: Mapping[str, Any]
@@ -140,6 +166,38 @@ STATE_GROUPS: dict[str, tuple[JobState, ...]] = {
 }
 
 
+def _replace(
+    value: Iterable[str] | Mapping[JobState | str, Iterable[str]] | None,
+) -> dict[JobState, tuple[str, ...]] | None:
+    """Oban's two shapes of `replace`, as state -> fields."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        raise InvalidJob(f"unique replace must be a list of fields or a mapping, got {value!r}")
+    if isinstance(value, Mapping):
+        by_state: dict[JobState, tuple[str, ...]] = {}
+        for state, fields in value.items():
+            known = _state(state)
+            if known is JobState.EXECUTING:
+                raise InvalidJob("unique replace cannot name 'executing': a running job is kept")
+            by_state[known] = _replace_fields(fields)
+        return by_state
+    fields = _replace_fields(value)
+    return {state: fields for state in REPLACE_STATES}
+
+
+def _replace_fields(fields: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(fields, str):
+        raise InvalidJob(f"unique replace fields must be a list, got {fields!r}")
+    found = tuple(fields)
+    for name in found:
+        if name not in REPLACE_FIELDS:
+            raise InvalidJob(
+                f"unknown unique replace field {name!r}; give some of {', '.join(REPLACE_FIELDS)}"
+            )
+    return found
+
+
 def _states(value: Iterable[JobState | str] | str) -> tuple[JobState, ...]:
     if isinstance(value, str) and not isinstance(value, JobState):
         if value in STATE_GROUPS:
@@ -154,7 +212,8 @@ def _state(value: JobState | str) -> JobState:
     try:
         return JobState(value)
     except ValueError:
-        raise InvalidJob(f"unknown job state {value!r}") from None
+        states = ", ".join(s.value for s in JobState)
+        raise InvalidJob(f"unknown job state {value!r}; give one of {states}") from None
 
 
 @dataclass(frozen=True, slots=True)

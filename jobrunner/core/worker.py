@@ -185,6 +185,7 @@ def worker(
     timeout: float | None = None,
     unique: Unique | None = None,
     name: str | None = None,
+    backoff: Callable[[Job], float] | None = None,
     args: type | None = None,
 ) -> Callable[[Any], Any]:
     """Register a function, or a class with a `perform(job)` method, as a worker.
@@ -193,6 +194,9 @@ def worker(
     (`threads`), so blocking code (requests, boto3, a sync ORM) does not stall other jobs.
     `args=` declares the args as a dataclass or a pydantic model: `new()` checks them and
     the worker receives the typed value as its second argument.
+
+    `backoff(job)` returns the seconds to wait before retrying a failed attempt (a class may
+    define it as a method instead); `job.unsaved_error` is the exception it raised.
 
     Example:
         >>> @worker(queue="emails", max_attempts=5)
@@ -206,6 +210,8 @@ def worker(
     """
     tags = _tags(tags)
     _validate_options(queue, max_attempts, priority, tags, timeout, unique)
+    if backoff is not None and not callable(backoff):
+        raise InvalidJob(f"backoff must be a function of the job, got {backoff!r}")
     args_type = args
 
     def decorate(target: Any) -> Any:
@@ -231,21 +237,25 @@ def worker(
             args_type=typed,
         )
         if inspect.isclass(target):
-            registered = _class_worker(target, worker_name, common)
+            registered = _class_worker(target, worker_name, common, backoff)
             target.new = registered.new  # type: ignore[attr-defined]
             target.worker = registered  # type: ignore[attr-defined]
             _REGISTRY[worker_name] = registered
             return target
         sync = _perform_kind(target, f"worker {worker_name!r}", typed is not None, 0)
-        registered = Worker(perform=target, backoff=None, timeout_fn=None, sync=sync, **common)
+        registered = Worker(perform=target, backoff=backoff, timeout_fn=None, sync=sync, **common)
         _REGISTRY[worker_name] = registered
         return registered
 
     return decorate
 
 
-def _class_worker(cls: Any, worker_name: str, common: dict[str, Any]) -> Worker:
-    """A Worker around a class: a new instance per call, as a job is a fresh start."""
+def _class_worker(
+    cls: Any, worker_name: str, common: dict[str, Any], given_backoff: Callable[[Job], float] | None
+) -> Worker:
+    """A Worker around a class: a new instance per call, as a job is a fresh start.
+
+    A `backoff` method wins over the decorator's `backoff=`."""
     what = f"worker class {worker_name!r}"
     method = getattr(cls, "perform", None)
     if not inspect.isfunction(method):
@@ -273,7 +283,7 @@ def _class_worker(cls: Any, worker_name: str, common: dict[str, Any]) -> Worker:
     return Worker(
         perform=perform,
         sync=sync,
-        backoff=backoff if callable(getattr(cls, "backoff", None)) else None,
+        backoff=backoff if callable(getattr(cls, "backoff", None)) else given_backoff,
         timeout_fn=timeout_fn if callable(getattr(cls, "timeout", None)) else None,
         **common,
     )

@@ -43,21 +43,26 @@ class Controller:
         self.applied: list[ControlCommand] = []
 
     async def prepare(self) -> None:
-        """Before producers start: load the persisted queue state (paused, limit override)."""
+        """Before producers start: load the persisted queue state (paused, limit override).
+
+        A queue configured `paused` starts paused unless a resume was persisted for it.
+        """
         runner = self._runner
         start = await _queries.control_prepare(
             runner.client.pool, node=runner.node, queues=list(runner.producers)
         )
         self._snapshot, self._started_at = start.snapshot, start.started_at
+        paused = set(start.paused)
+        paused |= {q for q, c in runner.queues.items() if c.paused and q not in start.resumed}
         for name, producer in runner.producers.items():
-            if name in start.paused:
+            if name in paused:
                 producer.pause()
             if name in start.limits:
                 producer.scale(start.limits[name])
-        if start.paused or start.limits:
-            log.info(
-                "control.loaded", node=runner.node, paused=sorted(start.paused), limits=start.limits
-            )
+            if name in start.global_limits:
+                producer.scale_global(start.global_limits[name])
+        if paused or start.limits or start.global_limits:
+            log.info("control.loaded", node=runner.node, paused=sorted(paused), limits=start.limits)
             await runner.heartbeat()
 
     async def start(self) -> None:
@@ -137,6 +142,11 @@ class Controller:
             producer.pause()
         elif command.command == RESUME:
             producer.resume()
+        elif command.command == SCALE and "global_limit" in command.payload:
+            global_limit = command.payload["global_limit"]
+            config = self._runner.queues[producer.queue].global_limit
+            producer.scale_global(config if global_limit is None else int(global_limit))
+            return {"paused": producer.paused, "global_limit": producer.limits.global_limit}
         elif command.command == SCALE:
             limit = command.payload.get("limit")
             producer.scale(

@@ -16,7 +16,7 @@ import structlog
 
 from jobrunner.core import threads as _threads
 from jobrunner.core.apps import import_apps
-from jobrunner.core.config import QueueConfig, Settings
+from jobrunner.core.config import QueueConfig, Settings, queue_config
 from jobrunner.core.errors import ConfigError, JobRunnerError
 from jobrunner.daemon.endpoints import Endpoints
 from jobrunner.db import connection as _db
@@ -50,10 +50,12 @@ def node_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
-def _queue_configs(queues: Mapping[str, int | QueueConfig]) -> dict[str, QueueConfig]:
+def _queue_configs(
+    queues: Mapping[str, int | QueueConfig | Mapping[str, Any]],
+) -> dict[str, QueueConfig]:
     configs = {}
     for name, value in queues.items():
-        configs[name] = value if isinstance(value, QueueConfig) else QueueConfig(limit=value)
+        configs[name] = queue_config(name, dict(value) if isinstance(value, Mapping) else value)
     if not configs:
         raise ConfigError("no queues to run; give --queues like emails:20,default:10")
     return configs
@@ -76,7 +78,7 @@ class Runner:
     def __init__(
         self,
         client: Client,
-        queues: Mapping[str, int | QueueConfig] | None = None,
+        queues: Mapping[str, int | QueueConfig | Mapping[str, Any]] | None = None,
         *,
         settings: Settings | None = None,
         node: str | None = None,
@@ -112,6 +114,7 @@ class Runner:
         self._stopping = False
         self._endpoints: Endpoints | None = None
         self.running = asyncio.Event()  # set once start() has started everything
+        self._testing = False  # started in a testing mode: nothing runs
 
     @property
     def notifier(self) -> Notifier:
@@ -170,6 +173,17 @@ class Runner:
             raise JobRunnerError("this runner was already started; create a new Runner")
         async with self.client.pool.acquire() as conn:
             await _migrate.verify(conn)
+        if self.client.testing is not None:
+            # As Oban's testing modes: jobs run in the test (inline, drain_queue), never here.
+            self._started = self._testing = True
+            log.warning(
+                "node.testing",
+                node=self.node,
+                testing=self.client.testing,
+                note="testing mode: no queue or plugin runs on this node",
+            )
+            self.running.set()
+            return
         import_apps(self.settings.app)  # the workers its crontab names, as `jobrunner start`
         self._lease = LeaseConnections(self.client.dsn, wait_s=self.settings.heartbeat_interval_s)
         extensions = self._extensions()  # validates plugin settings (crontab) before anything runs
@@ -276,16 +290,25 @@ class Runner:
         """
         if not self._started:
             return
-        if self._stop_task is None:
+        if self._testing:
             self._stopping = True
-            grace_s = self.settings.shutdown_grace_s if grace is None else grace
-            self._stop_task = asyncio.create_task(self._stop(grace_s), name="jobrunner.stop")
-            self._stop_task.add_done_callback(lambda _: self.stopped.set())
+            self.stopped.set()
+            return
+        if self._stop_task is None:
+            self._begin_stop(grace)
         elif grace is not None:
             self._hurry(grace)
         # Shielded: a caller that gives up waiting (a timeout, a cancellation) does not leave
         # the node half-stopped; the stop goes on, and calling stop() again waits for its end.
+        assert self._stop_task is not None
         await asyncio.shield(self._stop_task)
+
+    def _begin_stop(self, grace: float | None) -> None:
+        """Start the one graceful stop of this node in a task of its own."""
+        self._stopping = True
+        grace_s = self.settings.shutdown_grace_s if grace is None else grace
+        self._stop_task = asyncio.create_task(self._stop(grace_s), name="jobrunner.stop")
+        self._stop_task.add_done_callback(lambda _: self.stopped.set())
 
     def _hurry(self, grace_s: float) -> None:
         """A later stop() with a grace: running jobs are interrupted once it has passed."""
@@ -331,10 +354,13 @@ class Runner:
         """
         self.requested_grace_s = grace_s
         self.stop_requested.set()
-        if self._stop_task is None and not self._stopping:
-            self._stop_task = asyncio.create_task(
-                self.stop(grace=grace_s), name="jobrunner.requested_stop"
-            )
+        if not self._started or self._stopping:
+            return
+        if self._testing:
+            self._stopping = True
+            self.stopped.set()
+            return
+        self._begin_stop(grace_s)
 
     def interrupt(self) -> None:
         """Stop fetching and cancel every running job now (a second signal).
@@ -388,7 +414,7 @@ class Runner:
             producer.wake()
 
     def _queue_state(self) -> str:
-        state = {
+        state: dict[str, dict[str, Any]] = {
             name: {
                 "limit": self.producers[name].limit if name in self.producers else c.limit,
                 "paused": self.producers[name].paused if name in self.producers else False,
@@ -396,6 +422,9 @@ class Runner:
             }
             for name, c in self.queues.items()
         }
+        for name, producer in self.producers.items():
+            if producer.limits:  # what `jobrunner status` reports the cluster-wide use of
+                state[name]["limits"] = producer.limits.describe()
         return json.dumps(state)
 
     async def heartbeat(self) -> None:

@@ -284,3 +284,6 @@ class Connected(Protocol):
 
     @property
     def dsn(self) -> str: ...
+
+    @property
+    def testing(self) -> str | None: ...

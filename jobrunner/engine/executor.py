@@ -245,8 +245,10 @@ async def execute(
     finally:
         CURRENT_CLIENT.reset(token)
     duration_s = time.perf_counter() - started
-    backoff_s = _backoff(worker, job) if exc is not None else None
+    backoff_s = _backoff(worker, job, exc) if exc is not None else None
     ack, outcome = to_ack(job, value, exc, backoff_s)
+    if outcome == COMPLETED and value is not None:
+        _warn_unexpected_return(job, value)
     fields["duration_s"] = round(duration_s, 6)
     fields["outcome"] = outcome
     if exc is not None:
@@ -293,17 +295,37 @@ async def _call(worker: Worker, job: Job) -> Any:
         _threads.deadline.reset(timing)
 
 
-def _backoff(worker: Worker | None, job: Job) -> float:
+def _backoff(worker: Worker | None, job: Job, error: BaseException) -> float:
     if worker is None:
         return default_backoff(job.attempt)
     log = structlog.get_logger("jobrunner")
     try:
-        return check_delay("backoff", worker.backoff(job))
+        return check_delay("backoff", worker.backoff(replace(job, unsaved_error=error)))
     except ValueError as exc:
         log.error("job.backoff_refused", error=str(exc), **_fields(job))
     except Exception:
         log.exception("job.backoff_failed", **_fields(job))
     return default_backoff(job.attempt)
+
+
+_WARNED_RETURNS: set[str] = set()
+
+
+def _warn_unexpected_return(job: Job, value: Any) -> None:
+    """Once per worker: it returned something that is not an outcome, and the job completed
+    (an Oban habit such as `("error", reason)` would otherwise pass unnoticed)."""
+    if job.worker in _WARNED_RETURNS:
+        return
+    _WARNED_RETURNS.add(job.worker)
+    text = repr(value)
+    structlog.get_logger("jobrunner").warning(
+        "job.unexpected_return",
+        worker=job.worker,
+        job_id=job.id,
+        returned=text if len(text) <= 200 else text[:197] + "...",
+        type=type(value).__name__,
+        hint="the job completed; return None, Snooze, Cancel or Discard, or raise to retry",
+    )
 
 
 def _queue_time(job: Job) -> float | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import secrets
@@ -15,6 +16,7 @@ from jobrunner.core import telemetry as _telemetry
 from jobrunner.core import threads as _threads
 from jobrunner.core.config import QueueConfig
 from jobrunner.core.job import Job
+from jobrunner.core.limits import Limits
 from jobrunner.db import connection as _db
 from jobrunner.db import queries as _queries
 from jobrunner.db.queries import Ack
@@ -54,6 +56,7 @@ class Producer:
     ) -> None:
         self.queue = queue
         self.limit = config.limit
+        self.limits = Limits(config.global_limit, config.rate_limit, config.partition)
         self.dispatch_cooldown_s = config.dispatch_cooldown_s
         self.paused = paused
         self._client = client
@@ -80,6 +83,8 @@ class Producer:
         self._reserved = 0  # slots that fetches in flight may fill
         self._busy = False  # the last fetch came back full
         self._failures = 0
+        self._held = False  # the last limited claim came back short: a finished job frees room
+        self._rate_timer: asyncio.TimerHandle | None = None
         self.fetches = 0
         self.carried = 0  # acks written by this producer's fetches
         acker.add_carrier(self.about_to_fetch)
@@ -137,6 +142,11 @@ class Producer:
         self.limit = limit
         self.wake()
 
+    def scale_global(self, global_limit: int | None) -> None:
+        """Change the cluster-wide limit this node claims under (None: the configured one)."""
+        self.limits = dataclasses.replace(self.limits, global_limit=global_limit)
+        self.wake()
+
     def cancel_job(self, job_id: int, reason: str = CANCELLED) -> bool:
         """Stop every run of a job that no longer belongs here (it was cancelled).
 
@@ -163,6 +173,9 @@ class Producer:
     def halt(self) -> None:
         """Stop fetching; running jobs go on."""
         self._stopping = True
+        if self._rate_timer is not None:
+            self._rate_timer.cancel()
+            self._rate_timer = None
         self._wake.set()
         self._acker.poke()
 
@@ -268,7 +281,12 @@ class Producer:
         pool = self._client.pool
         unreadable: list[_queries.Unreadable] = []
         try:
-            if acks:
+            if self.limits:
+                # Writes and settles the acks (emptying the list: a failed claim does not
+                # give them back to be written again).
+                owned: set[int] = set()
+                jobs = await self._claim_limited(demand, acks, claim, unreadable)
+            elif acks:
                 owned, jobs = await _queries.ack_and_fetch_jobs(
                     pool,
                     self._node,
@@ -319,6 +337,40 @@ class Producer:
             return
         for job in jobs:
             self._dispatch(job)
+
+    async def _claim_limited(
+        self, demand: int, acks: list[Ack], claim: str, unreadable: list[_queries.Unreadable]
+    ) -> list[Job]:
+        """Write the acks first (the slots they free count), then claim under the
+        cluster-wide limits, in a statement of its own."""
+        pool = self._client.pool
+        if acks:
+            owned = await _queries.ack_jobs(pool, self._node, acks)
+            self._acker.settle(acks, owned)
+            self.carried += len(acks)
+            del acks[:]
+        jobs = await _queries.claim_limited(
+            pool,
+            queue=self.queue,
+            demand=demand,
+            node=self._node,
+            claim=claim,
+            limits=self.limits,
+            unreadable=unreadable,
+        )
+        self._held = len(jobs) + len(unreadable) < demand
+        rate = self.limits.rate_limit
+        if self._held and rate is not None and self._rate_timer is None:
+            # Look again when the window's oldest start leaves it, not only at the poll.
+            wait = await _queries.rate_wait(pool, queue=self.queue, rate=rate)
+            if wait is not None and wait < self._poll_interval_s:
+                loop = asyncio.get_running_loop()
+                self._rate_timer = loop.call_later(max(wait, 0.0) + 0.005, self._rate_opened)
+        return jobs
+
+    def _rate_opened(self) -> None:
+        self._rate_timer = None
+        self.wake()
 
     def _set_aside(self, unreadable: list[_queries.Unreadable]) -> None:
         """Discard claimed jobs that cannot be decoded, with why: never claimed again."""
@@ -434,5 +486,8 @@ class Producer:
             self._acker.push(_executor.to_ack(job, None, exc, None)[0])
         if not self._running:
             self._drained.set()
+        if self._held and self.limits.global_limit is not None:  # its slot may be what the
+            # last limited claim lacked
+            self._more = True
         if self._more and not self._stopping:
             self._wake.set()

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from jobrunner.core.config import MAX_QUEUE_LIMIT
 from jobrunner.core.errors import JobRunnerError
 from jobrunner.core.job import JobState
+from jobrunner.core.limits import check_global_limit
 from jobrunner.core.new_job import validate_queue
 from jobrunner.core.worker import registered
 from jobrunner.daemon.control import PAUSE, RESUME, SCALE, STOP
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 CONTROL_HISTORY_S = 7 * 86_400.0  # commands older than this are pruned as new ones arrive
 POLL_S = 0.05
+GLOBAL_LIMIT = "global_limit"
 
 
 class UnknownTarget(JobRunnerError, ValueError):
@@ -167,7 +169,9 @@ async def issue(
             payload=payload,
             issued_by=issued_by or issuer(),
         )
-        if persist is not None:
+        if persist is not None and GLOBAL_LIMIT in payload:
+            await _queries.persist_global_limit(conn, persist["queue"], payload[GLOBAL_LIMIT])
+        elif persist is not None:
             await _queries.persist_queue_state(conn, **persist)
     targets = tuple(await _queries.control_targets(client.pool, control_id))
     applied = await wait_applied(client, control_id, targets, timeout_s)
@@ -254,6 +258,22 @@ async def scale(
         payload={"limit": limit},
         timeout_s=timeout_s,
         issued_by=issued_by,
+    )
+
+
+async def scale_global(
+    client: Client, queue: str, global_limit: int | None, *, timeout_s: float, force: bool
+) -> ControlResult:
+    """Set the cluster-wide limit of `queue` (None: back to the nodes' config), persisted.
+
+    Every claim of the queue reads it, so it holds from its commit on; the nodes that serve
+    the queue switch to the limited claim when they apply the command.
+    """
+    if global_limit is not None:
+        check_global_limit(global_limit)
+    await _check_target(client, queue, None, force)
+    return await issue(
+        client, SCALE, queue=queue, payload={GLOBAL_LIMIT: global_limit}, timeout_s=timeout_s
     )
 
 

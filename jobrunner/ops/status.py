@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from jobrunner.core.job import JobState
 from jobrunner.db import queries as _queries
 from jobrunner.db.queries import NodeRow
+from jobrunner.ops import limit_status as _limit_status
+from jobrunner.ops.limit_status import QueueLimits
 
 if TYPE_CHECKING:
     from jobrunner.db.connection import Connected as Client
@@ -45,12 +47,17 @@ class Status:
     now: datetime
     nodes: tuple[NodeRow, ...]
     queues: tuple[QueueStatus, ...]
+    limits: dict[str, QueueLimits] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
+        queues = [_queue_json(q) for q in self.queues]
+        for queue in queues:
+            if queue["name"] in self.limits:
+                queue["limits"] = self.limits[queue["name"]].to_json()
         return {
             "now": _iso(self.now),
             "nodes": [node_json(n) for n in self.nodes],
-            "queues": [_queue_json(q) for q in self.queues],
+            "queues": queues,
         }
 
 
@@ -66,7 +73,9 @@ async def status(client: Client) -> Status:
         _queue(name, live, persisted.get(name, (False, None)), counts.get(name, {}))
         for name in names
     )
-    return Status(now, tuple(nodes), queues)
+    overrides = await _queries.global_limits(pool)
+    limits = await _limit_status.queue_limits(pool, live, names, overrides)
+    return Status(now, tuple(nodes), queues, limits)
 
 
 def _queue(
@@ -175,6 +184,7 @@ def render(status: Status) -> str:
         lines += table(headers, [_queue_row(q) for q in status.queues])
     else:
         lines.append("no queue has nodes or jobs yet")
+    lines += _limit_status.render(list(status.limits.values()), table)
     persisted = [q for q in status.queues if q.persisted_paused or q.persisted_limit]
     if persisted:
         lines += [

@@ -212,7 +212,8 @@ def _build(schedule: Schedule, slot: datetime) -> _queries.CronJob:
         queue=entry.queue,
         priority=entry.priority,
         max_attempts=entry.max_attempts,
-        meta={"cron": schedule.key, "cron_slot": _iso(slot)},
+        tags=entry.tags,
+        meta={**entry.meta, "cron": schedule.key, "cron_slot": _iso(slot)},
         unique=False,
     )
     return _queries.CronJob(job=job, unique_key=slot_key(schedule, slot))

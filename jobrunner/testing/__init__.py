@@ -20,8 +20,9 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -29,7 +30,8 @@ from typing import Any, TypedDict, TypeVar, Unpack, cast
 
 import asyncpg
 
-from jobrunner.client import Client
+from jobrunner.client import Client, TestingMode
+from jobrunner.core.config import testing_override
 from jobrunner.core.errors import InvalidJob
 from jobrunner.core.job import Job, JobState
 from jobrunner.core.worker import Worker, as_worker
@@ -48,6 +50,7 @@ __all__ = [
     "drain_queue",
     "perform_job",
     "refute_enqueued",
+    "with_testing_mode",
 ]
 
 DEFAULT_STATES = (JobState.AVAILABLE, JobState.SCHEDULED, JobState.RETRYABLE)
@@ -58,6 +61,27 @@ _POLL_INTERVAL_S = 0.05
 _SHOWN = 5  # jobs listed in a failed assertion's message
 
 T = TypeVar("T")
+
+
+@contextlib.contextmanager
+def with_testing_mode(mode: TestingMode) -> Iterator[None]:
+    """Every client runs in testing `mode` ("inline" or "manual") inside the block, in this
+    task and the tasks it starts; a Runner started there runs no queue and no plugin.
+
+    Example:
+        >>> with with_testing_mode("inline"):
+        ...     job = await client.insert(send_email.new({"user_id": 42}))   # ran already
+        >>> job.state
+        <JobState.COMPLETED: 'completed'>
+    """
+    if mode not in ("inline", "manual"):
+        raise ValueError(f"testing mode must be 'inline' or 'manual', got {mode!r}")
+    token = testing_override.set(mode)
+    try:
+        yield
+    finally:
+        testing_override.reset(token)
+
 
 # --- assert_enqueued, refute_enqueued, all_enqueued ----------------------------------------
 

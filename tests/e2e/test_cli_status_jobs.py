@@ -215,7 +215,7 @@ async def test_jobs_list_show_retry_cancel(client, db) -> None:
     bad(cli(client.dsn, "jobs", "show", "abc"), "job id must be a whole number, got 'abc'")
 
     assert (
-        ok(cli(client.dsn, "jobs", "retry", "--state", "discarded", "--queue", "default"))
+        ok(cli(client.dsn, "jobs", "retry", "--state", "discarded", "--queue", "default", "--yes"))
         == f"retried 1 job (state discarded, queue 'default'): {failing.id}\n"
     )
     job = await client.get_job(failing.id)
@@ -223,16 +223,19 @@ async def test_jobs_list_show_retry_cancel(client, db) -> None:
     assert ok(cli(client.dsn, "jobs", "retry", str(done[0].id))) == (
         f"retried job {done[0].id} (completed -> available)\n"
     )
-    assert ok(cli(client.dsn, "jobs", "retry", "--state", "discarded")) == (
+    assert ok(cli(client.dsn, "jobs", "retry", "--state", "discarded", "--yes")) == (
         "retried 0 jobs (state discarded)\n"
+    )
+    assert ok(cli(client.dsn, "jobs", "retry", "--state", "discarded")) == (
+        "no job to retry (state discarded)\n"
     )
     bad(
         cli(client.dsn, "jobs", "retry", "1", "--state", "discarded"),
-        "give job ids or --state/--queue/--worker filters, not both",
+        "give job ids or filters (--state, --queue, ...), not both",
     )
     bad(
         cli(client.dsn, "jobs", "retry"),
-        "give job ids, or --state (e.g. --state discarded) to retry many",
+        "retry every job? give a filter (--state, --queue, ...), or --all to mean it",
     )
     bad(
         cli(client.dsn, "jobs", "retry", "--state", "executing"),

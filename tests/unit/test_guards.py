@@ -85,7 +85,7 @@ def test_queue_limits_out_of_range_are_refused(spec: str) -> None:
 
 
 def test_a_queue_limit_out_of_range_in_the_file_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="queue limit must be an integer from 1 to 100000"):
+    with pytest.raises(ConfigError, match="queue 'a' limit must be an integer from 1 to 100000"):
         _load(tmp_path, "[queues]\na = 9223372036854775808")
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from jobrunner.core.job import Job
-from jobrunner.db.queries.jobs import Conn, _fetch, _sql, readable
+from jobrunner.db.queries.jobs import Conn, _fetch, _sql
 
 INSERT_CONTROL = _sql("insert_control")
 PERSIST_QUEUE_STATE = _sql("persist_queue_state")
@@ -24,8 +24,6 @@ PERSISTED_QUEUES = _sql("persisted_queues")
 COUNT_JOBS = _sql("count_jobs")
 COUNT_UNFINISHED_JOBS = _sql("count_unfinished_jobs")
 QUEUE_HAS_JOBS = _sql("queue_has_jobs")
-LIST_JOBS = _sql("list_jobs")
-RETRY_JOBS = _sql("retry_jobs")
 DRAIN_BASELINE = _sql("drain_baseline")
 COUNT_WAITING = _sql("count_waiting")
 STAGE_QUEUES = _sql("stage_queues")
@@ -53,6 +51,8 @@ class ControlStart:
     started_at: datetime
     paused: frozenset[str]
     limits: dict[str, int]
+    resumed: frozenset[str] = frozenset()  # a resume was persisted: a configured pause yields
+    global_limits: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,8 +123,14 @@ async def control_applied(conn: Conn, control_id: int) -> dict[str, dict[str, An
 async def control_prepare(conn: Conn, *, node: str, queues: Sequence[str]) -> ControlStart:
     rows = await _fetch(conn, CONTROL_PREPARE, node, list(queues))
     paused = frozenset(r["name"] for r in rows if r["name"] is not None and r["paused"])
+    resumed = frozenset(r["name"] for r in rows if r["name"] is not None and r["paused"] is False)
     limits = {r["name"]: r["limit"] for r in rows if r["name"] is not None and r["limit"]}
-    return ControlStart(rows[0]["snapshot"], rows[0]["started_at"], paused, limits)
+    global_limits = {
+        r["name"]: r["global_limit"] for r in rows if r["name"] is not None and r["global_limit"]
+    }
+    return ControlStart(
+        rows[0]["snapshot"], rows[0]["started_at"], paused, limits, resumed, global_limits
+    )
 
 
 async def pending_control(
@@ -192,24 +198,6 @@ async def count_unfinished_jobs(conn: Conn) -> dict[str, dict[str, int]]:
 
 async def queue_has_jobs(conn: Conn, queue: str) -> bool:
     return bool((await _fetch(conn, QUEUE_HAS_JOBS, queue))[0]["found"])
-
-
-async def list_jobs(
-    conn: Conn, *, states: Sequence[str] | None, queue: str | None, worker: str | None, limit: int
-) -> list[Job]:
-    """Jobs matching the filters, newest first."""
-    rows = await _fetch(
-        conn, LIST_JOBS, None if states is None else list(states), queue, worker, limit
-    )
-    return [readable(row) for row in rows]
-
-
-async def retry_jobs(
-    conn: Conn, *, states: Sequence[str], queue: str | None, worker: str | None
-) -> list[int]:
-    """Make every matching job that is not executing available now; their ids."""
-    rows = await _fetch(conn, RETRY_JOBS, list(states), queue, worker)
-    return [row["id"] for row in rows]
 
 
 async def drain_baseline(

@@ -79,9 +79,11 @@ async def insert_jobs(
 ) -> list[Job]:
     """Insert `jobs` in one statement; a unique conflict returns the existing job.
 
-    The result is in the order of `jobs`, conflicts marked `conflict=True`. A conflicting
-    job that left its unique states before it could be looked up no longer blocks: those
-    jobs are inserted again. With `release_on` (when `conn` is the caller's transaction),
+    The result is in the order of `jobs`, conflicts marked `conflict=True` (a replaced job
+    with its new values). A conflicting job that left its unique states before it could be
+    looked up no longer blocks: those jobs are inserted again. Duplicates within `jobs` that
+    replace go in turn, each in a statement of its own after the one before it. With
+    `release_on` (when `conn` is the caller's transaction),
     the unique keys the insert replaces are released there first, in a statement that
     commits at once, so that the caller's transaction never holds an executing job's row.
     """
@@ -120,25 +122,46 @@ def unique_insert_plan(jobs: Sequence[NewJob], *, release_apart: bool = False) -
     that transaction ends, and the job's outcome would wait for it."""
     keys = [unique_key(job) for job in jobs]
     results: dict[int, Job] = {}
-    todo = list(range(len(jobs)))
-    for _ in range(_INSERT_ROUNDS):
-        columns = _columns([jobs[i] for i in todo], [keys[i] for i in todo])
-        if release_apart:
-            yield RELEASE_UNIQUE_KEYS, columns[-3:]
-        rows = yield INSERT_JOBS, (*columns, not release_apart)
-        conflicts = _round_results(rows, todo, results)
-        if conflicts:
-            rows = yield FIND_UNIQUE_JOBS, (list(set(conflicts.values())),)
-            found = {row["unique_key"]: Job.from_record(row) for row in rows}
-            for index, key in conflicts.items():
-                if key in found:
-                    results[index] = replace(found[key], conflict=True)
-        todo = [i for i in todo if i not in results]
-        if not todo:
-            return [results[i] for i in range(len(jobs))]
-    raise JobRunnerError(
-        "unique jobs kept conflicting with jobs that were released at once; insert them again"
-    )
+    for wave in _waves(jobs, keys):
+        todo = wave
+        for _ in range(_INSERT_ROUNDS):
+            batch = [jobs[i] for i in todo]
+            columns = _columns(batch, [keys[i] for i in todo])
+            if release_apart:
+                yield RELEASE_UNIQUE_KEYS, columns[-3:]
+            replaces = [j.unique.replace_json() if j.unique else None for j in batch]
+            rows = yield INSERT_JOBS, (*columns, not release_apart, replaces)
+            conflicts = _round_results(rows, todo, results)
+            if conflicts:
+                rows = yield FIND_UNIQUE_JOBS, (list(set(conflicts.values())),)
+                found = {row["unique_key"]: Job.from_record(row) for row in rows}
+                for index, key in conflicts.items():
+                    if key in found:
+                        results[index] = replace(found[key], conflict=True)
+            todo = [i for i in todo if i not in results]
+            if not todo:
+                break
+        else:
+            raise JobRunnerError(
+                "unique jobs kept conflicting with jobs that were released at once; "
+                "insert them again"
+            )
+    return [results[i] for i in range(len(jobs))]
+
+
+def _waves(jobs: Sequence[NewJob], keys: Sequence[str | None]) -> list[list[int]]:
+    """The jobs' indexes in statements to run in turn: the n-th job of a key that replaces
+    goes in the n-th; every other job in the first."""
+    waves: list[list[int]] = [[]]
+    seen: dict[str, int] = {}
+    for index, (job, key) in enumerate(zip(jobs, keys, strict=True)):
+        wave = 0
+        if key is not None and job.unique is not None and job.unique.replace is not None:
+            wave = seen[key] = seen.get(key, -1) + 1
+            if wave == len(waves):
+                waves.append([])
+        waves[wave].append(index)
+    return waves
 
 
 async def release_unique_keys(
@@ -158,7 +181,7 @@ def _round_results(rows: list[Any], todo: Sequence[int], results: dict[int, Job]
         if row["id"] is None:
             conflicts[index] = row["held_key"]
             continue
-        job = Job.from_record(row)
+        job = Job.from_record(row, conflict=row["replaced"])
         results[index] = job
         if job.unique_key is not None:
             by_key[job.unique_key] = job

@@ -29,7 +29,12 @@ WITH acked AS (
                       WHEN jsonb_typeof(j.errors) <> 'array' THEN jsonb_build_array(a.error::jsonb)
                       ELSE jsonb_path_query_array(j.errors, '$[last - 18 to last]')
                            || jsonb_build_array(a.error::jsonb) END,
-        attempt = j.attempt - a.undo::int
+        attempt = j.attempt - a.undo::int,
+        -- a snooze (the only ack to 'scheduled') counts itself in meta, as Oban does
+        meta = CASE WHEN a.state <> 'scheduled' THEN j.meta
+                    ELSE j.meta || jsonb_build_object('snoozed', 1 + CASE
+                        WHEN jsonb_typeof(j.meta -> 'snoozed') = 'number'
+                        THEN (j.meta ->> 'snoozed')::numeric::int ELSE 0 END) END
     FROM unnest($2::bigint[], $3::int[], $4::text[], $5::float8[], $6::text[], $7::boolean[],
                 $11::text[])
          AS a(id, attempt, state, delay, error, undo, claim)

@@ -1,9 +1,14 @@
--- $1 states text[] (null: any), $2 queue (null: any), $3 worker (null: any), $4 limit.
--- Newest first.
-SELECT id, state::text AS state, queue, worker, args::text AS args, meta::text AS meta, tags, errors::text AS errors, attempt, max_attempts, priority, inserted_at, least(scheduled_at, '9999-12-31 23:59:59.999999+00') AS scheduled_at, attempted_at, completed_at, discarded_at, cancelled_at, attempted_by, unique_key
-FROM jobrunner_jobs
-WHERE ($1::text[] IS NULL OR state::text = ANY($1::text[]))
-  AND ($2::text IS NULL OR queue = $2)
-  AND ($3::text IS NULL OR worker = $3)
-ORDER BY id DESC
-LIMIT $4
+-- $1-$7 the job filter: states text[], queue, worker, tags text[] (all of them), args jsonb
+-- (containment), inserted after, inserted before (each null: any).
+-- $8 limit. Newest first.
+SELECT j.id, j.state::text AS state, j.queue, j.worker, j.args::text AS args, j.meta::text AS meta, j.tags, j.errors::text AS errors, j.attempt, j.max_attempts, j.priority, j.inserted_at, least(j.scheduled_at, '9999-12-31 23:59:59.999999+00') AS scheduled_at, j.attempted_at, j.completed_at, j.discarded_at, j.cancelled_at, j.attempted_by, j.unique_key
+FROM jobrunner_jobs j
+WHERE ($1::text[] IS NULL OR j.state::text = ANY ($1::text[]))
+  AND ($2::text IS NULL OR j.queue = $2::text)
+  AND ($3::text IS NULL OR j.worker = $3::text)
+  AND ($4::text[] IS NULL OR j.tags @> $4::text[])
+  AND ($5::jsonb IS NULL OR j.args @> $5::jsonb)
+  AND ($6::timestamptz IS NULL OR j.inserted_at > $6::timestamptz)
+  AND ($7::timestamptz IS NULL OR j.inserted_at < $7::timestamptz)
+ORDER BY j.id DESC
+LIMIT $8

@@ -1,19 +1,48 @@
--- $1 states text[], $2 queue (null: any), $3 worker (null: any). Every matching job that is
--- not executing becomes available now, with one more attempt if it has none left.
-WITH retried AS (
-    UPDATE jobrunner_jobs
+-- $1-$7 the job filter: states text[], queue, worker, tags text[] (all of them), args jsonb
+-- (containment), inserted after, inserted before (each null: any).
+-- $8 the last id of the previous batch (0 at first), $9 the batch size. One bounded batch
+-- in id order: the jobs scanned are re-checked under their row locks, so a job that changed
+-- meanwhile is changed only if it still matches; the caller goes on after last_id until
+-- fewer than $9 were scanned.
+-- Every matching job that is not executing becomes available now, with one more attempt if
+-- it has none left; the producers of its queue are woken.
+WITH scanned AS (
+    SELECT j.id
+    FROM jobrunner_jobs j
+    WHERE j.id > $8
+      AND j.state <> 'executing'
+      AND ($1::text[] IS NULL OR j.state::text = ANY ($1::text[]))
+      AND ($2::text IS NULL OR j.queue = $2::text)
+      AND ($3::text IS NULL OR j.worker = $3::text)
+      AND ($4::text[] IS NULL OR j.tags @> $4::text[])
+      AND ($5::jsonb IS NULL OR j.args @> $5::jsonb)
+      AND ($6::timestamptz IS NULL OR j.inserted_at > $6::timestamptz)
+      AND ($7::timestamptz IS NULL OR j.inserted_at < $7::timestamptz)
+    ORDER BY j.id
+    LIMIT $9
+),
+changed AS (
+    UPDATE jobrunner_jobs AS j
     SET state = 'available',
         scheduled_at = now(),
-        max_attempts = greatest(max_attempts, least(attempt + 1, 32767)),
+        max_attempts = greatest(j.max_attempts, least(j.attempt + 1, 32767)),
         completed_at = NULL, discarded_at = NULL, cancelled_at = NULL
-    WHERE state::text = ANY($1::text[])
-      AND state <> 'executing'
-      AND ($2::text IS NULL OR queue = $2)
-      AND ($3::text IS NULL OR worker = $3)
-    RETURNING id, queue
+    FROM scanned s
+    WHERE j.id = s.id
+      AND j.state <> 'executing'
+      AND ($1::text[] IS NULL OR j.state::text = ANY ($1::text[]))
+      AND ($2::text IS NULL OR j.queue = $2::text)
+      AND ($3::text IS NULL OR j.worker = $3::text)
+      AND ($4::text[] IS NULL OR j.tags @> $4::text[])
+      AND ($5::jsonb IS NULL OR j.args @> $5::jsonb)
+      AND ($6::timestamptz IS NULL OR j.inserted_at > $6::timestamptz)
+      AND ($7::timestamptz IS NULL OR j.inserted_at < $7::timestamptz)
+    RETURNING j.id, j.queue
 ),
 woken AS (
     SELECT count(pg_notify('jobrunner_insert', q.queue)) AS n
-    FROM (SELECT DISTINCT queue FROM retried) AS q
+    FROM (SELECT DISTINCT queue FROM changed) AS q
 )
-SELECT retried.id FROM retried, woken ORDER BY retried.id
+SELECT (SELECT count(*) FROM scanned) AS scanned, (SELECT max(id) FROM scanned) AS last_id,
+       ARRAY(SELECT id FROM changed ORDER BY id) AS ids
+FROM woken

@@ -1,0 +1,97 @@
+"""Queries of the cluster-wide queue limits: the limited claim, the rate window, status."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from jobrunner.core.job import Job
+from jobrunner.core.limits import Limits, RateLimit
+from jobrunner.db.queries.jobs import Conn, Unreadable, _claimed, _fetch, _sql
+
+CLAIM_LIMITED = _sql("claim_limited")
+RATE_WAIT = _sql("rate_wait")
+PERSIST_GLOBAL_LIMIT = _sql("persist_global_limit")
+LIMIT_STATUS = _sql("limit_status")
+GLOBAL_LIMITS = _sql("global_limits")
+
+
+async def claim_limited(
+    conn: Conn,
+    *,
+    queue: str,
+    demand: int,
+    node: str,
+    claim: str | None,
+    limits: Limits,
+    unreadable: list[Unreadable] | None = None,
+) -> list[Job]:
+    """Claim up to `demand` jobs of `queue` under its cluster-wide `limits`, best first.
+
+    Rows that cannot be decoded go to `unreadable` when given (as for `fetch_jobs`).
+    """
+    rate = limits.rate_limit
+    fields, keys = limits.partition_args()
+    rows = await _fetch(
+        conn,
+        CLAIM_LIMITED,
+        queue,
+        demand,
+        node,
+        claim,
+        limits.global_limit,
+        None if rate is None else rate.allowed,
+        None if rate is None else rate.period_s,
+        fields,
+        keys,
+    )
+    return _claimed(rows, unreadable)
+
+
+async def rate_wait(conn: Conn, *, queue: str, rate: RateLimit) -> float | None:
+    """Seconds until the oldest start in the queue's rate window leaves it; None: empty."""
+    rows = await _fetch(conn, RATE_WAIT, queue, rate.period_s)
+    wait: float | None = rows[0]["wait_s"]
+    return wait
+
+
+async def persist_global_limit(conn: Conn, queue: str, global_limit: int | None) -> None:
+    await conn.execute(PERSIST_GLOBAL_LIMIT, queue, global_limit)
+
+
+async def global_limits(conn: Conn) -> dict[str, int]:
+    """queue -> the persisted global limit."""
+    return {r["name"]: r["global_limit"] for r in await _fetch(conn, GLOBAL_LIMITS)}
+
+
+@dataclass(frozen=True, slots=True)
+class LimitUse:
+    """How much of its cluster-wide limits a queue uses now."""
+
+    global_override: int | None
+    executing: int
+    started: int
+    partitions: int
+    busiest: list[dict[str, Any]]
+
+
+async def limit_status(conn: Conn, *, queue: str, limits: Limits, top: int = 5) -> LimitUse:
+    fields, keys = limits.partition_args()
+    rate = limits.rate_limit
+    row = (
+        await _fetch(
+            conn, LIMIT_STATUS, queue, None if rate is None else rate.period_s, fields, keys, top
+        )
+    )[0]
+    busiest = json.loads(row["busiest"])
+    for part in busiest:
+        if limits.partition is not None:
+            part["partition"] = limits.partition.name(json.loads(part["partition"]))
+    return LimitUse(
+        global_override=row["global_override"],
+        executing=row["executing"],
+        started=row["started"],
+        partitions=row["partitions"] if limits.partition is not None else 0,
+        busiest=busiest,
+    )
