@@ -13,26 +13,31 @@ import asyncio
 import json
 import logging
 import os
-import platform
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
-from importlib.metadata import PackageNotFoundError, version
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 import structlog
 
 from jobrunner import _bench_cases as cases
-from jobrunner._bench_cases import QUICK, Context, Metrics, Sizes
-from jobrunner.db import queries as _queries
+from jobrunner._bench_env import DEFAULT_SERVER as DEFAULT_SERVER
+from jobrunner._bench_env import create_database as create_database
+from jobrunner._bench_env import drop_database as drop_database
+from jobrunner._bench_env import machine as machine
+from jobrunner._bench_env import server_dsn as server_dsn
+from jobrunner._bench_env import versions as versions
+from jobrunner._bench_harness import QUICK, Context, Metrics, Sizes, log_summary, prepare_database
+from jobrunner._bench_report import METRICS as METRICS
+from jobrunner._bench_report import Metric as Metric
+from jobrunner._bench_report import fmt as fmt
+from jobrunner._bench_report import report as report
 
 CASES = (
     "burn-down",
@@ -46,75 +51,6 @@ CASES = (
     "dashboard",
 )
 DEFAULT_CASES = CASES  # the scale case preloads its 1,000,000 rows in ~10 s: cheap enough
-DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-
-@dataclass(frozen=True, slots=True)
-class Metric:
-    """How one measured value is shown, and the target it is held to (higher or lower)."""
-
-    label: str
-    unit: str
-    target: float | None = None
-    higher_is_better: bool = True
-
-    def meets(self, value: float) -> bool | None:
-        if self.target is None:
-            return None
-        return value >= self.target if self.higher_is_better else value <= self.target
-
-
-METRICS: dict[str, Metric] = {
-    "burn_down_c10": Metric("burn-down, concurrency 10", "jobs/s", 8_000),
-    "burn_down_c50": Metric("burn-down, concurrency 50", "jobs/s", 20_000),
-    "burn_down_c10_cpu": Metric("  daemon CPU per job, c10", "us"),
-    "burn_down_c50_cpu": Metric("  daemon CPU per job, c50", "us"),
-    "burn_down_sync_c10": Metric("burn-down, sync workers, 10 threads", "jobs/s"),
-    "burn_down_sync_c10_cpu": Metric("  daemon CPU per job, sync c10", "us"),
-    "wake_p50_ms": Metric("wake latency p50", "ms", 1.0, higher_is_better=False),
-    "wake_p90_ms": Metric("wake latency p90", "ms"),
-    "wake_p99_ms": Metric("wake latency p99", "ms", 2.5, higher_is_better=False),
-    "wake_max_ms": Metric("wake latency max", "ms"),
-    "insert_per_s": Metric("client.insert, sequential", "jobs/s", 3_500),
-    "insert_all_s": Metric("insert_all of 10,000 jobs", "s", 0.1, higher_is_better=False),
-    "sync_insert_per_s": Metric("sync client insert, sequential", "jobs/s"),
-    "sync_insert_all_s": Metric("sync client insert_all of 10,000 jobs", "s"),
-    "memory_ready_rss_mb": Metric("daemon RSS when ready", "MB"),
-    "memory_peak_rss_mb": Metric(
-        "daemon peak RSS, jobs waiting", "MB", 150, higher_is_better=False
-    ),
-    "memory_jobs_done": Metric("jobs run while measuring memory", "jobs"),
-    "scale_c10": Metric("burn-down c10, finished rows preloaded", "jobs/s"),
-    "scale_c50": Metric("burn-down c50, finished rows preloaded", "jobs/s"),
-    "scale_c10_cpu": Metric("  daemon CPU per job, c10", "us"),
-    "scale_c50_cpu": Metric("  daemon CPU per job, c50", "us"),
-    "scale_c10_ratio": Metric("  of the empty-table c10 figure", "ratio", 0.8),
-    "limits_plain_c10": Metric("burn-down c10, no cluster-wide limit", "jobs/s"),
-    "limits_global_c10": Metric("burn-down c10, global_limit 10", "jobs/s"),
-    "limits_global_ratio": Metric("  of the figure without it", "ratio", 0.85),
-    "limits_partitions_c10": Metric(
-        "burn-down c10, global_limit 1 per partition, 100 partitions", "jobs/s"
-    ),
-    "limits_partitions_cpu": Metric("  daemon CPU per job, 100 partitions", "us"),
-    "scale_c50_ratio": Metric("  of the empty-table c50 figure", "ratio", 0.8),
-    "dashboard_c10": Metric("burn-down c10, 10 dashboards open (--web)", "jobs/s"),
-    "dashboard_c10_cpu": Metric("  daemon CPU per job, c10 with dashboards", "us"),
-    "dashboard_c10_ratio": Metric("  of the c10 figure without them", "ratio", 0.9),
-    "metrics_off_c10": Metric("burn-down c10, no HTTP endpoints", "jobs/s"),
-    "metrics_on_c10": Metric("burn-down c10, /metrics scraped every 1s", "jobs/s"),
-    "metrics_c10_ratio": Metric("  with metrics / without", "ratio", 0.95),
-    "metrics_off_c50": Metric("burn-down c50, no HTTP endpoints", "jobs/s"),
-    "metrics_on_c50": Metric("burn-down c50, /metrics scraped every 1s", "jobs/s"),
-    "metrics_c50_ratio": Metric("  with metrics / without", "ratio", 0.95),
-    "metrics_off_c50_cpu": Metric("  daemon CPU per job, c50, without", "us"),
-    "metrics_on_c50_cpu": Metric("  daemon CPU per job, c50, with", "us"),
-    "bulk_cancel_s": Metric("cancel_jobs by args, every job", "s"),
-    "bulk_cancel_insert_max_ms": Metric("  slowest concurrent insert", "ms"),
-    "bulk_cancel_insert_p50_ms": Metric("  concurrent insert p50", "ms"),
-    "bulk_retry_s": Metric("retry_jobs by args, every job", "s"),
-    "bulk_retry_insert_max_ms": Metric("  slowest concurrent insert", "ms"),
-    "bulk_retry_insert_p50_ms": Metric("  concurrent insert p50", "ms"),
-}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -211,114 +147,6 @@ def add_ratios(results: dict[str, dict[str, Any]]) -> None:
             "max": ratio,
             "runs": [ratio],
         }
-
-
-def fmt(value: float) -> str:
-    if value != value:  # NaN
-        return "n/a"
-    if abs(value) >= 100:
-        return f"{value:,.0f}"
-    if abs(value) >= 1:
-        return f"{value:.2f}"
-    return f"{value:.3f}"
-
-
-def machine() -> dict[str, Any]:
-    """Cores, CPU model, memory and load: the state the figures were taken in."""
-    return {
-        "cores": os.cpu_count(),
-        "cpu": _cpu_model(),
-        "memory_gb": _memory_gb(),
-        "load_avg": [round(x, 2) for x in os.getloadavg()],
-        "host": socket.gethostname(),
-        "os": platform.platform(),
-    }
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _memory_gb() -> float | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return round(int(line.split()[1]) / 1024**2, 1)
-    except OSError:
-        pass
-    return None
-
-
-def _package_version(name: str) -> str:
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return "unknown"
-
-
-async def versions(dsn: str) -> dict[str, Any]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        server = await conn.fetchval("SHOW server_version")
-        settings = {
-            name: await conn.fetchval("SELECT current_setting($1)", name)
-            for name in ("fsync", "synchronous_commit", "shared_buffers", "max_connections")
-        }
-    finally:
-        await conn.close()
-    return {
-        "python": platform.python_version(),
-        "postgresql": server,
-        "server": settings,
-        "asyncpg": asyncpg.__version__,
-        "structlog": _package_version("structlog"),
-        "jobrunner": _package_version("jobrunner"),
-    }
-
-
-def _server_up(host: str = "127.0.0.1", port: int = 5432) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-async def server_dsn(given: str | None) -> str:
-    """--dsn, JOBRUNNER_BENCH_DSN, the local server, else the embedded PostgreSQL."""
-    dsn = given or os.environ.get("JOBRUNNER_BENCH_DSN")
-    if dsn:
-        return dsn
-    if _server_up():
-        return DEFAULT_SERVER
-    from jobrunner.db.connection import embedded_dsn
-
-    return await asyncio.to_thread(embedded_dsn, Path(".jobrunner") / "bench")
-
-
-async def create_database(server: str, name: str) -> str:
-    """A fresh empty database `name` on `server`; returns its DSN."""
-    admin = await asyncpg.connect(server)
-    try:  # the name is quoted by PostgreSQL (format %I), never pasted into SQL
-        await _queries.drop_database(admin, name)
-        await _queries.create_database(admin, name)
-    finally:
-        await admin.close()
-    return urlunsplit(urlsplit(server)._replace(path=f"/{quote(name, safe='')}"))
-
-
-async def drop_database(server: str, name: str) -> None:
-    admin = await asyncpg.connect(server)
-    try:
-        await _queries.drop_database(admin, name)
-    finally:
-        await admin.close()
 
 
 async def _burn_down(ctx: Context) -> Metrics:
@@ -448,41 +276,6 @@ def _say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def report(data: dict[str, Any]) -> str:
-    """The human-readable report: context lines, then one row per metric."""
-    m, v = data["machine"], data["versions"]
-    lines = [
-        f"jobrunner bench: {data['runs']} run(s) per case, median [min - max]",
-        f"machine: {m['cores']} cores, {m['cpu']}, {m['memory_gb']} GB, "
-        f"load average at start {' '.join(str(x) for x in data['load_at_start'])}, "
-        f"at end {' '.join(str(x) for x in m['load_avg'])}",
-        f"versions: Python {v['python']}, PostgreSQL {v['postgresql']} "
-        f"(fsync {v['server']['fsync']}, synchronous_commit {v['server']['synchronous_commit']}), "
-        f"asyncpg {v['asyncpg']}, structlog {v['structlog']}, jobrunner {v['jobrunner']}",
-        f"daemon: {data['daemon']}",
-        "",
-        f"{'metric':<40} {'median':>10} {'min':>10} {'max':>10}  {'unit':<7} target",
-    ]
-    for key, metric in METRICS.items():
-        found = data["results"].get(key)
-        if found is None:
-            continue
-        median, low, high = (fmt(found[k]) for k in ("median", "min", "max"))
-        lines.append(
-            f"{metric.label:<40} {median:>10} {low:>10} {high:>10}  {metric.unit:<7} "
-            f"{_target(metric, found['median'])}"
-        )
-    return "\n".join(lines)
-
-
-def _target(metric: Metric, value: float) -> str:
-    met = metric.meets(value)
-    if met is None or metric.target is None:
-        return ""
-    sign = ">=" if metric.higher_is_better else "<="
-    return f"{sign} {fmt(metric.target)} {'ok' if met else 'MISSED'}"
-
-
 async def bench(args: argparse.Namespace) -> dict[str, Any]:
     """Create the database, run the cases, drop it; the results and their context."""
     load_at_start = [round(x, 2) for x in os.getloadavg()]
@@ -490,7 +283,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     dsn = await create_database(server, args.database)
     results: dict[str, dict[str, Any]] = {}
     try:
-        await cases.prepare_database(dsn)
+        await prepare_database(dsn)
         info = await versions(dsn)
         workdir = Path(tempfile.mkdtemp(prefix="jobrunner-bench-"))
         ctx = Context(dsn=dsn, workdir=workdir, sizes=sizes_for(args))
@@ -498,7 +291,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             _say(f"{name}:")
             for key, values in (await run_case(name, ctx, args.runs)).items():
                 results[key] = summarize(values)
-        logs = cases.log_summary(ctx.log_path)
+        logs = log_summary(ctx.log_path)
         shutil.rmtree(workdir)  # kept when a case failed: its daemon.log tells why
     finally:
         if not args.keep:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from jobrunner import bench
-from jobrunner._bench_cases import QUICK, Sizes, daemon_env, percentile
+from jobrunner._bench_harness import QUICK, Sizes, daemon_env, percentile
 
 
 def test_percentile_interpolates_between_ranks() -> None:
