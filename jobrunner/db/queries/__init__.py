@@ -1,5 +1,5 @@
 """The only package that runs jobrunner's SQL: statements live in sql/*.sql, one function
-per statement, grouped by concern: jobs (and nodes), scheduler, control, testing.
+per statement, grouped by concern: jobs, insert, nodes, scheduler, control, testing.
 
 The rest of jobrunner calls them through this package (`queries.get_job(...)`).
 """
@@ -81,26 +81,27 @@ from jobrunner.db.queries.dashboard import (
     web_retry_jobs,
     web_throughput,
 )
+from jobrunner.db.queries.insert import (
+    FIND_UNIQUE_JOBS,
+    INSERT_JOBS,
+    INSERT_PLAIN_JOB,
+    INSERT_PLAIN_JOBS,
+    RELEASE_UNIQUE_KEYS,
+    find_unique_jobs,
+    insert_jobs,
+    insert_plain_job,
+    insert_plain_jobs,
+    release_unique_keys,
+    unique_key,
+)
 from jobrunner.db.queries.jobs import (
     ACK_AND_FETCH_JOBS,
     CANCEL_JOB,
-    CANCELLED_JOBS,
     CLAIM_JOBS,
     CLAIMED_JOBS,
     DATABASE_IDENTITY,
     FETCH_JOBS,
-    FIND_UNIQUE_JOBS,
     GET_JOB,
-    HEARTBEAT_NODE,
-    INSERT_JOBS,
-    INSERT_PLAIN_JOB,
-    INSERT_PLAIN_JOBS,
-    LOCK_NODE_NAME,
-    OWNED_JOBS,
-    REGISTER_NODE,
-    RELEASE_UNIQUE_KEYS,
-    REMOVE_NODE,
-    RESCUE_NODE_JOBS,
     RETRY_JOB,
     Ack,
     Conn,
@@ -108,27 +109,14 @@ from jobrunner.db.queries.jobs import (
     ack_and_fetch_jobs,
     ack_jobs,
     cancel_job,
-    cancelled_jobs,
     claim_jobs,
     claimed_jobs,
     database_identity,
     fetch_jobs,
-    find_unique_jobs,
     get_job,
-    heartbeat_node,
-    insert_jobs,
-    insert_plain_job,
-    insert_plain_jobs,
-    lock_node_name,
-    owned_jobs,
     readable,
     refused,
-    register_node,
-    release_unique_keys,
-    remove_node,
-    rescue_node_jobs,
     retry_job,
-    unique_key,
 )
 from jobrunner.db.queries.limits import (
     CLAIM_LIMITED,
@@ -142,6 +130,22 @@ from jobrunner.db.queries.limits import (
     limit_status,
     persist_global_limit,
     rate_wait,
+)
+from jobrunner.db.queries.nodes import (
+    CANCELLED_JOBS,
+    HEARTBEAT_NODE,
+    LOCK_NODE_NAME,
+    OWNED_JOBS,
+    REGISTER_NODE,
+    REMOVE_NODE,
+    RESCUE_NODE_JOBS,
+    cancelled_jobs,
+    heartbeat_node,
+    lock_node_name,
+    owned_jobs,
+    register_node,
+    remove_node,
+    rescue_node_jobs,
 )
 from jobrunner.db.queries.scheduler import (
     CRON_PROGRESS,

@@ -11,6 +11,7 @@ from jobrunner.core.job import Job
 from jobrunner.core.new_job import NewJob
 from jobrunner.db import queries as q
 from jobrunner.db.queries import control as qc
+from jobrunner.db.queries import insert as qi
 from jobrunner.db.queries import jobs as qj
 
 DEADLOCK = "40P01"  # SQLSTATE deadlock_detected
@@ -29,13 +30,13 @@ def insert_jobs(
     """Insert `jobs` in one statement (see `queries.insert_jobs`, and its `release_on`)."""
     if all(job.unique is None for job in jobs):
         if len(jobs) == 1:
-            params, args, meta = qj.plain_job_params(jobs[0])
+            params, args, meta = qi.plain_job_params(jobs[0])
             rows = conn.fetch(q.INSERT_PLAIN_JOB, *params)
-            return [qj.plain_job_result(jobs[0], args, meta, rows[0])]
-        params, all_args, metas = qj.plain_jobs_params(jobs)
+            return [qi.plain_job_result(jobs[0], args, meta, rows[0])]
+        params, all_args, metas = qi.plain_jobs_params(jobs)
         rows = conn.fetch(q.INSERT_PLAIN_JOBS, *params)
-        return qj.plain_jobs_result(list(map(qj._new_job, jobs, all_args, metas)), rows[0])
-    plan = qj.unique_insert_plan(jobs, release_apart=release_on is not None)
+        return qi.plain_jobs_result(list(map(qi._new_job, jobs, all_args, metas)), rows[0])
+    plan = qi.unique_insert_plan(jobs, release_apart=release_on is not None)
     query, query_args = next(plan)
     while True:
         if query is q.INSERT_JOBS:
