@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # jobrunner daemon image.
 #   docker build -t jobrunner:0.1.0 .
-#   docker build -t jobrunner:0.1.0 --build-arg EXTRAS=embedded .   # extras of pyproject.toml
+#   docker build -t jobrunner:0.1.0 --build-arg EXTRAS=metrics,otel .   # extras of pyproject.toml
 #   docker run --rm -e JOBRUNNER_DATABASE_URL=postgresql://user:pass@db/app jobrunner:0.1.0 migrate
 #   docker run -d --stop-timeout 30 -e JOBRUNNER_DATABASE_URL=postgresql://user:pass@db/app \
 #     -e JOBRUNNER_QUEUES=default:10,emails:20 -e JOBRUNNER_APP=myapp.workers jobrunner:0.1.0
@@ -15,8 +15,9 @@
 ARG PYTHON_VERSION=3.11
 
 FROM python:${PYTHON_VERSION}-slim AS build
-# Comma-separated extras of pyproject.toml, e.g. --build-arg EXTRAS=embedded.
-ARG EXTRAS=""
+# Comma-separated extras of pyproject.toml, e.g. --build-arg EXTRAS=metrics,otel. The
+# default has `metrics`: the CMD's --metrics serves /metrics with prometheus-client.
+ARG EXTRAS="metrics"
 WORKDIR /src
 COPY pyproject.toml README.md /src/
 COPY jobrunner /src/jobrunner

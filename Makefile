@@ -34,16 +34,16 @@ test-faults: venv
 	$(PY) -m pytest -q -m faults
 
 lint: venv
-	$(VENV)/bin/ruff format --check jobrunner tests deploy
-	$(VENV)/bin/ruff check jobrunner tests deploy
+	$(VENV)/bin/ruff format --check jobrunner tests deploy examples
+	$(VENV)/bin/ruff check jobrunner tests deploy examples
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy --strict deploy/build_image.py
 	$(VENV)/bin/hadolint Dockerfile
 	$(VENV)/bin/lint-imports
 
 fmt: venv
-	$(VENV)/bin/ruff format jobrunner tests deploy
-	$(VENV)/bin/ruff check --fix jobrunner tests deploy
+	$(VENV)/bin/ruff format jobrunner tests deploy examples
+	$(VENV)/bin/ruff check --fix jobrunner tests deploy examples
 
 ## bench: the benchmarks (~2 min; a local PostgreSQL or the embedded one); BENCH_ARGS="--quick" etc.
 bench: venv

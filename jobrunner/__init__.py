@@ -14,10 +14,12 @@ from jobrunner.core.config import CronEntry, QueueConfig, Settings
 from jobrunner.core.errors import (
     ConfigError,
     DatabaseUnavailable,
+    InvalidConnection,
     InvalidJob,
     JobNotFound,
     JobRunnerError,
     MigrationError,
+    MissingExtra,
     SchemaMissing,
     SchemaOutdated,
     UnknownWorker,
@@ -27,6 +29,7 @@ from jobrunner.core.new_job import NewJob, Unique
 from jobrunner.core.telemetry import subscribe
 from jobrunner.core.worker import Worker, worker
 from jobrunner.daemon.runner import Runner
+from jobrunner.sync_client import SyncClient, connect_sync
 
 __all__ = [
     "Cancel",
@@ -35,6 +38,7 @@ __all__ = [
     "CronEntry",
     "DatabaseUnavailable",
     "Discard",
+    "InvalidConnection",
     "InvalidJob",
     "Job",
     "JobError",
@@ -42,6 +46,7 @@ __all__ = [
     "JobRunnerError",
     "JobState",
     "MigrationError",
+    "MissingExtra",
     "NewJob",
     "QueueConfig",
     "Runner",
@@ -49,11 +54,13 @@ __all__ = [
     "SchemaOutdated",
     "Settings",
     "Snooze",
+    "SyncClient",
     "ThreadClient",
     "Unique",
     "UnknownWorker",
     "Worker",
     "connect",
+    "connect_sync",
     "current_client",
     "subscribe",
     "worker",

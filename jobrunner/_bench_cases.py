@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import sys
 import time
 from dataclasses import dataclass
@@ -239,8 +240,32 @@ async def wait_drained(conn: asyncpg.Connection, daemon: Daemon, timeout_s: floa
         await asyncio.sleep(0.05)
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def scrape(port: int, interval_s: float, scrapes: list[int]) -> None:
+    """GET /metrics every `interval_s` as Prometheus would; each body's size in `scrapes`."""
+    while True:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /metrics HTTP/1.1\r\nhost: bench\r\n\r\n")
+        body = await reader.read()
+        writer.close()
+        if not body.startswith(b"HTTP/1.1 200"):
+            raise RuntimeError(f"/metrics answered {body[:80]!r}")
+        scrapes.append(len(body))
+        await asyncio.sleep(interval_s)
+
+
 async def burn_down(
-    ctx: Context, concurrency: int, *, keep_rows: bool = False, sync: bool = False
+    ctx: Context,
+    concurrency: int,
+    *,
+    keep_rows: bool = False,
+    sync: bool = False,
+    metrics: bool = False,
 ) -> Metrics:
     """A burst of N no-op jobs for an idle daemon: first claim to last completion.
 
@@ -252,8 +277,14 @@ async def burn_down(
     then. Both ends are the database's clock (attempted_at, completed_at): the daemon's
     start-up is not counted and the poll interval does not blur the result. The daemon's
     CPU time per job is a figure that other load on the machine disturbs far less.
+
+    With `metrics`, the daemon serves /metrics and the bench scrapes it every second
+    throughout (fifteen times as often as Prometheus's default).
     """
     jobs = ctx.sizes.burn_jobs
+    port = free_port() if metrics else 0
+    env = {"JOBRUNNER_HTTP_LISTEN": f"127.0.0.1:{port}"} if metrics else None
+    scrapes: list[int] = []
     async with connect(ctx.dsn) as client, client.pool.acquire() as conn:
         if keep_rows:
             await checkpoint(conn)
@@ -261,13 +292,21 @@ async def burn_down(
             await reset(conn)
         floor = await conn.fetchval("SELECT coalesce(max(id), 0) FROM jobrunner_jobs")
         threads = concurrency if sync else None
-        async with Daemon(ctx, concurrency, threads=threads) as daemon:
+        async with Daemon(ctx, concurrency, env, threads=threads) as daemon:
             await asyncio.sleep(0.3)  # idle: start-up fetches and heartbeats are done
-            cpu_before = daemon.cpu_s()
-            async with conn.transaction():
-                await insert_noops(client, jobs, conn=conn, sync=sync)
-            await wait_drained(conn, daemon, timeout_s=60 + jobs / 100)
-            cpu_s = daemon.cpu_s() - cpu_before
+            scraper = asyncio.create_task(scrape(port, 1.0, scrapes)) if metrics else None
+            try:
+                cpu_before = daemon.cpu_s()
+                async with conn.transaction():
+                    await insert_noops(client, jobs, conn=conn, sync=sync)
+                await wait_drained(conn, daemon, timeout_s=60 + jobs / 100)
+                cpu_s = daemon.cpu_s() - cpu_before
+            finally:
+                if scraper is not None:
+                    scraper.cancel()
+                    await asyncio.gather(scraper, return_exceptions=True)
+        if metrics and not scrapes:
+            raise RuntimeError("no /metrics scrape succeeded")
         row = await conn.fetchrow(SPAN, floor)
     if row["done"] != jobs:
         raise RuntimeError(f"{row['done']} of {jobs} jobs completed")
@@ -350,6 +389,36 @@ async def insert_all_time(ctx: Context) -> Metrics:
         batch = [_bench_workers.noop.new({"n": n}) for n in range(ctx.sizes.insert_all_jobs)]
         started = time.perf_counter()
         inserted = await client.insert_all(batch)
+        elapsed = time.perf_counter() - started
+    if len(inserted) != len(batch):
+        raise RuntimeError(f"{len(inserted)} of {len(batch)} jobs inserted")
+    return {"seconds": elapsed}
+
+
+def sync_insert_rate(ctx: Context) -> Metrics:
+    """Sequential `SyncClient.insert` calls for a while (one at a time, through its pool)."""
+    from jobrunner.sync_client import connect_sync
+
+    with connect_sync(ctx.dsn) as client:
+        client.reset_tables()
+        count, started = 0, time.perf_counter()
+        deadline = started + ctx.sizes.insert_s
+        while time.perf_counter() < deadline:
+            client.insert(_bench_workers.noop.new({"n": count}))
+            count += 1
+        elapsed = time.perf_counter() - started
+    return {"per_s": count / elapsed}
+
+
+def sync_insert_all_time(ctx: Context) -> Metrics:
+    """One `SyncClient.insert_all` of N jobs: the call only, the NewJob list is built before."""
+    from jobrunner.sync_client import connect_sync
+
+    with connect_sync(ctx.dsn) as client:
+        client.reset_tables()
+        batch = [_bench_workers.noop.new({"n": n}) for n in range(ctx.sizes.insert_all_jobs)]
+        started = time.perf_counter()
+        inserted = client.insert_all(batch)
         elapsed = time.perf_counter() - started
     if len(inserted) != len(batch):
         raise RuntimeError(f"{len(inserted)} of {len(batch)} jobs inserted")

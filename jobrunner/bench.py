@@ -34,7 +34,7 @@ from jobrunner import _bench_cases as cases
 from jobrunner._bench_cases import QUICK, Context, Metrics, Sizes
 from jobrunner.db import queries as _queries
 
-CASES = ("burn-down", "latency", "insert", "memory", "scale")
+CASES = ("burn-down", "latency", "insert", "memory", "scale", "metrics")
 DEFAULT_CASES = CASES  # the scale case preloads its 1,000,000 rows in ~10 s: cheap enough
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -67,6 +67,8 @@ METRICS: dict[str, Metric] = {
     "wake_max_ms": Metric("wake latency max", "ms"),
     "insert_per_s": Metric("client.insert, sequential", "jobs/s", 3_500),
     "insert_all_s": Metric("insert_all of 10,000 jobs", "s", 0.1, higher_is_better=False),
+    "sync_insert_per_s": Metric("sync client insert, sequential", "jobs/s"),
+    "sync_insert_all_s": Metric("sync client insert_all of 10,000 jobs", "s"),
     "memory_ready_rss_mb": Metric("daemon RSS when ready", "MB"),
     "memory_peak_rss_mb": Metric(
         "daemon peak RSS, jobs waiting", "MB", 150, higher_is_better=False
@@ -78,6 +80,14 @@ METRICS: dict[str, Metric] = {
     "scale_c50_cpu": Metric("  daemon CPU per job, c50", "us"),
     "scale_c10_ratio": Metric("  of the empty-table c10 figure", "ratio", 0.8),
     "scale_c50_ratio": Metric("  of the empty-table c50 figure", "ratio", 0.8),
+    "metrics_off_c10": Metric("burn-down c10, no HTTP endpoints", "jobs/s"),
+    "metrics_on_c10": Metric("burn-down c10, /metrics scraped every 1s", "jobs/s"),
+    "metrics_c10_ratio": Metric("  with metrics / without", "ratio", 0.95),
+    "metrics_off_c50": Metric("burn-down c50, no HTTP endpoints", "jobs/s"),
+    "metrics_on_c50": Metric("burn-down c50, /metrics scraped every 1s", "jobs/s"),
+    "metrics_c50_ratio": Metric("  with metrics / without", "ratio", 0.95),
+    "metrics_off_c50_cpu": Metric("  daemon CPU per job, c50, without", "us"),
+    "metrics_on_c50_cpu": Metric("  daemon CPU per job, c50, with", "us"),
 }
 
 
@@ -304,7 +314,14 @@ async def _latency(ctx: Context) -> Metrics:
 async def _insert(ctx: Context) -> Metrics:
     rate = await cases.insert_rate(ctx)
     batch = await cases.insert_all_time(ctx)
-    return {"insert_per_s": rate["per_s"], "insert_all_s": batch["seconds"]}
+    sync_rate = await asyncio.to_thread(cases.sync_insert_rate, ctx)
+    sync_batch = await asyncio.to_thread(cases.sync_insert_all_time, ctx)
+    return {
+        "insert_per_s": rate["per_s"],
+        "insert_all_s": batch["seconds"],
+        "sync_insert_per_s": sync_rate["per_s"],
+        "sync_insert_all_s": sync_batch["seconds"],
+    }
 
 
 async def _memory(ctx: Context) -> Metrics:
@@ -323,12 +340,28 @@ async def _scale(ctx: Context) -> Metrics:
     }
 
 
+async def _metrics(ctx: Context) -> Metrics:
+    """Burn-down without and with metrics, interleaved so that both see the same machine."""
+    found: Metrics = {}
+    for conc in (10, 50):
+        off = await cases.burn_down(ctx, conc)
+        on = await cases.burn_down(ctx, conc, metrics=True)
+        found[f"metrics_off_c{conc}"] = off["jobs_per_s"]
+        found[f"metrics_on_c{conc}"] = on["jobs_per_s"]
+        found[f"metrics_c{conc}_ratio"] = on["jobs_per_s"] / off["jobs_per_s"]
+        if conc == 50:
+            found["metrics_off_c50_cpu"] = off["cpu_us_per_job"]
+            found["metrics_on_c50_cpu"] = on["cpu_us_per_job"]
+    return found
+
+
 RUNS: dict[str, Callable[[Context], Awaitable[Metrics]]] = {
     "burn-down": _burn_down,
     "latency": _latency,
     "insert": _insert,
     "memory": _memory,
     "scale": _scale,
+    "metrics": _metrics,
 }
 
 

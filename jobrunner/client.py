@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine, Iterable, Sequence
+from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import asyncpg
 
+from jobrunner import conn_kinds as _conns
+from jobrunner.core import telemetry as _telemetry
 from jobrunner.core import threads as _threads
 from jobrunner.core.config import Settings
 from jobrunner.core.errors import InvalidJob, JobNotFound, JobRunnerError
@@ -140,6 +143,7 @@ class Client:
         self._dsn = dsn or self.settings.database_url
         self._pool = pool
         self._owns_pool = pool is None
+        self._identity: tuple[Any, ...] | None = None
 
     @property
     def dsn(self) -> str:
@@ -165,6 +169,7 @@ class Client:
         try:
             async with self._pool.acquire() as conn:
                 await _migrate.verify(conn)
+                self._identity = await _queries.database_identity(conn)
         except BaseException:
             await self.close()
             raise
@@ -199,15 +204,18 @@ class Client:
         for job in batch:
             if not isinstance(job, NewJob):
                 raise InvalidJob(f"insert takes jobs built with worker.new(...), got {job!r}")
+        target = self.pool if conn is None else await _conns.async_target(conn, self._identity)
         if not batch:
             return []
-        inserted = await _queries.insert_jobs(
-            conn or self.pool, batch, release_on=None if conn is None else self.pool
+        tracer = _telemetry.insert_tracer
+        insert = partial(
+            _queries.insert_jobs, target, release_on=None if conn is None else self.pool
         )
+        inserted = await (tracer(insert, batch) if tracer is not None else insert(batch))
         if self.testing == "inline":
             from jobrunner.engine.drain import run_inline
 
-            return await run_inline(self, inserted, conn)
+            return await run_inline(self, inserted, None if conn is None else target)
         return inserted
 
     async def get_job(self, job_id: int) -> Job | None:

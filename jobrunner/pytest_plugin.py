@@ -19,6 +19,8 @@ test, and none of them runs, or touches a database, unless a test asks for it.
 - `jobrunner_conn`: a connection of `jobrunner_client`'s pool inside a transaction that is
   rolled back after the test (before the tables are emptied): pass it as `conn=` to
   inserts, assertions and `drain_queue`, and nothing the test did is left behind.
+- `jobrunner_sync_client`: a connected `jobrunner.connect_sync()` client for plain `def`
+  tests (`jobrunner[psycopg]`); nothing runs its jobs; the tables are emptied afterwards.
 
 The async fixtures run in the event loop of the test that uses them, whatever
 pytest-asyncio's mode and loop scopes (`asyncio_default_fixture_loop_scope`,
@@ -54,6 +56,7 @@ from jobrunner.core.errors import ConfigError, JobRunnerError
 from jobrunner.db import connection as _db
 from jobrunner.db import migrate as _migrate
 from jobrunner.db import queries as _queries
+from jobrunner.sync_client import SyncClient, connect_sync
 
 ENV_DSN = "JOBRUNNER_TEST_DSN"
 WORKER_PLACEHOLDER = "{worker}"
@@ -279,3 +282,21 @@ async def _transaction(jobrunner_client: Client) -> AsyncIterator[Any]:
 jobrunner_client = _in_test_loop("jobrunner_client", _manual_client)
 jobrunner_inline_client = _in_test_loop("jobrunner_inline_client", _inline_client)
 jobrunner_conn = _in_test_loop("jobrunner_conn", _transaction)
+
+
+@pytest.fixture
+def jobrunner_sync_client(jobrunner_dsn: str) -> Iterator[SyncClient]:
+    """A sync client for plain `def` tests: jobs wait (drain them with `jobrunner drain` or
+    an async test's `drain_queue`); tables emptied afterwards.
+
+    Example:
+        >>> def test_signup_enqueues(jobrunner_sync_client):
+        ...     signup(jobrunner_sync_client, "ada@example.com")
+        ...     assert jobrunner_sync_client.list_jobs(worker="app.send_welcome")
+    """
+    settings = Settings(database_url=jobrunner_dsn, pool_size=2)
+    with connect_sync(jobrunner_dsn, settings=settings) as client:
+        try:
+            yield client
+        finally:
+            client.reset_tables()

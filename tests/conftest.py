@@ -21,7 +21,8 @@ from jobrunner.db import migrate as _migrate
 from tests.apps.sample import RECORD_TABLE
 from tests.helpers import ROOT, Daemon
 
-collect_ignore = ["user_project"]  # a user's own project, run as pytest subprocesses
+# A user's own project and the Django project, run as pytest subprocesses (e2e/test_django.py).
+collect_ignore = ["user_project", "django_project"]
 
 TABLES = (
     "jobrunner_jobs, jobrunner_nodes, jobrunner_queues, jobrunner_control, "

@@ -168,3 +168,18 @@ async def test_inline_mode_runs_jobs_as_they_are_inserted(
 
     assert job.state is jobrunner.JobState.COMPLETED
     assert OUTBOX == ["grace@example.com"]
+
+
+# --- a plain `def` test with the sync client -----------------------------------------------
+
+
+def sign_up_sync(client: jobrunner.SyncClient, user_id: int) -> None:
+    client.insert(send_welcome.new({"user_id": user_id}))
+
+
+def test_signing_up_enqueues_a_welcome_email_sync(
+    jobrunner_sync_client: jobrunner.SyncClient,
+) -> None:
+    sign_up_sync(jobrunner_sync_client, 1)
+    [job] = jobrunner_sync_client.list_jobs(worker=send_welcome.name)
+    assert job.args == {"user_id": 1} and job.queue == "emails"

@@ -22,6 +22,7 @@ from jobrunner.core.errors import (
     UnknownWorker,
 )
 from jobrunner.core.telemetry import configure_logging
+from jobrunner.daemon import endpoints as _endpoints
 from jobrunner.daemon.runner import Runner
 from jobrunner.db import connection as _db
 from jobrunner.db import migrate as _migrate
@@ -133,6 +134,14 @@ def start(
         float | None,
         typer.Option("--shutdown-grace-s", help="Seconds running jobs get to finish on SIGTERM."),
     ] = None,
+    metrics: Annotated[
+        str | None,
+        typer.Option(
+            "--metrics",
+            metavar="HOST:PORT",
+            help="Serve /metrics, /healthz and /readyz there (config: [http] listen).",
+        ),
+    ] = None,
     threads: Annotated[
         int | None,
         typer.Option("--threads", help="Threads for sync workers (plain 'def'); default 10."),
@@ -152,10 +161,12 @@ def start(
         shutdown_grace_s=shutdown_grace_s,
         threads=threads,
         app=tuple(app_modules) if app_modules else None,
+        http_listen=metrics,
     )
     try:
         configure_logging(settings.log_level, settings.log_format)
-    except ValueError as exc:
+        _endpoints.check(settings, metrics_required=metrics is not None)
+    except (ValueError, ConfigError) as exc:
         fail(str(exc), 2)
     code = run(lambda: _serve(settings))
     raise typer.Exit(code)

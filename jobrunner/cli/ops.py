@@ -147,15 +147,43 @@ def stop(
 
 @app.command()
 def status(
-    json_out: JsonOption = False, dsn: DsnOption = None, config: ConfigOption = None
+    json_out: JsonOption = False,
+    node: Annotated[
+        str | None, typer.Option("--node", help="Only this node (with --check: is it live).")
+    ] = None,
+    check: Annotated[
+        bool,
+        typer.Option("--check", help="With --node: exit 1 unless its heartbeat is fresh."),
+    ] = False,
+    dsn: DsnOption = None,
+    config: ConfigOption = None,
 ) -> None:
     """Nodes (heartbeat, leader, queues) and queues (limit, paused, running, jobs by state)."""
+    if check and node is None:
+        fail("--check needs --node NAME (the node to check)", 2)
     settings = load_settings(config, database_url=dsn)
     found = with_client(settings, lambda c: c.status())
+    if node is not None:
+        _node_status(found, node, json_out=json_out, check=check)
+        return
     if json_out:
         typer.echo(json.dumps(found.to_json(), indent=2))
     else:
         typer.echo(_status.render(found))
+
+
+def _node_status(found: _status.Status, name: str, *, json_out: bool, check: bool) -> None:
+    """One node's line (or JSON); with `check`, exit 1 when its lease has run out."""
+    row = next((n for n in found.nodes if n.name == name), None)
+    if row is None:
+        live = ", ".join(n.name for n in found.nodes if n.live) or "none"
+        fail(f"no node named {name!r} (live nodes: {live})", 1 if check else 2)
+    if json_out:
+        typer.echo(json.dumps(_status.node_json(row), indent=2))
+    else:
+        typer.echo(_status.render_node(found, row))
+    if check and not row.live:
+        fail(f"node {name!r} is stale: its heartbeat lease expired", 1)
 
 
 @app.command()

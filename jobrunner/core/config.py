@@ -6,13 +6,16 @@ import dataclasses
 import math
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobrunner.core.errors import ConfigError, InvalidJob
 from jobrunner.core.new_job import validate_queue
+
+if TYPE_CHECKING:
+    from jobrunner.core.job import Job
 
 DEFAULT_CONFIG_PATH = Path("config/jobrunner.toml")
 DAY_S = 86_400.0
@@ -98,6 +101,10 @@ class Settings:
     cron_catch_up_s: float | None = None
     control_poll_interval_s: float = 1.0
     crontab: tuple[CronEntry, ...] = ()
+    http_listen: str | None = None  # [http] listen: /metrics, /healthz, /readyz
+    job_counts_interval_s: float = 5.0  # how often /metrics counts jobs by state (the leader)
+    on_error: str | Callable[[Job, BaseException], object] | None = None
+    otel: bool = False
 
     def __post_init__(self) -> None:
         self._validate()
@@ -110,6 +117,7 @@ class Settings:
                 validate_queue(queue)
             except InvalidJob as exc:
                 raise ConfigError(str(exc)) from None
+        self._validate_observability()
         if self.log_format not in ("auto", "json", "console"):
             raise ConfigError(f"log_format must be auto, json or console, got {self.log_format!r}")
         for state, age in self.prune_max_age_by_state.items():
@@ -118,6 +126,18 @@ class Settings:
                     f"prune_max_age_by_state takes completed, cancelled or discarded "
                     f"with seconds >= 0, got {state!r} = {age!r}"
                 )
+
+    def _validate_observability(self) -> None:
+        if self.http_listen is not None:
+            parse_listen(self.http_listen)
+        if self.on_error is not None and not (
+            callable(self.on_error) or (isinstance(self.on_error, str) and self.on_error.strip())
+        ):
+            raise ConfigError(
+                f"on_error must name a function like 'myapp.errors:report', got {self.on_error!r}"
+            )
+        if not isinstance(self.otel, bool):
+            raise ConfigError(f"otel must be true or false, got {self.otel!r}")
 
     def _check_numbers(self) -> None:
         for f in dataclasses.fields(self):
@@ -230,6 +250,49 @@ def parse_queues(spec: str) -> dict[str, QueueConfig]:
     return queues
 
 
+DEFAULT_HTTP_LISTEN = "127.0.0.1:9090"
+
+
+def parse_listen(spec: str) -> tuple[str, int]:
+    """`HOST:PORT`, `:PORT` (every interface) or `PORT` (127.0.0.1) into a host and a port.
+
+    Example:
+        >>> parse_listen("0.0.0.0:9090")
+        ('0.0.0.0', 9090)
+    """
+    if not isinstance(spec, str):
+        raise ConfigError(f"http listen address must be HOST:PORT, got {spec!r}")
+    host, sep, port = spec.strip().rpartition(":")
+    if not sep:
+        host = "127.0.0.1"
+    elif not host:
+        host = "0.0.0.0"  # noqa: S104 - ':PORT' asks for every interface
+    host = host.strip("[]")
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(
+            f"http listen address must be HOST:PORT with a port from 0 to 65535, got {spec!r}"
+        )
+    return host, int(port)
+
+
+def _flatten_http(data: dict[str, Any]) -> dict[str, Any]:
+    """`[http] listen = ...` is the setting `http_listen`."""
+    if "http" not in data:
+        return data
+    flat = {k: v for k, v in data.items() if k != "http"}
+    flat["http_listen"] = _http_table(data["http"])
+    return flat
+
+
+def _http_table(raw: Any) -> str:
+    if not isinstance(raw, dict) or set(raw) - {"listen"}:
+        raise ConfigError(f'[http] takes only listen = "HOST:PORT", got {raw!r}')
+    listen = raw.get("listen", DEFAULT_HTTP_LISTEN)
+    if not isinstance(listen, str):
+        raise ConfigError(f"[http] listen must be a string like {DEFAULT_HTTP_LISTEN!r}")
+    return listen
+
+
 def _queue_config(name: str, raw: Any) -> QueueConfig:
     if isinstance(raw, int) and not isinstance(raw, bool):
         return QueueConfig(limit=raw)
@@ -285,7 +348,7 @@ def _from_toml(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read config file {str(path)!r}: {exc}") from None
     values: dict[str, Any] = {}
-    for key, raw in data.items():
+    for key, raw in _flatten_http(data).items():
         if key == "queues":
             if not isinstance(raw, dict):
                 raise ConfigError("[queues] must be a table of name = limit")
@@ -319,6 +382,8 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
             values[name] = _number(name, raw, float)
         elif f.type == "int":
             values[name] = _number(name, raw, int)
+        elif f.type == "bool":
+            values[name] = _flag(name, raw)
         else:
             values[name] = raw
     return values
@@ -329,6 +394,14 @@ def _number(name: str, raw: str, kind: type[float] | type[int]) -> Any:
         return kind(raw)
     except ValueError:
         raise ConfigError(f"JOBRUNNER_{name.upper()} must be a number, got {raw!r}") from None
+
+
+def _flag(name: str, raw: str) -> bool:
+    if raw.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.strip().lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"JOBRUNNER_{name.upper()} must be true or false, got {raw!r}")
 
 
 def _seconds(value: object) -> bool:

@@ -44,3 +44,11 @@ class JobNotFound(JobRunnerError, LookupError):
 
 class PoolTimeout(JobRunnerError, TimeoutError):
     """no pooled connection came free in time."""
+
+
+class InvalidConnection(JobRunnerError, TypeError):
+    """this connection cannot take jobrunner's statements."""
+
+
+class MissingExtra(JobRunnerError, ImportError):
+    """an optional dependency is missing."""

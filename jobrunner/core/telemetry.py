@@ -7,11 +7,15 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 import structlog
+
+if TYPE_CHECKING:
+    from jobrunner.core.job import Job
+    from jobrunner.core.new_job import NewJob
 
 JOB_START = "job.start"
 JOB_STOP = "job.stop"
@@ -57,6 +61,96 @@ def emit(event: str, level: int, fields: dict[str, Any]) -> None:
             handler(event, fields)
         except Exception:
             log.exception("telemetry.handler_failed", handler=repr(handler))
+
+
+# Hooks for metrics, tracing and error reports. Each is empty or None unless a daemon or an
+# integration installs one, so the job path pays one check for each when nothing listens.
+
+AttemptEnd = Callable[[str, "BaseException | None"], None]
+
+
+class AttemptObserver(Protocol):
+    """Told when an attempt starts; what it returns is called once the attempt ends, with
+    the outcome and the exception the worker raised (None when it returned)."""
+
+    def __call__(self, job: Job, /) -> AttemptEnd | None: ...
+
+
+class InsertTracer(Protocol):
+    """Wraps the insert of a batch (a span around it, trace context put in the jobs' meta)."""
+
+    def __call__(
+        self,
+        insert: Callable[[list[NewJob]], Awaitable[list[Job]]],
+        jobs: list[NewJob],
+        /,
+    ) -> Awaitable[list[Job]]: ...
+
+
+attempt_observers: list[AttemptObserver] = []
+insert_tracer: InsertTracer | None = None
+# batch(kind, queue, size): a fetch's claimed jobs ("fetch") or a written batch of acks ("ack").
+on_batch: Callable[[str, str, int], None] | None = None
+
+
+def attempt_started(job: Job) -> list[AttemptEnd]:
+    """Tell the observers that an attempt of `job` starts; a failing observer is logged."""
+    ends = []
+    for observer in attempt_observers:
+        try:
+            end = observer(job)
+        except Exception:
+            log.exception("telemetry.observer_failed", observer=repr(observer))
+            continue
+        if end is not None:
+            ends.append(end)
+    return ends
+
+
+def attempt_ended(ends: list[AttemptEnd], outcome: str, exc: BaseException | None) -> None:
+    for end in ends:
+        try:
+            end(outcome, exc)
+        except Exception:
+            log.exception("telemetry.observer_failed", observer=repr(end))
+
+
+def error_observer(report: Callable[[Job, BaseException], object]) -> AttemptObserver:
+    """An observer that hands each failed attempt's exception to `report(job, exc)` (the
+    `on_error` setting): once per attempt that raised, timed out or named no worker."""
+
+    def observe(job: Job) -> AttemptEnd:
+        def end(_outcome: str, exc: BaseException | None) -> None:
+            if exc is None:
+                return
+            result = report(job, exc)
+            if asyncio.iscoroutine(result):
+                task = asyncio.ensure_future(result)
+                _reports.add(task)
+                task.add_done_callback(_report_done)
+
+        return end
+
+    return observe
+
+
+_reports: set[asyncio.Future[Any]] = set()
+
+
+def _report_done(task: asyncio.Future[Any]) -> None:
+    _reports.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.error("telemetry.on_error_failed", error=repr(task.exception()))
+
+
+def batch(kind: str, queue: str, size: int) -> None:
+    """Report a batch's size to the installed metrics, if any."""
+    hook = on_batch
+    if hook is not None:
+        try:
+            hook(kind, queue, size)
+        except Exception:
+            log.exception("telemetry.observer_failed", observer=repr(hook))
 
 
 def configure_logging(level: str = "info", fmt: str = "auto") -> None:

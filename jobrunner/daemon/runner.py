@@ -18,6 +18,7 @@ from jobrunner.core import threads as _threads
 from jobrunner.core.apps import import_apps
 from jobrunner.core.config import QueueConfig, Settings
 from jobrunner.core.errors import ConfigError, JobRunnerError
+from jobrunner.daemon.endpoints import Endpoints
 from jobrunner.db import connection as _db
 from jobrunner.db import migrate as _migrate
 from jobrunner.db import queries as _queries
@@ -109,6 +110,8 @@ class Runner:
         self._stop_task: asyncio.Task[None] | None = None
         self._started = False
         self._stopping = False
+        self._endpoints: Endpoints | None = None
+        self.running = asyncio.Event()  # set once start() has started everything
 
     @property
     def notifier(self) -> Notifier:
@@ -125,6 +128,25 @@ class Runner:
     def acker(self) -> Acker:
         assert self._acker is not None, "the runner is not started"
         return self._acker
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    @property
+    def listening(self) -> bool:
+        """The notifier's connection is up."""
+        return self._notifier is not None and self._notifier.connected.is_set()
+
+    @property
+    def listener_connects(self) -> int:
+        return self._notifier.connects if self._notifier is not None else 0
+
+    @property
+    def http_port(self) -> int | None:
+        """The port the HTTP endpoints listen on (`[http] listen`), None without them."""
+        server = self._endpoints.server if self._endpoints is not None else None
+        return server.port if server is not None else None
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -157,6 +179,7 @@ class Runner:
         except BaseException:
             await self.stop(grace=0)
             raise
+        self.running.set()
         log.info(
             "node.started", node=self.node, queues={q: c.limit for q, c in self.queues.items()}
         )
@@ -168,6 +191,8 @@ class Runner:
         await lock.acquire(wait_s=min(self.settings.node_lease_s, NODE_LOCK_WAIT_S))
         self._node_lock = lock
         await self.lease.start()
+        self._endpoints = Endpoints(self)  # binds first: a port in use fails before anything
+        await self._endpoints.start()
         await _queries.register_node(
             self.lease,
             name=self.node,
@@ -291,8 +316,8 @@ class Runner:
                     )
                 )
             await self._lease.stop()
-        if self._notifier is not None:
-            await self._notifier.stop()
+        # The endpoints last: /healthz and /readyz say "stopping" during the drain.
+        await _stop_each(self._notifier, self._endpoints)
         if self._node_lock is not None:
             await self._node_lock.release()
         log.info("node.stopped", node=self.node)
@@ -437,6 +462,12 @@ class Runner:
         """
         failed_at = self._heartbeat_failed_at
         return failed_at is None or time.monotonic() - failed_at >= self.settings.node_lease_s
+
+
+async def _stop_each(*services: Any) -> None:
+    for service in services:
+        if service is not None:
+            await service.stop()
 
 
 async def _quietly(awaitable: Any) -> None:

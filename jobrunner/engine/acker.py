@@ -9,6 +9,7 @@ from collections.abc import Callable
 import asyncpg
 import structlog
 
+from jobrunner.core import telemetry as _telemetry
 from jobrunner.db import connection as _db
 from jobrunner.db import queries as _queries
 from jobrunner.db.queries import Ack
@@ -78,6 +79,7 @@ class Acker:
             return
         self._in_flight -= 1
         self.flushes += 1
+        _telemetry.batch("ack", "", len(batch))
         self.written += len(owned)
         if len(owned) != len(batch):
             lost = [a.job_id for a in batch if a.job_id not in owned]

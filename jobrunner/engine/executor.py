@@ -213,6 +213,7 @@ async def execute(
     fields = _fields(job)
     fields["queue_time_s"] = _queue_time(job)
     _telemetry.emit(_telemetry.JOB_START, logging.INFO, dict(fields))
+    ends = _telemetry.attempt_started(job) if _telemetry.attempt_observers else None
     token = CURRENT_CLIENT.set(client)
     started = time.perf_counter()
     try:
@@ -238,6 +239,8 @@ async def execute(
                 "error": "CancelledError",
             },
         )
+        if ends:
+            _telemetry.attempt_ended(ends, reason, None)
         raise
     finally:
         CURRENT_CLIENT.reset(token)
@@ -251,6 +254,8 @@ async def execute(
         _telemetry.emit(_telemetry.JOB_EXCEPTION, logging.WARNING, fields)
     else:
         _telemetry.emit(_telemetry.JOB_STOP, logging.INFO, fields)
+    if ends:
+        _telemetry.attempt_ended(ends, outcome, exc)
     return Result(job, ack, outcome, exc, duration_s, value)
 
 

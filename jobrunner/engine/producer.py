@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from jobrunner.core import telemetry as _telemetry
 from jobrunner.core import threads as _threads
 from jobrunner.core.config import QueueConfig
 from jobrunner.core.job import Job
@@ -86,6 +87,11 @@ class Producer:
     @property
     def running(self) -> int:
         return len(self._running)
+
+    @property
+    def alive(self) -> bool:
+        """Its loop runs (or it was never started)."""
+        return self._task is None or not self._task.done()
 
     def running_jobs(self) -> set[int]:
         return {key[0] for key in self._running}
@@ -302,6 +308,7 @@ class Producer:
         self._acker.settle(acks, owned)
         self.fetches += 1
         self.carried += len(acks)
+        _telemetry.batch("fetch", self.queue, len(jobs))
         self._busy = len(jobs) + len(unreadable) == demand
         if self._busy:
             self._more = True

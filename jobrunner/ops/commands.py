@@ -7,7 +7,7 @@ import getpass
 import math
 import os
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +18,7 @@ from jobrunner.core.new_job import validate_queue
 from jobrunner.core.worker import registered
 from jobrunner.daemon.control import PAUSE, RESUME, SCALE, STOP
 from jobrunner.db import queries as _queries
+from jobrunner.db.queries import NodeRow
 
 if TYPE_CHECKING:
     from jobrunner.db.connection import Connected as Client
@@ -75,9 +76,17 @@ def issuer() -> str:
 async def known_queues(client: Client) -> set[str]:
     """Queues jobrunner knows of without scanning jobs: nodes, persisted state, config, workers."""
     pool = client.pool
-    known = {q for node in await _queries.status_nodes(pool) for q in node.queues}
-    known.update(await _queries.persisted_queues(pool))
-    known.update(client.settings.queues)
+    nodes = await _queries.status_nodes(pool)
+    return queues_known(nodes, await _queries.persisted_queues(pool), client.settings.queues)
+
+
+def queues_known(
+    nodes: Sequence[NodeRow], persisted: Iterable[str], configured: Iterable[str]
+) -> set[str]:
+    """The queues of nodes, persisted state, configuration and registered workers."""
+    known = {q for node in nodes for q in node.queues}
+    known.update(persisted)
+    known.update(configured)
     known.update(w.queue for w in registered().values())
     return known
 
@@ -88,7 +97,11 @@ async def check_queue(client: Client, queue: str) -> None:
     known = await known_queues(client)
     if queue in known or await _queries.queue_has_jobs(client.pool, queue):
         return
-    raise UnknownTarget(
+    raise unknown_queue(queue, known)
+
+
+def unknown_queue(queue: str, known: Iterable[str]) -> UnknownTarget:
+    return UnknownTarget(
         f"unknown queue {queue!r}: no node serves it and no job uses it "
         f"(known queues: {', '.join(sorted(known)) or 'none'}); pass --force to use it anyway"
     )
@@ -99,7 +112,12 @@ async def check_node(client: Client, node: str, queue: str | None) -> None:
 
     Node rows that serve no queue (a drain or an inline test process) run no control loop.
     """
-    live = [n for n in await _queries.status_nodes(client.pool) if n.live and n.queues]
+    node_target(await _queries.status_nodes(client.pool), node, queue)
+
+
+def node_target(nodes: Sequence[NodeRow], node: str, queue: str | None) -> None:
+    """Raise UnknownTarget unless `node` is among the live `nodes` (serving `queue`)."""
+    live = [n for n in nodes if n.live and n.queues]
     found = next((n for n in live if n.name == node), None)
     if found is None:
         names = ", ".join(n.name for n in live) or "none"
@@ -137,24 +155,32 @@ async def issue(
     transaction, so nodes that start later honour them.
     """
     payload = dict(payload or {})
-    persist = node is None and queue is not None and command in (PAUSE, RESUME, SCALE)
+    persist = persisted_state(command, queue, node, payload)
     async with client.pool.acquire() as conn, conn.transaction():
         await _queries.prune_control(conn, max_age_s=CONTROL_HISTORY_S)
         control_id, _ = await _queries.insert_control(
             conn, command=command, queue=queue, node=node, payload=payload, issued_by=issuer()
         )
-        if persist:
-            assert queue is not None
-            await _queries.persist_queue_state(
-                conn,
-                queue,
-                paused={PAUSE: True, RESUME: False}.get(command),
-                limit=payload.get("limit"),
-                reset_limit=command == SCALE and payload.get("limit") is None,
-            )
+        if persist is not None:
+            await _queries.persist_queue_state(conn, **persist)
     targets = tuple(await _queries.control_targets(client.pool, control_id))
     applied = await wait_applied(client, control_id, targets, timeout_s)
-    return ControlResult(control_id, command, queue, node, targets, applied, persist)
+    return ControlResult(control_id, command, queue, node, targets, applied, persist is not None)
+
+
+def persisted_state(
+    command: str, queue: str | None, node: str | None, payload: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """persist_queue_state's arguments when the command is aimed at every node serving a
+    queue (pause, resume, scale), for nodes that start later; None otherwise."""
+    if node is not None or queue is None or command not in (PAUSE, RESUME, SCALE):
+        return None
+    return {
+        "queue": queue,
+        "paused": {PAUSE: True, RESUME: False}.get(command),
+        "limit": payload.get("limit"),
+        "reset_limit": command == SCALE and payload.get("limit") is None,
+    }
 
 
 async def wait_applied(

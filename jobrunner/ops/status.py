@@ -49,7 +49,7 @@ class Status:
     def to_json(self) -> dict[str, Any]:
         return {
             "now": _iso(self.now),
-            "nodes": [_node_json(n) for n in self.nodes],
+            "nodes": [node_json(n) for n in self.nodes],
             "queues": [_queue_json(q) for q in self.queues],
         }
 
@@ -90,7 +90,7 @@ def _iso(at: datetime | None) -> str | None:
     return None if at is None else at.isoformat()
 
 
-def _node_json(node: NodeRow) -> dict[str, Any]:
+def node_json(node: NodeRow) -> dict[str, Any]:
     return {
         "name": node.name,
         "host": node.host,
@@ -166,22 +166,7 @@ def render(status: Status) -> str:
     """The status as aligned tables for a terminal."""
     lines = ["NODES"]
     if status.nodes:
-        rows = [
-            (
-                n.name,
-                n.host,
-                n.pid,
-                n.started_at.strftime("%Y-%m-%d %H:%M:%SZ"),
-                _ago(status.now, n.heartbeat_at) + ("" if n.live else " (expired)"),
-                "yes" if n.leader else "no",
-                _node_queues(n),
-            )
-            for n in status.nodes
-        ]
-        lines += table(
-            ("NAME", "HOST", "PID", "STARTED", "HEARTBEAT", "LEADER", "QUEUES (running/limit)"),
-            rows,
-        )
+        lines += _node_table(status, status.nodes)
     else:
         lines.append("no node is running; start one with 'jobrunner start'")
     lines += ["", "QUEUES"]
@@ -197,6 +182,29 @@ def render(status: Status) -> str:
             "persisted for nodes that start later: " + "; ".join(_persisted(q) for q in persisted),
         ]
     return "\n".join(lines)
+
+
+def render_node(status: Status, node: NodeRow) -> str:
+    """One node's row of the NODES table, with its header."""
+    return "\n".join(_node_table(status, [node]))
+
+
+def _node_table(status: Status, nodes: Sequence[NodeRow]) -> list[str]:
+    rows = [
+        (
+            n.name,
+            n.host,
+            n.pid,
+            n.started_at.strftime("%Y-%m-%d %H:%M:%SZ"),
+            _ago(status.now, n.heartbeat_at) + ("" if n.live else " (expired)"),
+            "yes" if n.leader else "no",
+            _node_queues(n),
+        )
+        for n in nodes
+    ]
+    return table(
+        ("NAME", "HOST", "PID", "STARTED", "HEARTBEAT", "LEADER", "QUEUES (running/limit)"), rows
+    )
 
 
 def _queue_row(queue: QueueStatus) -> tuple[object, ...]:

@@ -539,7 +539,7 @@ async def test_a_cancelled_insert_all_inserts_all_or_nothing(
     assert await db.fetchval("SELECT count(*) FROM jobrunner_jobs") in (0, 20_000)
     running = await db.fetchval(
         "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%jobrunner_insert%' "
-        "AND state = 'active' AND pid <> pg_backend_pid()"
+        "AND state = 'active' AND pid <> pg_backend_pid() AND datname = current_database()"
     )
     assert running == 0
     jobs = await client.insert_all([plain.new({"after": 1}), plain.new({"after": 2})])

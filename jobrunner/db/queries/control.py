@@ -22,6 +22,7 @@ RECORD_CONTROL_APPLIED = _sql("record_control_applied")
 STATUS_NODES = _sql("status_nodes")
 PERSISTED_QUEUES = _sql("persisted_queues")
 COUNT_JOBS = _sql("count_jobs")
+COUNT_UNFINISHED_JOBS = _sql("count_unfinished_jobs")
 QUEUE_HAS_JOBS = _sql("queue_has_jobs")
 LIST_JOBS = _sql("list_jobs")
 RETRY_JOBS = _sql("retry_jobs")
@@ -149,22 +150,23 @@ async def record_control_applied(
 
 async def status_nodes(conn: Conn) -> list[NodeRow]:
     """Every node row, oldest first."""
-    rows = await _fetch(conn, STATUS_NODES)
-    return [
-        NodeRow(
-            r["name"],
-            r["host"],
-            r["pid"],
-            json.loads(r["queues"]),
-            r["started_at"],
-            r["heartbeat_at"],
-            r["expires_at"],
-            r["live"],
-            r["leader"],
-            r["now"],
-        )
-        for r in rows
-    ]
+    return [node_row(r) for r in await _fetch(conn, STATUS_NODES)]
+
+
+def node_row(r: Any) -> NodeRow:
+    """A NodeRow from a row of STATUS_NODES."""
+    return NodeRow(
+        r["name"],
+        r["host"],
+        r["pid"],
+        json.loads(r["queues"]),
+        r["started_at"],
+        r["heartbeat_at"],
+        r["expires_at"],
+        r["live"],
+        r["leader"],
+        r["now"],
+    )
 
 
 async def persisted_queues(conn: Conn) -> dict[str, tuple[bool, int | None]]:
@@ -176,6 +178,14 @@ async def count_jobs(conn: Conn) -> dict[str, dict[str, int]]:
     """queue -> state -> how many jobs."""
     counts: dict[str, dict[str, int]] = {}
     for row in await _fetch(conn, COUNT_JOBS):
+        counts.setdefault(row["queue"], {})[row["state"]] = int(row["n"])
+    return counts
+
+
+async def count_unfinished_jobs(conn: Conn) -> dict[str, dict[str, int]]:
+    """queue -> state -> how many jobs, for the states that have not finished (cheap)."""
+    counts: dict[str, dict[str, int]] = {}
+    for row in await _fetch(conn, COUNT_UNFINISHED_JOBS):
         counts.setdefault(row["queue"], {})[row["state"]] = int(row["n"])
     return counts
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from importlib.resources import files
@@ -41,6 +41,7 @@ HEARTBEAT_NODE = _sql("heartbeat_node")
 REMOVE_NODE = _sql("remove_node")
 RESCUE_NODE_JOBS = _sql("rescue_node_jobs")
 OWNED_JOBS = _sql("owned_jobs")
+DATABASE_IDENTITY = _sql("database_identity")
 LOCK_NODE_NAME = _sql("lock_node_name")
 CANCELLED_JOBS = _sql("cancelled_jobs")
 
@@ -88,17 +89,47 @@ async def insert_jobs(
         if len(jobs) == 1:
             return [await insert_plain_job(conn, jobs[0])]
         return await insert_plain_jobs(conn, jobs)
+    plan = unique_insert_plan(jobs, release_apart=release_on is not None)
+    query, args = next(plan)
+    while True:
+        if query is INSERT_JOBS:
+            rows = await _insert_statement(conn, args)
+        else:
+            rows = await _fetch(
+                release_on or conn if query is RELEASE_UNIQUE_KEYS else conn, query, *args
+            )
+        try:
+            query, args = plan.send(rows)
+        except StopIteration as done:
+            result: list[Job] = done.value
+            return result
+
+
+# What a unique insert asks the database (statement, parameters) and is given back (rows):
+# the same plan runs on an async connection (insert_jobs) and a sync one (queries.sync).
+InsertPlan = Generator[tuple[str, tuple[Any, ...]], list[Any], list[Job]]
+
+
+def unique_insert_plan(jobs: Sequence[NewJob], *, release_apart: bool = False) -> InsertPlan:
+    """The rounds of a batch with unique jobs: insert, look up the conflicts, insert again the
+    ones whose conflicting job was released meanwhile.
+
+    With `release_apart` (the insert runs in the caller's transaction), each round first asks
+    for RELEASE_UNIQUE_KEYS, which the driver runs on a connection of its own that commits at
+    once: released in the caller's transaction, an executing job's row would stay locked until
+    that transaction ends, and the job's outcome would wait for it."""
     keys = [unique_key(job) for job in jobs]
     results: dict[int, Job] = {}
     todo = list(range(len(jobs)))
     for _ in range(_INSERT_ROUNDS):
-        if release_on is not None:
-            await release_unique_keys(release_on, [jobs[i] for i in todo], [keys[i] for i in todo])
-        conflicts = await _insert_round(
-            conn, jobs, keys, todo, results, release_executing=release_on is None
-        )
+        columns = _columns([jobs[i] for i in todo], [keys[i] for i in todo])
+        if release_apart:
+            yield RELEASE_UNIQUE_KEYS, columns[-3:]
+        rows = yield INSERT_JOBS, (*columns, not release_apart)
+        conflicts = _round_results(rows, todo, results)
         if conflicts:
-            found = await find_unique_jobs(conn, list(set(conflicts.values())))
+            rows = yield FIND_UNIQUE_JOBS, (list(set(conflicts.values())),)
+            found = {row["unique_key"]: Job.from_record(row) for row in rows}
             for index, key in conflicts.items():
                 if key in found:
                     results[index] = replace(found[key], conflict=True)
@@ -113,22 +144,13 @@ async def insert_jobs(
 async def release_unique_keys(
     conn: Conn, jobs: Sequence[NewJob], keys: Sequence[str | None]
 ) -> None:
-    """Release, in a statement of its own, the unique keys that inserting `jobs` would."""
+    """Release, in a statement of its own, the unique keys that inserting `jobs` would (the
+    step `unique_insert_plan` asks for with `release_apart`)."""
     await _fetch(conn, RELEASE_UNIQUE_KEYS, *_columns(jobs, keys)[-3:])
 
 
-async def _insert_round(
-    conn: Conn,
-    jobs: Sequence[NewJob],
-    keys: Sequence[str | None],
-    todo: Sequence[int],
-    results: dict[int, Job],
-    *,
-    release_executing: bool = True,
-) -> dict[int, str]:
-    """Insert the jobs at `todo` into `results`; return the conflicting ones' keys."""
-    columns = _columns([jobs[i] for i in todo], [keys[i] for i in todo])
-    rows = await _insert_statement(conn, (*columns, release_executing))
+def _round_results(rows: list[Any], todo: Sequence[int], results: dict[int, Job]) -> dict[int, str]:
+    """Put the jobs a round inserted into `results`; return the conflicting ones' keys."""
     conflicts: dict[int, str] = {}
     by_key: dict[str, Job] = {}
     for row in rows:
@@ -159,12 +181,10 @@ async def _insert_statement(conn: Conn, columns: tuple[Any, ...]) -> list[Any]:
     raise AssertionError("unreachable")
 
 
-async def insert_plain_job(conn: Conn, job: NewJob) -> Job:
-    """Insert one job that is not unique."""
+def plain_job_params(job: NewJob) -> tuple[tuple[Any, ...], str, str]:
+    """INSERT_PLAIN_JOB's parameters for `job`, and its encoded args and meta."""
     args, meta = job.encoded_args(), job.encoded_meta()
-    rows = await _fetch(
-        conn,
-        INSERT_PLAIN_JOB,
+    params = (
         job.worker,
         job.queue,
         args,
@@ -175,35 +195,62 @@ async def insert_plain_job(conn: Conn, job: NewJob) -> Job:
         job.scheduled_at,
         job.schedule_in,
     )
-    job_id, state, inserted_at, scheduled_at = rows[0][:4]
+    return params, args, meta
+
+
+def plain_job_result(job: NewJob, args: str, meta: str, row: Any) -> Job:
+    """The job INSERT_PLAIN_JOB inserted, from its one row."""
+    job_id, state, inserted_at, scheduled_at = row[:4]
     return inserted(_new_job(job, args, meta), job_id, _STATES[state], inserted_at, scheduled_at)
+
+
+async def insert_plain_job(conn: Conn, job: NewJob) -> Job:
+    """Insert one job that is not unique."""
+    params, args, meta = plain_job_params(job)
+    rows = await _fetch(conn, INSERT_PLAIN_JOB, *params)
+    return plain_job_result(job, args, meta, rows[0])
+
+
+def plain_jobs_params(jobs: Sequence[NewJob]) -> tuple[tuple[Any, ...], list[str], list[str]]:
+    """INSERT_PLAIN_JOBS's parameters for `jobs`, and their encoded args and metas (one per
+    job). A column whose jobs all share one value is sent as that value alone."""
+    args = [j.encoded_args() for j in jobs]
+    metas = _one_or_all([j.encoded_meta() for j in jobs])
+    params = (
+        _one_or_all([j.worker for j in jobs]),
+        _one_or_all([j.queue for j in jobs]),
+        args,
+        metas,
+        _one_or_all([_tags_json(j) for j in jobs]),
+        _one_or_all([j.priority for j in jobs]),
+        _one_or_all([j.max_attempts for j in jobs]),
+        _all_or_none([j.scheduled_at for j in jobs]),
+        _all_or_none([j.schedule_in for j in jobs]),
+    )
+    return params, args, metas * len(jobs) if len(metas) == 1 else metas
+
+
+def plain_jobs_result(built: Sequence[Job], row: Any) -> list[Job]:
+    """The jobs INSERT_PLAIN_JOBS inserted: `built` (see _new_job) with what its one row says."""
+    ids, states, scheduled_ats, inserted_at = row
+    if ids != sorted(ids):  # the arrays are in id order in practice, but need not be
+        order = sorted(range(len(ids)), key=ids.__getitem__)
+        ids, states = [ids[i] for i in order], [states[i] for i in order]
+        scheduled_ats = [scheduled_ats[i] for i in order]
+    return [
+        inserted(job, job_id, _STATES[state], inserted_at, at if at is not None else inserted_at)
+        for job, job_id, state, at in zip(built, ids, states, scheduled_ats, strict=True)
+    ]
 
 
 async def insert_plain_jobs(conn: Conn, jobs: Sequence[NewJob]) -> list[Job]:
     """Insert jobs that are not unique in one statement; the result is in the order of `jobs`.
 
-    A column whose jobs all share one value is sent as that value alone. The jobs are built
-    while the database inserts them (their ids, states and times are set once it has).
+    The jobs are built while the database inserts them (their ids, states and times are set
+    once it has).
     """
-    args = [j.encoded_args() for j in jobs]
-    metas = _one_or_all([j.encoded_meta() for j in jobs])
-    query = asyncio.ensure_future(
-        _fetch(
-            conn,
-            INSERT_PLAIN_JOBS,
-            _one_or_all([j.worker for j in jobs]),
-            _one_or_all([j.queue for j in jobs]),
-            args,
-            metas,
-            _one_or_all([_tags_json(j) for j in jobs]),
-            _one_or_all([j.priority for j in jobs]),
-            _one_or_all([j.max_attempts for j in jobs]),
-            _all_or_none([j.scheduled_at for j in jobs]),
-            _all_or_none([j.schedule_in for j in jobs]),
-        )
-    )
-    if len(metas) == 1:
-        metas = metas * len(jobs)
+    params, args, metas = plain_jobs_params(jobs)
+    query = asyncio.ensure_future(_fetch(conn, INSERT_PLAIN_JOBS, *params))
     try:
         built: list[Job] = []
         for start in range(0, len(jobs), _BUILD_CHUNK):
@@ -214,15 +261,7 @@ async def insert_plain_jobs(conn: Conn, jobs: Sequence[NewJob]) -> list[Job]:
     except BaseException:
         query.cancel()
         raise
-    ids, states, scheduled_ats, inserted_at = rows[0]
-    if ids != sorted(ids):  # the arrays are in id order in practice, but need not be
-        order = sorted(range(len(ids)), key=ids.__getitem__)
-        ids, states = [ids[i] for i in order], [states[i] for i in order]
-        scheduled_ats = [scheduled_ats[i] for i in order]
-    return [
-        inserted(job, job_id, _STATES[state], inserted_at, at if at is not None else inserted_at)
-        for job, job_id, state, at in zip(built, ids, states, scheduled_ats, strict=True)
-    ]
+    return plain_jobs_result(built, rows[0])
 
 
 # Jobs built between two looks at the connection while insert_plain_jobs waits for the database.
@@ -296,6 +335,17 @@ def _columns(jobs: Sequence[NewJob], keys: Sequence[str | None]) -> tuple[list[A
         ["{" + ",".join(j.unique.states) + "}" if j.unique else None for j in jobs],
         [j.unique.period if j.unique else None for j in jobs],
     )
+
+
+def identity_of(row: Any) -> tuple[Any, ...]:
+    """What tells one database from another, from a row of DATABASE_IDENTITY."""
+    return (row["name"], row["port"], row["started"])
+
+
+async def database_identity(conn: Conn) -> tuple[Any, ...]:
+    """This database's name, its server's port and start time: a caller's connection must
+    reach the client's database."""
+    return identity_of((await _fetch(conn, DATABASE_IDENTITY))[0])
 
 
 async def get_job(conn: Conn, job_id: int) -> Job | None:

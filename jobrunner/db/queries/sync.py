@@ -1,0 +1,159 @@
+"""The sync client's statements: the same sql/*.sql, parameters and result building as
+`queries`, run on a psycopg connection (`db.psycopg.SyncConn`)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from jobrunner.core.job import Job
+from jobrunner.core.new_job import NewJob
+from jobrunner.db import queries as q
+from jobrunner.db.queries import control as qc
+from jobrunner.db.queries import jobs as qj
+
+DEADLOCK = "40P01"  # SQLSTATE deadlock_detected
+
+
+class SyncConn(Protocol):
+    """A connection that runs one of jobrunner's statements and returns its rows."""
+
+    def fetch(self, query: str, *args: Any) -> list[Any]: ...
+    def in_transaction(self) -> bool: ...
+
+
+def insert_jobs(
+    conn: SyncConn, jobs: Sequence[NewJob], *, release_on: SyncConn | None = None
+) -> list[Job]:
+    """Insert `jobs` in one statement (see `queries.insert_jobs`, and its `release_on`)."""
+    if all(job.unique is None for job in jobs):
+        if len(jobs) == 1:
+            params, args, meta = qj.plain_job_params(jobs[0])
+            rows = conn.fetch(q.INSERT_PLAIN_JOB, *params)
+            return [qj.plain_job_result(jobs[0], args, meta, rows[0])]
+        params, all_args, metas = qj.plain_jobs_params(jobs)
+        rows = conn.fetch(q.INSERT_PLAIN_JOBS, *params)
+        return qj.plain_jobs_result(list(map(qj._new_job, jobs, all_args, metas)), rows[0])
+    plan = qj.unique_insert_plan(jobs, release_apart=release_on is not None)
+    query, query_args = next(plan)
+    while True:
+        if query is q.INSERT_JOBS:
+            rows = _insert_statement(conn, query_args)
+        elif query is q.RELEASE_UNIQUE_KEYS and release_on is not None:
+            rows = release_on.fetch(query, *query_args)
+        else:
+            rows = conn.fetch(query, *query_args)
+        try:
+            query, query_args = plan.send(rows)
+        except StopIteration as done:
+            result: list[Job] = done.value
+            return result
+
+
+def _insert_statement(conn: SyncConn, columns: tuple[Any, ...]) -> list[Any]:
+    """Run INSERT_JOBS; a deadlock between concurrent inserts is retried outside transactions."""
+    for attempt in range(3):
+        try:
+            return conn.fetch(q.INSERT_JOBS, *columns)
+        except Exception as exc:
+            deadlock = getattr(exc, "sqlstate", None) == DEADLOCK
+            if not deadlock or attempt == 2 or conn.in_transaction():
+                raise
+    raise AssertionError("unreachable")
+
+
+def _jobs(rows: list[Any]) -> list[Job]:
+    return [Job.from_record(row) for row in rows]
+
+
+def database_identity(conn: SyncConn) -> tuple[Any, ...]:
+    return qj.identity_of(conn.fetch(q.DATABASE_IDENTITY)[0])
+
+
+def get_job(conn: SyncConn, job_id: int) -> Job | None:
+    rows = conn.fetch(q.GET_JOB, job_id)
+    return Job.from_record(rows[0]) if rows else None
+
+
+def cancel_job(conn: SyncConn, job_id: int) -> Job | None:
+    rows = conn.fetch(q.CANCEL_JOB, job_id)
+    return Job.from_record(rows[0]) if rows else None
+
+
+def retry_job(conn: SyncConn, job_id: int) -> Job | None:
+    rows = conn.fetch(q.RETRY_JOB, job_id)
+    return Job.from_record(rows[0]) if rows else None
+
+
+def list_jobs(
+    conn: SyncConn,
+    *,
+    states: Sequence[str] | None,
+    queue: str | None,
+    worker: str | None,
+    limit: int,
+) -> list[Job]:
+    states_arg = None if states is None else list(states)
+    return _jobs(conn.fetch(q.LIST_JOBS, states_arg, queue, worker, limit))
+
+
+def retry_jobs(
+    conn: SyncConn, *, states: Sequence[str], queue: str | None, worker: str | None
+) -> list[int]:
+    return [row["id"] for row in conn.fetch(q.RETRY_JOBS, list(states), queue, worker)]
+
+
+# --- control commands ---------------------------------------------------------------------
+
+
+def status_nodes(conn: SyncConn) -> list[q.NodeRow]:
+    return [qc.node_row(r) for r in conn.fetch(q.STATUS_NODES)]
+
+
+def persisted_queues(conn: SyncConn) -> list[str]:
+    return [r["name"] for r in conn.fetch(q.PERSISTED_QUEUES)]
+
+
+def queue_has_jobs(conn: SyncConn, queue: str) -> bool:
+    return bool(conn.fetch(q.QUEUE_HAS_JOBS, queue)[0]["found"])
+
+
+def issue_control(
+    conn: SyncConn,
+    *,
+    command: str,
+    queue: str | None,
+    node: str | None,
+    payload: Mapping[str, Any],
+    issued_by: str,
+    persist: Mapping[str, Any] | None,
+    history_s: float,
+) -> int:
+    """Insert a command (and the queue state it persists) in one transaction; its id."""
+    conn.fetch("BEGIN")
+    try:
+        conn.fetch(q.PRUNE_CONTROL, history_s)
+        rows = conn.fetch(q.INSERT_CONTROL, command, queue, node, json.dumps(payload), issued_by)
+        if persist is not None:
+            conn.fetch(
+                q.PERSIST_QUEUE_STATE,
+                persist["queue"],
+                persist["paused"],
+                persist["limit"],
+                persist["reset_limit"],
+            )
+    except BaseException:
+        conn.fetch("ROLLBACK")
+        raise
+    conn.fetch("COMMIT")
+    return int(rows[0]["id"])
+
+
+def control_targets(conn: SyncConn, control_id: int) -> list[str]:
+    return [row["name"] for row in conn.fetch(q.CONTROL_TARGETS, control_id)]
+
+
+def control_applied(conn: SyncConn, control_id: int) -> dict[str, dict[str, Any]]:
+    rows = conn.fetch(q.CONTROL_APPLIED, control_id)
+    return {row["node"]: json.loads(row["result"]) for row in rows}

@@ -1,0 +1,304 @@
+"""The sync client: insert jobs and steer queues from scripts, Flask and Django views, on
+psycopg 3 (a pool of its own, a psycopg_pool pool, or one connection), without an event loop."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from jobrunner import conn_kinds as _conns
+from jobrunner.core.config import Settings
+from jobrunner.core.errors import InvalidConnection, InvalidJob, JobNotFound, JobRunnerError
+from jobrunner.core.job import Job
+from jobrunner.core.new_job import NewJob, validate_queue
+from jobrunner.daemon.control import PAUSE, RESUME, SCALE
+from jobrunner.db import connection as _db
+from jobrunner.db import queries as _queries
+from jobrunner.db.queries import sync as sq
+from jobrunner.ops import commands as _commands
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from jobrunner.ops.commands import ControlResult
+
+_NOT_CONNECTED = "the client is not connected; use 'with jobrunner.connect_sync()'"
+
+
+class SyncClient:
+    """jobrunner's client without asyncio. Use it as `with jobrunner.connect_sync(dsn)`.
+
+    It has the async client's methods (insert, insert_all, get_job, list_jobs, cancel_job,
+    retry_job, retry_jobs, pause_queue, resume_queue, scale_queue, reset_queue_limit),
+    called without await; `conn=` takes the caller's psycopg connection, SQLAlchemy
+    Session or Connection, or Django connection, to insert inside its transaction.
+    """
+
+    def __init__(
+        self,
+        dsn: str | None = None,
+        *,
+        settings: Settings | None = None,
+        pool: Any = None,
+        connection: Any = None,
+    ) -> None:
+        self.settings = settings or Settings.load(database_url=dsn)
+        self._dsn = dsn or self.settings.database_url
+        self._source = pool or connection
+        self._owns_source = self._source is None
+        self._identity: tuple[Any, ...] | None = None
+
+    @property
+    def dsn(self) -> str:
+        """The resolved database URL (after `with`)."""
+        if self._dsn is None:
+            raise JobRunnerError(_NOT_CONNECTED)
+        return self._dsn
+
+    def __enter__(self) -> Self:
+        return self.open()
+
+    def open(self) -> Self:
+        """Connect (what `with` does), for a client kept for the life of a process; `close()`
+        ends it.
+
+        Example:
+            >>> jobs = jobrunner.connect_sync().open()   # at import of a Flask app
+        """
+        from jobrunner.db import migrate as _migrate
+        from jobrunner.db import psycopg as _psycopg
+
+        if self._source is not None and not self._owns_source:
+            _check_source(self._source)
+        if self._source is None:
+            self._dsn = self._dsn or _db.embedded_dsn(self.settings.data_dir)
+            self._source = _psycopg.create_pool(self._dsn, max_size=self.settings.pool_size)
+        try:
+            with _psycopg.borrowed(self._source) as conn:
+                rows = conn.fetch(_migrate.SCHEMA_VERSION)
+                _migrate.check_version(int(rows[0]["version"]))
+                self._identity = sq.database_identity(conn)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._source is not None and self._owns_source:
+            self._source.close()
+            self._source = None
+
+    def _conn(self) -> Any:
+        from jobrunner.db import psycopg as _psycopg
+
+        if self._source is None:
+            raise JobRunnerError(_NOT_CONNECTED)
+        return _psycopg.borrowed(self._source)
+
+    def insert(self, job: NewJob, *, conn: Any = None) -> Job:
+        """Insert one job; with `conn`, inside the caller's transaction (it commits with it).
+
+        A unique job that conflicts returns the existing job with `conflict=True`.
+
+        Example:
+            >>> with jobrunner.connect_sync(dsn) as client:
+            ...     job = client.insert(send_email.new({"user_id": 42}, schedule_in=60))
+        """
+        return self.insert_all([job], conn=conn)[0]
+
+    def insert_all(self, jobs: Iterable[NewJob], *, conn: Any = None) -> list[Job]:
+        """Insert many jobs in one statement, in order; see `insert`."""
+        batch = list(jobs)
+        for job in batch:
+            if not isinstance(job, NewJob):
+                raise InvalidJob(f"insert takes jobs built with worker.new(...), got {job!r}")
+        if conn is not None:
+            target = _conns.sync_target(conn, self._identity)
+            if all(job.unique is None for job in batch):
+                return sq.insert_jobs(target, batch) if batch else []
+            with self._conn() as own:  # unique keys released apart, committing at once
+                return sq.insert_jobs(target, batch, release_on=own)
+        if not batch:
+            return []
+        with self._conn() as own:
+            return sq.insert_jobs(own, batch)
+
+    def get_job(self, job_id: int) -> Job | None:
+        """The job with this id, or None."""
+        with self._conn() as conn:
+            return sq.get_job(conn, job_id)
+
+    def cancel_job(self, job_id: int) -> Job:
+        """Cancel a job that has not finished; an executing one is stopped on its node."""
+        with self._conn() as conn:
+            job = sq.cancel_job(conn, job_id)
+        return job or self._existing(job_id)
+
+    def retry_job(self, job_id: int) -> Job:
+        """Run a job again now, whatever its state (except executing)."""
+        with self._conn() as conn:
+            job = sq.retry_job(conn, job_id)
+        return job or self._existing(job_id)
+
+    def _existing(self, job_id: int) -> Job:
+        job = self.get_job(job_id)
+        if job is None:
+            raise JobNotFound(f"no job with id {job_id}")
+        return job
+
+    def list_jobs(
+        self,
+        *,
+        state: str | Sequence[str] | None = None,
+        queue: str | None = None,
+        worker: str | None = None,
+        limit: int = 20,
+    ) -> list[Job]:
+        """The newest jobs matching the filters (`state` may be one state or several)."""
+        states = None if state is None else _commands.job_states(state)
+        with self._conn() as conn:
+            return sq.list_jobs(conn, states=states, queue=queue, worker=worker, limit=limit)
+
+    def retry_jobs(
+        self, *, state: str | Sequence[str], queue: str | None = None, worker: str | None = None
+    ) -> list[int]:
+        """Retry every job in `state` (of `queue`, `worker`) now; the ids retried."""
+        states = _commands.job_states(state)
+        if "executing" in states:
+            raise InvalidJob("executing jobs cannot be retried; cancel them first")
+        with self._conn() as conn:
+            return sq.retry_jobs(conn, states=states, queue=queue, worker=worker)
+
+    def reset_tables(self) -> None:
+        """Empty every jobrunner table but the migrations record (test isolation)."""
+        with self._conn() as conn:
+            conn.fetch(_queries.RESET_TABLES)
+
+    # --- control: pause, resume, scale ---------------------------------------------------
+
+    def pause_queue(
+        self, queue: str, node: str | None = None, *, timeout_s: float = 5.0, force: bool = False
+    ) -> ControlResult:
+        """Stop fetching from `queue` on every node (persisted), or on `node`; see
+        `Client.pause_queue`."""
+        return self._issue(PAUSE, queue, node, {}, timeout_s=timeout_s, force=force)
+
+    def resume_queue(
+        self, queue: str, node: str | None = None, *, timeout_s: float = 5.0, force: bool = False
+    ) -> ControlResult:
+        """Fetch from `queue` again on every node (persisted), or on `node`."""
+        return self._issue(RESUME, queue, node, {}, timeout_s=timeout_s, force=force)
+
+    def scale_queue(
+        self,
+        queue: str,
+        limit: int | None,
+        node: str | None = None,
+        *,
+        timeout_s: float = 5.0,
+        force: bool = False,
+    ) -> ControlResult:
+        """Run up to `limit` jobs of `queue` at once per node; None: `reset_queue_limit`."""
+        if limit is not None:
+            _commands.check_limit(limit)
+        payload = {"limit": limit}
+        return self._issue(SCALE, queue, node, payload, timeout_s=timeout_s, force=force)
+
+    def reset_queue_limit(
+        self, queue: str, node: str | None = None, *, timeout_s: float = 5.0, force: bool = False
+    ) -> ControlResult:
+        """Undo `scale_queue`: each node runs `queue` at the limit it was started with."""
+        return self.scale_queue(queue, None, node, timeout_s=timeout_s, force=force)
+
+    def _issue(
+        self,
+        command: str,
+        queue: str,
+        node: str | None,
+        payload: dict[str, Any],
+        *,
+        timeout_s: float,
+        force: bool,
+    ) -> ControlResult:
+        """Check the target, insert the command, wait for the nodes (`_commands.issue`)."""
+        validate_queue(queue)
+        with self._conn() as conn:
+            self._check_target(conn, queue, node, force)
+            persist = _commands.persisted_state(command, queue, node, payload)
+            control_id = sq.issue_control(
+                conn,
+                command=command,
+                queue=queue,
+                node=node,
+                payload=payload,
+                issued_by=_commands.issuer(),
+                persist=persist,
+                history_s=_commands.CONTROL_HISTORY_S,
+            )
+            targets = tuple(sq.control_targets(conn, control_id))
+            deadline = time.monotonic() + timeout_s
+            while True:
+                applied = sq.control_applied(conn, control_id)
+                if set(targets) <= set(applied) or time.monotonic() >= deadline:
+                    break
+                time.sleep(_commands.POLL_S)  # polling to a deadline, as the async client does
+        return _commands.ControlResult(
+            control_id, command, queue, node, targets, applied, persist is not None
+        )
+
+    def _check_target(self, conn: Any, queue: str, node: str | None, force: bool) -> None:
+        if node is not None:
+            _commands.node_target(sq.status_nodes(conn), node, queue)
+            return
+        if force:
+            return
+        known = _commands.queues_known(
+            sq.status_nodes(conn), sq.persisted_queues(conn), self.settings.queues
+        )
+        if queue not in known and not sq.queue_has_jobs(conn, queue):
+            raise _commands.unknown_queue(queue, known)
+
+
+def _check_source(source: Any) -> None:
+    """A caller's connection for the client's own statements must be open and in autocommit:
+    in a transaction, they would commit or roll back with it."""
+    from jobrunner.db import psycopg as _psycopg
+
+    if not isinstance(source, _psycopg.psycopg.Connection):
+        return  # a psycopg_pool pool
+    _psycopg.check_usable(source)
+    if not source.autocommit:
+        raise InvalidConnection(
+            "connect_sync(connection=...) takes a connection in autocommit "
+            "(psycopg.connect(dsn, autocommit=True)); to insert in a transaction, pass it "
+            "as conn= to insert()"
+        )
+
+
+def connect_sync(
+    dsn: str | None = None,
+    *,
+    settings: Settings | None = None,
+    pool: Any = None,
+    connection: Any = None,
+) -> SyncClient:
+    """A sync client for `dsn` (None: JOBRUNNER_DATABASE_URL, config file, else embedded).
+
+    It opens a psycopg_pool pool of its own, or uses `pool` (a psycopg_pool ConnectionPool)
+    or `connection` (one psycopg Connection in autocommit), which it then leaves open.
+
+    Example:
+        >>> with jobrunner.connect_sync("postgresql://localhost/app") as client:
+        ...     client.insert(send_email.new({"user_id": 42}))
+    """
+    return SyncClient(dsn, settings=settings, pool=pool, connection=connection)

@@ -1,0 +1,111 @@
+"""The [http] settings, the endpoints' router, the metrics' label bounds and the hooks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import generate_latest
+
+from jobrunner.core import telemetry as _telemetry
+from jobrunner.core.config import Settings, parse_listen
+from jobrunner.core.errors import ConfigError
+from jobrunner.core.job import Job
+from jobrunner.daemon.http import HttpApp, Response
+
+
+def test_listen_addresses() -> None:
+    assert parse_listen("127.0.0.1:9090") == ("127.0.0.1", 9090)
+    assert parse_listen(":9090") == ("0.0.0.0", 9090)
+    assert parse_listen("9090") == ("127.0.0.1", 9090)
+    assert parse_listen("[::1]:9090") == ("::1", 9090)
+    for bad in ("localhost:http", "host:", "1:99999", ""):
+        with pytest.raises(ConfigError, match="HOST:PORT"):
+            parse_listen(bad)
+
+
+def test_http_table_of_the_config_file(tmp_path: Path) -> None:
+    config = tmp_path / "jobrunner.toml"
+    config.write_text('[http]\nlisten = "0.0.0.0:9100"\n')
+    assert Settings.load(config=config, env={}).http_listen == "0.0.0.0:9100"
+    config.write_text("[http]\n")
+    assert Settings.load(config=config, env={}).http_listen == "127.0.0.1:9090"
+    config.write_text("[http]\nport = 9090\n")
+    with pytest.raises(ConfigError, match=r"\[http\] takes only listen"):
+        Settings.load(config=config, env={})
+
+
+def test_environment_and_flags(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    env = {"JOBRUNNER_HTTP_LISTEN": ":9091", "JOBRUNNER_OTEL": "true"}
+    settings = Settings.load(config=empty, env=env)
+    assert (settings.http_listen, settings.otel) == (":9091", True)
+    assert Settings.load(config=empty, env={}).http_listen is None  # off by default
+    with pytest.raises(ConfigError, match="JOBRUNNER_OTEL must be true or false"):
+        Settings.load(config=empty, env={"JOBRUNNER_OTEL": "maybe"})
+    with pytest.raises(ConfigError, match="on_error must name a function"):
+        Settings(on_error="  ")
+
+
+async def test_router_answers_404_and_405() -> None:
+    app = HttpApp()
+
+    async def ok() -> Response:
+        return Response.json(200, {"status": "ok"})
+
+    app.route("/healthz", ok)
+    assert (await app.respond("GET", "/healthz")).status == 200
+    assert (await app.respond("HEAD", "/healthz")).status == 200
+    assert (await app.respond("POST", "/healthz")).status == 405
+    missing = await app.respond("GET", "/nope")
+    assert missing.status == 404 and b"/healthz" in missing.body
+
+
+async def test_a_failing_route_is_a_500_not_a_crash() -> None:
+    app = HttpApp()
+
+    async def broken() -> Response:
+        raise RuntimeError("bug")
+
+    app.route("/metrics", broken)
+    assert (await app.respond("GET", "/metrics")).status == 500
+
+
+def test_error_observer_reports_only_exceptions() -> None:
+    seen: list[tuple[int, str]] = []
+
+    def report(job: Job, exc: BaseException) -> None:
+        seen.append((job.id, str(exc)))
+
+    observer = _telemetry.error_observer(report)
+    job: Any = type("J", (), {"id": 7})()
+    for outcome, exc in (("completed", None), ("snoozed", None), ("failure", ValueError("x"))):
+        end = observer(job)
+        assert end is not None
+        end(outcome, exc)
+    assert seen == [(7, "x")]
+
+
+def test_worker_labels_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from jobrunner.contrib import prometheus
+
+    monkeypatch.setattr(prometheus, "MAX_WORKERS", 2)
+    attributes = {"settings": Settings(), "leader": None, "producers": {}, "listener_connects": 1}
+    runner: Any = type("R", (), attributes)()
+    metrics = prometheus.Metrics(runner, probe=None)  # type: ignore[arg-type]
+    for i in range(5):
+        fields = {"queue": "q", "worker": f"w{i}", "outcome": "completed", "duration_s": 0.1}
+        metrics._on_event(_telemetry.JOB_STOP, fields)
+    workers = {
+        s.labels["worker"]
+        for family in metrics.registry.collect()
+        if family.name == "jobrunner_jobs"
+        for s in family.samples
+    }
+    text = generate_latest(metrics.registry).decode()
+    assert 'jobrunner_jobs_total{outcome="completed",queue="q",worker="other"} 3.0' in text
+    assert 'jobrunner_job_duration_seconds_bucket{le="0.1",queue="q",worker="w0"} 1.0' in text
+    assert 'jobrunner_job_duration_seconds_bucket{le="0.05",queue="q",worker="w0"} 0.0' in text
+    assert workers == {"w0", "w1", "other"}
