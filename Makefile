@@ -49,12 +49,13 @@ fmt: venv
 bench: venv
 	$(PY) -m jobrunner.bench $(BENCH_ARGS)
 
-## db-stop: stop the embedded PostgreSQL that `make run` started (it keeps running to be shared).
+## db-stop: stop the embedded PostgreSQL that `make run` started (it keeps running to be shared);
+## db-reset: stop it and delete its data.
 db-stop:
-	-$(PY) -c "import subprocess; from jobrunner.db import embedded; subprocess.run([str(embedded._binaries() / 'pg_ctl'), '-D', '.jobrunner/pgdata', '-w', 'stop'], check=True)"
+	-$(PY) -c "from jobrunner.db import embedded; embedded.stop('.jobrunner')"
 
-db-reset: db-stop
-	rm -rf .jobrunner/pgdata
+db-reset: venv
+	$(PY) -c "from jobrunner.db import embedded; embedded.remove('.jobrunner')"
 
 ci: lint test
 

@@ -4,14 +4,21 @@ psycopg 3 (a pool of its own, a psycopg_pool pool, or one connection), without a
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from jobrunner import conn_kinds as _conns
 from jobrunner.core.config import Settings
-from jobrunner.core.errors import InvalidConnection, InvalidJob, JobNotFound, JobRunnerError
+from jobrunner.core.errors import (
+    InvalidConnection,
+    InvalidFilter,
+    InvalidJob,
+    JobNotFound,
+    JobRunnerError,
+)
 from jobrunner.core.job import Job
+from jobrunner.core.job_filter import JobFilter, JobFilterArgs
 from jobrunner.core.new_job import NewJob, validate_queue
 from jobrunner.daemon.control import PAUSE, RESUME, SCALE
 from jobrunner.db import connection as _db
@@ -25,6 +32,9 @@ if TYPE_CHECKING:
     from jobrunner.ops.commands import ControlResult
 
 _NOT_CONNECTED = "the client is not connected; use 'with jobrunner.connect_sync()'"
+
+
+BULK_BATCH_SIZE = 2_000  # jobs a bulk statement changes at most, as the async client's
 
 
 class SyncClient:
@@ -156,28 +166,22 @@ class SyncClient:
             raise JobNotFound(f"no job with id {job_id}")
         return job
 
-    def list_jobs(
-        self,
-        *,
-        state: str | Sequence[str] | None = None,
-        queue: str | None = None,
-        worker: str | None = None,
-        limit: int = 20,
-    ) -> list[Job]:
-        """The newest jobs matching the filters (`state` may be one state or several)."""
-        states = None if state is None else _commands.job_states(state)
+    def list_jobs(self, *, limit: int = 20, **filters: Unpack[JobFilterArgs]) -> list[Job]:
+        """The newest jobs matching every filter given (the filters of `Client.list_jobs`)."""
+        job_filter = JobFilter.from_mapping(filters)
         with self._conn() as conn:
-            return sq.list_jobs(conn, states=states, queue=queue, worker=worker, limit=limit)
+            return sq.list_jobs(conn, job_filter, limit=limit)
 
-    def retry_jobs(
-        self, *, state: str | Sequence[str], queue: str | None = None, worker: str | None = None
-    ) -> list[int]:
-        """Retry every job in `state` (of `queue`, `worker`) now; the ids retried."""
-        states = _commands.job_states(state)
-        if "executing" in states:
-            raise InvalidJob("executing jobs cannot be retried; cancel them first")
+    def retry_jobs(self, *, all_jobs: bool = False, **filters: Unpack[JobFilterArgs]) -> list[int]:
+        """Run every matching job that is not executing again now; the ids retried (the
+        filters of `Client.retry_jobs`; with none, refused unless `all_jobs=True`)."""
+        job_filter = JobFilter.from_mapping(filters)
+        if job_filter.empty and not all_jobs:
+            raise InvalidFilter(
+                "retry every job? give a filter, or all_jobs=True to mean every job"
+            )
         with self._conn() as conn:
-            return sq.retry_jobs(conn, states=states, queue=queue, worker=worker)
+            return sq.retry_jobs(conn, job_filter, batch_size=BULK_BATCH_SIZE)
 
     def reset_tables(self) -> None:
         """Empty every jobrunner table but the migrations record (test isolation)."""

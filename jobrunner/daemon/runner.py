@@ -18,6 +18,7 @@ from jobrunner.core import threads as _threads
 from jobrunner.core.apps import import_apps
 from jobrunner.core.config import QueueConfig, Settings, queue_config
 from jobrunner.core.errors import ConfigError, JobRunnerError
+from jobrunner.core.limits import Limits
 from jobrunner.daemon.endpoints import Endpoints
 from jobrunner.db import connection as _db
 from jobrunner.db import migrate as _migrate
@@ -422,9 +423,15 @@ class Runner:
             }
             for name, c in self.queues.items()
         }
-        for name, producer in self.producers.items():
-            if producer.limits:  # what `jobrunner status` reports the cluster-wide use of
-                state[name]["limits"] = producer.limits.describe()
+        for name, c in self.queues.items():
+            producer = self.producers.get(name)
+            limits = (
+                producer.limits
+                if producer is not None
+                else Limits(c.global_limit, c.rate_limit, c.partition)
+            )
+            if limits:  # what `jobrunner status` reports the cluster-wide use of
+                state[name]["limits"] = limits.describe()
         return json.dumps(state)
 
     async def heartbeat(self) -> None:

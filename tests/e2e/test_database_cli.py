@@ -5,6 +5,7 @@ one clear line for a database that cannot be used."""
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import site
 import subprocess
@@ -17,6 +18,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from jobrunner.db import embedded as _embedded
 from jobrunner.db import migrate as _migrate
 from tests.conftest import with_database
 
@@ -138,9 +140,9 @@ def test_resolution_order(fresh: str, tmp_path: Path) -> None:
 
 
 class RegularUser:
-    """Runs Python as a regular user: this one, or `nobody` when the tests run as root (the
-    embedded PostgreSQL refuses root), with the system's Python of the same version on the
-    project and this environment's packages."""
+    """Runs Python as a regular user: this one, or `nobody` when the tests run as root (as
+    root, the embedded PostgreSQL runs as its system user instead; see below), with the
+    system's Python of the same version on the project and this environment's packages."""
 
     def __init__(self, home: Path) -> None:
         self.home = home
@@ -296,15 +298,55 @@ def test_the_embedded_server_is_reachable_by_its_user_only(
         assert probe.returncode != 0 and "PermissionError" in probe.stderr, probe.stderr
 
 
-def test_the_embedded_server_refuses_root(tmp_path: Path) -> None:
-    """As root, the embedded PostgreSQL would have to run as another user that can read the
-    data directory and every directory above it: refused, with one line."""
+def test_as_root_the_embedded_server_runs_as_its_system_user(tmp_path: Path) -> None:
+    """As root, `jobrunner migrate` with nothing configured starts the embedded server as
+    the unprivileged `jobrunner-postgres`: its data and socket directories are that user's
+    alone (0700) in a root-owned directory others may only pass, nothing above the project
+    is opened up, no TCP port is open, root connects through the socket, another user
+    cannot."""
     if os.geteuid() != 0:
         pytest.skip("only as root")
-    done = run("migrate", cwd=tmp_path, env=clean_env())
-    assert done.returncode == 2
-    assert "does not run as root" in one_error_line(done)
-    assert not (tmp_path / ".jobrunner" / "pgdata").exists()
+    project = tmp_path / "project"
+    project.mkdir(mode=0o700)
+    above = {p: p.stat().st_mode for p in [project, *project.parents]}
+    pgdata = _embedded.pgdata_of(project / ".jobrunner")
+    try:
+        done = run("migrate", cwd=project, env=clean_env())
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith("applied ")
+        again = run("migrate", cwd=project, env=clean_env())
+        assert again.stdout.strip() == f"schema is current (version {_migrate.LATEST})"
+
+        service = pwd.getpwnam(_embedded.SERVICE_USER)
+        sockets = _socket_dir(pgdata)
+        for private in (pgdata, sockets, sockets / ".s.PGSQL.5432"):
+            info = private.stat()
+            assert info.st_uid == service.pw_uid and not info.st_mode & 0o077, private
+        assert pgdata.stat().st_mode & 0o777 == sockets.stat().st_mode & 0o777 == 0o700
+        parent = _embedded.SERVICE_DIR.stat()
+        assert parent.st_uid == 0 and parent.st_mode & 0o777 == 0o711
+        assert {p: p.stat().st_mode for p in above} == above
+        assert (pgdata / "postmaster.pid").read_text().splitlines()[5].strip() == ""
+        probe = subprocess.run(
+            [
+                "setpriv",
+                "--reuid=nobody",
+                "--regid=nogroup",
+                "--clear-groups",
+                sys.executable,
+                "-c",
+                "import socket, sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])",
+                str(sockets / ".s.PGSQL.5432"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert probe.returncode != 0 and "PermissionError" in probe.stderr, probe.stderr
+    finally:
+        _embedded.remove(project / ".jobrunner")
+    assert not pgdata.parent.exists()
 
 
 def test_malformed_url_is_bad_input(tmp_path: Path) -> None:

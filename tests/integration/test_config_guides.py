@@ -62,7 +62,7 @@ def test_testing_comes_from_the_config_file_and_the_environment(tmp_path: Path) 
     with pytest.raises(ConfigError, match="testing must be 'inline' or 'manual', got 'auto'"):
         Settings.load(env={"JOBRUNNER_TESTING": "auto"})
     path.write_text("[queues]\nmail = { paused = 'yes' }\n")
-    with pytest.raises(ConfigError, match="queue paused must be true or false"):
+    with pytest.raises(ConfigError, match="queue 'mail' paused must be true or false"):
         Settings.load(config=path, env={})
 
 

@@ -50,9 +50,29 @@ def test_a_socket_directory_open_to_others_is_closed_and_a_link_is_refused(
         _embedded.socket_dir(linked)
 
 
-def test_root_is_refused_with_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_root_without_a_service_user_is_refused_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As root the server runs as a system user, created when missing; when it cannot be
+    created, one line says so and nothing is written."""
     monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(_embedded, "SERVICE_USER", "jobrunner-no-such-user")
+    monkeypatch.setattr(_embedded, "SERVICE_DIR", tmp_path / "service")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no useradd
     with pytest.raises(ConfigError) as refused:
         _embedded.start(tmp_path / "data")
-    assert "does not run as root" in str(refused.value) and "\n" not in str(refused.value)
-    assert not (tmp_path / "data").exists()
+    message = str(refused.value)
+    assert "does not run as root" in message and "'jobrunner-no-such-user'" in message
+    assert "\n" not in message
+    assert not (tmp_path / "data").exists() and not (tmp_path / "service").exists()
+
+
+def test_as_root_the_data_lives_in_the_service_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    first = _embedded.pgdata_of(tmp_path / "a")
+    assert first.parent.parent == _embedded.SERVICE_DIR and first.name == "pgdata"
+    assert _embedded.pgdata_of(tmp_path / "a") == first != _embedded.pgdata_of(tmp_path / "b")
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert _embedded.pgdata_of(tmp_path / "a") == tmp_path / "a" / "pgdata"

@@ -8,11 +8,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from jobrunner.core.job import Job
+from jobrunner.core.job_filter import JobFilter
 from jobrunner.core.new_job import NewJob
 from jobrunner.db import queries as q
 from jobrunner.db.queries import control as qc
 from jobrunner.db.queries import insert as qi
 from jobrunner.db.queries import jobs as qj
+from jobrunner.db.queries.jobs import readable
 
 DEADLOCK = "40P01"  # SQLSTATE deadlock_detected
 
@@ -87,22 +89,22 @@ def retry_job(conn: SyncConn, job_id: int) -> Job | None:
     return Job.from_record(rows[0]) if rows else None
 
 
-def list_jobs(
-    conn: SyncConn,
-    *,
-    states: Sequence[str] | None,
-    queue: str | None,
-    worker: str | None,
-    limit: int,
-) -> list[Job]:
-    states_arg = None if states is None else list(states)
-    return _jobs(conn.fetch(q.LIST_JOBS, states_arg, queue, worker, limit))
+def list_jobs(conn: SyncConn, job_filter: JobFilter, *, limit: int) -> list[Job]:
+    """Jobs matching the filter, newest first (see `queries.list_jobs`)."""
+    return [readable(row) for row in conn.fetch(q.LIST_JOBS, *job_filter.params(), limit)]
 
 
-def retry_jobs(
-    conn: SyncConn, *, states: Sequence[str], queue: str | None, worker: str | None
-) -> list[int]:
-    return [row["id"] for row in conn.fetch(q.RETRY_JOBS, list(states), queue, worker)]
+def retry_jobs(conn: SyncConn, job_filter: JobFilter, *, batch_size: int) -> list[int]:
+    """Retry every matching job that is not executing, in bounded batches (see
+    `queries.bulk_jobs`); the ids retried, in order."""
+    changed: list[int] = []
+    after_id = 0
+    while True:
+        row = conn.fetch(q.RETRY_JOBS, *job_filter.params(), after_id, batch_size)[0]
+        changed += list(row["ids"])
+        if int(row["scanned"]) < batch_size:
+            return changed
+        after_id = row["last_id"] or after_id
 
 
 # --- control commands ---------------------------------------------------------------------
