@@ -32,7 +32,7 @@ from jobrunner.core.job_filter import JobFilter
 from jobrunner.core.new_job import NewJob
 from jobrunner.core.worker import registered
 from jobrunner.db import queries as _queries
-from jobrunner.ops.status import table
+from jobrunner.ops.status import job_json, table
 
 jobs_app = typer.Typer(
     name="jobs", help="List, show, retry, cancel and delete jobs.", no_args_is_help=True
@@ -45,33 +45,6 @@ ARGS_WIDTH = 48
 
 def _iso(at: datetime | None) -> str | None:
     return None if at is None else at.isoformat()
-
-
-def job_json(job: Job) -> dict[str, Any]:
-    """A job as a JSON object (`jobs list --json`, `jobs show --json`, `enqueue --json`)."""
-    return {
-        "id": job.id,
-        "state": job.state.value,
-        "queue": job.queue,
-        "worker": job.worker,
-        "args": job.args,
-        "meta": job.meta,
-        "tags": list(job.tags),
-        "attempt": job.attempt,
-        "max_attempts": job.max_attempts,
-        "priority": job.priority,
-        "errors": [
-            {"attempt": e.attempt, "at": e.at, "error": e.error, "traceback": e.traceback}
-            for e in job.errors
-        ],
-        "inserted_at": _iso(job.inserted_at),
-        "scheduled_at": _iso(job.scheduled_at),
-        "attempted_at": _iso(job.attempted_at),
-        "completed_at": _iso(job.completed_at),
-        "discarded_at": _iso(job.discarded_at),
-        "cancelled_at": _iso(job.cancelled_at),
-        "attempted_by": list(job.attempted_by),
-    }
 
 
 def _short(at: datetime | None) -> str | None:

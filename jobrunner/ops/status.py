@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from jobrunner.core.job import JobState
+from jobrunner.core.job import Job, JobState
 from jobrunner.db import queries as _queries
 from jobrunner.db.queries import NodeRow
 from jobrunner.ops import limit_status as _limit_status
@@ -97,6 +97,33 @@ def _queue(
 
 def _iso(at: datetime | None) -> str | None:
     return None if at is None else at.isoformat()
+
+
+def job_json(job: Job) -> dict[str, Any]:
+    """A job's stable JSON form (`jobs list|show --json`, `enqueue --json`, the web API)."""
+    return {
+        "id": job.id,
+        "state": job.state.value,
+        "queue": job.queue,
+        "worker": job.worker,
+        "args": job.args,
+        "meta": job.meta,
+        "tags": list(job.tags),
+        "attempt": job.attempt,
+        "max_attempts": job.max_attempts,
+        "priority": job.priority,
+        "errors": [
+            {"attempt": e.attempt, "at": e.at, "error": e.error, "traceback": e.traceback}
+            for e in job.errors
+        ],
+        "inserted_at": _iso(job.inserted_at),
+        "scheduled_at": _iso(job.scheduled_at),
+        "attempted_at": _iso(job.attempted_at),
+        "completed_at": _iso(job.completed_at),
+        "discarded_at": _iso(job.discarded_at),
+        "cancelled_at": _iso(job.cancelled_at),
+        "attempted_by": list(job.attempted_by),
+    }
 
 
 def node_json(node: NodeRow) -> dict[str, Any]:

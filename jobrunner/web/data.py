@@ -210,33 +210,6 @@ async def list_jobs(
     return jobs, (jobs[-1].id if more and jobs else None)
 
 
-def job_json(job: Job) -> dict[str, Any]:
-    """The stable JSON of a job (as `jobrunner jobs list --json`)."""
-    return {
-        "id": job.id,
-        "state": job.state.value,
-        "queue": job.queue,
-        "worker": job.worker,
-        "args": job.args,
-        "meta": job.meta,
-        "tags": list(job.tags),
-        "attempt": job.attempt,
-        "max_attempts": job.max_attempts,
-        "priority": job.priority,
-        "errors": [
-            {"attempt": e.attempt, "at": e.at, "error": e.error, "traceback": e.traceback}
-            for e in job.errors
-        ],
-        "inserted_at": _iso(job.inserted_at),
-        "scheduled_at": _iso(job.scheduled_at),
-        "attempted_at": _iso(job.attempted_at),
-        "completed_at": _iso(job.completed_at),
-        "discarded_at": _iso(job.discarded_at),
-        "cancelled_at": _iso(job.cancelled_at),
-        "attempted_by": list(job.attempted_by),
-    }
-
-
 def timeline(job: Job) -> list[tuple[str, datetime]]:
     """The job's moments in order: inserted, scheduled, attempted, finished."""
     moments = [
@@ -248,10 +221,6 @@ def timeline(job: Job) -> list[tuple[str, datetime]]:
         ("cancelled", job.cancelled_at),
     ]
     return sorted(((name, at) for name, at in moments if at is not None), key=lambda m: m[1])
-
-
-def _iso(at: datetime | None) -> str | None:
-    return None if at is None else at.isoformat()
 
 
 def safe(text: str) -> str:

@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from jobrunner.db import queries as _queries
+from jobrunner.ops.status import job_json
 from jobrunner.web import data
 from jobrunner.web.data import STATES, BadFilter
 
@@ -115,7 +116,7 @@ class _Views:
         found = await self._jobs(request)
         return JSONResponse(
             {
-                "jobs": [data.job_json(j) for j in found["jobs"]],
+                "jobs": [job_json(j) for j in found["jobs"]],
                 found["next_key"]: found["next_cursor"],
             }
         )
@@ -135,7 +136,7 @@ class _Views:
         return self.render(request, "_job.html", **await self._job(request))
 
     async def api_job(self, request: Request) -> Response:
-        return JSONResponse(data.job_json((await self._job(request))["job"]))
+        return JSONResponse(job_json((await self._job(request))["job"]))
 
     # --- cron ----------------------------------------------------------------------------
 
