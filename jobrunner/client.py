@@ -182,6 +182,7 @@ class Client:
                 self._dsn,
                 max_size=self.settings.pool_size,
                 acquire_timeout_s=self.settings.pool_timeout_s,
+                reach=_db.Reach.of(self.settings),
             )
         try:
             async with self._pool.acquire() as conn:
@@ -221,7 +222,9 @@ class Client:
         for job in batch:
             if not isinstance(job, NewJob):
                 raise InvalidJob(f"insert takes jobs built with worker.new(...), got {job!r}")
-        target = self.pool if conn is None else await _conns.async_target(conn, self._identity)
+        target = self.pool if conn is None else await _conns.async_target(
+            conn, self._identity, self.settings.schema
+        )
         if not batch:
             return []
         tracer = _telemetry.insert_tracer

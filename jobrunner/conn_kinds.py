@@ -8,6 +8,8 @@ import weakref
 from typing import Any
 
 from jobrunner.core.errors import InvalidConnection
+from jobrunner.core.schema import DEFAULT_SCHEMA
+from jobrunner.db.connection import Qualified
 from jobrunner.db import queries as _queries
 from jobrunner.db.queries import sync as _sync_queries
 
@@ -37,25 +39,27 @@ def _mismatch(expected: tuple[Any, ...], found: tuple[Any, ...]) -> InvalidConne
     )
 
 
-async def async_target(conn: Any, expected: tuple[Any, ...] | None) -> _queries.Conn:
-    """`conn` as the async client runs its statements on it."""
+async def async_target(
+    conn: Any, expected: tuple[Any, ...] | None, schema: str = DEFAULT_SCHEMA
+) -> _queries.Conn:
+    """`conn` as the async client runs its statements on it (in `schema`)."""
     library = _library(conn)
     if library == "asyncpg":
         _check_asyncpg(conn)
-        return conn  # type: ignore[no-any-return]
+        return Qualified.wrap(conn, schema)
     if library == "sqlalchemy":
         from jobrunner.contrib import sqlalchemy
 
         raw = await sqlalchemy.async_driver_connection(conn)
         if _library(raw) == "asyncpg":
             await _check_async(raw, raw, expected)
-            return raw  # type: ignore[no-any-return]
-        return await async_target(raw, expected)
+            return Qualified.wrap(raw, schema)
+        return await async_target(raw, expected, schema)
     if _is_psycopg(conn, "AsyncConnection"):
         from jobrunner.db import psycopg as _psycopg
 
         _psycopg.check_usable(conn)
-        adapted = _psycopg.AsyncConn(conn)
+        adapted = _psycopg.AsyncConn(conn, schema)
         await _check_async(conn, adapted, expected)
         return adapted
     if _is_psycopg(conn, "Connection") or library in ("django", "sqlalchemy"):
@@ -64,7 +68,7 @@ async def async_target(conn: Any, expected: tuple[Any, ...] | None) -> _queries.
             f"the async client takes {_ASYNC_KINDS}"
         )
     if inspect.iscoroutinefunction(getattr(conn, "fetch", None)):
-        return conn  # type: ignore[no-any-return]  # asyncpg's interface (a wrapper of one)
+        return Qualified.wrap(conn, schema)  # asyncpg's interface (a wrapper of one)
     raise InvalidConnection(f"conn= takes {_ASYNC_KINDS}, got {type(conn).__name__}")
 
 
@@ -90,22 +94,24 @@ async def _check_async(key: Any, conn: Any, expected: tuple[Any, ...] | None) ->
         raise _mismatch(expected, found)
 
 
-def sync_target(conn: Any, expected: tuple[Any, ...] | None) -> Any:
+def sync_target(
+    conn: Any, expected: tuple[Any, ...] | None, schema: str = DEFAULT_SCHEMA
+) -> Any:
     """`conn` as the sync client runs its statements on it (a `db.psycopg.SyncConn`)."""
     library = _library(conn)
     if library == "sqlalchemy":
         from jobrunner.contrib import sqlalchemy
 
-        return sync_target(sqlalchemy.sync_driver_connection(conn), expected)
+        return sync_target(sqlalchemy.sync_driver_connection(conn), expected, schema)
     if library == "django":
         from jobrunner.contrib import django
 
-        return sync_target(django.driver_connection(conn), expected)
+        return sync_target(django.driver_connection(conn), expected, schema)
     if _is_psycopg(conn, "Connection"):
         from jobrunner.db import psycopg as _psycopg
 
         _psycopg.check_usable(conn)
-        adapted = _psycopg.SyncConn(conn)
+        adapted = _psycopg.SyncConn(conn, schema)
         if expected is not None:
             found = _identities.get(conn)
             if found is None:

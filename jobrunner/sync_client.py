@@ -84,11 +84,13 @@ class SyncClient:
             _check_source(self._source)
         if self._source is None:
             self._dsn = self._dsn or _db.embedded_dsn(self.settings.data_dir)
-            self._source = _psycopg.create_pool(self._dsn, max_size=self.settings.pool_size)
+            self._source = _psycopg.create_pool(
+                self._dsn, max_size=self.settings.pool_size, reach=_db.Reach.of(self.settings)
+            )
         try:
-            with _psycopg.borrowed(self._source) as conn:
+            with _psycopg.borrowed(self._source, self.settings.schema) as conn:
                 rows = conn.fetch(_migrate.SCHEMA_VERSION)
-                _migrate.check_version(int(rows[0]["version"]))
+                _migrate.check_version(int(rows[0]["version"]), self.settings.schema)
                 self._identity = sq.database_identity(conn)
         except BaseException:
             self.close()
@@ -113,7 +115,7 @@ class SyncClient:
 
         if self._source is None:
             raise JobRunnerError(_NOT_CONNECTED)
-        return _psycopg.borrowed(self._source)
+        return _psycopg.borrowed(self._source, self.settings.schema)
 
     def insert(self, job: NewJob, *, conn: Any = None) -> Job:
         """Insert one job; with `conn`, inside the caller's transaction (it commits with it).
@@ -133,7 +135,7 @@ class SyncClient:
             if not isinstance(job, NewJob):
                 raise InvalidJob(f"insert takes jobs built with worker.new(...), got {job!r}")
         if conn is not None:
-            target = _conns.sync_target(conn, self._identity)
+            target = _conns.sync_target(conn, self._identity, self.settings.schema)
             if all(job.unique is None for job in batch):
                 return sq.insert_jobs(target, batch) if batch else []
             with self._conn() as own:  # unique keys released apart, committing at once

@@ -80,33 +80,89 @@ def run(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
         raise typer.Exit(130) from None
 
 
+SchemaOption = Annotated[
+    str | None,
+    typer.Option(
+        "--schema",
+        envvar="JOBRUNNER_SCHEMA",
+        show_envvar=True,
+        help="PostgreSQL schema of jobrunner's tables (default: public).",
+    ),
+]
+
+# Settings every command takes from the options given before it (`jobrunner --schema S ...`).
+_global_overrides: dict[str, Any] = {}
+
+
+@app.callback()
+def _options(schema: SchemaOption = None) -> None:
+    _global_overrides["schema"] = schema
+
+
 def load_settings(config: str | None, **overrides: Any) -> Settings:
+    merged = {**_global_overrides, **{k: v for k, v in overrides.items() if v is not None}}
     try:
-        return Settings.load(config=config, **overrides)
+        return Settings.load(config=config, **merged)
     except ConfigError as exc:
         fail(str(exc), 2)
 
 
 @app.command()
-def migrate(dsn: DsnOption = None, config: ConfigOption = None) -> None:
+def migrate(
+    dsn: DsnOption = None,
+    config: ConfigOption = None,
+    schema: SchemaOption = None,
+    sql: Annotated[
+        bool, typer.Option("--sql", help="Print the pending migrations' SQL; change nothing.")
+    ] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Exit 1 if migrations are pending; change nothing.")
+    ] = False,
+) -> None:
     """Create or upgrade jobrunner's tables (safe to run concurrently; a no-op when current)."""
-    settings = load_settings(config, database_url=dsn)
+    if sql and check:
+        fail("--sql and --check are alternatives; give one")
+    settings = load_settings(config, database_url=dsn, schema=schema)
     configure_logging("warning", settings.log_format)  # the summary below says what was applied
+    reach = _db.Reach.of(settings)
 
-    async def go() -> None:
+    async def go() -> int:
         url = await _db.resolve_dsn(settings.database_url, settings.data_dir)
-        conn = await _db.connect(url)
+        conn = await _db.connect(url, reach)
         try:
-            applied = await _migrate.migrate(conn)
+            if sql or check:
+                return _report_pending(await _migrate.applied_versions(conn), settings, sql)
+            applied = await _migrate.migrate(conn, settings.schema)
             version = await _migrate.schema_version(conn)
         finally:
             await conn.close()
+        where = "" if settings.schema == "public" else f" in schema {settings.schema!r}"
         if applied:
-            typer.echo(f"applied {', '.join(m.name for m in applied)}; schema at version {version}")
+            names = ", ".join(m.name for m in applied)
+            typer.echo(f"applied {names}{where}; schema at version {version}")
         else:
-            typer.echo(f"schema is current (version {version})")
+            typer.echo(f"schema{where} is current (version {version})")
+        return 0
 
-    run(go)
+    raise typer.Exit(run(go))
+
+
+def _report_pending(applied: dict[int, str], settings: Settings, sql: bool) -> int:
+    """--sql prints the script (nothing when current); --check says where the schema stands."""
+    script = _migrate.script(applied, settings.schema)
+    if sql:
+        typer.echo(script, nl=False)
+        return 0
+    version = max(applied, default=0)
+    if script:
+        typer.echo(
+            f"schema {settings.schema!r} is at version {version}, this jobrunner needs "
+            f"{_migrate.LATEST}: run 'jobrunner migrate' (or apply 'jobrunner migrate --sql')",
+            err=True,
+        )
+        return 1
+    typer.echo(f"schema {settings.schema!r} is current (version {version})")
+    return 0
 
 
 @app.command()
@@ -156,6 +212,7 @@ def start(
             help="HOST:PORT to serve the dashboard on from this process (the web extra).",
         ),
     ] = None,
+    schema: SchemaOption = None,
 ) -> None:
     """Run jobs until SIGTERM or SIGINT; a second signal interrupts running jobs at once."""
     try:
@@ -172,6 +229,7 @@ def start(
         threads=threads,
         app=tuple(app_modules) if app_modules else None,
         http_listen=metrics,
+        schema=schema,
     )
     try:
         configure_logging(settings.log_level, settings.log_format)

@@ -18,6 +18,7 @@ from jobrunner.core.queue_config import QueueConfig as QueueConfig
 from jobrunner.core.queue_config import _seconds
 from jobrunner.core.queue_config import parse_queues as parse_queues
 from jobrunner.core.queue_config import queue_config as queue_config
+from jobrunner.core.schema import DEFAULT_SCHEMA, validate_schema
 
 if TYPE_CHECKING:
     from jobrunner.core.job import Job
@@ -103,6 +104,9 @@ class Settings:
     job_counts_interval_s: float = 5.0  # how often /metrics counts jobs by state (the leader)
     on_error: str | Callable[[Job, BaseException], object] | None = None
     otel: bool = False
+    schema: str = DEFAULT_SCHEMA  # every table, function and channel of jobrunner's in it
+    pgbouncer: bool = False  # transaction-pooler-safe statements (no cache, no session state)
+    listen_url: str | None = None  # a direct URL for LISTEN, bypassing a pooler
 
     def __post_init__(self) -> None:
         self._validate()
@@ -117,6 +121,9 @@ class Settings:
                 raise ConfigError(str(exc)) from None
         self._validate_observability()
         self._validate_choices()
+        validate_schema(self.schema)
+        if not isinstance(self.pgbouncer, bool):
+            raise ConfigError(f"pgbouncer must be true or false, got {self.pgbouncer!r}")
         for state, age in self.prune_max_age_by_state.items():
             if state not in ("completed", "cancelled", "discarded") or not _seconds(age):
                 raise ConfigError(
@@ -158,7 +165,7 @@ class Settings:
                 raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
 
     def _check_types(self) -> None:
-        for name in ("database_url", "node"):
+        for name in ("database_url", "node", "listen_url"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise ConfigError(f"{name} must be a string, got {value!r}")

@@ -11,6 +11,7 @@ from jobrunner.core import telemetry as _telemetry
 from jobrunner.core.apps import load_callable
 from jobrunner.core.errors import ConfigError
 from jobrunner.daemon.health import Health, Probe
+from jobrunner.db import connection as _db
 from jobrunner.daemon.http import HttpApp, HttpServer, Response
 
 if TYPE_CHECKING:
@@ -66,7 +67,9 @@ class Endpoints:
             otel.instrument()
         if settings.http_listen is None:
             return
-        self._probe = Probe(self._runner.client.dsn, self._runner.node)
+        self._probe = Probe(
+            self._runner.client.dsn, self._runner.node, _db.Reach.of(self._runner.settings)
+        )
         app = HttpApp()
         health = Health(self._runner, self._probe)
         app.route("/healthz", health.live)

@@ -46,8 +46,9 @@ PROBE_TIMEOUT_S = 2.0
 class Probe:
     """One connection for health checks and job counts, reconnected when it is lost."""
 
-    def __init__(self, dsn: str, node: str) -> None:
+    def __init__(self, dsn: str, node: str, reach: _db.Reach = _db.DIRECT) -> None:
         self._dsn = dsn
+        self._reach = reach
         self._application_name = f"jobrunner-probe {node}"[:63]
         self._conn: asyncpg.Connection | None = None
         self._lock = asyncio.Lock()
@@ -57,6 +58,7 @@ class Probe:
         if conn is None or conn.is_closed():
             conn = self._conn = await _db.connect(
                 self._dsn,
+                self._reach,
                 server_settings={"application_name": self._application_name},
             )
         return conn

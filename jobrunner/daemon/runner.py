@@ -27,6 +27,7 @@ from jobrunner.db.lease import LeaseConnections
 from jobrunner.engine.acker import Acker
 from jobrunner.engine.leader import Leader
 from jobrunner.engine.node_lock import NodeLock, NodeNameTaken
+from jobrunner.db.connection import Reach
 from jobrunner.engine.notifier import CANCEL, INSERT, Notifier
 from jobrunner.engine.producer import Producer
 
@@ -139,8 +140,9 @@ class Runner:
 
     @property
     def listening(self) -> bool:
-        """The notifier's connection is up."""
-        return self._notifier is not None and self._notifier.connected.is_set()
+        """The notifier's connection is up (or, behind PgBouncer without listen_url, it polls)."""
+        notifier = self._notifier
+        return notifier is not None and (notifier.polling_only or notifier.connected.is_set())
 
     @property
     def listener_connects(self) -> int:
@@ -186,7 +188,11 @@ class Runner:
             self.running.set()
             return
         import_apps(self.settings.app)  # the workers its crontab names, as `jobrunner start`
-        self._lease = LeaseConnections(self.client.dsn, wait_s=self.settings.heartbeat_interval_s)
+        self._lease = LeaseConnections(
+            self.client.dsn,
+            wait_s=self.settings.heartbeat_interval_s,
+            reach=Reach.of(self.settings),
+        )
         extensions = self._extensions()  # validates plugin settings (crontab) before anything runs
         self._started = True
         try:
@@ -202,7 +208,7 @@ class Runner:
     async def _start(self, extensions: list[Any]) -> None:
         pool = self.client.pool
         # Before the node row: a live process of the same name keeps its row and its jobs.
-        lock = NodeLock(self.client.dsn, self.node)
+        lock = NodeLock(self.client.dsn, self.node, self.settings)
         await lock.acquire(wait_s=min(self.settings.node_lease_s, NODE_LOCK_WAIT_S))
         self._node_lock = lock
         await self.lease.start()
@@ -225,7 +231,7 @@ class Runner:
                 count=len(leftover),
                 reason="an earlier process of this name died",
             )
-        self._notifier = Notifier(self.client.dsn, node=self.node)
+        self._notifier = Notifier(self.client.dsn, node=self.node, settings=self.settings)
         self._acker = Acker(pool, self.node)
         for name, config in self.queues.items():
             self.producers[name] = Producer(

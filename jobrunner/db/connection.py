@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -12,6 +13,27 @@ import asyncpg
 
 from jobrunner.core.config import Settings
 from jobrunner.core.errors import ConfigError, DatabaseUnavailable, PoolTimeout
+from jobrunner.core.schema import DEFAULT_SCHEMA, qualify
+
+
+@dataclass(frozen=True, slots=True)
+class Reach:
+    """How statements reach the server: the schema jobrunner's objects live in, and whether
+    a transaction pooler (PgBouncer) sits in between.
+
+    Behind a pooler every statement is unnamed (no statement cache), no setting is sent at
+    connect (the pooler refuses them) and nothing relies on session state.
+    """
+
+    schema: str = DEFAULT_SCHEMA
+    pgbouncer: bool = False
+
+    @classmethod
+    def of(cls, settings: Settings) -> Reach:
+        return cls(schema=settings.schema, pgbouncer=settings.pgbouncer)
+
+
+DIRECT = Reach()
 
 # The password runs to the first @ that a host (maybe empty: a unix socket), a port and the end
 # of the URL follow, so that @ / ? # pasted unencoded into a password are hidden too.
@@ -101,25 +123,67 @@ def _check_url(dsn: str) -> None:
         raise _malformed(dsn, exc) from None
 
 
-async def connect(dsn: str, **kwargs: Any) -> asyncpg.Connection:
-    """One connection; a malformed DSN is a ConfigError, other failures DatabaseUnavailable."""
+def _reach_kwargs(reach: Reach, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """asyncpg's connect arguments for `reach`: behind a pooler, no statement cache and no
+    setting but application_name (which PgBouncer tracks itself)."""
+    if not reach.pgbouncer:
+        return kwargs
+    settings = kwargs.get("server_settings") or {}
+    kept = {k: v for k, v in settings.items() if k == "application_name"}
+    return {**kwargs, "server_settings": kept, "statement_cache_size": 0}
+
+
+async def connect(dsn: str, reach: Reach = DIRECT, **kwargs: Any) -> asyncpg.Connection:
+    """One connection whose statements honour `reach`; a malformed DSN is a ConfigError,
+    other failures DatabaseUnavailable."""
     _check_url(dsn)
     try:
-        return await asyncpg.connect(dsn, timeout=10, **kwargs)
+        conn = await asyncpg.connect(
+            dsn, timeout=10, connection_class=PooledConnection, **_reach_kwargs(reach, kwargs)
+        )
     except _MALFORMED_ERRORS as exc:
         raise _malformed(dsn, exc) from None
     except _CONNECT_ERRORS as exc:
         raise _unavailable(dsn, exc) from None
+    conn.reach = reach
+    return conn
 
 
 class PooledConnection(asyncpg.Connection):  # type: ignore[misc]
-    """A connection of jobrunner's pool that knows when only jobrunner's statements used it."""
+    """A connection of jobrunner's that puts every statement in its schema (`core.schema`'s
+    `qualify`: the one place jobrunner's SQL meets the configured schema) and knows when
+    only jobrunner's statements used it."""
 
-    __slots__ = ("_statements_only",)
+    __slots__ = ("_statements_only", "reach")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._statements_only = False
+        self.reach = DIRECT
+
+    async def fetch(self, query: str, *args: Any, **kwargs: Any) -> Any:
+        return await super().fetch(qualify(query, self.reach.schema), *args, **kwargs)
+
+    async def fetchrow(self, query: str, *args: Any, **kwargs: Any) -> Any:
+        return await super().fetchrow(qualify(query, self.reach.schema), *args, **kwargs)
+
+    async def fetchval(self, query: str, *args: Any, **kwargs: Any) -> Any:
+        return await super().fetchval(qualify(query, self.reach.schema), *args, **kwargs)
+
+    async def fetchmany(self, query: str, *args: Any, **kwargs: Any) -> Any:
+        return await super().fetchmany(qualify(query, self.reach.schema), *args, **kwargs)
+
+    async def execute(self, query: str, *args: Any, **kwargs: Any) -> Any:
+        return await super().execute(qualify(query, self.reach.schema), *args, **kwargs)
+
+    async def executemany(self, command: str, args: Any, **kwargs: Any) -> Any:
+        return await super().executemany(qualify(command, self.reach.schema), args, **kwargs)
+
+    async def prepare(self, query: str, **kwargs: Any) -> Any:
+        return await super().prepare(qualify(query, self.reach.schema), **kwargs)
+
+    def cursor(self, query: str, *args: Any, **kwargs: Any) -> Any:
+        return super().cursor(qualify(query, self.reach.schema), *args, **kwargs)
 
     def mark_statements_only(self) -> None:
         self._statements_only = True
@@ -127,6 +191,43 @@ class PooledConnection(asyncpg.Connection):  # type: ignore[misc]
     def take_statements_only(self) -> bool:
         used, self._statements_only = self._statements_only, False
         return used
+
+
+class Qualified:
+    """The caller's own asyncpg connection (`conn=`) taking jobrunner's statements in
+    `schema`; everything else (transactions, state) is the connection's own."""
+
+    __slots__ = ("_conn", "schema")
+
+    def __init__(self, conn: Any, schema: str) -> None:
+        self._conn = conn
+        self.schema = schema
+
+    @classmethod
+    def wrap(cls, conn: Any, schema: str) -> Any:
+        """`conn` itself when it already puts statements in `schema`."""
+        reach = getattr(conn, "reach", None)
+        if schema == DEFAULT_SCHEMA or getattr(reach, "schema", None) == schema:
+            return conn
+        return cls(conn, schema)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+    async def fetch(self, query: str, *args: Any, **kwargs: Any) -> Any:
+        return await self._conn.fetch(qualify(query, self.schema), *args, **kwargs)
+
+    async def fetchrow(self, query: str, *args: Any, **kwargs: Any) -> Any:
+        return await self._conn.fetchrow(qualify(query, self.schema), *args, **kwargs)
+
+    async def fetchval(self, query: str, *args: Any, **kwargs: Any) -> Any:
+        return await self._conn.fetchval(qualify(query, self.schema), *args, **kwargs)
+
+    async def execute(self, query: str, *args: Any, **kwargs: Any) -> Any:
+        return await self._conn.execute(qualify(query, self.schema), *args, **kwargs)
+
+    async def executemany(self, command: str, args: Any, **kwargs: Any) -> Any:
+        return await self._conn.executemany(qualify(command, self.schema), args, **kwargs)
 
 
 async def _reset(conn: asyncpg.Connection) -> None:
@@ -137,8 +238,8 @@ async def _reset(conn: asyncpg.Connection) -> None:
     the reset's round trip, on the path of every fetch, ack and insert, buys nothing.
     A connection used for anything else (a worker's `pool.acquire()`) gets the full reset.
     """
-    if isinstance(conn, PooledConnection) and conn.take_statements_only():
-        return
+    if isinstance(conn, PooledConnection) and (conn.take_statements_only() or conn.reach.pgbouncer):
+        return  # behind a pooler, the reset would run on whichever server comes next
     query = conn.get_reset_query()
     if query:
         await conn.execute(query)
@@ -234,10 +335,18 @@ async def create_pool(
     acquire_timeout_s: float = POOL_TIMEOUT_S,
     application_name: str = "jobrunner",
     name: str = "jobrunner",
+    reach: Reach = DIRECT,
 ) -> asyncpg.Pool:
-    """A pool whose acquisitions wait at most `acquire_timeout_s`; a malformed DSN is a
-    ConfigError, other connect failures DatabaseUnavailable."""
+    """A pool whose acquisitions wait at most `acquire_timeout_s` and whose statements honour
+    `reach`; a malformed DSN is a ConfigError, other connect failures DatabaseUnavailable."""
     _check_url(dsn)
+
+    async def init(conn: asyncpg.Connection) -> None:
+        conn.reach = reach
+
+    options = _reach_kwargs(
+        reach, {"server_settings": {**POOL_SETTINGS, "application_name": application_name}}
+    )
     try:
         pool = await Pool(
             dsn,
@@ -251,9 +360,10 @@ async def create_pool(
             reset=_reset,
             timeout=10,
             command_timeout=60,
-            server_settings={**POOL_SETTINGS, "application_name": application_name},
+            init=init,
             acquire_timeout_s=acquire_timeout_s,
             name=name,
+            **options,
         )
     except _MALFORMED_ERRORS as exc:
         raise _malformed(dsn, exc) from None

@@ -29,8 +29,9 @@ class LeaseConnections:
         >>> await lease.start(); await _queries.heartbeat_node(lease, ...)
     """
 
-    def __init__(self, dsn: str, *, wait_s: float) -> None:
+    def __init__(self, dsn: str, *, wait_s: float, reach: _db.Reach = _db.DIRECT) -> None:
         self._dsn = dsn
+        self._reach = reach
         self.wait_s = wait_s
         self._pool: asyncpg.Pool | None = None
 
@@ -46,6 +47,7 @@ class LeaseConnections:
             acquire_timeout_s=self.wait_s,
             application_name=APPLICATION_NAME,
             name="lease",
+            reach=self._reach,
         )
 
     async def stop(self) -> None:

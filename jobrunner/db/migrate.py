@@ -12,6 +12,7 @@ import asyncpg
 import structlog
 
 from jobrunner.core.errors import MigrationError, SchemaMissing, SchemaOutdated
+from jobrunner.core.schema import DEFAULT_SCHEMA, qualify, quote_ident
 
 log = structlog.get_logger("jobrunner.migrate")
 
@@ -67,16 +68,31 @@ class Step:
 Plan = Generator[Step, list[Any], list[Migration]]
 
 
-def plan() -> Plan:
-    """Take the lock, read what is applied, apply the rest; return the migrations applied.
+def _prologue(schema: str) -> list[str]:
+    """Outside public: create the schema, and resolve the migrations' unqualified names in it
+    (for this transaction only; `SET LOCAL` passes a transaction pooler)."""
+    if schema == DEFAULT_SCHEMA:
+        return []
+    quoted = quote_ident(schema)
+    return [f"CREATE SCHEMA IF NOT EXISTS {quoted}", f"SET LOCAL search_path TO {quoted}"]
 
-    Concurrent callers queue on the advisory lock, so the second one finds nothing to do.
-    The driver runs it inside one transaction.
-    """
-    yield Step("SELECT pg_advisory_xact_lock($1)", (_LOCK_KEY,))
-    yield Step(_CREATE_TABLE)
-    rows = yield Step("SELECT version, checksum FROM jobrunner_migrations", rows=True)
-    applied = {r["version"]: r["checksum"] for r in rows}
+
+def _pin_functions(schema: str) -> str:
+    """Outside public, every function of the schema resolves its body's names in the schema,
+    whoever calls it (a caller's search_path never reaches another instance's tables)."""
+    literal = "'" + schema.replace("'", "''") + "'"
+    return f"""DO $pin$
+DECLARE f regprocedure;
+BEGIN
+    FOR f IN SELECT p.oid::regprocedure FROM pg_proc p
+             WHERE p.pronamespace = {literal}::regnamespace LOOP
+        EXECUTE format('ALTER FUNCTION %s SET search_path = %I', f, {literal});
+    END LOOP;
+END
+$pin$"""
+
+
+def _pending(applied: dict[int, str]) -> list[Migration]:
     pending = []
     for migration in available():
         if migration.version in applied:
@@ -87,23 +103,76 @@ def plan() -> Plan:
                 )
             continue
         pending.append(migration)
+    return pending
+
+
+_RECORD = "INSERT INTO jobrunner_migrations (version, name, checksum) VALUES ($1, $2, $3)"
+
+
+def plan(schema: str = DEFAULT_SCHEMA) -> Plan:
+    """Take the lock, read what is applied, apply the rest; return the migrations applied.
+
+    Concurrent callers queue on the advisory lock, so the second one finds nothing to do.
+    The driver runs it inside one transaction. Every statement is already in `schema`.
+    """
+    yield Step("SELECT pg_advisory_xact_lock($1)", (_LOCK_KEY,))
+    for sql in _prologue(schema):
+        yield Step(sql)
+    yield Step(qualify(_CREATE_TABLE, schema))
+    rows = yield Step(qualify(APPLIED, schema), rows=True)
+    applied = {r["version"]: r["checksum"] for r in rows}
+    pending = _pending(applied)
     for migration in pending:
-        yield Step(migration.sql, failure=f"migration {migration.name!r} failed")
+        failure = f"migration {migration.name!r} failed"
+        yield Step(qualify(migration.sql, schema), failure=failure)
         yield Step(
-            "INSERT INTO jobrunner_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-            (migration.version, migration.name, migration.checksum),
+            qualify(_RECORD, schema), (migration.version, migration.name, migration.checksum)
         )
         log.info("migration.applied", version=migration.version, name=migration.name)
+    if pending and schema != DEFAULT_SCHEMA:
+        yield Step(_pin_functions(schema))
     unknown = set(applied) - {m.version for m in available()}
     if unknown:
         log.warning("migration.newer_schema", versions=sorted(unknown))
     return pending
 
 
-async def migrate(conn: asyncpg.Connection) -> list[Migration]:
-    """Apply pending migrations in one transaction; return the ones applied."""
+APPLIED = "SELECT version, checksum FROM jobrunner_migrations"
+
+
+def script(applied: dict[int, str], schema: str = DEFAULT_SCHEMA) -> str:
+    """The SQL that brings a schema at `applied` (version -> checksum) up to date, as one
+    transaction: what `migrate` would run, for review or for another migration tool."""
+    pending = _pending(applied)
+    if not pending:
+        return ""
+    parts = ["BEGIN"]
+    parts += _prologue(schema)
+    parts.append(qualify(_CREATE_TABLE, schema).strip())
+    for m in pending:
+        parts.append(f"-- {m.name}\n" + qualify(m.sql, schema).strip().rstrip(";"))
+        record = qualify(_RECORD, schema).replace("$1, $2, $3", "{}, '{}', '{}'")
+        parts.append(record.format(m.version, m.name, m.checksum))
+    if schema != DEFAULT_SCHEMA:
+        parts.append(_pin_functions(schema))
+    parts.append("COMMIT")
+    head = f"-- jobrunner migrations for schema {quote_ident(schema)}\n"
+    return head + ";\n\n".join(parts) + ";\n"
+
+
+async def applied_versions(conn: asyncpg.Connection) -> dict[int, str]:
+    """version -> checksum of the migrations applied (empty with no schema)."""
+    try:
+        rows = await conn.fetch(APPLIED)
+    except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
+        return {}
+    return {r["version"]: r["checksum"] for r in rows}
+
+
+async def migrate(conn: asyncpg.Connection, schema: str = DEFAULT_SCHEMA) -> list[Migration]:
+    """Apply pending migrations in one transaction, in `schema`; return the ones applied."""
     async with conn.transaction():
-        steps = plan()
+        steps = plan(schema)
         step = next(steps)
         while True:
             try:
@@ -129,21 +198,25 @@ SCHEMA_VERSION = "SELECT coalesce(max(version), 0) AS version FROM jobrunner_mig
 async def schema_version(conn: asyncpg.Connection) -> int:
     try:
         return int(await conn.fetchval(SCHEMA_VERSION))
-    except asyncpg.UndefinedTableError:
+    except (asyncpg.UndefinedTableError, asyncpg.InvalidSchemaNameError):
         return 0
 
 
 async def verify(conn: asyncpg.Connection) -> None:
     """Raise unless the schema is the one this version of jobrunner needs."""
-    check_version(await schema_version(conn))
+    reach = getattr(conn, "reach", None)
+    check_version(await schema_version(conn), getattr(reach, "schema", DEFAULT_SCHEMA))
 
 
-def check_version(version: int) -> None:
+def check_version(version: int, schema: str = DEFAULT_SCHEMA) -> None:
     """Raise unless `version` (0: no schema) is the one this version of jobrunner needs."""
+    where, flag = ("", "") if schema == DEFAULT_SCHEMA else (f" {schema!r}", f" --schema {schema}")
     if version == 0:
-        raise SchemaMissing()
+        if not where:
+            raise SchemaMissing()
+        raise SchemaMissing(f"jobrunner tables missing in schema{where}, run 'jobrunner{flag} migrate'")
     if version < LATEST:
         raise SchemaOutdated(
-            f"the jobrunner schema is at version {version} but this jobrunner needs {LATEST}, "
-            "run 'jobrunner migrate'"
+            f"the jobrunner schema{where} is at version {version} but this jobrunner needs "
+            f"{LATEST}, run 'jobrunner{flag} migrate'"
         )

@@ -18,7 +18,8 @@ from jobrunner.core.errors import (
     SchemaMissing,
 )
 from jobrunner.core.extras import require
-from jobrunner.db.connection import POOL_SETTINGS, _redact_dsn, _scrub
+from jobrunner.core.schema import DEFAULT_SCHEMA, qualify
+from jobrunner.db.connection import DIRECT, POOL_SETTINGS, Reach, _redact_dsn, _scrub
 
 psycopg = require("psycopg", "psycopg")
 
@@ -84,17 +85,18 @@ def check_usable(conn: Any) -> None:
 
 
 class SyncConn:
-    """A psycopg Connection taking jobrunner's statements."""
+    """A psycopg Connection taking jobrunner's statements, put in `schema` (`qualify`)."""
 
-    __slots__ = ("raw",)
+    __slots__ = ("raw", "schema")
 
-    def __init__(self, raw: Any) -> None:
+    def __init__(self, raw: Any, schema: str = DEFAULT_SCHEMA) -> None:
         self.raw = raw
+        self.schema = schema
 
     def fetch(self, query: str, *args: Any) -> list[Any]:
         try:
             with psycopg.RawCursor(self.raw, row_factory=_row_factory) as cursor:
-                cursor.execute(query, args or None)
+                cursor.execute(qualify(query, self.schema), args or None)
                 return cursor.fetchall() if cursor.description is not None else []
         except psycopg.Error as exc:
             raise translate(exc) from exc
@@ -104,17 +106,19 @@ class SyncConn:
 
 
 class AsyncConn:
-    """A psycopg AsyncConnection taking jobrunner's statements like an asyncpg connection."""
+    """A psycopg AsyncConnection taking jobrunner's statements like an asyncpg connection,
+    put in `schema` (`qualify`)."""
 
-    __slots__ = ("raw",)
+    __slots__ = ("raw", "schema")
 
-    def __init__(self, raw: Any) -> None:
+    def __init__(self, raw: Any, schema: str = DEFAULT_SCHEMA) -> None:
         self.raw = raw
+        self.schema = schema
 
     async def fetch(self, query: str, *args: Any, timeout: float | None = None) -> list[Any]:  # noqa: ASYNC109
         try:
             async with psycopg.AsyncRawCursor(self.raw, row_factory=_row_factory) as cursor:
-                await cursor.execute(query, args or None)
+                await cursor.execute(qualify(query, self.schema), args or None)
                 return await cursor.fetchall() if cursor.description is not None else []
         except psycopg.Error as exc:
             raise translate(exc) from exc
@@ -135,6 +139,14 @@ class AsyncConn:
 _OPTIONS = " ".join(f"-c {name}={value}" for name, value in POOL_SETTINGS.items())
 
 
+def _connect_kwargs(reach: Reach) -> dict[str, Any]:
+    """Behind a pooler: no setting sent at connect (refused) and no server-side prepared
+    statement (psycopg prepares a statement run five times)."""
+    if reach.pgbouncer:
+        return {"autocommit": True, "prepare_threshold": None, "application_name": "jobrunner"}
+    return {"autocommit": True, "options": _OPTIONS}
+
+
 def _failure(dsn: str, exc: Exception) -> JobRunnerError:
     if isinstance(exc, psycopg.ProgrammingError):  # psycopg's word for a malformed conninfo
         return ConfigError(
@@ -144,23 +156,23 @@ def _failure(dsn: str, exc: Exception) -> JobRunnerError:
     return DatabaseUnavailable(f"cannot connect to {_redact_dsn(dsn)!r}: {_scrub(exc, dsn)}")
 
 
-def connect(dsn: str) -> Any:
+def connect(dsn: str, reach: Reach = DIRECT) -> Any:
     """One autocommit connection with jobrunner's settings."""
     try:
-        return psycopg.connect(dsn, autocommit=True, connect_timeout=10, options=_OPTIONS)
+        return psycopg.connect(dsn, connect_timeout=10, **_connect_kwargs(reach))
     except (psycopg.Error, OSError) as exc:
         raise _failure(dsn, exc) from None
 
 
-def create_pool(dsn: str, *, max_size: int) -> Any:
+def create_pool(dsn: str, *, max_size: int, reach: Reach = DIRECT) -> Any:
     """A psycopg_pool ConnectionPool of autocommit connections with jobrunner's settings."""
     psycopg_pool = require("psycopg_pool", "psycopg")
-    connect(dsn).close()  # a bad url or an unreachable server fails here, saying why
+    connect(dsn, reach).close()  # a bad url or an unreachable server fails here, saying why
     pool = psycopg_pool.ConnectionPool(
         dsn,
         min_size=1,
         max_size=max_size,
-        kwargs={"autocommit": True, "options": _OPTIONS},
+        kwargs=_connect_kwargs(reach),
         open=False,
         timeout=10,
         name="jobrunner",
@@ -174,27 +186,27 @@ def create_pool(dsn: str, *, max_size: int) -> Any:
 
 
 @contextmanager
-def borrowed(source: Any) -> Iterator[SyncConn]:
+def borrowed(source: Any, schema: str = DEFAULT_SCHEMA) -> Iterator[SyncConn]:
     """A connection of `source`: a psycopg_pool pool, or one psycopg connection (psycopg
     serialises the statements of threads that share it)."""
     if isinstance(source, psycopg.Connection):
-        yield SyncConn(source)
+        yield SyncConn(source, schema)
         return
     with source.connection() as raw:
-        yield SyncConn(raw)
+        yield SyncConn(raw, schema)
 
 
-def migrate(raw: Any, *, in_transaction: bool = False) -> list[Any]:
+def migrate(raw: Any, *, in_transaction: bool = False, schema: str = DEFAULT_SCHEMA) -> list[Any]:
     """Apply jobrunner's pending migrations on a psycopg connection: in a transaction of
     their own, or `in_transaction` of the caller's (a Django migration's)."""
     with nullcontext() if in_transaction else raw.transaction():
-        return _migrate_steps(raw)
+        return _migrate_steps(raw, schema)
 
 
-def _migrate_steps(raw: Any) -> list[Any]:
+def _migrate_steps(raw: Any, schema: str) -> list[Any]:
     from jobrunner.db.migrate import plan
 
-    steps = plan()
+    steps = plan(schema)
     step = next(steps)
     while True:
         try:

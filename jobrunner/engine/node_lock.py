@@ -13,7 +13,9 @@ import asyncio
 import asyncpg
 import structlog
 
+from jobrunner.core.config import Settings
 from jobrunner.core.errors import JobRunnerError
+from jobrunner.core.schema import DEFAULT_SCHEMA
 from jobrunner.db import connection as _db
 from jobrunner.db import queries as _queries
 
@@ -27,16 +29,40 @@ class NodeNameTaken(JobRunnerError):
 
 
 class NodeLock:
-    """Holds the lock on a node name on a connection of its own, for the node's life."""
+    """Holds the lock on a node name on a connection of its own, for the node's life.
 
-    def __init__(self, dsn: str, node: str) -> None:
+    The lock is a session's: behind PgBouncer it is taken through `listen_url` (a direct
+    connection); without one no lock is taken (node names are unique unless `--node` says
+    otherwise), which `acquire` says once.
+    """
+
+    _held_nowhere = False
+
+    def __init__(self, dsn: str, node: str, settings: Settings | None = None) -> None:
         self._dsn = dsn
         self._node = node
+        self._skip = False
+        if settings is not None:
+            if settings.schema != DEFAULT_SCHEMA:  # a name is one node per schema
+                self._node = f"{settings.schema}.{node}"
+            if settings.pgbouncer:
+                self._dsn = settings.listen_url or dsn
+                self._skip = not settings.listen_url
         self._conn: asyncpg.Connection | None = None
 
     async def acquire(self, wait_s: float) -> None:
         """Take the lock, retrying for `wait_s` seconds (a killed predecessor's session may
         take a moment to end); NodeNameTaken if a live process still holds it."""
+        if self._skip:
+            log.info(
+                "node.lock_skipped",
+                node=self._node,
+                reason="pgbouncer = true and no listen_url: a session lock cannot be held "
+                "through a transaction pooler; give each process its own --node",
+            )
+            self._skip = False
+            self._held_nowhere = True
+            return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         conn = await _db.connect(self._dsn)
@@ -56,7 +82,7 @@ class NodeLock:
     async def check(self) -> None:
         """Still held: if its connection was lost (the lock with it), take the lock again;
         NodeNameTaken if another process took the name meanwhile."""
-        if self._conn is not None and not self._conn.is_closed():
+        if self._held_nowhere or (self._conn is not None and not self._conn.is_closed()):
             return
         log.warning("node.lock_reconnecting", node=self._node)
         self._conn = None

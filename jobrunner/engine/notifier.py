@@ -10,6 +10,8 @@ from typing import Any
 import asyncpg
 import structlog
 
+from jobrunner.core.config import Settings
+from jobrunner.core.schema import DEFAULT_SCHEMA, channel
 from jobrunner.db import connection as _db
 
 log = structlog.get_logger("jobrunner.notifier")
@@ -39,6 +41,11 @@ class Notifier:
     missed. A lost connection is re-established in the background; meanwhile a lost
     notification only costs latency, since every consumer also polls. After a reconnect the
     callbacks run so that consumers look again for what they may have missed.
+
+    With `settings`: channels are the schema's (`core.schema.channel`), LISTEN goes to
+    `listen_url` when given, and behind PgBouncer without one (LISTEN needs a session) the
+    node only polls, which `start()` says once. A `listen_url` that cannot connect is one
+    warning; the node polls meanwhile and the connection is retried in the background.
     """
 
     _task: asyncio.Task[None] | None = None
@@ -50,8 +57,13 @@ class Notifier:
         node: str | None = None,
         health_interval_s: float = 5.0,
         max_backoff_s: float = 5.0,
+        settings: Settings | None = None,
     ) -> None:
-        self._dsn = dsn
+        self._settings = settings
+        schema = settings.schema if settings is not None else DEFAULT_SCHEMA
+        self._channels = {channel(name, schema): name for name in CHANNELS}
+        self._listen_url = settings.listen_url if settings is not None else None
+        self._dsn = self._listen_url or dsn
         self._application_name = application_name(node)
         self._health_interval_s = health_interval_s
         self._max_backoff_s = max_backoff_s
@@ -74,9 +86,35 @@ class Notifier:
         conn = self._conn
         return conn.get_server_pid() if conn is not None and not conn.is_closed() else None
 
+    @property
+    def polling_only(self) -> bool:
+        """Behind PgBouncer with no listen_url: no LISTEN at all."""
+        settings = self._settings
+        return settings is not None and settings.pgbouncer and not self._listen_url
+
     async def start(self) -> None:
         """Connect and LISTEN (raising DatabaseUnavailable if that fails), then keep it up."""
-        await self._connect()
+        poll_s = self._settings.poll_interval_s if self._settings is not None else None
+        if self.polling_only:
+            log.info(
+                "notifier.polling",
+                poll_interval_s=poll_s,
+                reason="pgbouncer = true and no listen_url: LISTEN needs a session, so "
+                "queues, control commands and cancels are polled",
+            )
+            return
+        if self._listen_url:
+            try:
+                await self._connect()
+            except Exception as exc:
+                log.warning(
+                    "notifier.listen_url_unavailable",
+                    error=_db.redact(str(exc)),
+                    poll_interval_s=poll_s,
+                    note="polling until the listen_url connects",
+                )
+        else:
+            await self._connect()
         self._task = asyncio.create_task(self._loop(), name="jobrunner.notifier")
 
     async def stop(self) -> None:
@@ -86,7 +124,8 @@ class Notifier:
             self._task = None
         await self._close()
 
-    def _dispatch(self, _conn: Any, _pid: int, channel: str, payload: str) -> None:
+    def _dispatch(self, _conn: Any, _pid: int, name: str, payload: str) -> None:
+        channel = self._channels.get(name, name)
         for callback in self._subscribers.get(channel, ()):
             try:
                 callback(payload)
@@ -101,9 +140,12 @@ class Notifier:
                     await self._connect()
                 except Exception as exc:
                     failures += 1
-                    log.warning(
-                        "notifier.connect_failed", error=_db.redact(str(exc)), failures=failures
-                    )
+                    if failures == 1 or failures % 100 == 0:  # not a line per retry
+                        log.warning(
+                            "notifier.connect_failed",
+                            error=_db.redact(str(exc)),
+                            failures=failures,
+                        )
                     delay = min(self._max_backoff_s, 0.05 * 2 ** min(failures, 10))
                     await asyncio.sleep(delay * random.uniform(0.5, 1.0))
                     continue
@@ -123,8 +165,8 @@ class Notifier:
         self._lost.clear()
         conn.add_termination_listener(lambda _c: self._lost.set())
         try:
-            for channel in CHANNELS:
-                await conn.add_listener(channel, self._dispatch)
+            for name in self._channels:
+                await conn.add_listener(name, self._dispatch)
         except BaseException:
             conn.terminate()
             raise
