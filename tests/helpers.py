@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from jobrunner.core.schema import qualify
+
 ROOT = Path(__file__).resolve().parent.parent
 NO_CONFIG = ROOT / "tests" / "apps" / "no_config.toml"
 T = TypeVar("T")
@@ -65,14 +67,18 @@ class Daemon:
         node: str | None = None,
         args: Sequence[str] = (),
         env: dict[str, str] | None = None,
+        schema: str = "public",
     ) -> None:
         self.dsn = dsn
+        self.schema = schema
         self.node = node or f"test-{os.urandom(3).hex()}"
         self.queues = queues
         self.app = list(app)
         self.args = list(args)
         # Not the example config/jobrunner.toml of the working directory: only what is given.
         self.env = {**os.environ, **FAST_ENV, "JOBRUNNER_CONFIG": str(NO_CONFIG), **(env or {})}
+        if schema != "public":
+            self.env["JOBRUNNER_SCHEMA"] = schema
         self.log_path = Path(tempfile.mkstemp(prefix="jobrunner-daemon-", suffix=".log")[1])
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -108,7 +114,8 @@ class Daemon:
 
     async def wait_ready(self, timeout_s: float = 20.0) -> Daemon:
         """Until the node row exists (the daemon registered and started its producers)."""
-        conn = await asyncpg.connect(self.dsn)
+        # No statement cache: the dsn may be a transaction pooler's.
+        conn = await asyncpg.connect(self.dsn, statement_cache_size=0)
         try:
 
             async def registered() -> bool:
@@ -116,7 +123,8 @@ class Daemon:
                 if self.proc.poll() is not None:
                     raise AssertionError(f"daemon exited {self.proc.returncode}:\n{self.output()}")
                 row = await conn.fetchval(
-                    "SELECT 1 FROM jobrunner_nodes WHERE name = $1", self.node
+                    qualify("SELECT 1 FROM jobrunner_nodes WHERE name = $1", self.schema),
+                    self.node,
                 )
                 return bool(row) and "node.started" in self.output()
 

@@ -14,7 +14,7 @@ import asyncpg
 import structlog
 
 from jobrunner.core.config import Settings
-from jobrunner.core.errors import JobRunnerError
+from jobrunner.core.errors import DatabaseUnavailable, JobRunnerError
 from jobrunner.core.schema import DEFAULT_SCHEMA
 from jobrunner.db import connection as _db
 from jobrunner.db import queries as _queries
@@ -42,12 +42,14 @@ class NodeLock:
         self._dsn = dsn
         self._node = node
         self._skip = False
+        self._through_listen_url = False
         if settings is not None:
             if settings.schema != DEFAULT_SCHEMA:  # a name is one node per schema
                 self._node = f"{settings.schema}.{node}"
             if settings.pgbouncer:
                 self._dsn = settings.listen_url or dsn
                 self._skip = not settings.listen_url
+                self._through_listen_url = bool(settings.listen_url)
         self._conn: asyncpg.Connection | None = None
 
     async def acquire(self, wait_s: float) -> None:
@@ -65,7 +67,14 @@ class NodeLock:
             return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
-        conn = await _db.connect(self._dsn)
+        try:
+            conn = await _db.connect(self._dsn)
+        except DatabaseUnavailable as exc:
+            if not self._through_listen_url:
+                raise
+            log.warning("node.lock_skipped", node=self._node, reason=str(exc))
+            self._held_nowhere = True
+            return
         try:
             while not await _queries.lock_node_name(conn, self._node):
                 if loop.time() >= deadline:
