@@ -222,8 +222,10 @@ class Client:
         for job in batch:
             if not isinstance(job, NewJob):
                 raise InvalidJob(f"insert takes jobs built with worker.new(...), got {job!r}")
-        target = self.pool if conn is None else await _conns.async_target(
-            conn, self._identity, self.settings.schema
+        target = (
+            self.pool
+            if conn is None
+            else await _conns.async_target(conn, self._identity, self.settings.schema)
         )
         if not batch:
             return []

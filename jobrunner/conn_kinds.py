@@ -9,8 +9,8 @@ from typing import Any
 
 from jobrunner.core.errors import InvalidConnection
 from jobrunner.core.schema import DEFAULT_SCHEMA
-from jobrunner.db.connection import Qualified
 from jobrunner.db import queries as _queries
+from jobrunner.db.connection import Qualified
 from jobrunner.db.queries import sync as _sync_queries
 
 # database identity (name, port, server start) of each caller's connection, once looked up
@@ -46,14 +46,14 @@ async def async_target(
     library = _library(conn)
     if library == "asyncpg":
         _check_asyncpg(conn)
-        return Qualified.wrap(conn, schema)
+        return Qualified.wrap(conn, schema)  # type: ignore[no-any-return]
     if library == "sqlalchemy":
         from jobrunner.contrib import sqlalchemy
 
         raw = await sqlalchemy.async_driver_connection(conn)
         if _library(raw) == "asyncpg":
             await _check_async(raw, raw, expected)
-            return Qualified.wrap(raw, schema)
+            return Qualified.wrap(raw, schema)  # type: ignore[no-any-return]
         return await async_target(raw, expected, schema)
     if _is_psycopg(conn, "AsyncConnection"):
         from jobrunner.db import psycopg as _psycopg
@@ -68,7 +68,7 @@ async def async_target(
             f"the async client takes {_ASYNC_KINDS}"
         )
     if inspect.iscoroutinefunction(getattr(conn, "fetch", None)):
-        return Qualified.wrap(conn, schema)  # asyncpg's interface (a wrapper of one)
+        return Qualified.wrap(conn, schema)  # type: ignore[no-any-return]  # asyncpg's interface
     raise InvalidConnection(f"conn= takes {_ASYNC_KINDS}, got {type(conn).__name__}")
 
 
@@ -94,9 +94,7 @@ async def _check_async(key: Any, conn: Any, expected: tuple[Any, ...] | None) ->
         raise _mismatch(expected, found)
 
 
-def sync_target(
-    conn: Any, expected: tuple[Any, ...] | None, schema: str = DEFAULT_SCHEMA
-) -> Any:
+def sync_target(conn: Any, expected: tuple[Any, ...] | None, schema: str = DEFAULT_SCHEMA) -> Any:
     """`conn` as the sync client runs its statements on it (a `db.psycopg.SyncConn`)."""
     library = _library(conn)
     if library == "sqlalchemy":

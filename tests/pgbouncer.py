@@ -81,11 +81,13 @@ class PgBouncer:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
                 return self
             except OSError:
-                time.sleep(0.05)  # noqa: ASYNC251 - waiting for a port, before any event loop
+                time.sleep(0.05)
         raise RuntimeError(f"pgbouncer did not listen on {self.port} within {timeout_s}s")
 
     def dsn(self, database: str) -> str:
-        return urlunsplit(("postgresql", f"{self.user}@127.0.0.1:{self.port}", f"/{database}", "", ""))
+        return urlunsplit(
+            ("postgresql", f"{self.user}@127.0.0.1:{self.port}", f"/{database}", "", "")
+        )
 
     def output(self) -> str:
         """Its log and its stderr."""

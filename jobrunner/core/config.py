@@ -107,6 +107,9 @@ class Settings:
     schema: str = DEFAULT_SCHEMA  # every table, function and channel of jobrunner's in it
     pgbouncer: bool = False  # transaction-pooler-safe statements (no cache, no session state)
     listen_url: str | None = None  # a direct URL for LISTEN, bypassing a pooler
+    reindex_schedule: str | None = None  # crontab (UTC) of the reindexer; None: off
+    reindex_timeout_s: float = 3_600.0  # one index's rebuild at most
+    reindex_check_interval_s: float = 60.0
 
     def __post_init__(self) -> None:
         self._validate()
@@ -165,7 +168,7 @@ class Settings:
                 raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
 
     def _check_types(self) -> None:
-        for name in ("database_url", "node", "listen_url"):
+        for name in ("database_url", "node", "listen_url", "reindex_schedule"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise ConfigError(f"{name} must be a string, got {value!r}")

@@ -11,8 +11,8 @@ from jobrunner.core import telemetry as _telemetry
 from jobrunner.core.apps import load_callable
 from jobrunner.core.errors import ConfigError
 from jobrunner.daemon.health import Health, Probe
-from jobrunner.db import connection as _db
 from jobrunner.daemon.http import HttpApp, HttpServer, Response
+from jobrunner.db import connection as _db
 
 if TYPE_CHECKING:
     from jobrunner.daemon.health import Runner

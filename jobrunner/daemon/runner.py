@@ -23,11 +23,11 @@ from jobrunner.daemon.endpoints import Endpoints
 from jobrunner.db import connection as _db
 from jobrunner.db import migrate as _migrate
 from jobrunner.db import queries as _queries
+from jobrunner.db.connection import Reach
 from jobrunner.db.lease import LeaseConnections
 from jobrunner.engine.acker import Acker
 from jobrunner.engine.leader import Leader
 from jobrunner.engine.node_lock import NodeLock, NodeNameTaken
-from jobrunner.db.connection import Reach
 from jobrunner.engine.notifier import CANCEL, INSERT, Notifier
 from jobrunner.engine.producer import Producer
 

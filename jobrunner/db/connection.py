@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 

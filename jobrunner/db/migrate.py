@@ -77,19 +77,23 @@ def _prologue(schema: str) -> list[str]:
     return [f"CREATE SCHEMA IF NOT EXISTS {quoted}", f"SET LOCAL search_path TO {quoted}"]
 
 
-def _pin_functions(schema: str) -> str:
-    """Outside public, every function of the schema resolves its body's names in the schema,
-    whoever calls it (a caller's search_path never reaches another instance's tables)."""
-    literal = "'" + schema.replace("'", "''") + "'"
-    return f"""DO $pin$
+# Outside public, every function of the schema resolves its body's names in the schema,
+# whoever calls it (a caller's search_path never reaches another instance's tables).
+_PIN_FUNCTIONS = """DO $pin$
 DECLARE f regprocedure;
 BEGIN
     FOR f IN SELECT p.oid::regprocedure FROM pg_proc p
-             WHERE p.pronamespace = {literal}::regnamespace LOOP
-        EXECUTE format('ALTER FUNCTION %s SET search_path = %I', f, {literal});
+             WHERE p.pronamespace = :schema::regnamespace LOOP
+        EXECUTE format('ALTER FUNCTION %s SET search_path = %I', f, :schema);
     END LOOP;
 END
 $pin$"""
+
+
+def _pin_functions(schema: str) -> str:
+    """The statement that pins the search path of `schema`'s functions to it."""
+    literal = "'" + schema.replace("'", "''") + "'"  # a validated identifier, as a literal
+    return _PIN_FUNCTIONS.replace(":schema", literal)
 
 
 def _pending(applied: dict[int, str]) -> list[Migration]:
@@ -214,7 +218,9 @@ def check_version(version: int, schema: str = DEFAULT_SCHEMA) -> None:
     if version == 0:
         if not where:
             raise SchemaMissing()
-        raise SchemaMissing(f"jobrunner tables missing in schema{where}, run 'jobrunner{flag} migrate'")
+        raise SchemaMissing(
+            f"jobrunner tables missing in schema{where}, run 'jobrunner{flag} migrate'"
+        )
     if version < LATEST:
         raise SchemaOutdated(
             f"the jobrunner schema{where} is at version {version} but this jobrunner needs "

@@ -9,13 +9,14 @@ from jobrunner.engine import notifier as _notifier
 from jobrunner.engine.leader import Leader
 from jobrunner.plugins.cron import Cron, parse_all
 from jobrunner.plugins.pruner import Pruner
+from jobrunner.plugins.reindexer import Reindexer
 from jobrunner.plugins.rescuer import Rescuer
 from jobrunner.plugins.stager import Stager
 
 if TYPE_CHECKING:
     from jobrunner.engine.node import Node
 
-__all__ = ["Cron", "Pruner", "Rescuer", "Stager", "build"]
+__all__ = ["Cron", "Pruner", "Reindexer", "Rescuer", "Stager", "build"]
 
 LEADER_CHANNEL = "jobrunner_leader"  # resign_leader.sql NOTIFYs it
 
@@ -23,7 +24,8 @@ LEADER_CHANNEL = "jobrunner_leader"  # resign_leader.sql NOTIFYs it
 def build(runner: Node) -> list[Any]:
     """The plugins a node runs, in start order: leader election first, then the loops.
 
-    The stager runs on every node; cron, pruner and rescuer act only while this node leads.
+    The stager runs on every node; cron, pruner, rescuer and the reindexer (only with a
+    `reindex_schedule`) act only while this node leads.
     Raises ConfigError for an invalid crontab (bad expression, unknown worker or time zone).
     """
     settings, pool = runner.settings, runner.client.pool
@@ -56,6 +58,16 @@ def build(runner: Node) -> list[Any]:
             settled=runner.heartbeat_settled,
         ),
     ]
+    if settings.reindex_schedule is not None:
+        plugins.append(
+            Reindexer(
+                pool,
+                schedule=settings.reindex_schedule,
+                interval_s=settings.reindex_check_interval_s,
+                timeout_s=settings.reindex_timeout_s,
+                leader=leader,
+            )
+        )
     if schedules:
         # Slots missed by less than this are a leader handover, not downtime: all inserted.
         grace_s = 2 * settings.leader_lease_s + 2 * settings.cron_interval_s

@@ -22,7 +22,9 @@ from tests.helpers import Daemon, eventually, run_cli
 from tests.pgbouncer import PgBouncer
 
 APP = "tests.apps.sample"
-CRONTAB = '[[crontab]]\nschedule = "* * * * * *"\nworker = "sample.record"\nargs = { cron = true }\n'
+CRONTAB = (
+    '[[crontab]]\nschedule = "* * * * * *"\nworker = "sample.record"\nargs = { cron = true }\n'
+)
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +101,9 @@ async def test_everything_works_through_pgbouncer(
 async def _run_jobs(client: jobrunner.Client, via: str, env: dict[str, str]) -> None:
     out = ok(cli("enqueue", "sample.record", "--args", '{"n": 0}', "--app", APP, dsn=via, env=env))
     assert "enqueued job" in out
-    jobs = await asyncio.gather(*(client.insert(sample.record_run.new({"n": i})) for i in range(20)))
+    jobs = await asyncio.gather(
+        *(client.insert(sample.record_run.new({"n": i})) for i in range(20))
+    )
     await _wait_state(client, [j.id for j in jobs], JobState.COMPLETED)
 
 

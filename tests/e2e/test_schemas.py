@@ -85,7 +85,9 @@ async def _jobs_stay_apart(url: str, daemons: dict[str, Daemon]) -> None:
     conn = await asyncpg.connect(url)
     try:
         for schema, daemon in daemons.items():
-            ran = await conn.fetch("SELECT job_id FROM test_executions WHERE node = $1", daemon.node)
+            ran = await conn.fetch(
+                "SELECT job_id FROM test_executions WHERE node = $1", daemon.node
+            )
             assert sorted(r["job_id"] for r in ran) == ids[schema]
     finally:
         await conn.close()
