@@ -62,6 +62,8 @@ async def burn_down(
     options: str = "",
     partitions: int = 0,
     viewers: int = 0,
+    through: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> Metrics:
     """A burst of N no-op jobs for an idle daemon: first claim to last completion.
 
@@ -82,10 +84,13 @@ async def burn_down(
 
     With `viewers`, the daemon serves the dashboard (`--web`) and that many open pages poll
     its overview and its jobs list once a second each while the jobs run.
+
+    With `through` (a pooler's URL) and `env` (its settings), the daemon reaches the
+    database through it; the bench itself inserts and measures directly.
     """
     jobs = ctx.sizes.burn_jobs
     port = free_port() if metrics else 0
-    env = {"JOBRUNNER_HTTP_LISTEN": f"127.0.0.1:{port}"} if metrics else None
+    env = {**(env or {}), **({"JOBRUNNER_HTTP_LISTEN": f"127.0.0.1:{port}"} if metrics else {})}
     scrapes: list[int] = []
     async with connect(ctx.dsn) as client, client.pool.acquire() as conn:
         if keep_rows:
@@ -96,7 +101,7 @@ async def burn_down(
         threads = concurrency if sync else None
         web = f"127.0.0.1:{_free_port()}" if viewers else None
         async with Daemon(
-            ctx, concurrency, env, threads=threads, options=options, web=web
+            ctx, concurrency, env, threads=threads, options=options, web=web, dsn=through
         ) as daemon:
             await asyncio.sleep(0.3)  # idle: start-up fetches and heartbeats are done
             scraper = asyncio.create_task(scrape(port, 1.0, scrapes)) if metrics else None

@@ -113,6 +113,7 @@ class Daemon:
         threads: int | None = None,
         options: str = "",
         web: str | None = None,
+        dsn: str | None = None,
     ) -> None:
         ctx.daemons += 1
         self.node = f"bench-{os.getpid()}-{ctx.daemons}"
@@ -123,7 +124,7 @@ class Daemon:
             "jobrunner",
             "start",
             "--dsn",
-            ctx.dsn,
+            dsn or ctx.dsn,
             "--queues",
             f"{_bench_workers.QUEUE}:{concurrency}{options}",
             "--app",

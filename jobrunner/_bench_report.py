@@ -53,6 +53,10 @@ METRICS: dict[str, Metric] = {
         "burn-down c10, global_limit 1 per partition, 100 partitions", "jobs/s"
     ),
     "limits_partitions_cpu": Metric("  daemon CPU per job, 100 partitions", "us"),
+    "pgbouncer_direct_c10": Metric("burn-down c10, direct to PostgreSQL", "jobs/s"),
+    "pgbouncer_c10": Metric("burn-down c10, through PgBouncer (listen_url)", "jobs/s"),
+    "pgbouncer_polling_c10": Metric("burn-down c10, through PgBouncer, polling", "jobs/s"),
+    "pgbouncer_c10_cpu": Metric("  daemon CPU per job, through PgBouncer", "us"),
     "scale_c50_ratio": Metric("  of the empty-table c50 figure", "ratio", 0.8),
     "dashboard_c10": Metric("burn-down c10, 10 dashboards open (--web)", "jobs/s"),
     "dashboard_c10_cpu": Metric("  daemon CPU per job, c10 with dashboards", "us"),

@@ -49,6 +49,7 @@ CASES = (
     "bulk",
     "limits",
     "dashboard",
+    "pgbouncer",
 )
 DEFAULT_CASES = CASES  # the scale case preloads its 1,000,000 rows in ~10 s: cheap enough
 
@@ -243,6 +244,29 @@ async def _limits(ctx: Context) -> Metrics:
     }
 
 
+async def _pgbouncer(ctx: Context) -> Metrics:
+    """Burn-down with the daemon on the database directly, then through a PgBouncer in
+    transaction-pool mode (20 server connections) with `pgbouncer = true`: LISTEN through
+    `listen_url`, and with polling only."""
+    from jobrunner._bench_pgbouncer import PgBouncer
+
+    direct = await cases.burn_down(ctx, 10)
+    bouncer = await asyncio.to_thread(PgBouncer(ctx.dsn, pool_size=20).start)
+    try:
+        via = bouncer.dsn(ctx.dsn.rsplit("/", 1)[1].split("?")[0])
+        listening = {"JOBRUNNER_PGBOUNCER": "true", "JOBRUNNER_LISTEN_URL": ctx.dsn}
+        pooled = await cases.burn_down(ctx, 10, through=via, env=listening)
+        polling = await cases.burn_down(ctx, 10, through=via, env={"JOBRUNNER_PGBOUNCER": "true"})
+    finally:
+        await asyncio.to_thread(bouncer.stop)
+    return {
+        "pgbouncer_direct_c10": direct["jobs_per_s"],
+        "pgbouncer_c10": pooled["jobs_per_s"],
+        "pgbouncer_polling_c10": polling["jobs_per_s"],
+        "pgbouncer_c10_cpu": pooled["cpu_us_per_job"],
+    }
+
+
 RUNS: dict[str, Callable[[Context], Awaitable[Metrics]]] = {
     "burn-down": _burn_down,
     "latency": _latency,
@@ -253,6 +277,7 @@ RUNS: dict[str, Callable[[Context], Awaitable[Metrics]]] = {
     "metrics": _metrics,
     "bulk": _bulk,
     "limits": _limits,
+    "pgbouncer": _pgbouncer,
 }
 
 

@@ -88,10 +88,12 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 async def _prepare(dsn: str) -> None:
-    """Migrate the database and empty its jobrunner tables."""
-    conn = await _db.connect(dsn)
+    """Migrate the database and empty its jobrunner tables, in the schema the project's
+    settings name (config file or JOBRUNNER_SCHEMA)."""
+    schema = Settings.load().schema
+    conn = await _db.connect(dsn, _db.Reach(schema=schema))
     try:
-        await _migrate.migrate(conn)
+        await _migrate.migrate(conn, schema)
         await _queries.reset_tables(conn)
     finally:
         await conn.close()
@@ -178,7 +180,7 @@ def jobrunner_dsn(pytestconfig: pytest.Config) -> Iterator[str]:
 
 @asynccontextmanager
 async def _client(dsn: str, testing: TestingMode) -> AsyncIterator[Client]:
-    settings = Settings(database_url=dsn, pool_size=4)
+    settings = Settings(database_url=dsn, pool_size=4, schema=Settings.load().schema)
     async with connect(dsn, testing=testing, settings=settings) as client:
         try:
             yield client

@@ -196,9 +196,14 @@ def borrowed(source: Any, schema: str = DEFAULT_SCHEMA) -> Iterator[SyncConn]:
         yield SyncConn(raw, schema)
 
 
-def migrate(raw: Any, *, in_transaction: bool = False, schema: str = DEFAULT_SCHEMA) -> list[Any]:
+def migrate(raw: Any, *, in_transaction: bool = False, schema: str | None = None) -> list[Any]:
     """Apply jobrunner's pending migrations on a psycopg connection: in a transaction of
-    their own, or `in_transaction` of the caller's (a Django migration's)."""
+    their own, or `in_transaction` of the caller's (a Django migration's); in `schema`, by
+    default the settings' (config file or JOBRUNNER_SCHEMA)."""
+    if schema is None:
+        from jobrunner.core.config import Settings
+
+        schema = Settings.load().schema
     with nullcontext() if in_transaction else raw.transaction():
         return _migrate_steps(raw, schema)
 

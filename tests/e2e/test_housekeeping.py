@@ -10,7 +10,7 @@ import pytest
 
 import jobrunner
 from tests.apps import sample
-from tests.helpers import NO_CONFIG, Daemon, eventually, run_cli
+from tests.helpers import NO_CONFIG, eventually, run_cli
 
 STAMP = {"completed": "completed_at", "cancelled": "cancelled_at", "discarded": "discarded_at"}
 INDEX_FILES = """

@@ -14,12 +14,12 @@ import pytest
 
 import jobrunner
 from jobrunner import JobState, Unique
+from jobrunner._bench_pgbouncer import PgBouncer
 from jobrunner.core.config import Settings
 from tests.apps import sample
 from tests.apps.sample import RECORD_TABLE
 from tests.conftest import create_database, server_dsn
 from tests.helpers import Daemon, eventually, run_cli
-from tests.pgbouncer import PgBouncer
 
 APP = "tests.apps.sample"
 CRONTAB = (

@@ -1,10 +1,10 @@
-"""A PgBouncer a test owns: Debian's `pgbouncer` on a free port, in transaction-pool mode,
-in front of the test server.
+"""A PgBouncer of its own for the benchmark and the tests: Debian's `pgbouncer` on a free
+port, in transaction-pool mode, in front of a server.
 
-Its pool is small (fewer server connections than jobrunner opens) so that consecutive
-transactions of one client land on different server connections, as in production: any
-reliance on session state (a prepared statement, a SET, a session advisory lock) shows.
-No `ignore_startup_parameters`: a client that sends server settings at connect is refused.
+With a small pool (fewer server connections than jobrunner opens) consecutive transactions
+of one client land on different server connections, as in production: any reliance on
+session state (a prepared statement, a SET, a session advisory lock) shows. No
+`ignore_startup_parameters`: a client that sends server settings at connect is refused.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
-SERVER_POOL_SIZE = 4
+SERVER_POOL_SIZE = 4  # the tests'; the benchmark gives its own
 
 
 def _free_port() -> int:
@@ -33,8 +33,9 @@ def _free_port() -> int:
 class PgBouncer:
     """Start and stop one PgBouncer in front of the server of `server_dsn`."""
 
-    def __init__(self, server_dsn: str) -> None:
+    def __init__(self, server_dsn: str, *, pool_size: int = SERVER_POOL_SIZE) -> None:
         parts = urlsplit(server_dsn)
+        self.pool_size = pool_size
         host = parts.hostname or parse_qs(parts.query).get("host", ["127.0.0.1"])[0]
         self.user = parts.username or "postgres"
         self.server = f"host={host} port={parts.port or 5432}"
@@ -56,7 +57,7 @@ class PgBouncer:
             "auth_type = trust\n"
             f"auth_file = {self.dir / 'users.txt'}\n"
             "pool_mode = transaction\n"
-            f"default_pool_size = {SERVER_POOL_SIZE}\n"
+            f"default_pool_size = {self.pool_size}\n"
             "max_client_conn = 1000\n"
             f"logfile = {self.log}\n"
             f"pidfile = {self.dir / 'pgbouncer.pid'}\n"
