@@ -68,10 +68,10 @@ class PgBouncer:
         ini = self._write_config()
         command = [PGBOUNCER, str(ini)]
         if os.geteuid() == 0:  # PgBouncer refuses to run as root
-            os.chmod(self.dir, 0o777)
+            shutil.chown(self.dir, user="nobody")  # it writes its log and pid file there
             command[1:1] = ["-u", "nobody"]
         with (self.dir / "stderr.log").open("wb") as stderr:
-            self.proc = subprocess.Popen(
+            self.proc = subprocess.Popen(  # noqa: S603 - the pgbouncer binary, our own config
                 command, stdout=subprocess.DEVNULL, stderr=stderr, stdin=subprocess.DEVNULL
             )
         deadline = time.monotonic() + timeout_s

@@ -145,22 +145,23 @@ APPLIED = "SELECT version, checksum FROM jobrunner_migrations"
 
 
 def script(applied: dict[int, str], schema: str = DEFAULT_SCHEMA) -> str:
-    """The SQL that brings a schema at `applied` (version -> checksum) up to date, as one
-    transaction: what `migrate` would run, for review or for another migration tool."""
+    """The SQL that brings a schema at `applied` (version -> checksum) up to date: what
+    `migrate` would run, for review or for another migration tool, to run in one
+    transaction (as Alembic, Django and Flyway run a migration; `psql -1 -f`)."""
     pending = _pending(applied)
     if not pending:
         return ""
-    parts = ["BEGIN"]
-    parts += _prologue(schema)
-    parts.append(qualify(_CREATE_TABLE, schema).strip())
+    parts = [*_prologue(schema), qualify(_CREATE_TABLE, schema).strip()]
     for m in pending:
         parts.append(f"-- {m.name}\n" + qualify(m.sql, schema).strip().rstrip(";"))
         record = qualify(_RECORD, schema).replace("$1, $2, $3", "{}, '{}', '{}'")
         parts.append(record.format(m.version, m.name, m.checksum))
     if schema != DEFAULT_SCHEMA:
         parts.append(_pin_functions(schema))
-    parts.append("COMMIT")
-    head = f"-- jobrunner migrations for schema {quote_ident(schema)}\n"
+    head = (
+        f"-- jobrunner migrations {pending[0].version} to {pending[-1].version} for schema "
+        f"{quote_ident(schema)}: run them in one transaction\n"
+    )
     return head + ";\n\n".join(parts) + ";\n"
 
 

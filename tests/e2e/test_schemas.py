@@ -121,7 +121,8 @@ async def test_migrate_sql_is_what_another_tool_applies(url: str) -> None:
     assert script.returncode == 0 and 'CREATE TABLE "gamma".jobrunner_jobs' in script.stdout
     conn = await asyncpg.connect(url)
     try:
-        await conn.execute(script.stdout)  # as Alembic's op.execute or a Flyway file would
+        async with conn.transaction():  # as Alembic's op.execute or a Flyway file runs it
+            await conn.execute(script.stdout)
         assert run_cli("migrate", "--check", "--schema", "gamma", dsn=url).returncode == 0
         assert run_cli("migrate", "--sql", "--schema", "gamma", dsn=url).stdout == ""
         public = await conn.fetchval("SELECT to_regclass('public.jobrunner_jobs')")
