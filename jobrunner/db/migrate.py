@@ -84,7 +84,7 @@ DECLARE f regprocedure;
 BEGIN
     FOR f IN SELECT p.oid::regprocedure FROM pg_proc p
              WHERE p.pronamespace = :schema::regnamespace LOOP
-        EXECUTE format('ALTER FUNCTION %s SET search_path = %I', f, :schema);
+        EXECUTE 'ALTER FUNCTION ' || f::text || ' SET search_path = ' || quote_ident(:schema);
     END LOOP;
 END
 $pin$"""
