@@ -9,7 +9,6 @@ from croniter import croniter
 
 from jobrunner.core.errors import ConfigError
 from jobrunner.db import queries as _queries
-from jobrunner.db.queries import maintenance as _maintenance
 from jobrunner.engine.leader import Leadership
 from jobrunner.plugins._periodic import Periodic
 
@@ -70,13 +69,13 @@ class Reindexer(Periodic):
     async def run(self) -> list[str]:
         """Drop leftovers of failed rebuilds, then rebuild every index; the names rebuilt."""
         rebuilt = []
-        for target in await _maintenance.reindex_targets(self._pool):
+        for target in await _queries.reindex_targets(self._pool):
             if target.leftover and target.invalid:
-                await _maintenance.drop_leftover(self._pool, target, timeout_s=self.timeout_s)
+                await _queries.drop_leftover(self._pool, target, timeout_s=self.timeout_s)
                 log.info("reindexer.dropped_leftover", index=target.name)
                 continue
             started = datetime.now(UTC)
-            await _maintenance.reindex(self._pool, target, timeout_s=self.timeout_s)
+            await _queries.reindex(self._pool, target, timeout_s=self.timeout_s)
             duration_s = (datetime.now(UTC) - started).total_seconds()
             log.info("reindexer.rebuilt", index=target.name, duration_s=round(duration_s, 3))
             rebuilt.append(target.name)

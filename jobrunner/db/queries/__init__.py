@@ -131,6 +131,13 @@ from jobrunner.db.queries.limits import (
     persist_global_limit,
     rate_wait,
 )
+from jobrunner.db.queries.maintenance import (
+    REINDEX_TARGETS,
+    IndexTarget,
+    drop_leftover,
+    reindex,
+    reindex_targets,
+)
 from jobrunner.db.queries.nodes import (
     CANCELLED_JOBS,
     HEARTBEAT_NODE,
@@ -240,6 +247,7 @@ __all__ = [
     "RATE_WAIT",
     "RECORD_CONTROL_APPLIED",
     "REGISTER_NODE",
+    "REINDEX_TARGETS",
     "RELEASE_UNIQUE_KEYS",
     "REMOVE_EXPIRED_NODES",
     "REMOVE_NODE",
@@ -269,6 +277,7 @@ __all__ = [
     "ControlStart",
     "CronJob",
     "DrainBaseline",
+    "IndexTarget",
     "JobFilter",
     "LimitUse",
     "NodeRow",
@@ -299,6 +308,7 @@ __all__ = [
     "drain_jobs",
     "drain_outcomes",
     "drop_database",
+    "drop_leftover",
     "elect_leader",
     "enqueued_jobs",
     "fetch_jobs",
@@ -329,6 +339,8 @@ __all__ = [
     "record_control_applied",
     "refused",
     "register_node",
+    "reindex",
+    "reindex_targets",
     "release_unique_keys",
     "remove_expired_nodes",
     "remove_node",
