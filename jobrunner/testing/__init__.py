@@ -30,6 +30,7 @@ import asyncpg
 
 from jobrunner.client import Client, TestingMode
 from jobrunner.core.config import testing_override
+from jobrunner.db.connection import Qualified
 from jobrunner.engine import drain as _drain
 from jobrunner.engine.drain import DrainResult
 from jobrunner.testing.assertions import DEFAULT_STATES as DEFAULT_STATES
@@ -163,7 +164,8 @@ def sandboxed(client: Client, conn: Any) -> Client:
     if isinstance(conn, _OneConnection):
         view = conn
     elif callable(getattr(conn, "fetch", None)) and callable(getattr(conn, "transaction", None)):
-        view = _OneConnection(conn)  # an asyncpg connection, or one of a pool's
+        # an asyncpg connection, or one of a pool's; statements in the client's schema
+        view = _OneConnection(Qualified.wrap(conn, client.settings.schema))
     else:
         raise TypeError(f"conn must be an asyncpg connection, got {type(conn).__name__}")
     return Client(

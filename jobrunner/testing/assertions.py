@@ -15,6 +15,7 @@ from jobrunner.core.errors import InvalidJob
 from jobrunner.core.job import Job, JobState
 from jobrunner.core.worker import Worker, as_worker
 from jobrunner.db import queries as _queries
+from jobrunner.db.connection import Qualified
 
 DEFAULT_STATES = (JobState.AVAILABLE, JobState.SCHEDULED, JobState.RETRYABLE)
 """The states the assertions look at by default: jobs that have not finished."""
@@ -180,8 +181,9 @@ def _states(state: JobState | str | Iterable[JobState | str] | None) -> tuple[Jo
 
 
 async def _matching(client: Client, expected: _Expected, conn: Any = None) -> list[Job]:
+    target = client.pool if conn is None else Qualified.wrap(conn, client.settings.schema)
     jobs = await _queries.enqueued_jobs(
-        conn or client.pool,
+        target,
         states=list(expected.states),
         worker=expected.worker,
         queue=expected.queue,
