@@ -20,7 +20,8 @@ def test_bare_names_types_and_functions_go_in_the_schema() -> None:
     )
     assert qualify(sql, "jobs") == (
         'INSERT INTO "jobs".jobrunner_jobs AS j (state) VALUES ($1::"jobs".jobrunner_job_state) '
-        'RETURNING "jobs".jobrunner_rate_wait(j.queue, 1.0), CAST($2 AS "jobs".jobrunner_job_state[])'
+        'RETURNING "jobs".jobrunner_rate_wait(j.queue, 1.0), '
+        'CAST($2 AS "jobs".jobrunner_job_state[])'
     )
 
 
