@@ -31,11 +31,15 @@ def _free_port() -> int:
 
 
 class PgBouncer:
-    """Start and stop one PgBouncer in front of the server of `server_dsn`."""
+    """Start and stop one PgBouncer in front of the server of `server_dsn` (`pool_mode`
+    transaction, or session)."""
 
-    def __init__(self, server_dsn: str, *, pool_size: int = SERVER_POOL_SIZE) -> None:
+    def __init__(
+        self, server_dsn: str, *, pool_size: int = SERVER_POOL_SIZE, pool_mode: str = "transaction"
+    ) -> None:
         parts = urlsplit(server_dsn)
         self.pool_size = pool_size
+        self.pool_mode = pool_mode
         host = parts.hostname or parse_qs(parts.query).get("host", ["127.0.0.1"])[0]
         self.user = parts.username or "postgres"
         self.server = f"host={host} port={parts.port or 5432}"
@@ -56,7 +60,7 @@ class PgBouncer:
             "unix_socket_dir =\n"
             "auth_type = trust\n"
             f"auth_file = {self.dir / 'users.txt'}\n"
-            "pool_mode = transaction\n"
+            f"pool_mode = {self.pool_mode}\n"
             f"default_pool_size = {self.pool_size}\n"
             "max_client_conn = 1000\n"
             f"logfile = {self.log}\n"

@@ -79,13 +79,15 @@ def channel(name: str, schema: str = DEFAULT_SCHEMA) -> str:
 
 def qualify(sql: str, schema: str = DEFAULT_SCHEMA) -> str:
     """`sql` with jobrunner's unqualified names put in `schema` (see the module's rule)."""
-    if schema == DEFAULT_SCHEMA or _PREFIX not in sql.lower():
+    if schema == DEFAULT_SCHEMA:
         return sql
     return _qualify(sql, schema)
 
 
 @lru_cache(maxsize=4096)
 def _qualify(sql: str, schema: str) -> str:
+    if _PREFIX not in sql.lower():
+        return sql
     quoted = quote_ident(schema)
     out: list[str] = []
     last = 0

@@ -139,7 +139,10 @@ async def connect(dsn: str, reach: Reach = DIRECT, **kwargs: Any) -> asyncpg.Con
     _check_url(dsn)
     try:
         conn = await asyncpg.connect(
-            dsn, timeout=10, connection_class=PooledConnection, **_reach_kwargs(reach, kwargs)
+            dsn,
+            timeout=10,
+            connection_class=_connection_class(reach),
+            **_reach_kwargs(reach, kwargs),
         )
     except _MALFORMED_ERRORS as exc:
         raise _malformed(dsn, exc) from None
@@ -150,9 +153,8 @@ async def connect(dsn: str, reach: Reach = DIRECT, **kwargs: Any) -> asyncpg.Con
 
 
 class PooledConnection(asyncpg.Connection):  # type: ignore[misc]
-    """A connection of jobrunner's that puts every statement in its schema (`core.schema`'s
-    `qualify`: the one place jobrunner's SQL meets the configured schema) and knows when
-    only jobrunner's statements used it."""
+    """A connection of jobrunner's that knows how it reaches the server and when only
+    jobrunner's statements used it."""
 
     __slots__ = ("_statements_only", "reach")
 
@@ -160,6 +162,21 @@ class PooledConnection(asyncpg.Connection):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         self._statements_only = False
         self.reach = DIRECT
+
+    def mark_statements_only(self) -> None:
+        self._statements_only = True
+
+    def take_statements_only(self) -> bool:
+        used, self._statements_only = self._statements_only, False
+        return used
+
+
+class SchemaConnection(PooledConnection):
+    """A connection of jobrunner's whose every statement goes in its schema (`core.schema`'s
+    `qualify`: the one place jobrunner's SQL meets the configured schema). Only a schema
+    other than public uses it, so the default path pays nothing."""
+
+    __slots__ = ()
 
     async def fetch(self, query: str, *args: Any, **kwargs: Any) -> Any:
         return await super().fetch(qualify(query, self.reach.schema), *args, **kwargs)
@@ -185,12 +202,9 @@ class PooledConnection(asyncpg.Connection):  # type: ignore[misc]
     def cursor(self, query: str, *args: Any, **kwargs: Any) -> Any:
         return super().cursor(qualify(query, self.reach.schema), *args, **kwargs)
 
-    def mark_statements_only(self) -> None:
-        self._statements_only = True
 
-    def take_statements_only(self) -> bool:
-        used, self._statements_only = self._statements_only, False
-        return used
+def _connection_class(reach: Reach) -> type[PooledConnection]:
+    return PooledConnection if reach.schema == DEFAULT_SCHEMA else SchemaConnection
 
 
 class Qualified:
@@ -355,7 +369,7 @@ async def create_pool(
             max_queries=50_000,
             max_inactive_connection_lifetime=300.0,
             loop=None,
-            connection_class=PooledConnection,
+            connection_class=_connection_class(reach),
             record_class=asyncpg.Record,
             reset=_reset,
             timeout=10,

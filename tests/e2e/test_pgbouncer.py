@@ -186,3 +186,31 @@ async def test_an_unreachable_listen_url_is_one_line_and_polling(
     assert len(daemon.events("notifier.listen_url_unavailable")) == 1, daemon.output()
     assert len(daemon.events("notifier.connect_failed")) <= 1, daemon.output()
     assert "Traceback" not in daemon.output()
+
+
+@pytest.mark.parametrize("target", ["direct", "session_pooler"])
+async def test_pgbouncer_mode_works_on_a_direct_server_or_a_session_pooler(
+    direct: str, target: str
+) -> None:
+    # A session pooler holds a server connection per client: room for all of them.
+    session = None
+    if target == "session_pooler":
+        session = PgBouncer(server_dsn(), pool_mode="session", pool_size=40).start()
+    try:
+        url = direct if session is None else session.dsn(database(direct))
+        env = {"JOBRUNNER_PGBOUNCER": "true", "JOBRUNNER_POLL_INTERVAL_S": "0.2"}
+        ok(cli("migrate", dsn=url, env=env))
+        daemon = Daemon(url, app=(APP,), env=env).start()
+        try:
+            await daemon.wait_ready()
+            async with jobrunner.connect(settings=Settings(database_url=url, pgbouncer=True)) as c:
+                job = await c.insert(sample.record_run.new({}))
+                await _wait_state(c, [job.id], JobState.COMPLETED)
+                ok(cli("pause", "default", dsn=url, env=env))
+                assert _queue(ok(cli("status", "--json", dsn=url, env=env)))["paused"] is True
+        finally:
+            assert await daemon.stop() == 0
+        assert len(daemon.events("notifier.polling")) == 1
+    finally:
+        if session is not None:
+            session.stop()
