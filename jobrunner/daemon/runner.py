@@ -68,6 +68,8 @@ class Runner:
     `failed` is set when one of its background tasks dies; `jobrunner start` then stops
     with exit code 1. An embedding application may watch it the same way. Sync workers
     (a plain `def`) run in its pool of `threads` threads (default: the `threads` setting).
+    `http_app`, an ASGI app (the dashboard), is served by its HTTP endpoints (`[http]
+    listen`) under every path they do not answer themselves.
 
     Example:
         >>> async with jobrunner.connect(dsn) as client:
@@ -84,8 +86,10 @@ class Runner:
         settings: Settings | None = None,
         node: str | None = None,
         threads: int | None = None,
+        http_app: Any = None,
     ) -> None:
         self.client = client
+        self.http_app = http_app
         self.settings = settings or client.settings
         self.threads = _threads.ThreadPool(
             self.settings.threads if threads is None else threads,
@@ -206,7 +210,8 @@ class Runner:
         await lock.acquire(wait_s=min(self.settings.node_lease_s, NODE_LOCK_WAIT_S))
         self._node_lock = lock
         await self.lease.start()
-        self._endpoints = Endpoints(self)  # binds first: a port in use fails before anything
+        # The endpoints bind first: a port in use fails before anything starts.
+        self._endpoints = Endpoints(self, mount=self.http_app)
         await self._endpoints.start()
         await _queries.register_node(
             self.lease,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -14,10 +13,11 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from jobrunner.client import BULK_BATCH_SIZE
 from jobrunner.core import telemetry
 from jobrunner.core.errors import JobRunnerError
-from jobrunner.db.queries import dashboard as _dashboard
-from jobrunner.db.queries.dashboard import JobFilter
+from jobrunner.core.job_filter import JobFilter
+from jobrunner.db import queries as _queries
 from jobrunner.ops import commands
 from jobrunner.web import data
 from jobrunner.web.data import BadFilter
@@ -26,15 +26,8 @@ if TYPE_CHECKING:
     from jobrunner.ops.commands import ControlResult
     from jobrunner.web.dashboard import Dashboard
 
-COUNT_UP_TO = 1_000_000  # a confirmation counts this many matching jobs at most
 JOB_ACTIONS = ("retry", "cancel", "delete")
 QUEUE_ACTIONS = ("pause", "resume", "scale")
-BulkAction = Callable[[Any, JobFilter, Sequence[int] | None], Awaitable[list[int]]]
-BULK: dict[str, BulkAction] = {
-    "retry": _dashboard.web_retry_jobs,
-    "cancel": _dashboard.web_cancel_jobs,
-    "delete": _dashboard.web_delete_jobs,
-}
 
 
 def routes(dashboard: Dashboard) -> list[Route]:
@@ -87,24 +80,23 @@ class _Actions:
             raise HTTPException(400, str(exc)) from None
         if ids is not None and not ids:
             raise HTTPException(400, "no job selected")
-        if ids is None or len(ids) > 1:
+        if (ids is None or len(ids) > 1) and form.get("confirm") != "yes":
+            pool = self.d.client.pool
             count = (
                 len(ids)
                 if ids is not None
-                else await _dashboard.web_count_jobs(self.d.client.pool, where, up_to=COUNT_UP_TO)
+                else await _queries.count_matching_jobs(pool, where, action=action)
             )
-            if form.get("confirm") != "yes":
-                return self.render(
-                    request,
-                    "confirm.html",
-                    page="jobs",
-                    action=action,
-                    count=count,
-                    ids=ids,
-                    filter_pairs=data.filter_query(where),
-                    capped=count >= COUNT_UP_TO,
-                )
-        done = await BULK[action](self.d.client.pool, where, ids)
+            return self.render(
+                request,
+                "confirm.html",
+                page="jobs",
+                action=action,
+                count=count,
+                ids=ids,
+                filter_pairs=data.filter_query(where),
+            )
+        done = await _act_on_jobs(self.d.client.pool, action, where, ids)
         self.d.cache.clear()
         scope = "all matching" if ids is None else "selected"
         audit(request, f"jobs.{action}", scope=scope, job_ids=done, filter=_plain(where))
@@ -162,6 +154,26 @@ class _Actions:
             missing=list(result.missing),
         )
         return self.render(request, "control.html", page="overview", action=action, r=result)
+
+
+async def _act_on_jobs(
+    pool: Any, action: str, where: JobFilter, ids: list[int] | None
+) -> list[int]:
+    """The ids changed: every job matching the shared filter (in the bulk statements' bounded
+    batches), or each ticked job through its own one-job statement."""
+    if ids is None:
+        return await _queries.bulk_jobs(pool, where, action=action, batch_size=BULK_BATCH_SIZE)
+    done = []
+    for job_id in ids:
+        if action == "delete":
+            changed = await _queries.delete_job(pool, job_id)
+        elif action == "cancel":
+            changed = await _queries.cancel_job(pool, job_id) is not None
+        else:
+            changed = await _queries.retry_job(pool, job_id) is not None
+        if changed:
+            done.append(job_id)
+    return done
 
 
 def _issuer(request: Request) -> str:

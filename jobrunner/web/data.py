@@ -14,11 +14,12 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
+from jobrunner.core.errors import InvalidFilter
 from jobrunner.core.job import Job, JobState
+from jobrunner.core.job_filter import JobFilter
 from jobrunner.db import queries as _queries
 from jobrunner.db.connection import redact
 from jobrunner.db.queries import dashboard as _dashboard
-from jobrunner.db.queries.dashboard import JobFilter
 from jobrunner.ops import status as _status
 from jobrunner.plugins.cron import entry_slot_key
 
@@ -124,11 +125,8 @@ def _next_slot(expression: str, timezone: str, now: datetime) -> str | None:
 
 
 def parse_filter(query: Mapping[str, Any], states: list[str]) -> JobFilter:
-    """A JobFilter from a query string or form: state (repeated), queue, worker, tag, args
-    (a JSON object: containment; other text: a substring), from, to (ISO 8601)."""
-    for state in states:
-        if state not in STATES:
-            raise BadFilter(f"unknown state {state!r}; states are {', '.join(STATES)}")
+    """The shared job filter from a query string or form: state (repeated), queue, worker,
+    tag, args (a JSON object: containment; other text: a substring), from, to (ISO 8601)."""
     args = _text(query.get("args"))
     args_json: dict[str, Any] | None = None
     if args is not None and args.startswith("{"):
@@ -139,27 +137,31 @@ def parse_filter(query: Mapping[str, Any], states: list[str]) -> JobFilter:
         if not isinstance(decoded, dict):
             raise BadFilter(f"args {args!r} is not a JSON object")
         args_json, args = decoded, None
-    return JobFilter(
-        states=tuple(states),
-        queue=_text(query.get("queue")),
-        worker=_text(query.get("worker")),
-        tag=_text(query.get("tag")),
-        args_text=args,
-        args_json=args_json,
-        inserted_after=_time(query.get("from"), "from"),
-        inserted_before=_time(query.get("to"), "to"),
-    )
+    tag = _text(query.get("tag"))
+    try:
+        return JobFilter.build(
+            state=states or None,
+            queue=_text(query.get("queue")),
+            worker=_text(query.get("worker")),
+            tags=None if tag is None else [tag],
+            args=args_json,
+            args_text=args,
+            inserted_after=_time(query.get("from"), "from"),
+            inserted_before=_time(query.get("to"), "to"),
+        )
+    except InvalidFilter as exc:
+        raise BadFilter(str(exc)) from None
 
 
 def filter_query(where: JobFilter) -> list[tuple[str, str]]:
     """The query string pairs that give back `where`."""
-    pairs = [("state", s) for s in where.states]
+    pairs = [("state", s) for s in where.states or ()]
     for key, value in (
         ("queue", where.queue),
         ("worker", where.worker),
-        ("tag", where.tag),
+        ("tag", where.tags[0] if where.tags else None),
         ("args", where.args_text),
-        ("args", None if where.args_json is None else json.dumps(where.args_json)),
+        ("args", None if where.args is None else json.dumps(where.args)),
         ("from", where.inserted_after.isoformat() if where.inserted_after else None),
         ("to", where.inserted_before.isoformat() if where.inserted_before else None),
     ):
@@ -202,9 +204,12 @@ def int_param(value: Any, name: str, default: int | None, *, low: int, high: int
 async def list_jobs(
     client: Connected, where: JobFilter, *, cursor: int | None, limit: int, oldest: bool = False
 ) -> tuple[list[Job], int | None]:
-    """A page of jobs (newest first, or oldest) and the cursor of the next (None: the last)."""
-    page = _dashboard.web_list_jobs_oldest if oldest else _dashboard.web_list_jobs
-    jobs = await page(client.pool, where, cursor=cursor, limit=limit + 1)
+    """A page of jobs (newest first, or oldest) and the cursor of the next (None: the last):
+    the shared job filter's keyset listing."""
+    if oldest:
+        jobs = await _queries.list_jobs_oldest(client.pool, where, limit=limit + 1, after_id=cursor)
+    else:
+        jobs = await _queries.list_jobs(client.pool, where, limit=limit + 1, before_id=cursor)
     more = len(jobs) > limit
     jobs = jobs[:limit]
     return jobs, (jobs[-1].id if more and jobs else None)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from jobrunner.core.errors import ConfigError
+from jobrunner.core.job_filter import JobFilter
 from jobrunner.web import data, serve
 
 
@@ -48,17 +49,24 @@ def test_credentials_from_flags_and_environment(monkeypatch):
 def test_a_filter_round_trips_through_its_query_string():
     query = {"queue": "mail", "args": '{"a": {"b": 1}}', "from": "2026-01-02T03:04:05"}
     where = data.parse_filter(query, ["discarded", "retryable"])
-    assert where.args_json == {"a": {"b": 1}} and where.args_text is None
+    assert isinstance(where, JobFilter)  # the one filter of the client, the CLI and the pages
+    assert where.args == {"a": {"b": 1}} and where.args_text is None
     assert where.inserted_after == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     pairs = data.filter_query(where)
     again = {k: v for k, v in pairs if k != "state"}
     assert data.parse_filter(again, [v for k, v in pairs if k == "state"]) == where
 
 
+def test_text_args_and_a_tag_map_onto_the_shared_filter():
+    where = data.parse_filter({"args": "alice", "tag": "vip"}, [])
+    assert where == JobFilter.build(args_text="alice", tags=["vip"])
+    assert data.parse_filter({}, []).empty
+
+
 @pytest.mark.parametrize(
     ("query", "states", "message"),
     [
-        ({}, ["done"], "unknown state 'done'"),
+        ({}, ["done"], "unknown job state 'done'"),
         ({"args": "{oops"}, [], "is not a JSON object"),
         ({"args": "{}x"}, [], "is not a JSON object"),
         ({"to": "soon"}, [], "to 'soon' is not a date"),
