@@ -17,6 +17,7 @@ from jobrunner.client import BULK_BATCH_SIZE
 from jobrunner.core import telemetry
 from jobrunner.core.errors import JobRunnerError
 from jobrunner.core.job_filter import JobFilter
+from jobrunner.core.limits import RateLimit
 from jobrunner.db import queries as _queries
 from jobrunner.ops import commands
 from jobrunner.web import data
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from jobrunner.web.dashboard import Dashboard
 
 JOB_ACTIONS = ("retry", "cancel", "delete")
-QUEUE_ACTIONS = ("pause", "resume", "scale")
+QUEUE_ACTIONS = ("pause", "resume", "scale", "global", "global_reset", "rate", "rate_reset")
 
 
 def routes(dashboard: Dashboard) -> list[Route]:
@@ -109,23 +110,18 @@ class _Actions:
         )
 
     async def queue(self, request: Request) -> Response:
-        """Pause, resume or scale a queue on every node (or `node`) through the control table."""
+        """Pause, resume or scale a queue on every node (or `node`), or change its global or
+        rate limit, through the control table."""
         form = await _checked_form(request)
         queue = request.path_params["queue"]
         action = str(form.get("action", ""))
         node = str(form.get("node", "")).strip() or None
         if action not in QUEUE_ACTIONS:
-            raise HTTPException(400, f"unknown action {action!r}; use pause, resume or scale")
-        client = self.d.client
-        common: dict[str, Any] = {"timeout_s": 5, "force": False, "issued_by": _issuer(request)}
+            raise HTTPException(
+                400, f"unknown action {action!r}; use {', '.join(QUEUE_ACTIONS[:-1])} or rate_reset"
+            )
         try:
-            if action == "scale":
-                limit = commands.check_limit(_int(form.get("limit"), "limit"))
-                result = await commands.scale(client, queue, limit, node, **common)
-            elif action == "pause":
-                result = await commands.pause(client, queue, node, **common)
-            else:
-                result = await commands.resume(client, queue, node, **common)
+            result = await _queue_command(self.d.client, queue, action, node, form, request)
         except (JobRunnerError, ValueError) as exc:
             raise HTTPException(400, data.safe(str(exc))) from None
         return self._control(request, f"queue.{action}", result)
@@ -174,6 +170,28 @@ async def _act_on_jobs(
         if changed:
             done.append(job_id)
     return done
+
+
+async def _queue_command(
+    client: Any, queue: str, action: str, node: str | None, form: FormData, request: Request
+) -> ControlResult:
+    """Issue a queue action through the control table, as the CLI's commands do."""
+    common: dict[str, Any] = {"timeout_s": 5, "force": False, "issued_by": _issuer(request)}
+    if action == "scale":
+        limit = commands.check_limit(_int(form.get("limit"), "limit"))
+        return await commands.scale(client, queue, limit, node, **common)
+    if action in ("global", "global_reset"):
+        number = (
+            None if action == "global_reset" else _int(form.get("global_limit"), "global limit")
+        )
+        return await commands.scale_global(client, queue, number, **common)
+    if action in ("rate", "rate_reset"):
+        raw = str(form.get("rate_limit", "")).strip()
+        rate = None if action == "rate_reset" else RateLimit.parse(raw)
+        return await commands.scale_rate(client, queue, rate, **common)
+    if action == "pause":
+        return await commands.pause(client, queue, node, **common)
+    return await commands.resume(client, queue, node, **common)
 
 
 def _issuer(request: Request) -> str:

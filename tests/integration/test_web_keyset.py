@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 
 from jobrunner.core.job_filter import JobFilter
-from jobrunner.db.queries.bulk import LIST_JOBS
+from jobrunner.db.queries.bulk import LIST_JOBS, LIST_JOBS_OLDEST
 
 ROWS = 1_000_000
 
@@ -57,6 +57,16 @@ async def test_a_page_of_a_million_jobs_walks_the_primary_key(db):
     print("list query, ms:", timings)
     # A filter matching one row in ten or twenty: a page well under 100 ms.
     assert max(t for name, t in timings.items() if name != "args") < 100, timings
+    # Oldest first: the same walk, up the primary key; a substring of the args likewise.
+    oldest = await explain(
+        db, JobFilter.build(state="discarded"), ROWS // 3, query=LIST_JOBS_OLDEST
+    )
+    assert "Index Scan Forward jobrunner_jobs_pkey" in scans(oldest["Plan"])
+    assert oldest["Plan"]["Actual Rows"] == 51 and oldest["Execution Time"] < 100, oldest
+    text = await explain(db, JobFilter.build(args_text='"user_id": 7'), None)
+    assert "Index Scan Backward jobrunner_jobs_pkey" in scans(text["Plan"])
+    assert text["Plan"]["Actual Rows"] == 51 and text["Execution Time"] < 2000, text
+    print("oldest, args text, ms:", oldest["Execution Time"], text["Execution Time"])
     # One row in a thousand (args): the walk is a thousand rows per row shown, still bounded
     # by the page (about 50,000 index entries), not by the table.
     assert timings["args"] < 2000, timings
