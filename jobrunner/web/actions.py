@@ -98,7 +98,7 @@ class _Actions:
                 filter_pairs=data.filter_query(where),
             )
         done = await _act_on_jobs(self.d.client.pool, action, where, ids)
-        self.d.cache.clear()
+        self.d.forget()
         scope = "all matching" if ids is None else "selected"
         audit(request, f"jobs.{action}", scope=scope, job_ids=done, filter=_plain(where))
         if ids is not None and len(ids) == 1:  # one job: back to its page, which shows the change
@@ -139,7 +139,7 @@ class _Actions:
         return self._control(request, "node.stop", result)
 
     def _control(self, request: Request, action: str, result: ControlResult) -> Response:
-        self.d.cache.clear()
+        self.d.forget()
         audit(
             request,
             action,

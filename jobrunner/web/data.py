@@ -1,14 +1,11 @@
-"""What the pages and the JSON API show: the overview (shared by every viewer for a moment),
-job filters from a query string, job pages, cron entries."""
+"""What the pages and the JSON API show: job filters from a query string, job pages, cron
+entries (the overview, shared by every viewer, is in `live`)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -20,7 +17,6 @@ from jobrunner.core.job_filter import JobFilter
 from jobrunner.db import queries as _queries
 from jobrunner.db.connection import redact
 from jobrunner.db.queries import dashboard as _dashboard
-from jobrunner.ops import status as _status
 from jobrunner.plugins.cron import entry_slot_key
 
 if TYPE_CHECKING:
@@ -29,62 +25,10 @@ if TYPE_CHECKING:
 STATES = tuple(s.value for s in JobState)
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
-CHART_STATES = ("completed", "discarded", "cancelled")
 
 
 class BadFilter(ValueError):
     """a filter value the dashboard cannot use."""
-
-
-@dataclass(frozen=True, slots=True)
-class Overview:
-    """Queues, nodes, the last hour's throughput and the cron entries, at `status.now`."""
-
-    status: _status.Status
-    minutes: list[dict[str, Any]]
-    cron: list[dict[str, Any]]
-
-    def to_json(self) -> dict[str, Any]:
-        body = self.status.to_json()
-        body["throughput"] = self.minutes
-        body["cron"] = self.cron
-        return body
-
-
-@dataclass
-class OverviewCache:
-    """One overview query at a time, reused for `ttl_s`: ten open pages cost one query a second."""
-
-    ttl_s: float
-    _value: Overview | None = None
-    _at: float = 0.0
-    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-    async def get(self, client: Connected) -> Overview:
-        async with self._lock:
-            if self._value is None or time.monotonic() - self._at >= self.ttl_s:
-                self._value = await overview(client)
-                self._at = time.monotonic()
-            return self._value
-
-    def clear(self) -> None:
-        self._value = None
-
-
-async def overview(client: Connected) -> Overview:
-    status = await _status.status(client)
-    rows = await _dashboard.web_throughput(client.pool)
-    return Overview(status, _minutes(status.now, rows), await cron_entries(client, status.now))
-
-
-def _minutes(now: datetime, rows: list[tuple[datetime, str, int]]) -> list[dict[str, Any]]:
-    """Sixty one-minute buckets, oldest first, each with its count per outcome."""
-    end = now.replace(second=0, microsecond=0)
-    buckets = {end - timedelta(minutes=i): dict.fromkeys(CHART_STATES, 0) for i in range(60)}
-    for minute, state, n in rows:
-        if minute in buckets and state in CHART_STATES:
-            buckets[minute][state] += n
-    return [{"minute": m.isoformat(), **counts} for m, counts in sorted(buckets.items())]
 
 
 async def cron_entries(client: Connected, now: datetime) -> list[dict[str, Any]]:

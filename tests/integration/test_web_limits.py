@@ -1,16 +1,19 @@
-"""Editing a queue's cluster-wide limits from the dashboard: through the control table, as
-`jobrunner scale QUEUE --global N` does, with the nodes that confirmed shown."""
+"""The dashboard and its live data: a queue's cluster-wide limits edited through the control
+table (as `jobrunner scale QUEUE --global N`) with the nodes that confirmed; fragments shared
+by every viewer, each with its own CSRF token."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
 
 import jobrunner
 from jobrunner.web import app as web_app
+from jobrunner.web import live
 from tests.integration.test_web import _http, csrf_of
 
 
@@ -70,3 +73,35 @@ async def test_global_and_rate_limits_are_edited_through_the_control_table(
         )
         assert 'name="global_limit"' in rows["payments"] and 'name="rate_limit"' in rows["payments"]
         assert 'name="global_limit"' not in rows["default"] and "rate" not in rows["default"]
+
+
+async def test_a_shared_fragment_carries_each_viewers_own_csrf_token(client, make_runner):
+    dashboard = web_app(client)  # one server, two browsers (two cookie jars)
+    async with make_runner(queues={"default": 1}), _http(dashboard) as one:
+        async with _http(dashboard) as other:
+            first = (await one.get("/partial/overview")).text
+            second = (await other.get("/partial/overview")).text
+    mine, theirs = csrf_of(first), csrf_of(second)
+    assert mine != theirs and "\x00" not in first + second
+    assert first.replace(mine, "") == second.replace(theirs, "")
+
+
+async def test_the_chart_reads_the_hour_once_then_only_the_minutes_still_moving(client, db):
+    finish = """INSERT INTO jobrunner_jobs (state, queue, worker, args, attempt, completed_at)
+                SELECT 'completed', 'default', 'sample.noop', '{}', 1,
+                       date_trunc('minute', $3::timestamptz) - $1 * interval '1 minute'
+                FROM generate_series(1, $2)"""
+    now = await db.fetchval("SELECT now()")  # one clock for the whole test
+    await db.execute(finish, 10, 3, now)  # ten minutes ago
+    await db.execute(finish, 0, 2, now)  # this minute
+    series = live.Throughput()
+
+    def by_minute(minutes: list[dict[str, Any]]) -> list[int]:
+        return [m["completed"] for m in minutes]
+
+    first = by_minute(await series.refresh(client, now))
+    assert len(first) == 60 and first[-11] == 3 and first[-1] == 2 and sum(first) == 5
+    await db.execute(finish, 10, 4, now)  # a past minute changed: not read again
+    await db.execute(finish, 0, 1, now)  # the current minute moves: read again
+    again = by_minute(await series.refresh(client, now))
+    assert again[-11] == 3 and again[-1] == 3 and sum(again) == 6

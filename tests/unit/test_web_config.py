@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import pytest
 
 from jobrunner.core.errors import ConfigError
 from jobrunner.core.job_filter import JobFilter
-from jobrunner.web import data, serve
+from jobrunner.web import data, live, serve
 
 
 @pytest.mark.parametrize(
@@ -75,3 +76,22 @@ def test_text_args_and_a_tag_map_onto_the_shared_filter():
 def test_bad_filters_say_what_is_wrong(query, states, message):
     with pytest.raises(data.BadFilter, match=message):
         data.parse_filter(query, states)
+
+
+async def test_viewers_of_one_fragment_share_one_render_per_interval():
+    cache = live.FragmentCache(ttl_s=60)
+    renders = 0
+
+    async def render() -> str:
+        nonlocal renders
+        renders += 1
+        await asyncio.sleep(0)  # viewers arriving meanwhile wait for this one
+        return f"<p>{renders}</p>"
+
+    key = ("_jobs.html", "/partial/jobs", "", "True")
+    shown = await asyncio.gather(*(cache.get(key, render) for _ in range(10)))
+    assert shown == ["<p>1</p>"] * 10 and renders == 1
+    assert await cache.get(("_jobs.html", "/partial/jobs", "state=discarded", "True"), render)
+    assert renders == 2  # another filter is another fragment
+    cache.clear()  # an action: the next poll shows its effect
+    assert await cache.get(key, render) == "<p>3</p>"

@@ -12,9 +12,9 @@ WEB_THROUGHPUT = _sql("web_throughput")
 WEB_JOBS_BY_UNIQUE_KEY = _sql("web_jobs_by_unique_key")
 
 
-async def web_throughput(conn: Conn) -> list[tuple[datetime, str, int]]:
-    """(minute, state, count) of the jobs finished in the last hour."""
-    rows = await _fetch(conn, WEB_THROUGHPUT)
+async def web_throughput(conn: Conn, since: datetime) -> list[tuple[datetime, str, int]]:
+    """(minute, state, count) of the jobs finished since `since`."""
+    rows = await _fetch(conn, WEB_THROUGHPUT, since)
     return [(row["minute"], row["state"], int(row["n"])) for row in rows]
 
 
