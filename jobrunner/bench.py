@@ -208,6 +208,7 @@ async def _dashboard(ctx: Context) -> Metrics:
     return {
         "dashboard_c10": 2 * ctx.sizes.burn_jobs / viewed_s,
         "dashboard_c10_cpu": (runs[1]["cpu_us_per_job"] + runs[2]["cpu_us_per_job"]) / 2,
+        "dashboard_c10_plain_cpu": (runs[0]["cpu_us_per_job"] + runs[3]["cpu_us_per_job"]) / 2,
         "dashboard_c10_ratio": plain_s / viewed_s,
     }
 

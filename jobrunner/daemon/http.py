@@ -2,9 +2,10 @@
 
 The routes are an ASGI application; another ASGI app (the dashboard) may be mounted to
 answer every path they do not, so one server serves /metrics, the probes and the pages.
-The built-in server speaks just enough HTTP/1.1 for probes, scrapers and a browser (one
-request per connection, a request body up to MAX_BODY_BYTES given by Content-Length, the
-response buffered) and runs in the daemon's event loop: it needs no extra.
+The built-in server speaks just enough HTTP/1.1 for probes, scrapers and a browser
+(requests one after another on a kept-alive connection, a request body up to MAX_BODY_BYTES
+given by Content-Length, the response buffered) and runs in the daemon's event loop: it
+needs no extra.
 """
 
 from __future__ import annotations
@@ -132,7 +133,8 @@ class HttpServer:
         if task is not None:
             self._clients.add(task)
         try:
-            await self._exchange(reader, writer)
+            while await self._exchange(reader, writer):
+                pass  # kept alive: a polling page reuses its connection
         except (OSError, asyncio.IncompleteReadError, TimeoutError, asyncio.LimitOverrunError):
             pass  # the client went away or sent garbage: nothing to answer
         finally:
@@ -140,23 +142,24 @@ class HttpServer:
             if task is not None:
                 self._clients.discard(task)
 
-    async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        """Answer one request; True if the connection stays open for another."""
         async with asyncio.timeout(READ_TIMEOUT_S):
             head = await reader.readuntil(b"\r\n\r\n")
         if len(head) > MAX_HEAD_BYTES:
-            return
+            return False
         lines = head.decode("latin-1").split("\r\n")
         parts = lines[0].split()
         if len(parts) != 3 or not parts[2].startswith("HTTP/"):
             await _write(writer, "HEAD", Response(400, b"bad request\n"), [])
-            return
+            return False
         method, target = parts[0], parts[1]
         headers = _headers(lines[1:])
         size = _content_length(headers)
         if size is None or size > MAX_BODY_BYTES:
             status = 400 if size is None else 413
             await _write(writer, method, Response(status, b"bad request body\n"), [])
-            return
+            return False
         async with asyncio.timeout(READ_TIMEOUT_S):
             body = await reader.readexactly(size) if size else b""
         path, _, query = target.partition("?")
@@ -182,9 +185,12 @@ class HttpServer:
             answered.set()
         start = next((m for m in sent if m["type"] == "http.response.start"), None)
         if start is None:
-            return
+            return False
         body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-        await _write(writer, method, Response(start["status"], body), start.get("headers", []))
+        keep = parts[2] == "HTTP/1.1" and dict(headers).get(b"connection", b"").lower() != b"close"
+        response = Response(start["status"], body)
+        await _write(writer, method, response, start.get("headers", []), keep=keep)
+        return keep
 
     def _scope(
         self,
@@ -235,12 +241,18 @@ _FRAMING = (b"content-length", b"transfer-encoding", b"connection")  # the serve
 
 
 async def _write(
-    writer: asyncio.StreamWriter, method: str, response: Response, headers: list[Any]
+    writer: asyncio.StreamWriter,
+    method: str,
+    response: Response,
+    headers: list[Any],
+    *,
+    keep: bool = False,
 ) -> None:
     status = response.status
     lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}".encode()]
     lines += [k + b": " + v for k, v in headers if k.lower() not in _FRAMING]
-    lines += [b"content-length: %d" % len(response.body), b"connection: close", b"", b""]
+    connection = b"connection: keep-alive" if keep else b"connection: close"
+    lines += [b"content-length: %d" % len(response.body), connection, b"", b""]
     writer.write(b"\r\n".join(lines))
     if method != "HEAD":
         writer.write(response.body)

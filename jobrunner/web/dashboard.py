@@ -41,7 +41,7 @@ class Dashboard:
         if self.auth is not None and ":" not in self.auth:
             raise ValueError("auth must be 'user:password'")
         self.cache = OverviewCache(ttl_s=min(self.poll_interval_s, 1.0))
-        self.fragments = FragmentCache(ttl_s=min(self.poll_interval_s, 1.0) / 2)
+        self.fragments = FragmentCache(ttl_s=min(self.poll_interval_s, 1.0))
         env = jinja2.Environment(
             loader=jinja2.PackageLoader("jobrunner.web", "templates"),
             autoescape=True,  # every value is escaped: a job's args are data, never markup
