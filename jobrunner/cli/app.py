@@ -181,7 +181,7 @@ def start(
         if web is not None:
             settings = _with_web(settings, web)
         _endpoints.check(settings, metrics_required=metrics is not None)
-        dashboard = _check_web(web) if web is not None else None
+        dashboard = _check_web(settings.http_listen) if settings.http_web else None
     except (ValueError, ConfigError) as exc:
         fail(str(exc), 2)
     code = run(lambda: _serve(settings, dashboard))
@@ -197,17 +197,18 @@ def _with_web(settings: Settings, listen: str) -> Settings:
             f"one HTTP server serves the dashboard, /metrics and the probes: --web {listen} "
             f"and the http listen address {given} (--metrics or [http] listen) differ"
         )
-    return dataclasses.replace(settings, http_listen=listen)
+    return dataclasses.replace(settings, http_listen=listen, http_web=True)
 
 
-def _check_web(listen: str) -> Any:
+def _check_web(listen: str | None) -> Any:
     """The dashboard's credentials (JOBRUNNER_WEB_AUTH, JOBRUNNER_WEB_TOKEN), checked."""
     from jobrunner.web import require_extra
 
     require_extra()
     from jobrunner.web import serve
 
-    checked = serve.check(listen, None)
+    assert listen is not None  # Settings refuse http_web without http_listen
+    checked = serve.check_address(*parse_listen(listen), None)
     if checked.warning:
         typer.echo(f"warning: {checked.warning}", err=True)
     return checked

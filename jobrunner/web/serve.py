@@ -84,7 +84,11 @@ class Checked:
 def check(listen: str, auth: str | None) -> Checked:
     """Parse `listen` and read the credentials: ConfigError with one line if either fails; a
     warning when the address is open to the network without authentication."""
-    host, port = parse_listen(listen)
+    return check_address(*parse_listen(listen), auth)
+
+
+def check_address(host: str, port: int, auth: str | None) -> Checked:
+    """`check` of an address already parsed (the daemon's `[http] listen`)."""
     basic, token = credentials(auth)
     warning = None
     if not is_loopback(host) and basic is None and token is None:

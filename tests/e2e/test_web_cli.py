@@ -122,3 +122,20 @@ def test_start_web_and_another_http_address_is_one_line(dsn):
         )
     )  # fmt: skip
     assert "one HTTP server" in line and "differ" in line
+
+
+async def test_http_web_true_in_the_config_serves_the_dashboard_on_that_server(
+    daemons, db, tmp_path
+):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = tmp_path / "jobrunner.toml"
+    config.write_text(f'[http]\nlisten = "127.0.0.1:{port}"\nweb = true\n')
+    daemon = daemons(queues="default:1", env={"JOBRUNNER_CONFIG": str(config)}).start()
+    await daemon.wait_ready()
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as h:
+        assert (await h.get("/readyz")).status_code == 200
+        overview = await h.get("/")
+        assert overview.status_code == 200 and 'data-queue="default"' in overview.text
+    assert await daemon.stop() == 0, daemon.output()

@@ -36,6 +36,19 @@ def test_http_table_of_the_config_file(tmp_path: Path) -> None:
         Settings.load(config=config, env={})
 
 
+def test_the_dashboard_joins_the_one_server_with_web_true(tmp_path: Path) -> None:
+    config = tmp_path / "jobrunner.toml"
+    config.write_text('[http]\nlisten = "127.0.0.1:9100"\nweb = true\n')
+    found = Settings.load(config=config, env={})
+    assert found.http_web and found.http_listen == "127.0.0.1:9100"
+    assert not Settings.load(config=config, env={"JOBRUNNER_HTTP_WEB": "false"}).http_web
+    config.write_text('[http]\nweb = "yes"\n')
+    with pytest.raises(ConfigError, match=r"\[http\] web must be true or false"):
+        Settings.load(config=config, env={})
+    with pytest.raises(ConfigError, match=r"web = true needs \[http\] listen"):
+        Settings(http_web=True)
+
+
 def test_environment_and_flags(tmp_path: Path) -> None:
     empty = tmp_path / "empty.toml"
     empty.write_text("")
