@@ -160,6 +160,8 @@ class HttpServer:
             status = 400 if size is None else 413
             await _write(writer, method, Response(status, b"bad request body\n"), [])
             return False
+        if size and dict(headers).get(b"expect", b"").lower() == b"100-continue":
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # curl waits for it on big bodies
         async with asyncio.timeout(READ_TIMEOUT_S):
             body = await reader.readexactly(size) if size else b""
         path, _, query = target.partition("?")
