@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 CHART_STATES = ("completed", "discarded", "cancelled")
 MINUTES = 60
+FULL_EVERY_S = 300.0  # the whole hour is read again this often: retried or deleted jobs
 DUTY = 20  # the overview refreshes no sooner than DUTY times what its queries took
 CSRF_SLOT = "\x00csrf\x00"  # a shared fragment's CSRF token; no stored text holds a NUL
 
@@ -47,17 +48,20 @@ class Overview:
 
 @dataclass
 class Throughput:
-    """Jobs finished per minute over the last hour, kept in memory: the first refresh reads
-    the hour, each later one only the minutes that may still change (the current and the
-    previous one), through the pruner's index."""
+    """Jobs finished per minute over the last hour, kept in memory: a refresh reads only the
+    minutes that may still change (the current and the previous one), through the pruner's
+    index; the whole hour is read at first and every FULL_EVERY_S seconds."""
 
     _minutes: dict[datetime, dict[str, int]] = field(default_factory=dict)
     _since: datetime | None = None
+    _full_at: float = 0.0
 
     async def refresh(self, client: Connected, now: datetime) -> list[dict[str, Any]]:
         end = now.replace(second=0, microsecond=0)
         start = end - timedelta(minutes=MINUTES - 1)
         since = start if self._since is None or self._since < start else self._since
+        if time.monotonic() - self._full_at >= FULL_EVERY_S:
+            since, self._full_at = start, time.monotonic()
         rows = await _dashboard.web_throughput(client.pool, since)
         for minute in [m for m in self._minutes if m < start or m >= since]:
             del self._minutes[minute]
