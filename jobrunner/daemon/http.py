@@ -166,6 +166,18 @@ class HttpServer:
             body = await reader.readexactly(size) if size else b""
         path, _, query = target.partition("?")
         scope = self._scope(writer, method, path, query, headers)
+        sent = await self._call(scope, body)
+        start = next((m for m in sent if m["type"] == "http.response.start"), None)
+        if start is None:
+            return False
+        body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+        keep = parts[2] == "HTTP/1.1" and dict(headers).get(b"connection", b"").lower() != b"close"
+        response = Response(start["status"], body)
+        await _write(writer, method, response, start.get("headers", []), keep=keep)
+        return keep
+
+    async def _call(self, scope: Scope, body: bytes) -> list[MutableMapping[str, Any]]:
+        """Run the app on one request; the messages it sent (a 500 if it failed first)."""
         sent: list[MutableMapping[str, Any]] = []
         given = False
         answered = asyncio.Event()
@@ -183,16 +195,14 @@ class HttpServer:
 
         try:
             await self.app(scope, receive, send)
+        except Exception:  # a mounted app's failure (Starlette sends its 500, then raises)
+            log.exception("http.app_failed", path=scope["path"])
+            if not any(m["type"] == "http.response.start" for m in sent):
+                sent = [{"type": "http.response.start", "status": 500, "headers": []}]
+                sent.append({"type": "http.response.body", "body": b"internal error\n"})
         finally:
             answered.set()
-        start = next((m for m in sent if m["type"] == "http.response.start"), None)
-        if start is None:
-            return False
-        body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-        keep = parts[2] == "HTTP/1.1" and dict(headers).get(b"connection", b"").lower() != b"close"
-        response = Response(start["status"], body)
-        await _write(writer, method, response, start.get("headers", []), keep=keep)
-        return keep
+        return sent
 
     def _scope(
         self,

@@ -165,3 +165,24 @@ async def test_a_mounted_app_gets_every_other_path_with_its_headers_and_body() -
 
 async def _ok() -> Response:
     return Response(200, b"ok\n")
+
+
+async def test_a_mounted_app_that_fails_is_a_500_and_the_server_goes_on() -> None:
+    async def broken(scope: Any, receive: Any, send: Any) -> None:
+        raise RuntimeError("the database went away")
+
+    app = HttpApp()
+    app.route("/healthz", lambda: _ok())
+    app.mount(broken)
+    server = HttpServer(app, "127.0.0.1:0")
+    await server.start()
+    try:
+        for path in (b"/jobs", b"/healthz"):
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(b"GET " + path + b" HTTP/1.1\r\nConnection: close\r\n\r\n")
+            answer = await asyncio.wait_for(reader.read(), 5)
+            writer.close()
+            expected = b"HTTP/1.1 500 " if path == b"/jobs" else b"HTTP/1.1 200 OK"
+            assert answer.startswith(expected), answer
+    finally:
+        await server.stop()
