@@ -1,0 +1,26 @@
+"""What triggers ask of the jobs table: a skipped job's reason, and each trigger's
+incomplete jobs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from jobrunner.db.queries.jobs import Conn, _fetch, _sql
+
+MERGE_JOB_META = _sql("merge_job_meta")
+COUNT_INCOMPLETE_BY_WORKER = _sql("count_incomplete_by_worker")
+
+
+async def merge_job_meta(conn: Conn, job_id: int, meta: dict[str, Any]) -> None:
+    """Merge `meta` into the meta of job `job_id` (nothing if there is no such job)."""
+    await conn.execute(MERGE_JOB_META, job_id, orjson.dumps(meta).decode())
+
+
+async def count_incomplete_by_worker(conn: Conn, workers: Sequence[str]) -> dict[str, int]:
+    """How many jobs of each of `workers` are available, scheduled, executing or retryable."""
+    rows = await _fetch(conn, COUNT_INCOMPLETE_BY_WORKER, list(workers))
+    found = {row["worker"]: int(row["incomplete"]) for row in rows}
+    return {name: found.get(name, 0) for name in workers}
