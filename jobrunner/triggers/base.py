@@ -53,9 +53,7 @@ class Adapter(Protocol):
         """A primary key read back from a job's args, as the ORM takes it."""
         ...
 
-    async def run(
-        self, pk: Any, action: Action, job: Job, *, sync: bool, dsn: Dsn
-    ) -> Ran:
+    async def run(self, pk: Any, action: Action, job: Job, *, sync: bool, dsn: Dsn) -> Ran:
         """Load the record `pk` in a transaction, re-check `where` and run `action` on it;
         the transaction commits before this returns."""
         ...

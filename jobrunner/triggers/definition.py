@@ -20,7 +20,7 @@ from jobrunner.core.new_job import DEFAULT_MAX_ATTEMPTS, DEFAULT_QUEUE, NewJob, 
 from jobrunner.db.queries import triggers as _queries
 from jobrunner.engine.executor import CURRENT_CLIENT
 from jobrunner.plugins import cron as _cron
-from jobrunner.triggers import scan as _scan
+from jobrunner.triggers import scanning as _scanning
 from jobrunner.triggers.base import Adapter, TriggerError, json_pk
 
 log = structlog.get_logger("jobrunner.triggers")
@@ -83,8 +83,7 @@ class Trigger(_worker.Worker):
         """
         if not isinstance(record, self.model):
             raise TriggerError(
-                f"trigger {self.name!r} is on {self.adapter.label}, got a "
-                f"{type(record).__name__}"
+                f"trigger {self.name!r} is on {self.adapter.label}, got a {type(record).__name__}"
             )
         pk = self.adapter.pk_of(record)
         if pk is None:
@@ -249,7 +248,7 @@ def _origin(built: Trigger) -> str:
 
 def _schedule(built: Trigger) -> None:
     """Register the trigger's scan worker and its crontab entry (ConfigError -> TriggerError)."""
-    scan = _scan.scan_worker(built)
+    scan = _scanning.scan_worker(built)
     _worker.register(scan)
     built.scan_worker = scan
     entry = CronEntry(

@@ -58,7 +58,7 @@ class DjangoAdapter:
             return
         try:
             self._matching().query  # noqa: B018 - building the query resolves the fields
-        except Exception as exc:  # noqa: BLE001 - FieldError, ValueError, TypeError alike
+        except Exception as exc:
             raise TriggerError(f"where is not a Q of {self.label}: {exc}") from None
 
     def _matching(self) -> Any:
@@ -76,7 +76,8 @@ class DjangoAdapter:
         return result
 
     def _run_sync(self, job: Job, pk: Any, action: Action, sync: bool) -> Ran:
-        return _with_connections(lambda: self._in_transaction(job, pk, action, sync))
+        ran: Ran = _with_connections(lambda: self._in_transaction(job, pk, action, sync))
+        return ran
 
     def _in_transaction(self, job: Job, pk: Any, action: Action, sync: bool) -> Ran:
         with django_db.transaction.atomic():
@@ -105,7 +106,7 @@ class DjangoAdapter:
     def where_sql(self) -> str:
         if self.where is None:
             return "true"
-        return _with_connections(self._where_sql)
+        return str(_with_connections(self._where_sql))
 
     def _where_sql(self) -> str:
         query = self._matching().query
@@ -114,7 +115,7 @@ class DjangoAdapter:
         try:
             sql, params = query.where.as_sql(compiler, connection)
             text = connection.ops.compose_sql(sql, params)
-        except Exception as exc:  # noqa: BLE001 - what Django cannot compile is not SQL here
+        except Exception as exc:
             raise TriggerError(
                 f"the where of the trigger on {self.label} cannot be written in SQL: {exc}"
             ) from None

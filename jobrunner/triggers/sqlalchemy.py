@@ -138,7 +138,7 @@ class SqlAlchemyAdapter:
             compiled = replaced.compile(
                 dialect=sa_pg.dialect(), compile_kwargs={"literal_binds": True}
             )
-        except Exception as exc:  # noqa: BLE001 - any compile failure means "not in SQL"
+        except Exception as exc:
             raise TriggerError(
                 f"the where of the trigger on {self.label} cannot be written in SQL: {exc}"
             ) from None
@@ -179,7 +179,9 @@ def _check_session(session: Any, *, sync: bool) -> Any:
 
 def _engine(dsn: str, *, sync: bool) -> Any:
     """One engine per database URL and kind (and event loop, for the async ones)."""
-    url = sa.engine.make_url(dsn).set(drivername="postgresql+psycopg" if sync else "postgresql+asyncpg")
+    url = sa.engine.make_url(dsn).set(
+        drivername="postgresql+psycopg" if sync else "postgresql+asyncpg"
+    )
     loop = 0 if sync else id(asyncio.get_running_loop())
     key = (str(url.render_as_string(hide_password=False)), sync, loop)
     engine = _ENGINES.get(key)

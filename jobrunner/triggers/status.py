@@ -13,7 +13,7 @@ from jobrunner.db import queries as _db_queries
 from jobrunner.db.queries import triggers as _queries
 from jobrunner.triggers.base import TriggerError
 from jobrunner.triggers.definition import PER_RECORD, Trigger, registered
-from jobrunner.triggers.scan import Inserter
+from jobrunner.triggers.scanning import Inserter
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +111,3 @@ CREATE OR REPLACE TRIGGER {function}
 
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
-
-
-

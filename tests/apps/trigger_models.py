@@ -49,7 +49,9 @@ async def process_order(order: TriggerOrder, job: Job) -> None:
     order.run_by = os.getpid()
 
 
-@trigger(TriggerOrder, where=TriggerOrder.status == "paid", queue="orders", name="tests.orders.ship")
+@trigger(
+    TriggerOrder, where=TriggerOrder.status == "paid", queue="orders", name="tests.orders.ship"
+)
 def ship_order(order: TriggerOrder, job: Job) -> None:
     """On demand (no cron), a plain def: runs in the runner's threads on a sync session."""
     order.status = "shipped"

@@ -94,7 +94,8 @@ def scan_worker(trigger: Scanned) -> _worker.Worker:
     """The worker the trigger's crontab entry inserts once per slot: it runs one scan."""
 
     async def perform(job: Job) -> None:
-        await scan(CURRENT_CLIENT.get(), trigger)
+        client: Any = CURRENT_CLIENT.get()  # the Client running this job
+        await scan(client, trigger)
 
     return _worker.Worker(
         name=f"{trigger.name}:scan",
