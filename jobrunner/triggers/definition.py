@@ -160,7 +160,10 @@ def trigger(
         ...          queue="orders", max_attempts=3, name="orders.process")
         ... async def process_order(order: Order, job: Job) -> None: ...
     """
-    _worker._validate_options(queue, max_attempts, priority, tuple(tags), timeout, unique)
+    try:
+        _worker._validate_options(queue, max_attempts, priority, tuple(tags), timeout, unique)
+    except InvalidJob as exc:
+        raise TriggerError(f"trigger {name or 'on ' + repr(model)}: {exc}") from None
     if not isinstance(page_size, int) or isinstance(page_size, bool) or page_size < 1:
         raise TriggerError(f"page_size must be an integer >= 1, got {page_size!r}")
 

@@ -155,7 +155,13 @@ def _check_where(where: Any, mapper: Any, label: str) -> Any:
             f"(like {mapper.class_.__name__}.status == 'pending'), got {where!r}"
         )
     own = set(mapper.tables)
-    others = [t for t in sa_util.find_tables(where, include_aliases=True) if t not in own]
+    named = {
+        getattr(element, "table", None)
+        for element in sa_visitors.iterate(where)
+        if isinstance(element, sa.sql.ColumnElement)
+    }
+    named |= set(sa_util.find_tables(where, include_aliases=True))
+    others = [t for t in named if t is not None and t not in own]
     if others:
         names = ", ".join(sorted(getattr(t, "name", str(t)) for t in others))
         raise TriggerError(f"where must be an expression of {label}'s columns; it names {names}")
