@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 from sqlalchemy import Identity, String
@@ -44,6 +45,7 @@ class TriggerOrder(Base):
 )
 async def process_order(order: TriggerOrder, job: Job) -> None:
     """pending -> done, counting the runs: a second run would show as runs == 2."""
+    await asyncio.sleep(float(os.environ.get("TRIGGER_ACTION_DELAY_S", "0")))
     order.status = "done"
     order.runs += 1
     order.run_by = os.getpid()
