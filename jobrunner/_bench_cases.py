@@ -310,11 +310,12 @@ async def _insert_until(client: Client, stop: asyncio.Event) -> list[float]:
     return latencies
 
 
-FIRST_SCAN = f"""
+# $1 the trigger's name: its first completed scan, and the jobs enqueued so far.
+FIRST_SCAN = """
 SELECT extract(epoch FROM completed_at - attempted_at)::float8 AS seconds,
-       (SELECT count(*) FROM jobrunner_jobs WHERE worker = '{_bench_triggers.NAME}') AS jobs
+       (SELECT count(*) FROM jobrunner_jobs WHERE worker = $1) AS jobs
 FROM jobrunner_jobs
-WHERE worker = '{_bench_triggers.NAME}:scan' AND state = 'completed'
+WHERE worker = $1 || ':scan' AND state = 'completed'
 ORDER BY id LIMIT 1
 """
 
@@ -333,7 +334,7 @@ async def trigger_scan(ctx: Context) -> Metrics:
         async with Daemon(ctx, 10, apps=(_bench_triggers.__name__,)) as daemon:
             ready_mb = daemon.rss_mb("VmRSS")
             started = time.perf_counter()
-            first = await _until(conn, FIRST_SCAN, timeout_s=300)
+            first = await _until(conn, FIRST_SCAN, _bench_triggers.NAME, timeout_s=300)
             await _until(
                 conn, "SELECT 1 WHERE NOT EXISTS (SELECT FROM bench_records "
                 "WHERE status = 'pending')", timeout_s=600,
@@ -350,11 +351,13 @@ async def trigger_scan(ctx: Context) -> Metrics:
     }
 
 
-async def _until(conn: asyncpg.Connection, query: str, *, timeout_s: float) -> asyncpg.Record:
+async def _until(
+    conn: asyncpg.Connection, query: str, *args: object, timeout_s: float
+) -> asyncpg.Record:
     """The first row of `query` once it returns one, polling to a deadline."""
     deadline = time.monotonic() + timeout_s
     while True:
-        row = await conn.fetchrow(query)
+        row = await conn.fetchrow(query, *args)
         if row is not None:
             return row
         if time.monotonic() > deadline:
