@@ -12,7 +12,12 @@ from typing import Any
 import asyncpg
 import pytest
 from sqlalchemy import ForeignKey, String, create_engine
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncSession,
+    async_object_session,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 import jobrunner
@@ -378,3 +383,31 @@ async def test_the_session_factory_given_to_the_trigger_loads_the_records(
     assert (await drain_queue(client, "sessions")).completed == 1
     assert (await _statuses(orders))[order_id] == ("seen", 0)
     assert sessions.made == 1
+
+
+@trigger(TriggerOrder, where=TriggerOrder.status == "new", queue="machine", name="tests.sm.start")
+async def start(order: TriggerOrder, job: Job) -> None:
+    order.status = "processing"
+    session = async_object_session(order)  # the job's own session: finish commits with this
+    await jobrunner.current_client().insert(finish.new_for(order), conn=session)
+
+
+@trigger(TriggerOrder, where=TriggerOrder.status == "processing", queue="machine",
+         name="tests.sm.finish")  # fmt: skip
+async def finish(order: TriggerOrder, job: Job) -> None:
+    order.status = "finished"
+    order.runs += 1
+
+
+async def test_a_transition_enqueues_the_next_one_in_its_own_transaction(
+    orders: asyncpg.Connection, client: jobrunner.Client
+) -> None:
+    order_id = await orders.fetchval(
+        "INSERT INTO trigger_orders (status) VALUES ('new') RETURNING id"
+    )
+    await client.insert(start.new_for(TriggerOrder(id=order_id)))
+    result = await drain_queue(client, "machine", with_recursion=True)
+    assert result.completed == 2
+    assert await _statuses(orders) == {order_id: ("finished", 1)}
+    jobs = await client.list_jobs(worker="tests.sm.finish")
+    assert [j.meta for j in jobs] == [{}]  # ran, not skipped
