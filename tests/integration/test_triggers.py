@@ -35,6 +35,8 @@ from tests.apps.trigger_models import (
 )
 from tests.helpers import run_cli
 
+pytestmark = pytest.mark.triggers
+
 
 def _url(dsn: str, driver: str) -> str:
     return dsn.replace("postgresql://", f"postgresql+{driver}://", 1)
