@@ -113,7 +113,7 @@ class Trigger(_worker.Worker):
         client = CURRENT_CLIENT.get(None)
         if client is not None and job.id:
             try:
-                await _queries.merge_job_meta(client.pool, job.id, {"skipped": ran.skipped})
+                await _queries.merge_job_meta(client.pool, job, {"skipped": ran.skipped})
             except JobRunnerError:
                 pass  # a client with no database (perform_job): the log says it
         return None
@@ -125,9 +125,15 @@ class Trigger(_worker.Worker):
 
 def _dsn() -> str:
     client = CURRENT_CLIENT.get(None)
-    if client is None:
-        raise JobRunnerError("a trigger without session= runs only inside a running job")
-    return str(client.dsn)
+    try:
+        if client is None:
+            raise JobRunnerError("no client runs this job")
+        return str(client.dsn)
+    except JobRunnerError:
+        raise JobRunnerError(
+            "a trigger without session= loads its record from jobrunner's database: run it "
+            "with a connected client (perform_job(..., client=client)) or give it session="
+        ) from None
 
 
 def trigger(

@@ -23,7 +23,13 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 import jobrunner
 from jobrunner import Job
 from jobrunner.db.queries import insert as _insert
-from jobrunner.testing import assert_enqueued, drain_queue, refute_enqueued, run_trigger_scan
+from jobrunner.testing import (
+    assert_enqueued,
+    drain_queue,
+    perform_job,
+    refute_enqueued,
+    run_trigger_scan,
+)
 from jobrunner.triggers import PER_RECORD, TriggerError, create_trigger_sql, trigger
 from jobrunner.triggers.base import GONE, NO_MATCH
 from tests.apps.trigger_models import (
@@ -413,3 +419,14 @@ async def test_a_transition_enqueues_the_next_one_in_its_own_transaction(
     assert await _statuses(orders) == {order_id: ("finished", 1)}
     jobs = await client.list_jobs(worker="tests.sm.finish")
     assert [j.meta for j in jobs] == [{}]  # ran, not skipped
+
+
+async def test_perform_job_runs_a_trigger_with_a_connected_client(
+    orders: asyncpg.Connection, client: jobrunner.Client
+) -> None:
+    order_id = await orders.fetchval("INSERT INTO trigger_orders DEFAULT VALUES RETURNING id")
+    with pytest.raises(jobrunner.JobRunnerError, match=r"perform_job\(\.\.\., client=client\)"):
+        await perform_job(process_order, {"pk": order_id})
+    assert await perform_job(process_order, {"pk": order_id}, client=client) is None
+    assert await perform_job(process_order, {"pk": order_id}, client=client) is None  # skipped
+    assert await _statuses(orders) == {order_id: ("done", 1)}
