@@ -4,7 +4,7 @@ trigger's errors and the checks on a record's primary key."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -71,6 +71,11 @@ class Adapter(Protocol):
         """`where` as a SQL condition on the row `NEW` (TriggerError if it cannot be)."""
         ...
 
+    def on_write(self, enqueue: Enqueue) -> None:
+        """Enqueue through the ORM's own events: for each record it inserts or updates
+        that matches `where` after the write, in the writer's transaction."""
+        ...
+
 
 def json_pk(value: Any, label: str) -> int | str:
     """A primary key as it is stored in a job's args (TriggerError naming its type)."""
@@ -86,4 +91,19 @@ def json_pk(value: Any, label: str) -> int | str:
     )
 
 
-AsyncThunk = Callable[[], Awaitable[Any]]
+@dataclass(frozen=True, slots=True)
+class Enqueue:
+    """What the ORM's write events insert for a trigger, through `jobrunner_insert_job`."""
+
+    worker: str
+    queue: str
+    priority: int
+    max_attempts: int
+
+
+# $1 worker, $2 primary key (jsonb), $3 queue, $4 priority, $5 max_attempts: the trigger's job
+# for one record, unique per record while incomplete (the key `new_for` and scans give it).
+ENQUEUE_SQL = (
+    "SELECT jobrunner_insert_job({0}, jsonb_build_object('pk', {1}), {2}, {3}, {4}, NULL, "
+    "jobrunner_trigger_key({0}, {1}))"
+)

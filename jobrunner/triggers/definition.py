@@ -21,7 +21,7 @@ from jobrunner.db.queries import triggers as _queries
 from jobrunner.engine.executor import CURRENT_CLIENT
 from jobrunner.plugins import cron as _cron
 from jobrunner.triggers import scanning as _scanning
-from jobrunner.triggers.base import Adapter, TriggerError, json_pk
+from jobrunner.triggers.base import Adapter, Enqueue, TriggerError, json_pk
 
 log = structlog.get_logger("jobrunner.triggers")
 
@@ -152,6 +152,7 @@ def trigger(
     session: Any = None,
     timezone: str = "UTC",
     page_size: int = PAGE_SIZE,
+    on_write: bool = False,
 ) -> Callable[[Any], Trigger]:
     """Declare `action(record, job)` as the trigger on `model` called `name`.
 
@@ -159,7 +160,9 @@ def trigger(
     `sessionmaker`/`async_sessionmaker`, default one on jobrunner's database) or a Django
     model (`where` a `Q`). With `cron`, a scan on each slot enqueues one job per record
     matching `where`; without, jobs come from `new_for(record)` (or SQL). Every worker
-    option applies; `unique` defaults to one incomplete job per record.
+    option applies; `unique` defaults to one incomplete job per record. With `on_write`,
+    the ORM's own events enqueue it too, for each record inserted or updated through the ORM
+    so that it matches `where`, in the writer's transaction.
 
     Example:
         >>> @trigger(Order, where=Order.status == "pending", cron="*/5 * * * *",
@@ -185,6 +188,11 @@ def trigger(
                 "enqueues every record again"
             )
         _check_signature(action, trigger_name)
+        if on_write and unique != PER_RECORD:
+            raise TriggerError(
+                f"trigger {trigger_name!r}: on_write enqueues with the default unique (one "
+                "incomplete job per record); drop unique= or on_write"
+            )
         built = Trigger(
             adapter=adapter,
             cron=cron,
@@ -203,6 +211,8 @@ def trigger(
             unique=unique,
         )
         _register(built)
+        if on_write:
+            adapter.on_write(Enqueue(trigger_name, queue, priority, max_attempts))
         return built
 
     return decorate

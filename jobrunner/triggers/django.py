@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -15,7 +16,17 @@ from typing import Any
 from jobrunner.core import threads as _threads
 from jobrunner.core.extras import require
 from jobrunner.core.job import Job
-from jobrunner.triggers.base import GONE, NO_MATCH, Action, Dsn, Ran, TriggerError
+from jobrunner.triggers.base import (
+    ENQUEUE_SQL,
+    GONE,
+    NO_MATCH,
+    Action,
+    Dsn,
+    Enqueue,
+    Ran,
+    TriggerError,
+    json_pk,
+)
 
 django_models = require("django.db.models", "django")
 django_db = require("django.db", "django")
@@ -121,6 +132,27 @@ class DjangoAdapter:
             ) from None
         table = re.escape(connection.ops.quote_name(self.table))
         return re.sub(table + r"\.", "NEW.", text)
+
+    def on_write(self, enqueue: Enqueue) -> None:
+        def saved(sender: Any, instance: Any, using: str, **kwargs: Any) -> None:
+            self.enqueue_saved(instance, using, enqueue)
+
+        django_models.signals.post_save.connect(
+            saved, sender=self.model, weak=False, dispatch_uid=f"jobrunner:{enqueue.worker}"
+        )
+
+    def enqueue_saved(self, instance: Any, using: str, enqueue: Enqueue) -> None:
+        """After a save: the trigger's job if the record matches, on the saving connection
+        (in its transaction; a save in autocommit commits the job with it)."""
+        if not self._matching().using(using).filter(pk=instance.pk).exists():
+            return
+        pk = json.dumps(json_pk(instance.pk, self.label))
+        with django_db.connections[using].cursor() as cursor:
+            cursor.execute(
+                ENQUEUE_SQL.format("%s::text", "%s::jsonb", "%s::text", "%s::int", "%s::int"),
+                [enqueue.worker, pk, enqueue.queue, enqueue.priority, enqueue.max_attempts,
+                 enqueue.worker, pk],
+            )  # fmt: skip
 
 
 def _with_connections(read: Callable[[], Any]) -> Any:

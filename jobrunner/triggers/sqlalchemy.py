@@ -13,7 +13,15 @@ from typing import Any
 from jobrunner.core import threads as _threads
 from jobrunner.core.extras import require
 from jobrunner.core.job import Job
-from jobrunner.triggers.base import GONE, NO_MATCH, Action, Dsn, Ran, TriggerError
+from jobrunner.triggers.base import (
+    GONE,
+    NO_MATCH,
+    Action,
+    Dsn,
+    Enqueue,
+    Ran,
+    TriggerError,
+)
 
 sa = require("sqlalchemy", "sqlalchemy")
 sa_orm = require("sqlalchemy.orm", "sqlalchemy")
@@ -143,6 +151,44 @@ class SqlAlchemyAdapter:
                 f"the where of the trigger on {self.label} cannot be written in SQL: {exc}"
             ) from None
         return str(compiled)
+
+    def on_write(self, enqueue: Enqueue) -> None:
+        _ON_WRITE[enqueue.worker] = (self, enqueue)
+        if not sa.event.contains(sa_orm.Session, "after_flush", _after_flush):
+            sa.event.listen(sa_orm.Session, "after_flush", _after_flush)
+
+    def enqueue_written(self, session: Any, enqueue: Enqueue) -> None:
+        """Insert `enqueue`'s job for each record of this model the flush wrote that matches."""
+        keys = [
+            self.pk_of(record)
+            for record in (*session.new, *session.dirty)
+            if isinstance(record, self.model) and self.pk_of(record) is not None
+        ]
+        if not keys:
+            return
+        written = self._select(self.pk_column.label("pk")).where(self.pk_column.in_(keys))
+        row = written.subquery("written")
+        worker, pk = sa.cast(sa.literal(enqueue.worker), sa.Text), sa.func.to_jsonb(row.c.pk)
+        call = sa.func.jobrunner_insert_job(
+            worker,
+            sa.func.jsonb_build_object(sa.literal_column("'pk'"), row.c.pk),
+            sa.cast(sa.literal(enqueue.queue), sa.Text),
+            sa.cast(sa.literal(enqueue.priority), sa.Integer),
+            sa.cast(sa.literal(enqueue.max_attempts), sa.Integer),
+            sa.cast(sa.null(), sa.TIMESTAMP(timezone=True)),
+            sa.func.jobrunner_trigger_key(worker, pk),
+        )
+        session.connection().execute(sa.select(call).select_from(row))
+
+
+_ON_WRITE: dict[str, tuple[SqlAlchemyAdapter, Enqueue]] = {}
+
+
+def _after_flush(session: Any, flush_context: Any) -> None:
+    """Every session's flush: the jobs of the triggers that fire on write (the session's new
+    and dirty objects still show what this flush wrote)."""
+    for adapter, enqueue in _ON_WRITE.values():
+        adapter.enqueue_written(session, enqueue)
 
 
 def _check_where(where: Any, mapper: Any, label: str) -> Any:

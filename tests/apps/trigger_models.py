@@ -65,3 +65,16 @@ async def fail_order(order: TriggerOrder, job: Job) -> None:
     """Changes the record, then fails: the change rolls back with the attempt."""
     order.status = "changed"
     raise RuntimeError("the action failed")
+
+
+@trigger(
+    TriggerOrder,
+    where=TriggerOrder.status == "placed",
+    on_write=True,
+    queue="orders",
+    name="tests.orders.confirm",
+)
+async def confirm_order(order: TriggerOrder, job: Job) -> None:
+    """Enqueued by the session's own flush whenever an order is written as placed."""
+    order.status = "confirmed"
+    order.runs += 1

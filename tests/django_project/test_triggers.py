@@ -21,7 +21,7 @@ from jobrunner.triggers import TriggerError, trigger
 from jobrunner.triggers.base import NO_MATCH
 
 from .records.models import Ticket
-from .records.triggers import notify_ticket, process_ticket
+from .records.triggers import confirm_ticket, notify_ticket, process_ticket
 from .shop.models import Order
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -155,8 +155,37 @@ def test_a_row_inserted_with_plain_sql_is_processed_through_the_printed_trigger(
     assert "IF NEW.\"status\" = 'paid' THEN" in printed.stdout
     with connection.cursor() as cursor:
         cursor.execute(printed.stdout)
-        cursor.execute("INSERT INTO records_ticket (status, runs) VALUES ('paid', 0) RETURNING id")
-        ticket_id = cursor.fetchone()[0]
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO records_ticket (status, runs) VALUES ('paid', 0) RETURNING id"
+            )
+            ticket_id = cursor.fetchone()[0]
+        daemons()
+        _until(lambda: Ticket.objects.get(id=ticket_id).status == "notified", 30, "not processed")
+        assert Ticket.objects.get(id=ticket_id).runs == 1
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "DROP TRIGGER jobrunner_enqueue_records_notify ON records_ticket; "
+                "DROP FUNCTION jobrunner_enqueue_records_notify()"
+            )
+
+
+def test_on_write_enqueues_in_the_saving_transaction_and_the_daemon_runs_it(
+    client: jobrunner.SyncClient, daemons: Callable[..., Any]
+) -> None:
+    with pytest.raises(RuntimeError), transaction.atomic():
+        Ticket.objects.create(status="placed")
+        raise RuntimeError("the view failed")
+    with transaction.atomic():
+        placed = Ticket.objects.create(status="placed")
+        other = Ticket.objects.create(status="open")
+        placed.save()  # saved twice: one incomplete job
+    jobs = client.list_jobs(worker=confirm_ticket.name)
+    assert [job.args for job in jobs] == [{"pk": placed.id}]
     daemons()
-    _until(lambda: Ticket.objects.get(id=ticket_id).status == "notified", 30, "not processed")
-    assert Ticket.objects.get(id=ticket_id).runs == 1
+    _until(lambda: client.get_job(jobs[0].id).state == "completed", 30, "not run")  # type: ignore[union-attr]
+    placed.refresh_from_db()
+    other.refresh_from_db()
+    assert (placed.status, placed.runs, other.status) == ("confirmed", 1, "open")

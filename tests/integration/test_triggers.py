@@ -35,6 +35,7 @@ from jobrunner.triggers.base import GONE, NO_MATCH
 from tests.apps.trigger_models import (
     TABLE_SQL,
     TriggerOrder,
+    confirm_order,
     fail_order,
     process_order,
     ship_order,
@@ -331,7 +332,7 @@ def test_triggers_sql_refuses_an_unknown_trigger_in_one_line() -> None:
     result = run_cli("triggers", "sql", "nope", "--app", "tests.apps.trigger_models")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "error: unknown trigger 'nope'; known: tests.orders.fail, tests.orders.process, "
+        "error: unknown trigger 'nope'; known: tests.orders.confirm, tests.orders.fail, tests.orders.process, "
         "tests.orders.ship"
     ]
 
@@ -430,3 +431,52 @@ async def test_perform_job_runs_a_trigger_with_a_connected_client(
     assert await perform_job(process_order, {"pk": order_id}, client=client) is None
     assert await perform_job(process_order, {"pk": order_id}, client=client) is None  # skipped
     assert await _statuses(orders) == {order_id: ("done", 1)}
+
+
+# -- on write: through the ORM's own events --------------------------------------------------
+
+
+async def test_on_write_enqueues_in_the_flush_of_a_matching_record(
+    orders: asyncpg.Connection, client: jobrunner.Client, async_session: Any
+) -> None:
+    with pytest.raises(RuntimeError):
+        async with async_session() as session, session.begin():
+            session.add(TriggerOrder(status="placed"))
+            await session.flush()
+            raise RuntimeError("the request failed")
+    await refute_enqueued(client, worker=confirm_order)
+
+    async with async_session() as session, session.begin():
+        placed, other = TriggerOrder(status="placed"), TriggerOrder(status="pending")
+        session.add_all([placed, other])
+    await assert_enqueued(client, worker=confirm_order, args={"pk": placed.id})
+    await refute_enqueued(client, worker=confirm_order, args={"pk": other.id})
+
+    async with async_session() as session, session.begin():
+        moved = await session.get(TriggerOrder, other.id)
+        assert moved is not None
+        moved.status = "placed"  # an update into where
+        again = await session.get(TriggerOrder, placed.id)
+        assert again is not None
+        again.runs = 0  # still placed: its job is waiting, no second one
+    assert len(await client.list_jobs(worker="tests.orders.confirm")) == 2
+    assert (await drain_queue(client, "orders")).completed == 2
+    assert await _statuses(orders) == {placed.id: ("confirmed", 1), other.id: ("confirmed", 1)}
+
+
+def test_on_write_with_a_sync_session(
+    orders: asyncpg.Connection, dsn: str, sync_session: Any
+) -> None:
+    with sync_session() as session:
+        order = TriggerOrder(status="placed")
+        session.add(order)
+        session.commit()
+    with jobrunner.connect_sync(dsn) as client:
+        jobs = client.list_jobs(worker="tests.orders.confirm")
+    assert [job.args for job in jobs] == [{"pk": order.id}]
+
+
+def test_on_write_refuses_a_unique_of_its_own() -> None:
+    with pytest.raises(TriggerError, match=r"on_write enqueues with the default unique"):
+        trigger(TriggerOrder, where=TriggerOrder.status == "x", on_write=True,
+                unique=jobrunner.Unique(period=60), name="tests.bad")(_action)  # fmt: skip

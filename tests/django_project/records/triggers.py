@@ -41,3 +41,11 @@ async def notify_ticket(ticket: Ticket, job: Job) -> None:
     ticket.status = "notified"
     ticket.runs += 1
     await ticket.asave()
+
+
+@trigger(Ticket, where=Q(status="placed"), on_write=True, queue="tickets", name="records.confirm")
+def confirm_ticket(ticket: Ticket, job: Job) -> None:
+    """Enqueued by Django's post_save whenever a ticket is saved as placed."""
+    ticket.status = "confirmed"
+    ticket.runs += 1
+    ticket.save()
