@@ -332,8 +332,8 @@ def test_triggers_sql_refuses_an_unknown_trigger_in_one_line() -> None:
     result = run_cli("triggers", "sql", "nope", "--app", "tests.apps.trigger_models")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "error: unknown trigger 'nope'; known: tests.orders.confirm, tests.orders.fail, tests.orders.process, "
-        "tests.orders.ship"
+        "error: unknown trigger 'nope'; known: tests.orders.confirm, tests.orders.fail, "
+        "tests.orders.process, tests.orders.ship"
     ]
 
 
