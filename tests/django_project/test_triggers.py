@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -189,3 +190,26 @@ def test_on_write_enqueues_in_the_saving_transaction_and_the_daemon_runs_it(
     placed.refresh_from_db()
     other.refresh_from_db()
     assert (placed.status, placed.runs, other.status) == ("confirmed", 1, "open")
+
+
+def test_triggers_list_and_run_on_django_models(test_dsn: str) -> None:
+    Ticket.objects.bulk_create(Ticket(status=s) for s in ("pending", "pending", "done"))
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "jobrunner", "triggers", *args, "--app", APP,
+             "--dsn", test_dsn, "--json"],
+            cwd=ROOT, env=_env(test_dsn), capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    ran = cli("run", "records.process")
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout) == {"trigger": "records.process", "matched": 2, "inserted": 2}
+    listed = cli("list")
+    assert listed.returncode == 0, listed.stderr
+    by_name = {t["name"]: t for t in json.loads(listed.stdout)}
+    assert by_name["records.process"]["model"] == "records.Ticket"
+    assert (by_name["records.process"]["matched"], by_name["records.process"]["incomplete"]) == (
+        2,
+        2,
+    )
