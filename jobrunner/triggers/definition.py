@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 import sys
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -169,53 +170,102 @@ def trigger(
         ...          queue="orders", max_attempts=3, name="orders.process")
         ... async def process_order(order: Order, job: Job) -> None: ...
     """
-    try:
-        _worker._validate_options(queue, max_attempts, priority, tuple(tags), timeout, unique)
-    except InvalidJob as exc:
-        raise TriggerError(f"trigger {name or 'on ' + repr(model)}: {exc}") from None
-    if not isinstance(page_size, int) or isinstance(page_size, bool) or page_size < 1:
-        raise TriggerError(f"page_size must be an integer >= 1, got {page_size!r}")
+    return _Declared(
+        model=model,
+        where=where,
+        cron=cron,
+        name=name,
+        queue=queue,
+        max_attempts=max_attempts,
+        priority=priority,
+        unique=unique,
+        tags=tuple(tags),
+        timeout=timeout,
+        backoff=backoff,
+        session=session,
+        timezone=timezone,
+        page_size=page_size,
+        on_write=on_write,
+    ).define
 
-    def decorate(action: Any) -> Trigger:
+
+@dataclass(frozen=True, slots=True)
+class _Declared:
+    """The options of one `@trigger(...)`, checked before the action is known."""
+
+    model: Any
+    where: Any
+    cron: str | None
+    name: str | None
+    queue: str
+    max_attempts: int
+    priority: int
+    unique: Unique | None
+    tags: tuple[str, ...]
+    timeout: float | None
+    backoff: Callable[[Job], float] | None
+    session: Any
+    timezone: str
+    page_size: int
+    on_write: bool
+
+    def __post_init__(self) -> None:
+        try:
+            _worker._validate_options(
+                self.queue, self.max_attempts, self.priority, self.tags, self.timeout, self.unique
+            )
+        except InvalidJob as exc:
+            raise TriggerError(f"trigger {self.name or 'on ' + repr(self.model)}: {exc}") from None
+        size = self.page_size
+        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+            raise TriggerError(f"page_size must be an integer >= 1, got {size!r}")
+
+    def define(self, action: Any) -> Trigger:
+        """Build and register the trigger of `action` (the decorator's second step)."""
         if not inspect.isfunction(action):
             raise TriggerError(f"a trigger's action must be a 'def' or 'async def', got {action!r}")
-        trigger_name = name or f"{action.__module__}.{action.__qualname__}"
-        sync = not inspect.iscoroutinefunction(action)
-        adapter = _adapter(model, where, session, sync=sync)
-        if cron is not None and not adapter.has_where:
-            raise TriggerError(
-                f"scheduled trigger {trigger_name!r} needs a where: without one each scan "
-                "enqueues every record again"
-            )
-        _check_signature(action, trigger_name)
-        if on_write and unique != PER_RECORD:
-            raise TriggerError(
-                f"trigger {trigger_name!r}: on_write enqueues with the default unique (one "
-                "incomplete job per record); drop unique= or on_write"
-            )
+        name = self.name or f"{action.__module__}.{action.__qualname__}"
+        adapter = _adapter(
+            self.model, self.where, self.session, sync=not inspect.iscoroutinefunction(action)
+        )
+        self._check(action, name, adapter)
         built = Trigger(
             adapter=adapter,
-            cron=cron,
-            timezone=timezone,
-            page_size=page_size,
-            name=trigger_name,
+            cron=self.cron,
+            timezone=self.timezone,
+            page_size=self.page_size,
+            name=name,
             target=action,
             perform=action,
-            backoff=backoff,
+            backoff=self.backoff,
             timeout_fn=None,
-            queue=queue,
-            max_attempts=max_attempts,
-            priority=priority,
-            tags=tuple(tags),
-            timeout=timeout,
-            unique=unique,
+            queue=self.queue,
+            max_attempts=self.max_attempts,
+            priority=self.priority,
+            tags=self.tags,
+            timeout=self.timeout,
+            unique=self.unique,
         )
         _register(built)
-        if on_write:
-            adapter.on_write(Enqueue(trigger_name, queue, priority, max_attempts))
+        if self.on_write:
+            adapter.on_write(Enqueue(name, self.queue, self.priority, self.max_attempts))
         return built
 
-    return decorate
+    def _check(self, action: Any, name: str, adapter: Adapter) -> None:
+        if self.cron is not None and not adapter.has_where:
+            raise TriggerError(
+                f"scheduled trigger {name!r} needs a where: without one each scan enqueues "
+                "every record again"
+            )
+        try:
+            inspect.signature(action).bind(None, None)
+        except TypeError:
+            raise TriggerError(f"trigger {name!r} action must take (record, job)") from None
+        if self.on_write and self.unique != PER_RECORD:
+            raise TriggerError(
+                f"trigger {name!r}: on_write enqueues with the default unique (one "
+                "incomplete job per record); drop unique= or on_write"
+            )
 
 
 def _adapter(model: Any, where: Any, session: Any, *, sync: bool) -> Adapter:
@@ -235,13 +285,6 @@ def _adapter(model: Any, where: Any, session: Any, *, sync: bool) -> Adapter:
     raise TriggerError(
         f"a trigger's model must be a SQLAlchemy mapped class or a Django model, got {model!r}"
     )
-
-
-def _check_signature(action: Any, name: str) -> None:
-    try:
-        inspect.signature(action).bind(None, None)
-    except TypeError:
-        raise TriggerError(f"trigger {name!r} action must take (record, job)") from None
 
 
 def _register(built: Trigger) -> None:
