@@ -103,25 +103,25 @@ class SqlAlchemyAdapter:
         query = self._select(self.pk_column).order_by(self.pk_column).limit(limit)
         if after is not None:
             query = query.where(self.pk_column > after)
-        return list(await self._read(dsn, lambda s: s.execute(query).scalars().all(), query))
+        return list(await self._scalars(dsn, query))
 
     async def count_matching(self, *, dsn: Dsn) -> int:
         query = self._select(sa.func.count()).select_from(self.model)
-        return int(await self._read(dsn, lambda s: s.scalar(query), query, scalar=True))
+        return int((await self._scalars(dsn, query))[0])
 
-    async def _read(self, dsn: Dsn, read_sync: Any, query: Any, *, scalar: bool = False) -> Any:
+    async def _scalars(self, dsn: Dsn, query: Any) -> list[Any]:
+        """The first column of `query`'s rows, read in a session of the trigger's kind (a
+        sync one in a thread)."""
         factory = self._factory(dsn)
-        if self._sync:
+        if not self._sync:
+            async with factory() as session:
+                return list((await session.execute(query)).scalars().all())
 
-            def read() -> Any:
-                with factory() as session:
-                    return read_sync(session)
+        def read() -> list[Any]:
+            with factory() as session:
+                return list(session.execute(query).scalars().all())
 
-            return await asyncio.to_thread(read)
-        async with factory() as session:
-            if scalar:
-                return await session.scalar(query)
-            return (await session.execute(query)).scalars().all()
+        return await asyncio.to_thread(read)
 
     def _factory(self, dsn: Dsn) -> Any:
         if self._session is not None:
