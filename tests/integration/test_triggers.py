@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import ForeignKey, String, create_engine
+from sqlalchemy import ForeignKey, String, bindparam, create_engine
 from sqlalchemy.ext.asyncio import (
     AsyncSession,
     async_object_session,
@@ -480,3 +480,28 @@ def test_on_write_refuses_a_unique_of_its_own() -> None:
     with pytest.raises(TriggerError, match=r"on_write enqueues with the default unique"):
         trigger(TriggerOrder, where=TriggerOrder.status == "x", on_write=True,
                 unique=jobrunner.Unique(period=60), name="tests.bad")(_action)  # fmt: skip
+
+
+def test_triggers_sql_refuses_what_cannot_be_written_in_sql() -> None:
+    unrenderable = trigger(
+        TriggerOrder, where=TriggerOrder.status == bindparam("wanted"), name="tests.unrenderable"
+    )(_action)
+    with pytest.raises(TriggerError, match=r"cannot be written in SQL: .*'wanted'"):
+        create_trigger_sql(unrenderable)
+    own_unique = trigger(TriggerOrder, unique=jobrunner.Unique(period=60), name="tests.own_unique")(
+        _action
+    )
+    with pytest.raises(TriggerError, match=r"has its own unique="):
+        create_trigger_sql(own_unique)
+
+
+def test_triggers_run_refuses_a_trigger_without_where(dsn: str) -> None:
+    result = run_cli(
+        "triggers", "run", "tests.orders.everything", "--app", "tests.apps.trigger_models",
+        "--app", "tests.apps.trigger_everything", dsn=dsn,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: trigger 'tests.orders.everything' has no where to scan for; enqueue it with "
+        "new_for(record)"
+    )
