@@ -5,7 +5,7 @@ scale, stop, drain, status, jobs, enqueue, prune, reindex) live in their own mod
 register on `app` when imported here.
 """
 
-from jobrunner.cli import housekeeping, jobs, ops, web
+from jobrunner.cli import housekeeping, jobs, ops, triggers, web
 from jobrunner.cli.app import app, main
 
-__all__ = ["app", "housekeeping", "jobs", "main", "ops", "web"]
+__all__ = ["app", "housekeeping", "jobs", "main", "ops", "triggers", "web"]
