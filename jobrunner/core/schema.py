@@ -12,7 +12,9 @@ server (the connections of `db.connection`, the adapters of the caller's connect
   `'schema.jobrunner_...'`, so instances in different schemas never hear each other.
 
 String literals otherwise, quoted identifiers, comments and dollar-quoted bodies are left
-alone. The default schema (public) leaves statements untouched. It is text, not a parser:
+alone, except that migrations (`bodies=True`) qualify function bodies too, so a function
+finds its own schema's tables whoever calls it (and SQL functions stay inlinable). The
+default schema (public) leaves statements untouched. It is text, not a parser:
 new SQL keeps to plain `jobrunner_*` names and works in every schema without change.
 """
 
@@ -77,15 +79,16 @@ def channel(name: str, schema: str = DEFAULT_SCHEMA) -> str:
     return name if schema == DEFAULT_SCHEMA else f"{schema}.{name}"
 
 
-def qualify(sql: str, schema: str = DEFAULT_SCHEMA) -> str:
-    """`sql` with jobrunner's unqualified names put in `schema` (see the module's rule)."""
+def qualify(sql: str, schema: str = DEFAULT_SCHEMA, *, bodies: bool = False) -> str:
+    """`sql` with jobrunner's unqualified names put in `schema` (see the module's rule);
+    with `bodies` (migrations), inside dollar-quoted function bodies too."""
     if schema == DEFAULT_SCHEMA:
         return sql
-    return _qualify(sql, schema)
+    return _qualify(sql, schema, bodies)
 
 
 @lru_cache(maxsize=4096)
-def _qualify(sql: str, schema: str) -> str:
+def _qualify(sql: str, schema: str, bodies: bool) -> str:
     if _PREFIX not in sql.lower():
         return sql
     quoted = quote_ident(schema)
@@ -96,7 +99,11 @@ def _qualify(sql: str, schema: str) -> str:
         kind = match.lastgroup
         text = match.group()
         replacement = None
-        if kind == "string" and text.startswith("'"):
+        if kind == "dollar" and bodies:
+            tag = len(match["tag"] or "") + 2
+            inner = _qualify(text[tag:-tag], schema, bodies)
+            replacement = text[:tag] + inner + text[-tag:]
+        elif kind == "string" and text.startswith("'"):
             inner = text[1:-1]
             if inner.lower().startswith(_PREFIX) and _IDENTIFIER.fullmatch(inner.lower()):
                 replacement = f"'{channel(inner, schema)}'"

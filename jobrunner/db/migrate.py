@@ -77,25 +77,6 @@ def _prologue(schema: str) -> list[str]:
     return [f"CREATE SCHEMA IF NOT EXISTS {quoted}", f"SET LOCAL search_path TO {quoted}"]
 
 
-# Outside public, every function of the schema resolves its body's names in the schema,
-# whoever calls it (a caller's search_path never reaches another instance's tables).
-_PIN_FUNCTIONS = """DO $pin$
-DECLARE f regprocedure;
-BEGIN
-    FOR f IN SELECT p.oid::regprocedure FROM pg_proc p
-             WHERE p.pronamespace = :schema::regnamespace LOOP
-        EXECUTE 'ALTER FUNCTION ' || f::text || ' SET search_path = ' || quote_ident(:schema);
-    END LOOP;
-END
-$pin$"""
-
-
-def _pin_functions(schema: str) -> str:
-    """The statement that pins the search path of `schema`'s functions to it."""
-    literal = "'" + schema.replace("'", "''") + "'"  # a validated identifier, as a literal
-    return _PIN_FUNCTIONS.replace(":schema", literal)
-
-
 def _pending(applied: dict[int, str]) -> list[Migration]:
     pending = []
     for migration in available():
@@ -128,13 +109,11 @@ def plan(schema: str = DEFAULT_SCHEMA) -> Plan:
     pending = _pending(applied)
     for migration in pending:
         failure = f"migration {migration.name!r} failed"
-        yield Step(qualify(migration.sql, schema), failure=failure)
+        yield Step(qualify(migration.sql, schema, bodies=True), failure=failure)
         yield Step(
             qualify(_RECORD, schema), (migration.version, migration.name, migration.checksum)
         )
         log.info("migration.applied", version=migration.version, name=migration.name)
-    if pending and schema != DEFAULT_SCHEMA:
-        yield Step(_pin_functions(schema))
     unknown = set(applied) - {m.version for m in available()}
     if unknown:
         log.warning("migration.newer_schema", versions=sorted(unknown))
@@ -153,11 +132,10 @@ def script(applied: dict[int, str], schema: str = DEFAULT_SCHEMA) -> str:
         return ""
     parts = [*_prologue(schema), qualify(_CREATE_TABLE, schema).strip()]
     for m in pending:
-        parts.append(f"-- {m.name}\n" + qualify(m.sql, schema).strip().rstrip(";"))
+        sql = qualify(m.sql, schema, bodies=True)
+        parts.append(f"-- {m.name}\n" + sql.strip().rstrip(";"))
         record = qualify(_RECORD, schema).replace("$1, $2, $3", "{}, '{}', '{}'")
         parts.append(record.format(m.version, m.name, m.checksum))
-    if schema != DEFAULT_SCHEMA:
-        parts.append(_pin_functions(schema))
     head = (
         f"-- jobrunner migrations {pending[0].version} to {pending[-1].version} for schema "
         f"{quote_ident(schema)}: run them in one transaction\n"

@@ -69,3 +69,19 @@ async def test_a_client_of_another_schema_finds_no_tables_there(url: str) -> Non
     with pytest.raises(SchemaMissing, match="jobrunner tables missing in schema 'elsewhere'"):
         async with jobrunner.connect(settings=Settings(database_url=url, schema="elsewhere")):
             pass
+
+
+async def test_the_schemas_functions_work_from_any_search_path(url: str) -> None:
+    conn = await asyncpg.connect(url)  # search_path: public, where no jobrunner table is
+    heard: list[str] = []
+    try:
+        await conn.add_listener(f"{SCHEMA}.jobrunner_insert", lambda *a: heard.append(a[3]))
+        job_id = await conn.fetchval(f"SELECT {SCHEMA}.jobrunner_insert_job('w', queue => 'q')")
+        assert (
+            await conn.fetchval(f"SELECT queue FROM {SCHEMA}.jobrunner_jobs WHERE id = $1", job_id)
+            == "q"
+        )
+        await conn.execute("SELECT 1")
+        assert heard == ["q"]
+    finally:
+        await conn.close()

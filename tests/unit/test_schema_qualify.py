@@ -62,3 +62,18 @@ def test_qualifying_twice_changes_nothing_more() -> None:
 def test_a_schema_that_is_not_a_lowercase_identifier_is_refused(name: object) -> None:
     with pytest.raises(ConfigError, match="schema must be"):
         validate_schema(name)
+
+
+def test_migrations_qualify_function_bodies_too() -> None:
+    sql = (
+        "CREATE FUNCTION jobrunner_f() RETURNS bigint LANGUAGE sql AS $$\n"
+        "    SELECT count(pg_notify('jobrunner_insert', queue)) FROM jobrunner_jobs\n$$"
+    )
+    assert qualify(sql, "jobs") == sql.replace(
+        "CREATE FUNCTION jobrunner_f", 'CREATE FUNCTION "jobs".jobrunner_f'
+    )
+    assert qualify(sql, "jobs", bodies=True) == (
+        'CREATE FUNCTION "jobs".jobrunner_f() RETURNS bigint LANGUAGE sql AS $$\n'
+        "    SELECT count(pg_notify('jobs.jobrunner_insert', queue)) "
+        'FROM "jobs".jobrunner_jobs\n$$'
+    )
