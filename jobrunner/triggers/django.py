@@ -25,6 +25,7 @@ from jobrunner.triggers.base import (
     Enqueue,
     Ran,
     TriggerError,
+    in_schema,
     json_pk,
 )
 
@@ -149,7 +150,9 @@ class DjangoAdapter:
         pk = json.dumps(json_pk(instance.pk, self.label))
         with django_db.connections[using].cursor() as cursor:
             cursor.execute(
-                ENQUEUE_SQL.format("%s::text", "%s::jsonb", "%s::text", "%s::int", "%s::int"),
+                in_schema(ENQUEUE_SQL.format(
+                    "%s::text", "%s::jsonb", "%s::text", "%s::int", "%s::int"
+                )),
                 [enqueue.worker, pk, enqueue.queue, enqueue.priority, enqueue.max_attempts,
                  enqueue.worker, pk],
             )  # fmt: skip

@@ -13,6 +13,7 @@ from typing import Any
 from jobrunner.core import threads as _threads
 from jobrunner.core.extras import require
 from jobrunner.core.job import Job
+from jobrunner.core.schema import DEFAULT_SCHEMA
 from jobrunner.triggers.base import (
     GONE,
     NO_MATCH,
@@ -21,6 +22,7 @@ from jobrunner.triggers.base import (
     Enqueue,
     Ran,
     TriggerError,
+    configured_schema,
 )
 
 sa = require("sqlalchemy", "sqlalchemy")
@@ -169,14 +171,16 @@ class SqlAlchemyAdapter:
         written = self._select(self.pk_column.label("pk")).where(self.pk_column.in_(keys))
         row = written.subquery("written")
         worker, pk = sa.cast(sa.literal(enqueue.worker), sa.Text), sa.func.to_jsonb(row.c.pk)
-        call = sa.func.jobrunner_insert_job(
+        schema = configured_schema()
+        func = sa.func if schema == DEFAULT_SCHEMA else getattr(sa.func, schema)  # schema.fn()
+        call = func.jobrunner_insert_job(
             worker,
             sa.func.jsonb_build_object(sa.literal_column("'pk'"), row.c.pk),
             sa.cast(sa.literal(enqueue.queue), sa.Text),
             sa.cast(sa.literal(enqueue.priority), sa.Integer),
             sa.cast(sa.literal(enqueue.max_attempts), sa.Integer),
             sa.cast(sa.null(), sa.TIMESTAMP(timezone=True)),
-            sa.func.jobrunner_trigger_key(worker, pk),
+            func.jobrunner_trigger_key(worker, pk),
         )
         session.connection().execute(sa.select(call).select_from(row))
 

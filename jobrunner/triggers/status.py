@@ -11,7 +11,7 @@ from typing import Any
 
 from jobrunner.db import queries as _db_queries
 from jobrunner.db.queries import triggers as _queries
-from jobrunner.triggers.base import TriggerError
+from jobrunner.triggers.base import TriggerError, in_schema
 from jobrunner.triggers.definition import PER_RECORD, Trigger, registered
 from jobrunner.triggers.scanning import Inserter
 
@@ -86,7 +86,7 @@ def create_trigger_sql(trigger: Trigger) -> str:
     quoted_table = '"' + adapter.table.replace('"', '""') + '"'
     pk = f'to_jsonb(NEW."{adapter.pk_name}")'
     worker, queue = _literal(trigger.name), _literal(trigger.queue)
-    return f"""-- enqueue {trigger.name} for each {adapter.label} written so that it matches where
+    sql = f"""-- enqueue {trigger.name} for each {adapter.label} written so that it matches where
 CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF {condition} THEN
@@ -107,6 +107,7 @@ CREATE OR REPLACE TRIGGER {function}
     AFTER INSERT OR UPDATE ON {quoted_table}
     FOR EACH ROW EXECUTE FUNCTION {function}();
 """
+    return in_schema(sql)  # jobrunner's names in the configured schema
 
 
 def _literal(text: str) -> str:
