@@ -103,10 +103,12 @@ class Notifier:
                 "queues, control commands and cancels are polled",
             )
             return
+        failed = 0
         if self._listen_url:
             try:
                 await self._connect()
             except Exception as exc:
+                failed = 1  # said here; the loop's retries say it again every hundredth
                 log.warning(
                     "notifier.listen_url_unavailable",
                     error=_db.redact(str(exc)),
@@ -115,7 +117,7 @@ class Notifier:
                 )
         else:
             await self._connect()
-        self._task = asyncio.create_task(self._loop(), name="jobrunner.notifier")
+        self._task = asyncio.create_task(self._loop(failed), name="jobrunner.notifier")
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -132,8 +134,7 @@ class Notifier:
             except Exception:
                 log.exception("notifier.callback_failed", channel=channel)
 
-    async def _loop(self) -> None:
-        failures = 0
+    async def _loop(self, failures: int = 0) -> None:
         while True:
             if self._conn is None:
                 try:
