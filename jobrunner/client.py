@@ -93,6 +93,7 @@ class Client:
             )
         try:
             async with self._pool.acquire() as conn:
+                _db.check_reach(conn, self.settings.schema)
                 await _migrate.verify(conn)
                 self._identity = await _queries.database_identity(conn)
         except BaseException:

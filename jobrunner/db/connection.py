@@ -244,6 +244,19 @@ class Qualified:
         return await self._conn.executemany(qualify(command, self.schema), args, **kwargs)
 
 
+def check_reach(conn: Any, schema: str) -> None:
+    """ConfigError if `conn`, of a pool the caller gave, is a plain asyncpg connection while
+    the settings name another schema than public: its statements would miss the schema."""
+    if schema == DEFAULT_SCHEMA or not isinstance(conn, asyncpg.Connection):
+        return  # the default, or a view of one connection that qualifies itself
+    reach = getattr(conn, "reach", None)
+    if getattr(reach, "schema", None) != schema:
+        raise ConfigError(
+            f"schema = {schema!r} needs jobrunner's own pool (leave pool= out), or a pool made "
+            "with jobrunner.db.connection.create_pool(dsn, reach=Reach(schema=...))"
+        )
+
+
 async def _reset(conn: asyncpg.Connection) -> None:
     """Pool release: asyncpg's reset query, unless only jobrunner's statements ran.
 

@@ -11,7 +11,7 @@ import pytest
 
 import jobrunner
 from jobrunner.core.config import Settings
-from jobrunner.core.errors import SchemaMissing
+from jobrunner.core.errors import ConfigError, SchemaMissing
 from jobrunner.db import connection as _db
 from jobrunner.db import migrate as _migrate
 from jobrunner.testing import assert_enqueued
@@ -85,3 +85,20 @@ async def test_the_schemas_functions_work_from_any_search_path(url: str) -> None
         assert heard == ["q"]
     finally:
         await conn.close()
+
+
+async def test_a_plain_pool_of_the_callers_is_refused_in_a_schema(url: str) -> None:
+    pool = await asyncpg.create_pool(url, min_size=1, max_size=1)
+    try:
+        settings = Settings(database_url=url, schema=SCHEMA)
+        with pytest.raises(ConfigError, match="needs jobrunner's own pool"):
+            async with jobrunner.connect(settings=settings, pool=pool):
+                pass
+        own = await _db.create_pool(url, max_size=1, reach=_db.Reach(schema=SCHEMA))
+        try:
+            async with jobrunner.connect(settings=settings, pool=own) as client:
+                assert (await client.insert(sample.noop.new({}))).id == 1
+        finally:
+            await own.close()
+    finally:
+        await pool.close()
