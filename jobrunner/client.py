@@ -18,10 +18,13 @@ from jobrunner.core.errors import InvalidFilter, InvalidJob, JobNotFound, JobRun
 from jobrunner.core.job import Job
 from jobrunner.core.job_filter import JobFilter, JobFilterArgs
 from jobrunner.core.new_job import NewJob
+from jobrunner.core.workflow import InsertedBatch, InsertedWorkflow, Workflow
 from jobrunner.db import connection as _db
 from jobrunner.db import migrate as _migrate
 from jobrunner.db import queries as _queries
+from jobrunner.db.queries import workflows as _workflows
 from jobrunner.engine.executor import CURRENT_CLIENT
+from jobrunner.workflow_client import WorkflowMethods
 
 if TYPE_CHECKING:
     from typing import Self
@@ -121,6 +124,18 @@ class ThreadClient:
         """Cancel a job (see `Client.cancel_job`)."""
         return self.call(self.client.cancel_job(job_id))
 
+    def insert_workflow(self, wf: Workflow) -> InsertedWorkflow:
+        """Insert a workflow's steps (see `Client.insert_workflow`)."""
+        return self.call(self.client.insert_workflow(wf))
+
+    def insert_batch(self, jobs: Iterable[NewJob], **callbacks: NewJob | None) -> InsertedBatch:
+        """Insert a batch (see `Client.insert_batch`)."""
+        return self.call(self.client.insert_batch(list(jobs), **callbacks))
+
+    def dep_results(self, job: Job | int) -> dict[str, Any]:
+        """The results a step's deps recorded (see `Client.dep_results`)."""
+        return self.call(self.client.dep_results(job))
+
 
 def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
     """True when called from `loop`'s own thread (waiting there would deadlock)."""
@@ -130,7 +145,7 @@ def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
         return False
 
 
-class Client:
+class Client(WorkflowMethods):
     """A connection pool to jobrunner's tables. Use it as `async with jobrunner.connect(dsn)`."""
 
     def __init__(
@@ -228,6 +243,8 @@ class Client:
         insert = partial(
             _queries.insert_jobs, target, release_on=None if conn is None else self.pool
         )
+        if any(job.chain is not None for job in batch):
+            insert = partial(_workflows.insert_with_chains, target)
         inserted = await (tracer(insert, batch) if tracer is not None else insert(batch))
         if self.testing == "inline":
             from jobrunner.engine.drain import run_inline
