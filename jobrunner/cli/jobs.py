@@ -56,6 +56,17 @@ def _args(job: Job) -> str:
     return text if len(text) <= ARGS_WIDTH else text[: ARGS_WIDTH - 3] + "..."
 
 
+async def workflow_jobs(
+    client: Client, workflow_id: int, job_filter: JobFilter, limit: int
+) -> list[Job]:
+    """The newest steps of a workflow that match the filter."""
+    view = await client.get_workflow(workflow_id)
+    if view is None:
+        raise JobNotFound(f"no workflow with id {workflow_id}; see 'jobrunner workflows show'")
+    steps = [s.job for s in reversed(view.steps) if job_filter.matches(s.job)]
+    return steps[:limit]
+
+
 def parse_ids(ids: Sequence[str]) -> list[int]:
     numbers = []
     for raw in ids:
@@ -75,6 +86,10 @@ def list_jobs(
     inserted_after: AfterOption = None,
     inserted_before: BeforeOption = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many.")] = 20,
+    workflow: Annotated[
+        int | None,
+        typer.Option("--workflow", metavar="ID", min=1, help="Only the steps of this workflow."),
+    ] = None,
     json_out: JsonOption = False,
     dsn: DsnOption = None,
     config: ConfigOption = None,
@@ -82,7 +97,10 @@ def list_jobs(
     """The newest jobs matching every filter given."""
     job_filter = build_filter(state, queue, worker, tag, args, inserted_after, inserted_before)
     settings = load_settings(config, database_url=dsn)
-    found = with_client(settings, lambda c: _queries.list_jobs(c.pool, job_filter, limit=limit))
+    if workflow is not None:
+        found = with_client(settings, lambda c: workflow_jobs(c, workflow, job_filter, limit))
+    else:
+        found = with_client(settings, lambda c: _queries.list_jobs(c.pool, job_filter, limit=limit))
     if json_out:
         typer.echo(json.dumps([job_json(j) for j in found], indent=2))
         return

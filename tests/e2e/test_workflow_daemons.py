@@ -4,6 +4,7 @@ once under racing nodes, and a chain never runs two of its jobs at once."""
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
 from collections.abc import Callable
@@ -185,7 +186,7 @@ async def test_a_chain_never_runs_two_of_its_jobs_at_once_across_nodes(
     for account, runs in by_account.items():
         ordered = sorted(runs, key=lambda r: r["job_id"])
         assert [r["started_at"] for r in ordered] == sorted(r["started_at"] for r in runs), account
-        for before, after in zip(ordered, ordered[1:], strict=False):
+        for before, after in itertools.pairwise(ordered):
             assert after["started_at"] >= before["finished_at"], account
         pids |= {r["pid"] for r in runs}
     assert len(pids) == 2  # both nodes ran jobs of the chains

@@ -95,7 +95,7 @@ async def _count(db: asyncpg.Connection, worker_name: str, expected: int) -> boo
 async def test_batch_refusals(client: jobrunner.Client) -> None:
     with pytest.raises(InvalidJob, match="a batch needs at least one job"):
         await client.insert_batch([], on_completed=done.new({}))
-    with pytest.raises(InvalidJob, match="on_completed takes a job built with worker.new"):
+    with pytest.raises(InvalidJob, match=r"on_completed takes a job built with worker\.new"):
         await client.insert_batch([item.new({})], on_completed="tests.batch.done")  # type: ignore[arg-type]
     with pytest.raises(InvalidJob, match="on_exhausted runs when the batch ends"):
         await client.insert_batch([item.new({})], on_exhausted=done.new({}, schedule_in=5))
