@@ -268,3 +268,29 @@ async def test_the_sync_client_inserts_workflows_and_reads_dep_results(
     bad.add("a", produce.new({}), deps=["b"])
     with pytest.raises(InvalidWorkflow, match="depends on 'b'"):
         sync_client.insert_workflow(bad)
+
+
+async def test_drain_queue_runs_a_workflow_to_completion_in_order(
+    client: jobrunner.Client,
+) -> None:
+    from jobrunner.testing import assert_enqueued, drain_queue, refute_enqueued
+
+    run = await client.insert_workflow(diamond())
+    await assert_enqueued(client, workflow=run.id, step="load", state="scheduled")
+    await refute_enqueued(client, workflow=run.id, step="load", state="available")
+    result = await drain_queue(client, QUEUE)
+    assert result.completed == 4 and result.total == 4
+    jobs = {name: await client.get_job(job.id) for name, job in run.jobs.items()}
+    order = sorted(jobs, key=lambda name: jobs[name].completed_at)  # type: ignore[union-attr]
+    assert order[0] == "extract" and order[-1] == "load"
+    load = jobs["load"]
+    assert load is not None and load.result == {"deps": ["left", "right"], "sum": 5}
+    await refute_enqueued(client, workflow=run.id)
+
+
+async def test_inline_testing_mode_runs_a_workflow_at_insert(dsn: str, db) -> None:
+    async with jobrunner.connect(dsn, testing="inline") as inline:
+        run = await inline.insert_workflow(diamond())
+        load = await inline.get_job(run.jobs["load"].id)
+    assert load is not None and load.state is JobState.COMPLETED
+    assert load.result == {"deps": ["left", "right"], "sum": 5}
