@@ -51,6 +51,9 @@ CREATE INDEX jobrunner_job_deps_job_idx ON jobrunner_job_deps (job_id);
 -- settles its own dependents. Iterative, not recursive: a long chain of cancellations needs
 -- no deep trigger nesting.
 --
+-- The dependents are updated from arrays in id order (so that two transactions lock shared
+-- dependents in the same order, and the planner knows how many there are: estimated from a
+-- CTE, a fan-out of 2,000 got a nested loop over the whole table for each of them).
 -- Concurrency: two dependencies of one job finishing at once in two transactions both update
 -- the dependent's row; the second waits for the first's row lock and recomputes deps_left
 -- from the committed row, so exactly one of them sees it reach 0.
@@ -58,20 +61,32 @@ CREATE FUNCTION jobrunner_settle_dependents(p_ids bigint[]) RETURNS void
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     v_ids bigint[] := p_ids;
+    v_jobs bigint[];
+    v_counts integer[];
+    v_reasons text[];
+    v_next bigint[];
+    v_queues text[];
 BEGIN
     WHILE coalesce(cardinality(v_ids), 0) > 0 LOOP
-        WITH gone AS (
+        WITH deps AS MATERIALIZED (
+            SELECT d.id, d.step, d.state::text AS state
+            FROM jobrunner_jobs AS d
+            WHERE d.id = ANY (v_ids)
+        ),
+        gone AS (
             DELETE FROM jobrunner_job_deps AS e
             WHERE e.dep_id = ANY (v_ids)
             RETURNING e.dep_id, e.job_id, e.ignore_cancelled, e.ignore_discarded
         ),
-        judged AS (
-            SELECT g.job_id, d.id AS dep_id, d.step, coalesce(d.state::text, 'deleted') AS state,
-                   coalesce(d.state::text, 'cancelled') = 'completed'
-                   OR (coalesce(d.state::text, 'cancelled') = 'cancelled' AND g.ignore_cancelled)
-                   OR (d.state = 'discarded' AND g.ignore_discarded) AS ok
+        judged AS (  -- a deleted dependency counts as cancelled
+            SELECT g.job_id, g.dep_id, d.step, coalesce(d.state, 'deleted') AS state,
+                   CASE coalesce(d.state, 'cancelled')
+                       WHEN 'completed' THEN true
+                       WHEN 'cancelled' THEN g.ignore_cancelled
+                       WHEN 'discarded' THEN g.ignore_discarded
+                       ELSE false END AS ok
             FROM gone AS g
-            LEFT JOIN jobrunner_jobs AS d ON d.id = g.dep_id
+            LEFT JOIN deps AS d ON d.id = g.dep_id
         ),
         tally AS (
             SELECT j.job_id, count(*)::int AS n,
@@ -80,8 +95,13 @@ BEGIN
                               ORDER BY j.dep_id) FILTER (WHERE NOT j.ok))[1] AS reason
             FROM judged AS j
             GROUP BY j.job_id
-        ),
-        changed AS (
+        )
+        SELECT array_agg(t.job_id ORDER BY t.job_id), array_agg(t.n ORDER BY t.job_id),
+               array_agg(t.reason ORDER BY t.job_id)
+        INTO v_jobs, v_counts, v_reasons
+        FROM tally AS t;
+
+        WITH changed AS (
             UPDATE jobrunner_jobs AS j
             SET deps_left = CASE WHEN t.reason IS NULL THEN j.deps_left - t.n ELSE 0 END,
                 state = CASE WHEN t.reason IS NOT NULL THEN 'cancelled'
@@ -94,28 +114,48 @@ BEGIN
                               ELSE j.errors || jsonb_build_array(jsonb_build_object(
                                   'attempt', j.attempt, 'at', now(), 'error', t.reason,
                                   'traceback', NULL)) END
-            FROM tally AS t
+            FROM unnest(v_jobs, v_counts, v_reasons) AS t(job_id, n, reason)
             WHERE j.id = t.job_id AND j.state = 'scheduled' AND j.deps_left > 0
             RETURNING j.id, j.state, j.queue
-        ),
-        woken AS (
-            SELECT count(pg_notify('jobrunner_insert', q.queue)) AS n
-            FROM (SELECT DISTINCT c.queue FROM changed AS c WHERE c.state = 'available') AS q
         )
-        SELECT array_agg(c.id) FILTER (WHERE c.state = 'cancelled') INTO v_ids
-        FROM (SELECT * FROM changed) AS c CROSS JOIN woken;
+        SELECT coalesce(array_agg(c.id) FILTER (WHERE c.state = 'cancelled'), '{}'),
+               coalesce(array_agg(DISTINCT c.queue) FILTER (WHERE c.state = 'available'), '{}')
+        INTO v_next, v_queues
+        FROM changed AS c;
+        PERFORM pg_notify('jobrunner_insert', q.queue) FROM unnest(v_queues) AS q(queue);
+        v_ids := v_next;
     END LOOP;
 END;
 $$;
 
-CREATE FUNCTION jobrunner_dependency_finished() RETURNS trigger
+-- A dependency that finished (or was deleted unfinished) is noted by a row trigger, and the
+-- statement's notes are settled at once by a statement trigger: one pass over the edges and
+-- one update of each dependent per statement, however many of its dependencies the
+-- statement finished (an ack of 2,000 steps of a fan-out counts all of them off the fan-in
+-- step in one update, not in 2,000). The notes live in a transaction-local setting, so an
+-- error drops them with the rest of the transaction.
+CREATE FUNCTION jobrunner_note_finished() RETURNS trigger
 LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
-    IF TG_OP = 'DELETE' THEN
-        PERFORM jobrunner_settle_dependents(ARRAY[OLD.id]);
-    ELSE
-        PERFORM jobrunner_settle_dependents(ARRAY[NEW.id]);
+    PERFORM set_config(
+        'jobrunner.finished',
+        coalesce(current_setting('jobrunner.finished', true), '')
+            || CASE WHEN TG_OP = 'DELETE' THEN OLD.id ELSE NEW.id END || ',',
+        true);
+    RETURN NULL;
+END;
+$$;
+
+CREATE FUNCTION jobrunner_settle_noted() RETURNS trigger
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    v_noted text := current_setting('jobrunner.finished', true);
+BEGIN
+    IF coalesce(v_noted, '') = '' THEN
+        RETURN NULL;
     END IF;
+    PERFORM set_config('jobrunner.finished', '', true);
+    PERFORM jobrunner_settle_dependents(string_to_array(rtrim(v_noted, ','), ',')::bigint[]);
     RETURN NULL;
 END;
 $$;
@@ -129,15 +169,31 @@ CREATE TRIGGER jobrunner_jobs_dependency_finished
           AND NEW.state IN ('completed', 'cancelled', 'discarded')
           AND OLD.state NOT IN ('completed', 'cancelled', 'discarded')
           AND pg_trigger_depth() = 0)
-    EXECUTE FUNCTION jobrunner_dependency_finished();
+    EXECUTE FUNCTION jobrunner_note_finished();
 
 -- A dependency deleted before it finished counts as cancelled.
 CREATE TRIGGER jobrunner_jobs_dependency_deleted
     AFTER DELETE ON jobrunner_jobs
     FOR EACH ROW
     WHEN ((OLD.workflow_id IS NOT NULL OR OLD.chain IS NOT NULL)
-          AND OLD.state NOT IN ('completed', 'cancelled', 'discarded'))
-    EXECUTE FUNCTION jobrunner_dependency_finished();
+          AND OLD.state NOT IN ('completed', 'cancelled', 'discarded')
+          AND pg_trigger_depth() = 0)
+    EXECUTE FUNCTION jobrunner_note_finished();
+
+-- After the row triggers of the same statement (PostgreSQL queues a statement's row events
+-- before its statement event). For every top-level statement that updates or deletes jobs:
+-- a plain one finds no note and returns at once.
+CREATE TRIGGER jobrunner_jobs_settle_updated
+    AFTER UPDATE ON jobrunner_jobs
+    FOR EACH STATEMENT
+    WHEN (pg_trigger_depth() = 0)
+    EXECUTE FUNCTION jobrunner_settle_noted();
+
+CREATE TRIGGER jobrunner_jobs_settle_deleted
+    AFTER DELETE ON jobrunner_jobs
+    FOR EACH STATEMENT
+    WHEN (pg_trigger_depth() = 0)
+    EXECUTE FUNCTION jobrunner_settle_noted();
 
 -- A waiting job never becomes available while it waits (a retry by hand, say): it stays as
 -- it was, and runs when its dependencies let it.
