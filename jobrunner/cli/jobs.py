@@ -160,6 +160,8 @@ def render_job(job: Job) -> str:
         ("cancelled_at", _iso(job.cancelled_at)),
         ("attempted_by", ", ".join(job.attempted_by) or None),
     ]
+    if job.workflow_id is not None:
+        fields.append(("workflow", f"{job.workflow_id}, step {job.step!r}"))
     lines = [f"job {job.id}"] + [f"  {name:<13} {'-' if v is None else v}" for name, v in fields]
     for name, value in (("args", job.args), ("meta", job.meta)):
         lines.append(name)

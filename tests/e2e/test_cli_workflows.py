@@ -72,3 +72,20 @@ async def test_cancel_cancels_unfinished_steps_and_refuses_unknown_ids(
     result = cli(dsn, "workflows", "show", "abc")
     assert result.returncode == 2 and len(result.stderr.splitlines()) == 1
     assert result.stderr.startswith("error: invalid value for 'ID'")
+
+
+async def test_jobs_show_prints_the_step_and_its_recorded_result(
+    client: jobrunner.Client, dsn: str, db
+) -> None:
+    run = await client.insert_workflow(nightly())
+    extract = run.jobs["extract"].id
+    await db.execute(
+        "UPDATE jobrunner_jobs SET state = 'completed', result = '{\"rows\": 3}' WHERE id = $1",
+        extract,
+    )
+    text = ok(cli(dsn, "jobs", "show", str(extract)))
+    assert f"  workflow      {run.id}, step 'extract'" in text.splitlines()
+    assert text.endswith('result\n  {\n    "rows": 3\n  }\n')
+    shown = json.loads(ok(cli(dsn, "jobs", "show", str(extract), "--json")))
+    assert shown["result"] == {"rows": 3} and shown["workflow_id"] == run.id
+    assert shown["step"] == "extract"
