@@ -143,7 +143,10 @@ class Client(WorkflowMethods):
         if self.testing == "inline":
             from jobrunner.engine.drain import run_inline
 
-            return await run_inline(self, inserted, None if conn is None else target)
+            caller = None if conn is None else target
+            if any(job.chain is not None for job in batch):
+                return await self._run_inline_until_settled(inserted, caller)
+            return await run_inline(self, inserted, caller)
         return inserted
 
     async def get_job(self, job_id: int) -> Job | None:

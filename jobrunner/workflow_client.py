@@ -104,12 +104,13 @@ class WorkflowMethods:
             raise JobNotFound(f"no workflow with id {workflow_id}")
         return await _workflows.cancel_workflow(self.pool, workflow_id)
 
-    async def _run_inline_until_settled(self, jobs: list[Job], conn: Any) -> None:
-        """Testing inline mode: run the jobs, then those they released, until none runs."""
+    async def _run_inline_until_settled(self, jobs: list[Job], conn: Any) -> list[Job]:
+        """Testing inline mode: run the jobs, then those they released (workflow steps,
+        chained jobs), until none runs; the jobs as they ended."""
         from jobrunner.engine.drain import run_inline
 
         while True:
             ended = await run_inline(cast("Client", self), jobs, conn)
             if [j.state for j in ended] == [j.state for j in jobs]:
-                return
+                return ended
             jobs = ended

@@ -161,3 +161,13 @@ async def test_the_sync_client_inserts_batches_and_chains(
     assert [j.state for j in jobs] == [JobState.AVAILABLE, JobState.AVAILABLE, JobState.SCHEDULED]
     deps = await db.fetch("SELECT dep_id, job_id FROM jobrunner_job_deps")
     assert [(r["dep_id"], r["job_id"]) for r in deps] == [(jobs[0].id, jobs[2].id)]
+
+
+async def test_inline_testing_mode_runs_a_chain_through_in_order(dsn: str, db) -> None:
+    SPANS.clear()
+    async with jobrunner.connect(dsn, testing="inline") as inline:
+        jobs = await inline.insert_all(
+            [ledger.new({"account": "i", "n": n}, chain="inline") for n in range(3)]
+        )
+    assert [j.state for j in jobs] == [JobState.COMPLETED] * 3
+    assert [n for _, n, what in SPANS if what == "start"] == [0, 1, 2]
