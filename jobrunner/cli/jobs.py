@@ -24,6 +24,7 @@ from jobrunner.cli.filter import (
     build_filter,
     bulk,
 )
+from jobrunner.cli.workflows import WorkflowOption, workflow_jobs
 from jobrunner.client import Client
 from jobrunner.core.apps import import_apps
 from jobrunner.core.errors import JobNotFound
@@ -56,17 +57,6 @@ def _args(job: Job) -> str:
     return text if len(text) <= ARGS_WIDTH else text[: ARGS_WIDTH - 3] + "..."
 
 
-async def workflow_jobs(
-    client: Client, workflow_id: int, job_filter: JobFilter, limit: int
-) -> list[Job]:
-    """The newest steps of a workflow that match the filter."""
-    view = await client.get_workflow(workflow_id)
-    if view is None:
-        raise JobNotFound(f"no workflow with id {workflow_id}; see 'jobrunner workflows show'")
-    steps = [s.job for s in reversed(view.steps) if job_filter.matches(s.job)]
-    return steps[:limit]
-
-
 def parse_ids(ids: Sequence[str]) -> list[int]:
     numbers = []
     for raw in ids:
@@ -86,10 +76,7 @@ def list_jobs(
     inserted_after: AfterOption = None,
     inserted_before: BeforeOption = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many.")] = 20,
-    workflow: Annotated[
-        int | None,
-        typer.Option("--workflow", metavar="ID", min=1, help="Only the steps of this workflow."),
-    ] = None,
+    workflow: WorkflowOption = None,
     json_out: JsonOption = False,
     dsn: DsnOption = None,
     config: ConfigOption = None,

@@ -12,7 +12,8 @@ from jobrunner.cli.app import ConfigOption, DsnOption, app, load_settings
 from jobrunner.cli.common import JsonOption, with_client
 from jobrunner.client import Client
 from jobrunner.core.errors import JobNotFound
-from jobrunner.core.job import JobState
+from jobrunner.core.job import Job, JobState
+from jobrunner.core.job_filter import JobFilter
 from jobrunner.db.queries.workflows import StepRow, WorkflowView
 from jobrunner.ops.status import job_json, table
 
@@ -24,6 +25,10 @@ workflows_app = typer.Typer(
 app.add_typer(workflows_app, name="workflows")
 
 WorkflowId = Annotated[int, typer.Argument(metavar="ID", min=1, help="The workflow's id.")]
+WorkflowOption = Annotated[
+    int | None,
+    typer.Option("--workflow", metavar="ID", min=1, help="Only the steps of this workflow."),
+]
 
 
 async def _view(client: Client, workflow_id: int) -> WorkflowView:
@@ -31,6 +36,17 @@ async def _view(client: Client, workflow_id: int) -> WorkflowView:
     if view is None:
         raise JobNotFound(f"no workflow with id {workflow_id}")
     return view
+
+
+async def workflow_jobs(
+    client: Client, workflow_id: int, job_filter: JobFilter, limit: int
+) -> list[Job]:
+    """The newest steps of a workflow that match the filter."""
+    view = await client.get_workflow(workflow_id)
+    if view is None:
+        raise JobNotFound(f"no workflow with id {workflow_id}; see 'jobrunner workflows show'")
+    steps = [s.job for s in reversed(view.steps) if job_filter.matches(s.job)]
+    return steps[:limit]
 
 
 def _status(row: StepRow) -> str:
