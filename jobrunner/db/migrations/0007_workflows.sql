@@ -229,7 +229,10 @@ CREATE FUNCTION jobrunner_insert_workflow(
     p_existing text[]
 ) RETURNS TABLE (workflow_id bigint, step text, id bigint, state text,
                  inserted_at timestamptz, scheduled_at timestamptz)
-LANGUAGE plpgsql VOLATILE AS $$
+LANGUAGE plpgsql VOLATILE
+-- A custom plan folds the step arrays into the plan as constants, and inserting 8,000 steps
+-- took 1.8 s instead of 0.3 s.
+SET plan_cache_mode = force_generic_plan AS $$
 #variable_conflict use_column
 DECLARE
     v_wf bigint := p_workflow_id;
@@ -327,8 +330,8 @@ BEGIN
 
     RETURN QUERY
     SELECT v_wf, j.step, j.id, j.state::text, j.inserted_at, j.scheduled_at
-    FROM jobrunner_jobs AS j
-    WHERE j.id = ANY (v_ids)
+    FROM unnest(v_ids) AS x(id)
+    JOIN jobrunner_jobs AS j ON j.id = x.id
     ORDER BY j.id;
 END;
 $$;
@@ -481,7 +484,8 @@ CREATE FUNCTION jobrunner_insert_batch(
     p_scheduled_ats timestamptz[], p_schedule_ins float8[]
 ) RETURNS TABLE (batch_id bigint, id bigint, state text, inserted_at timestamptz,
                  scheduled_at timestamptz)
-LANGUAGE plpgsql VOLATILE AS $$
+LANGUAGE plpgsql VOLATILE
+SET plan_cache_mode = force_generic_plan AS $$  -- as jobrunner_insert_workflow
 #variable_conflict use_column
 DECLARE
     v_batch bigint;
