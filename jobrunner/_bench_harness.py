@@ -50,6 +50,8 @@ class Sizes:
     scale_rows: int = 1_000_000
     bulk_jobs: int = 100_000
     workflow_steps: int = 10_000
+    trigger_rows: int = 1_000_000
+    trigger_matching: int = 10_000
 
 
 QUICK = Sizes(
@@ -62,6 +64,8 @@ QUICK = Sizes(
     scale_rows=100_000,
     bulk_jobs=10_000,
     workflow_steps=2_000,
+    trigger_rows=100_000,
+    trigger_matching=1_000,
 )
 
 
@@ -118,6 +122,7 @@ class Daemon:
         threads: int | None = None,
         options: str = "",
         web: str | None = None,
+        apps: tuple[str, ...] = (),
     ) -> None:
         ctx.daemons += 1
         self.node = f"bench-{os.getpid()}-{ctx.daemons}"
@@ -137,6 +142,7 @@ class Daemon:
             self.node,
             *([] if threads is None else ["--threads", str(threads)]),
             *([] if web is None else ["--web", web]),
+            *[arg for app in apps for arg in ("--app", app)],
         ]
         self._env = daemon_env(env)
         self.proc: asyncio.subprocess.Process | None = None

@@ -51,6 +51,7 @@ CASES = (
     "limits",
     "dashboard",
     "workflows",
+    "trigger-scan",
 )
 DEFAULT_CASES = CASES  # the scale case preloads its 1,000,000 rows in ~10 s: cheap enough
 
@@ -245,6 +246,11 @@ async def _limits(ctx: Context) -> Metrics:
     }
 
 
+async def _trigger_scan(ctx: Context) -> Metrics:
+    found = await cases.trigger_scan(ctx)
+    return {f"trigger_{key}": value for key, value in found.items()}
+
+
 RUNS: dict[str, Callable[[Context], Awaitable[Metrics]]] = {
     "burn-down": _burn_down,
     "latency": _latency,
@@ -256,6 +262,7 @@ RUNS: dict[str, Callable[[Context], Awaitable[Metrics]]] = {
     "bulk": _bulk,
     "limits": _limits,
     "workflows": _bench_workflows.workflows,
+    "trigger-scan": _trigger_scan,
 }
 
 

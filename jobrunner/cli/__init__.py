@@ -5,7 +5,7 @@ scale, stop, drain, status, jobs, enqueue, workflows) live in their own modules,
 register on `app` when imported here.
 """
 
-from jobrunner.cli import jobs, ops, web, workflows
+from jobrunner.cli import jobs, ops, triggers, web, workflows
 from jobrunner.cli.app import app, main
 
-__all__ = ["app", "jobs", "main", "ops", "web", "workflows"]
+__all__ = ["app", "jobs", "main", "ops", "triggers", "web", "workflows"]
