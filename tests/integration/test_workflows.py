@@ -4,6 +4,7 @@ workflow runs, and the refusals at build time."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import asyncpg
@@ -294,3 +295,67 @@ async def test_inline_testing_mode_runs_a_workflow_at_insert(dsn: str, db) -> No
         load = await inline.get_job(run.jobs["load"].id)
     assert load is not None and load.state is JobState.COMPLETED
     assert load.result == {"deps": ["left", "right"], "sum": 5}
+
+
+async def test_a_step_added_while_its_dep_finishes_is_released_whichever_commits_first(
+    client: jobrunner.Client, dsn: str
+) -> None:
+    """The insert locks the existing deps it names: a dep's outcome waits for the insert to
+    commit (and then settles the new step), or the insert waits for the outcome (and counts
+    the dep as finished). Either way the new step is released once."""
+    for outcome_first in (False, True):
+        wf = Workflow("race")
+        wf.add("a", produce.new({"name": "a"}))
+        run = await client.insert_workflow(wf)
+        a = run.jobs["a"].id
+        adder = await asyncpg.connect(dsn)
+        finisher = await asyncpg.connect(dsn)
+        try:
+            await finisher.execute("UPDATE jobrunner_jobs SET state = 'executing' WHERE id = $1", a)
+            more = Workflow.adding_to(run.id)
+            more.add("b", produce.new({"name": "b"}), deps=["a"])
+            if outcome_first:
+                tx = finisher.transaction()
+                await tx.start()
+                await finisher.execute(
+                    "UPDATE jobrunner_jobs SET state = 'completed' WHERE id = $1", a
+                )
+                adding = asyncio.ensure_future(client.insert_workflow(more, conn=adder))
+                await _blocked(client, "jobrunner_insert_workflow")
+                await tx.commit()
+                added = await adding
+                assert added.jobs["b"].state is JobState.AVAILABLE
+            else:
+                tx = adder.transaction()
+                await tx.start()
+                added = await client.insert_workflow(more, conn=adder)
+                assert added.jobs["b"].state is JobState.SCHEDULED
+                finishing = asyncio.ensure_future(
+                    finisher.execute(
+                        "UPDATE jobrunner_jobs SET state = 'completed' WHERE id = $1", a
+                    )
+                )
+                await _blocked(client, "UPDATE jobrunner_jobs SET state = 'completed'")
+                await tx.commit()
+                await finishing
+            b = await client.get_job(added.jobs["b"].id)
+            assert b is not None and b.state is JobState.AVAILABLE, outcome_first
+        finally:
+            await adder.close()
+            await finisher.close()
+
+
+async def _blocked(observer: jobrunner.Client, query_start: str) -> None:
+    """Until a statement holding `query_start` waits on a lock (seen from outside any
+    transaction: pg_stat_activity is a snapshot within one)."""
+
+    async def waiting() -> bool:
+        n = await observer.pool.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND query LIKE '%' || $1 || '%'",
+            query_start,
+        )
+        assert n == 1, n
+        return True
+
+    await eventually(waiting, 10)
