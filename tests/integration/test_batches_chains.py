@@ -171,3 +171,43 @@ async def test_inline_testing_mode_runs_a_chain_through_in_order(dsn: str, db) -
         )
     assert [j.state for j in jobs] == [JobState.COMPLETED] * 3
     assert [n for _, n, what in SPANS if what == "start"] == [0, 1, 2]
+
+
+async def test_a_chained_insert_racing_the_chain_s_last_job_finishing_never_strands_it(
+    client: jobrunner.Client, dsn: str
+) -> None:
+    from tests.integration.test_workflows import _blocked
+
+    for outcome_first in (False, True):
+        prev = await client.insert(item.new({}, chain=f"race-{outcome_first}"))
+        adder = await asyncpg.connect(dsn)
+        finisher = await asyncpg.connect(dsn)
+        complete = "UPDATE jobrunner_jobs SET state = 'completed' WHERE id = $1"
+        try:
+            await finisher.execute(
+                "UPDATE jobrunner_jobs SET state = 'executing' WHERE id = $1", prev.id
+            )
+            following = item.new({}, chain=f"race-{outcome_first}")
+            if outcome_first:
+                tx = finisher.transaction()
+                await tx.start()
+                await finisher.execute(complete, prev.id)
+                adding = asyncio.ensure_future(client.insert(following, conn=adder))
+                await _blocked(client, "jobrunner_insert_chain")
+                await tx.commit()
+                added = await adding
+                assert added.state is JobState.AVAILABLE
+            else:
+                tx = adder.transaction()
+                await tx.start()
+                added = await client.insert(following, conn=adder)
+                assert added.state is JobState.SCHEDULED
+                finishing = asyncio.ensure_future(finisher.execute(complete, prev.id))
+                await _blocked(client, "UPDATE jobrunner_jobs SET state = 'completed'")
+                await tx.commit()
+                await finishing
+            job = await client.get_job(added.id)
+            assert job is not None and job.state is JobState.AVAILABLE, outcome_first
+        finally:
+            await adder.close()
+            await finisher.close()
