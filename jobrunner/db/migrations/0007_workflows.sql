@@ -5,12 +5,13 @@
 ALTER TABLE jobrunner_jobs ADD COLUMN result jsonb;
 
 -- A job may wait on others (its dependencies): the steps of a workflow, the jobs of a chain.
--- A waiting job is 'scheduled' at WAITING_UNTIL (9999-01-01, never staged) with deps_left > 0;
+-- A waiting job is 'scheduled' at 9999-01-01 (never staged) with deps_left > 0;
 -- jobrunner_job_deps holds one row per dependency not yet finished. When a dependency
--- finishes, the statement that finished it (an ack, a cancel) runs the trigger below, which
--- counts it off its dependents: the one that reaches 0 becomes available in that same
+-- finishes, the statement that finished it (an ack, a cancel) runs the triggers below, which
+-- count it off its dependents: the one that reaches 0 becomes available in that same
 -- transaction, so no poller is needed and none is missed. Plain jobs leave every new column
--- null and pay only the triggers' WHEN checks.
+-- null and pay only the row triggers' WHEN checks and one statement trigger call per
+-- statement.
 ALTER TABLE jobrunner_jobs
     ADD COLUMN workflow_id bigint,
     ADD COLUMN step text,
