@@ -22,6 +22,10 @@ class Metric:
 
 
 METRICS: dict[str, Metric] = {
+    "workflow_plain_c10": Metric("burn-down c10, as many plain jobs as workflow steps", "jobs/s"),
+    "workflow_c10": Metric("workflow fan-out/fan-in c10 (1 -> N-2 -> 1 steps)", "steps/s"),
+    "workflow_ratio": Metric("  its time / the plain jobs' time", "ratio", 2.0, False),
+    "workflow_insert_s": Metric("  insert_workflow of its N steps", "s"),
     "burn_down_c10": Metric("burn-down, concurrency 10", "jobs/s", 8_000),
     "burn_down_c50": Metric("burn-down, concurrency 50", "jobs/s", 20_000),
     "burn_down_c10_cpu": Metric("  daemon CPU per job, c10", "us"),

@@ -27,6 +27,7 @@ import asyncpg
 import structlog
 
 from jobrunner import _bench_cases as cases
+from jobrunner import _bench_workflows
 from jobrunner._bench_env import DEFAULT_SERVER as DEFAULT_SERVER
 from jobrunner._bench_env import create_database as create_database
 from jobrunner._bench_env import drop_database as drop_database
@@ -50,6 +51,7 @@ CASES = (
     "limits",
     "dashboard",
     "pgbouncer",
+    "workflows",
     "trigger-scan",
 )
 DEFAULT_CASES = CASES  # the scale case preloads its 1,000,000 rows in ~10 s: cheap enough
@@ -290,6 +292,7 @@ RUNS: dict[str, Callable[[Context], Awaitable[Metrics]]] = {
     "bulk": _bulk,
     "limits": _limits,
     "pgbouncer": _pgbouncer,
+    "workflows": _bench_workflows.workflows,
     "trigger-scan": _trigger_scan,
 }
 

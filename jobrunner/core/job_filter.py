@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any, TypedDict
 
 from jobrunner.core.errors import InvalidFilter
-from jobrunner.core.job import JobState
+from jobrunner.core.job import Job, JobState
 
 
 class JobFilterArgs(TypedDict, total=False):
@@ -109,6 +109,20 @@ class JobFilter:
             self.args_text,
         ]
 
+    def matches(self, job: Job) -> bool:
+        """True when `job` meets every condition, as the statements decide it (for jobs
+        already read, such as a workflow's steps)."""
+        at = job.inserted_at
+        return (
+            (self.states is None or job.state.value in self.states)
+            and (self.queue is None or job.queue == self.queue)
+            and (self.worker is None or job.worker == self.worker)
+            and (self.tags is None or set(self.tags) <= set(job.tags))
+            and (self.args is None or _contains(job.args, self.args))
+            and (self.inserted_after is None or (at is not None and at > self.inserted_after))
+            and (self.inserted_before is None or (at is not None and at < self.inserted_before))
+        )
+
     def describe(self) -> str:
         """The filter in words, for the CLI's messages."""
         parts = []
@@ -129,6 +143,21 @@ class JobFilter:
         if self.inserted_before is not None:
             parts.append(f"inserted before {self.inserted_before.isoformat()}")
         return ", ".join(parts) or "every job"
+
+
+def _contains(actual: Any, expected: Any) -> bool:
+    """jsonb containment (@>): objects by subset of keys, arrays by subset of elements."""
+    if isinstance(expected, dict):
+        return isinstance(actual, dict) and all(
+            k in actual and _contains(actual[k], v) for k, v in expected.items()
+        )
+    if isinstance(expected, list):
+        return isinstance(actual, list) and all(
+            any(_contains(a, e) for a in actual) for e in expected
+        )
+    if isinstance(expected, bool) or isinstance(actual, bool):
+        return type(expected) is type(actual) and expected == actual
+    return bool(actual == expected)
 
 
 def _states(state: str | Sequence[str]) -> tuple[str, ...]:

@@ -122,6 +122,7 @@ class Worker:
         schedule_in: float | timedelta | None = None,
         scheduled_at: datetime | None = None,
         unique: Unique | bool | None = True,
+        chain: str | None = None,
     ) -> NewJob:
         """Build an insertable job; options override the worker's.
 
@@ -129,6 +130,8 @@ class Worker:
         time; `unique=False` drops the worker's uniqueness for this job. A worker with
         `args=` declared takes its args as that type or as a dict that fits it (InvalidJob
         naming the field otherwise); they are stored as a JSON object either way.
+        Jobs inserted with one `chain` key run one at a time, in insertion order, each once
+        the one before it finished (whatever its outcome); a chained job is never unique.
 
         Example:
             >>> await client.insert(send_email.new({"user_id": 42}, schedule_in=60))
@@ -153,7 +156,8 @@ class Worker:
                 schedule_in.total_seconds() if isinstance(schedule_in, timedelta) else schedule_in
             ),
             scheduled_at=scheduled_at,
-            unique=unique_opt,
+            unique=None if chain is not None and unique is True else unique_opt,
+            chain=chain,
         )
 
 

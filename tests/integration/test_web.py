@@ -319,3 +319,15 @@ async def test_a_recorded_result_is_shown_escaped_on_the_jobs_page(client, http,
     assert "&#34;rows&#34;: 10" in page and "&lt;b&gt;done&lt;/b&gt;" in page
     assert "<b>done" not in page
     assert (await http.get(f"/api/jobs/{job.id}")).json()["result"]["rows"] == 10
+
+
+async def test_a_workflow_step_s_page_names_its_workflow_and_step(client, http):
+    wf = jobrunner.Workflow("page")
+    wf.add("first", sample.noop.new({"n": 1}))
+    run = await client.insert_workflow(wf)
+    page = (await http.get(f"/jobs/{run.jobs['first'].id}")).text
+    assert f'<dd data-testid="workflow">{run.id}, step <code>first</code></dd>' in page
+    plain = await client.insert(sample.noop.new({"n": 2}))
+    assert 'data-testid="workflow"' not in (await http.get(f"/jobs/{plain.id}")).text
+    one = (await http.get(f"/api/jobs/{run.jobs['first'].id}")).json()
+    assert one["workflow_id"] == run.id and one["step"] == "first"
