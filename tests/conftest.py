@@ -25,6 +25,10 @@ from tests.helpers import ROOT, Daemon
 # A user's own project and the Django project, run as pytest subprocesses (e2e/test_django.py).
 collect_ignore = ["user_project", "django_project"]
 
+# The whole suite runs in another schema with JOBRUNNER_SCHEMA=jobs (the daemons and the CLI
+# it starts read it too): jobrunner's SQL, written unqualified, must work there unchanged.
+SCHEMA = os.environ.get("JOBRUNNER_SCHEMA", "public")
+
 TABLES = (
     "jobrunner_jobs, jobrunner_nodes, jobrunner_queues, jobrunner_control, "
     "jobrunner_control_applied, jobrunner_leader, jobrunner_cron, jobrunner_rate_starts, "
@@ -73,11 +77,11 @@ def worker_suffix() -> str:
 
 @pytest.fixture(scope="session")
 async def dsn(worker_suffix: str) -> str:
-    """The session's migrated database."""
+    """The session's migrated database (in the schema JOBRUNNER_SCHEMA names, if any)."""
     url = await create_database(f"jobrunner_test_{worker_suffix}")
-    conn = await asyncpg.connect(url)
+    conn = await _db.connect(url, _db.Reach(schema=SCHEMA))
     try:
-        await _migrate.migrate(conn)
+        await _migrate.migrate(conn, SCHEMA)
         await conn.execute(RECORD_TABLE)
     finally:
         await conn.close()
@@ -92,8 +96,9 @@ def make_database() -> Callable[[str], Awaitable[str]]:
 
 @pytest.fixture
 async def db(dsn: str) -> AsyncIterator[asyncpg.Connection]:
-    """A plain connection to the test database; tables are emptied after the test."""
-    conn = await asyncpg.connect(dsn)
+    """A connection to the test database (its jobrunner_* names in SCHEMA); tables are
+    emptied after the test."""
+    conn = await _db.connect(dsn, _db.Reach(schema=SCHEMA))
     try:
         yield conn
     finally:
@@ -116,6 +121,7 @@ def settings(dsn: str) -> Settings:
         control_poll_interval_s=0.5,
         shutdown_grace_s=5,
         pool_size=5,
+        schema=SCHEMA,
     )
 
 

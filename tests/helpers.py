@@ -67,18 +67,18 @@ class Daemon:
         node: str | None = None,
         args: Sequence[str] = (),
         env: dict[str, str] | None = None,
-        schema: str = "public",
+        schema: str | None = None,
     ) -> None:
         self.dsn = dsn
-        self.schema = schema
+        self.schema = schema or os.environ.get("JOBRUNNER_SCHEMA", "public")
         self.node = node or f"test-{os.urandom(3).hex()}"
         self.queues = queues
         self.app = list(app)
         self.args = list(args)
         # Not the example config/jobrunner.toml of the working directory: only what is given.
         self.env = {**os.environ, **FAST_ENV, "JOBRUNNER_CONFIG": str(NO_CONFIG), **(env or {})}
-        if schema != "public":
-            self.env["JOBRUNNER_SCHEMA"] = schema
+        if self.schema != "public":
+            self.env["JOBRUNNER_SCHEMA"] = self.schema
         self.log_path = Path(tempfile.mkstemp(prefix="jobrunner-daemon-", suffix=".log")[1])
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -9,7 +9,8 @@ server (the connections of `db.connection`, the adapters of the caller's connect
 - an unqualified name starting with `jobrunner_` becomes `"schema".jobrunner_...`, except
   where SQL takes a bare name (after CONSTRAINT, INDEX, TRIGGER, POLICY, RULE);
 - a string literal that is exactly such a name (a NOTIFY channel) becomes
-  `'schema.jobrunner_...'`, so instances in different schemas never hear each other.
+  `'schema.jobrunner_...'`, and so does the channel of LISTEN, UNLISTEN and NOTIFY
+  (`"schema.jobrunner_..."`), so instances in different schemas never hear each other.
 
 String literals otherwise, quoted identifiers, comments and dollar-quoted bodies are left
 alone, except that migrations (`bodies=True`) qualify function bodies too, so a function
@@ -42,6 +43,8 @@ _TOKEN = re.compile(
     re.S | re.X,
 )
 _BARE_AFTER = frozenset({"constraint", "index", "trigger", "policy", "rule"})
+_CHANNEL_AFTER = frozenset({"listen", "unlisten", "notify"})
+_PASSED_OVER = frozenset({"if", "not", "exists", "concurrently"})  # INDEX IF NOT EXISTS x
 _PREFIX = "jobrunner_"
 
 
@@ -91,34 +94,42 @@ def qualify(sql: str, schema: str = DEFAULT_SCHEMA, *, bodies: bool = False) -> 
 def _qualify(sql: str, schema: str, bodies: bool) -> str:
     if _PREFIX not in sql.lower():
         return sql
-    quoted = quote_ident(schema)
     out: list[str] = []
     last = 0
-    previous = ""  # the previous bare word, lowercased
+    previous = ""  # the previous bare word, lowercased (IF, NOT, EXISTS passed over)
     for match in _TOKEN.finditer(sql):
-        kind = match.lastgroup
-        text = match.group()
+        kind, text = match.lastgroup, match.group()
         replacement = None
         if kind == "dollar" and bodies:
             tag = len(match["tag"] or "") + 2
-            inner = _qualify(text[tag:-tag], schema, bodies)
-            replacement = text[:tag] + inner + text[-tag:]
-        elif kind == "string" and text.startswith("'"):
-            inner = text[1:-1]
-            if inner.lower().startswith(_PREFIX) and _IDENTIFIER.fullmatch(inner.lower()):
-                replacement = f"'{channel(inner, schema)}'"
+            replacement = text[:tag] + _qualify(text[tag:-tag], schema, bodies) + text[-tag:]
+        elif kind == "string":
+            replacement = _literal(text, schema)
         elif kind == "word":
+            after_dot = sql[: match.start()].rstrip().endswith(".")
+            replacement = None if after_dot else _word(text, previous, schema)
             lowered = text.lower()
-            if (
-                lowered.startswith(_PREFIX)
-                and previous not in _BARE_AFTER
-                and not sql[: match.start()].rstrip().endswith(".")
-            ):
-                replacement = f"{quoted}.{text}"
-            previous = lowered
+            if not (lowered in _PASSED_OVER and previous in _BARE_AFTER):
+                previous = lowered
         if replacement is not None:
-            out.append(sql[last : match.start()])
-            out.append(replacement)
+            out += [sql[last : match.start()], replacement]
             last = match.end()
     out.append(sql[last:])
     return "".join(out)
+
+
+def _literal(text: str, schema: str) -> str | None:
+    """A string literal that is exactly one of jobrunner's names: the schema's channel."""
+    inner = text[1:-1]
+    if text.startswith("'") and inner.startswith(_PREFIX) and _IDENTIFIER.fullmatch(inner):
+        return f"'{channel(inner, schema)}'"
+    return None
+
+
+def _word(text: str, previous: str, schema: str) -> str | None:
+    """A bare word: one of jobrunner's names in the schema, or its channel after LISTEN."""
+    if not text.lower().startswith(_PREFIX) or previous in _BARE_AFTER:
+        return None
+    if previous in _CHANNEL_AFTER:  # LISTEN jobrunner_insert: the schema's channel
+        return quote_ident(channel(text, schema))
+    return f"{quote_ident(schema)}.{text}"

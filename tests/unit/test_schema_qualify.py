@@ -30,6 +30,10 @@ def test_channels_are_the_schemas_and_other_literals_stay() -> None:
     assert qualify(sql, "jobs") == (
         "SELECT pg_notify('jobs.jobrunner_insert', q), 'jobrunner_limit:' || q, 'x jobrunner_jobs'"
     )
+    assert qualify("LISTEN jobrunner_insert", "jobs") == 'LISTEN "jobs.jobrunner_insert"'
+    assert (
+        qualify("NOTIFY jobrunner_control, '1'", "jobs") == "NOTIFY \"jobs.jobrunner_control\", '1'"
+    )
     assert channel("jobrunner_insert", "jobs") == "jobs.jobrunner_insert"
     assert channel("jobrunner_insert") == "jobrunner_insert"
 
@@ -45,6 +49,8 @@ def test_channels_are_the_schemas_and_other_literals_stay() -> None:
         "ALTER TABLE t ADD CONSTRAINT jobrunner_check CHECK (true)",
         "CREATE INDEX jobrunner_jobs_idx ON t (a)",
         "DROP TRIGGER jobrunner_jobs_release_unique ON t",
+        "DROP TRIGGER IF EXISTS jobrunner_enqueue_x ON t",
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS jobrunner_x_idx ON t (a)",
         "SELECT * FROM other.jobrunner_jobs",
         'SELECT * FROM "jobs".jobrunner_jobs',
     ],
