@@ -296,7 +296,7 @@ def jobrunner_sync_client(jobrunner_dsn: str) -> Iterator[SyncClient]:
         ...     signup(jobrunner_sync_client, "ada@example.com")
         ...     assert jobrunner_sync_client.list_jobs(worker="app.send_welcome")
     """
-    settings = Settings(database_url=jobrunner_dsn, pool_size=2)
+    settings = Settings(database_url=jobrunner_dsn, pool_size=2, schema=Settings.load().schema)
     with connect_sync(jobrunner_dsn, settings=settings) as client:
         try:
             yield client
