@@ -36,24 +36,22 @@ class JobAdmin(admin.ModelAdmin):  # type: ignore[misc]
         # The page is read-only; the actions need the right to change jobs.
         return obj is None and super().has_change_permission(request, obj)
 
-    @admin.display(description="errors")
-    def error_list(self, job: Job) -> str:
+    @admin.display(description="errors")  # type: ignore[untyped-decorator]
+    def error_list(self, job: Job) -> Any:
         if not job.errors:
             return "-"
         rows = (
             (e.get("attempt"), e.get("at"), e.get("error"), e.get("traceback") or "")
             for e in job.errors
         )
-        items = format_html_join(
-            "", "<li>attempt {} at {}: {}<pre>{}</pre></li>", rows
-        )
+        items = format_html_join("", "<li>attempt {} at {}: {}<pre>{}</pre></li>", rows)
         return format_html("<ol>{}</ol>", items)
 
-    @admin.action(description="Retry the selected jobs", permissions=["change"])
+    @admin.action(description="Retry the selected jobs", permissions=["change"])  # type: ignore[untyped-decorator]
     def retry_jobs(self, request: Any, queryset: Any) -> None:
         self._each(request, queryset, sq.retry_job, "retried")
 
-    @admin.action(description="Cancel the selected jobs", permissions=["change"])
+    @admin.action(description="Cancel the selected jobs", permissions=["change"])  # type: ignore[untyped-decorator]
     def cancel_jobs(self, request: Any, queryset: Any) -> None:
         self._each(request, queryset, sq.cancel_job, "cancelled")
 

@@ -76,8 +76,8 @@ def job_options(
         ... @task(queue_name="emails")
         ... def send_welcome(user_id: int) -> None: ...
     """
-    given = {"max_attempts": max_attempts, "timeout": timeout, "backoff": backoff}
-    given |= {"unique": unique, "tags": None if tags is None else _tags(tags)}
+    given: dict[str, Any] = {"max_attempts": max_attempts, "timeout": timeout}
+    given |= {"backoff": backoff, "unique": unique, "tags": None if tags is None else _tags(tags)}
 
     def decorate(task: Any) -> Any:
         if not isinstance(task, JobrunnerTask):
@@ -137,7 +137,9 @@ class JobrunnerBackend(api.BaseTaskBackend):  # type: ignore[misc]
         try:
             payload = json.loads(json.dumps({"args": list(args), "kwargs": dict(kwargs)}))
         except (TypeError, ValueError) as exc:
-            raise TypeError(f"the arguments of task {task.module_path} are not JSON: {exc}") from None
+            raise TypeError(
+                f"the arguments of task {task.module_path} are not JSON: {exc}"
+            ) from None
         try:
             return NewJob(
                 worker=task.module_path,

@@ -276,7 +276,9 @@ def test_bad_options_are_one_clear_error() -> None:
 
 def test_manage_py_jobrunner_runs_jobrunner_commands() -> None:
     tasks.ship.enqueue(1)
-    listed = manage("jobrunner", "jobs", "list", "--worker", "tests.django_project.tasks_app.tasks.ship")
+    listed = manage(
+        "jobrunner", "jobs", "list", "--worker", "tests.django_project.tasks_app.tasks.ship"
+    )
     assert listed.returncode == 0, listed.stderr
     assert "tasks_app.tasks.ship" in listed.stdout
     bad = manage("jobrunner", "start", "--queues", "default:x")

@@ -29,9 +29,7 @@ class Migration(migrations.Migration):  # type: ignore[misc]
     """jobrunner's tables up to `schema_version` (see 0001_jobrunner_schema), as before."""
 
     schema_version = 5
-    dependencies: ClassVar[list[tuple[str, str]]] = [
-        ("jobrunner", "0003_jobrunner_queue_limits")
-    ]
+    dependencies: ClassVar[list[tuple[str, str]]] = [("jobrunner", "0003_jobrunner_queue_limits")]
     operations: ClassVar[list[Any]] = [
         migrations.CreateModel(
             name="Job",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import Any, ClassVar
 
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import connections
@@ -23,7 +23,7 @@ class Command(BaseCommand):  # type: ignore[misc]
         "jobrunner's commands with Django set up, e.g. "
         "'python manage.py jobrunner start --queues default:10' (see 'jobrunner --help')."
     )
-    requires_system_checks: list[str] = []
+    requires_system_checks: ClassVar[list[str]] = []
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("arguments", nargs="*", help="a jobrunner command and its options")
