@@ -43,7 +43,7 @@ TASKS = {
     "default": {
         "BACKEND": "jobrunner.contrib.django.JobrunnerBackend",
         "QUEUES": ["default", "emails"],
-        "OPTIONS": {"max_attempts": 3},
+        "OPTIONS": {"max_attempts": 3, "timeout": 30},
     }
 }
 DATABASES = {

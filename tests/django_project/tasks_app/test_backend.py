@@ -21,6 +21,7 @@ from django.db import connection, transaction
 from jobrunner.contrib.django import JobrunnerBackend, execution, to_jobrunner_priority
 from jobrunner.contrib.django import tasks_api as api
 from jobrunner.contrib.django.database import schema_errors
+from jobrunner.core.errors import InvalidConnection
 from jobrunner.db import migrate as _migrate
 
 from ..shop.models import Order
@@ -220,6 +221,7 @@ def test_the_worker_sends_the_frameworks_signals_around_each_attempt() -> None:
         failing = execution.resolve("tests.django_project.tasks_app.tasks.always_fails")
         assert ship is not None and failing is not None and ship.sync
         assert failing.max_attempts == 2 and failing.backoff(_job(failing, 1)) == 0.0
+        assert (ship.max_attempts, ship.timeout, failing.timeout) == (3, 30, 30)
         order = Order.objects.create(item="book")
         ship._perform(_job(ship, 1, args=[order.id]))
         with pytest.raises(LookupError):
@@ -256,6 +258,8 @@ def test_system_checks() -> None:
     missing = JobrunnerBackend("gone", {"OPTIONS": {"database": "gone"}})
     assert [e.id for e in missing.check()] == ["jobrunner.E001"]
     assert list(api.task_backends["default"].check()) == []
+    with pytest.raises(InvalidConnection, match="needs a PostgreSQL database"):
+        bad.enqueue(tasks.ship, [1], {})
     assert schema_errors("default") == []
 
 
