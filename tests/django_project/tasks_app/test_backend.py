@@ -285,6 +285,25 @@ def test_manage_py_jobrunner_runs_jobrunner_commands() -> None:
     )
     assert listed.returncode == 0, listed.stderr
     assert "tasks_app.tasks.ship" in listed.stdout
+    status = manage("jobrunner", "status", "--settings", "tests.django_project.settings")
+    assert status.returncode == 0, status.stderr
     bad = manage("jobrunner", "start", "--queues", "default:x")
     assert bad.returncode == 2
     assert bad.stderr.startswith("error:") and "Traceback" not in bad.stderr
+
+
+def test_per_task_options_on_each_django_version() -> None:
+    from jobrunner.contrib.django import job_options
+
+    if api.FRAMEWORK == "django_tasks":  # the backport's @task passes options to task_class
+        from django_tasks import task
+
+        made = task(max_attempts=4, timeout=5)(tasks.ship.func)
+        assert (made.max_attempts, made.timeout) == (4, 5)
+    given = job_options(max_attempts=4, tags=["a"])(tasks.ship)
+    assert (given.max_attempts, given.tags, given.timeout) == (4, ("a",), None)
+    assert given.using(priority=10).max_attempts == 4
+    with pytest.raises(api.InvalidTask, match="max_attempts"):
+        job_options(max_attempts=0)(tasks.ship)
+    with pytest.raises(api.InvalidTask, match="above @task"):
+        job_options(max_attempts=2)(tasks.ship.func)

@@ -29,8 +29,9 @@ class Command(BaseCommand):  # type: ignore[misc]
         parser.add_argument("arguments", nargs="*", help="a jobrunner command and its options")
 
     def run_from_argv(self, argv: list[str]) -> None:
-        """Hand everything after `jobrunner` to jobrunner's own command line as it is."""
-        run(argv[2:])
+        """Hand everything after `jobrunner` to jobrunner's own command line as it is, less
+        the options Django itself has taken (--settings, --pythonpath)."""
+        run(_without_django_options(argv[2:]))
 
     def handle(self, *args: Any, **options: Any) -> None:
         run([*options["arguments"]])
@@ -52,6 +53,19 @@ def run(arguments: list[str]) -> None:
         _execution.install()
     connections.close_all()  # the daemon's threads open their own
     main(arguments, prog_name="manage.py jobrunner")
+
+
+def _without_django_options(arguments: list[str]) -> list[str]:
+    kept: list[str] = []
+    skip = False
+    for argument in arguments:
+        if skip:
+            skip = False
+        elif argument in ("--settings", "--pythonpath"):
+            skip = True
+        elif not argument.startswith(("--settings=", "--pythonpath=")):
+            kept.append(argument)
+    return kept
 
 
 def backend_database() -> str:
