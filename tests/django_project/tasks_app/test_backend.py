@@ -307,3 +307,17 @@ def test_per_task_options_on_each_django_version() -> None:
         job_options(max_attempts=0)(tasks.ship)
     with pytest.raises(api.InvalidTask, match="above @task"):
         job_options(max_attempts=2)(tasks.ship.func)
+
+
+def test_a_unique_task_enqueued_twice_is_one_job_in_and_out_of_transactions() -> None:
+    from jobrunner import Unique
+    from jobrunner.contrib.django import job_options
+
+    once = job_options(unique=Unique(period=60))(tasks.ship)
+    with transaction.atomic():
+        first = once.enqueue(5, note="a")
+        again = once.enqueue(5, note="a")
+    later = once.enqueue(5, note="a")
+    other = once.enqueue(6)
+    assert first.id == again.id == later.id != other.id
+    assert len(_jobs()) == 2
