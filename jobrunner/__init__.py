@@ -25,7 +25,7 @@ from jobrunner.core.errors import (
     SchemaOutdated,
     UnknownWorker,
 )
-from jobrunner.core.job import Cancel, Discard, Job, JobError, JobState, Snooze
+from jobrunner.core.job import Cancel, Discard, Job, JobError, JobState, Record, Snooze
 from jobrunner.core.new_job import NewJob, Unique
 from jobrunner.core.telemetry import subscribe
 from jobrunner.core.worker import Worker, worker
@@ -52,6 +52,7 @@ __all__ = [
     "MissingExtra",
     "NewJob",
     "QueueConfig",
+    "Record",
     "Runner",
     "SchemaMissing",
     "SchemaOutdated",
