@@ -64,6 +64,7 @@ async def test_django_shop_example(make_database: Callable[[str], Awaitable[str]
     status = json.loads(placed.stdout.strip().splitlines()[-1])
     assert status["status"] == "SUCCESSFUL", output
     assert status["attempts"] == 1 and status["errors"] == []
+    assert status["return_value"] == "confirmation sent to ada@example.com"
     # The daemon refuses a crontab entry whose worker it cannot resolve: it ran, so the
     # periodic Django task of jobrunner.toml resolved.
     assert "orders.tasks.daily_report" in (SHOP / "jobrunner.toml").read_text()

@@ -5,7 +5,8 @@ Each run sends the framework's signals: `task_started` before the call, `task_fi
 it (from inside the exception handler when the task raised, so a receiver logging with
 `logger.exception` gets the traceback; status FAILED on the last attempt, READY when it
 will be retried). A sync task runs in the runner's threads between two
-`close_old_connections()`, as Django runs a request.
+`close_old_connections()`, as Django runs a request. What a task returns is recorded as its
+job's result (`Record`): a value that is not JSON fails the attempt.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from django.utils.module_loading import import_string
 from jobrunner.contrib.django import results as _results
 from jobrunner.contrib.django import tasks_api as api
 from jobrunner.core import worker as _worker
-from jobrunner.core.job import Job
+from jobrunner.core.job import Job, Record
 from jobrunner.core.new_job import DEFAULT_MAX_ATTEMPTS
 
 
@@ -65,11 +66,11 @@ def _run_sync(task: Any, backend: Any) -> Any:
         try:
             args, kwargs = _started(task, job, backend)
             try:
-                value = task.call(*args, **kwargs)
+                recorded = Record(task.call(*args, **kwargs))
             except Exception:
                 _failed(task, job, backend)
                 raise
-            return _succeeded(task, job, backend, value)
+            return _succeeded(task, job, backend, recorded)
         finally:
             close_old_connections()
 
@@ -80,11 +81,11 @@ def _run_async(task: Any, backend: Any) -> Any:
     async def perform(job: Job) -> Any:
         args, kwargs = _started(task, job, backend)
         try:
-            value = await task.acall(*args, **kwargs)
+            recorded = Record(await task.acall(*args, **kwargs))
         except Exception:
             _failed(task, job, backend)
             raise
-        return _succeeded(task, job, backend, value)
+        return _succeeded(task, job, backend, recorded)
 
     return perform
 
@@ -106,14 +107,9 @@ def _failed(task: Any, job: Job, backend: Any) -> None:
     api.task_finished.send(type(backend), task_result=result)
 
 
-def _succeeded(task: Any, job: Job, backend: Any, value: Any) -> Any:
-    """Send task_finished; what the worker returns so that `value` is the job's result."""
+def _succeeded(task: Any, job: Job, backend: Any, recorded: Record) -> Record:
+    """Send task_finished; the task's return value is recorded as the job's result."""
     result = _results.to_result(task, job, backend.alias, status="SUCCESSFUL")
-    object.__setattr__(result, "_return_value", value)
+    object.__setattr__(result, "_return_value", recorded.value)
     api.task_finished.send(type(backend), task_result=result)
-    return _recorded(value)
-
-
-def _recorded(value: Any) -> Any:
-    """What the worker returns for the task's return value: kept as the job's result."""
-    return None
+    return recorded

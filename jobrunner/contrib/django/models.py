@@ -43,6 +43,7 @@ class Job(models.Model):  # type: ignore[misc]
     discarded_at = models.DateTimeField(null=True)
     cancelled_at = models.DateTimeField(null=True)
     attempted_by = ArrayField(models.TextField(), null=True)
+    result = models.JSONField(null=True)  # what the worker recorded (Record)
 
     class Meta:
         managed = False

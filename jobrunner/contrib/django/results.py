@@ -73,7 +73,7 @@ def to_result(task: Any, job: Job, backend: str, *, status: str | None = None) -
         worker_ids=[node] * job.attempt,
     )
     if job.state == JobState.COMPLETED:
-        object.__setattr__(result, "_return_value", getattr(job, "result", None))
+        object.__setattr__(result, "_return_value", job.result)
     return result
 
 

@@ -56,3 +56,9 @@ def open_connection() -> bool:
     """Uses the ORM, leaving Django's connection of its thread open."""
     Order.objects.count()
     return connection.connection is not None
+
+
+@task
+def returns_a_set() -> set[int]:
+    """Returns what JSON cannot hold: the attempt fails."""
+    return {1, 2}

@@ -169,6 +169,8 @@ def test_commit_runs_tasks_in_manage_py_jobrunner_start(daemon: Any) -> None:
     wait_for(shipped, lambda r: r.is_finished, daemon)
     assert shipped.status == api.TaskResultStatus.SUCCESSFUL
     assert shipped.attempts == 1 and shipped.errors == []
+    assert shipped.return_value["order_id"] == order.id
+    assert shipped.return_value["thread"] != "MainThread"  # a sync task runs in a thread
     assert shipped.finished_at >= shipped.started_at >= shipped.enqueued_at
     order.refresh_from_db()
     assert (order.shipped, order.item) == (True, "shipped today")
@@ -183,6 +185,7 @@ def test_commit_runs_tasks_in_manage_py_jobrunner_start(daemon: Any) -> None:
     wait_for(added, lambda r: r.is_finished, daemon)
     wait_for(attempt, lambda r: r.is_finished, daemon)
     assert added.status == attempt.status == api.TaskResultStatus.SUCCESSFUL
+    assert (added.return_value, attempt.return_value) == (5, 1)
 
 
 def test_a_sync_task_using_the_orm_leaves_no_connection_open(daemon: Any) -> None:
@@ -223,7 +226,8 @@ def test_the_worker_sends_the_frameworks_signals_around_each_attempt() -> None:
         assert failing.max_attempts == 2 and failing.backoff(_job(failing, 1)) == 0.0
         assert (ship.max_attempts, ship.timeout, failing.timeout) == (3, 30, 30)
         order = Order.objects.create(item="book")
-        ship._perform(_job(ship, 1, args=[order.id]))
+        recorded = ship._perform(_job(ship, 1, args=[order.id]))
+        assert recorded.value["order_id"] == order.id  # a Record: the job's result
         with pytest.raises(LookupError):
             failing._perform(_job(failing, 1, args=[order.id]))
         with pytest.raises(LookupError):
@@ -321,3 +325,10 @@ def test_a_unique_task_enqueued_twice_is_one_job_in_and_out_of_transactions() ->
     other = once.enqueue(6)
     assert first.id == again.id == later.id != other.id
     assert len(_jobs()) == 2
+
+
+def test_a_return_value_that_is_not_json_fails_the_attempt() -> None:
+    worker = execution.resolve("tests.django_project.tasks_app.tasks.returns_a_set")
+    assert worker is not None
+    with pytest.raises(ValueError, match="JSON"):
+        worker._perform(_job(worker, 1))

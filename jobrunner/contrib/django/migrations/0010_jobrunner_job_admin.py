@@ -28,8 +28,8 @@ def _text_array(**options: Any) -> Any:
 class Migration(migrations.Migration):  # type: ignore[misc]
     """jobrunner's tables up to `schema_version` (see 0001_jobrunner_schema), as before."""
 
-    schema_version = 5
-    dependencies: ClassVar[list[tuple[str, str]]] = [("jobrunner", "0003_jobrunner_queue_limits")]
+    schema_version = 7
+    dependencies: ClassVar[list[tuple[str, str]]] = [("jobrunner", "0007_jobrunner_workflows")]
     operations: ClassVar[list[Any]] = [
         migrations.CreateModel(
             name="Job",
@@ -52,6 +52,7 @@ class Migration(migrations.Migration):  # type: ignore[misc]
                 ("discarded_at", models.DateTimeField(null=True)),
                 ("cancelled_at", models.DateTimeField(null=True)),
                 ("attempted_by", _text_array(null=True)),
+                ("result", models.JSONField(null=True)),
             ],
             options={
                 "db_table": "jobrunner_jobs",
