@@ -332,3 +332,27 @@ def test_a_return_value_that_is_not_json_fails_the_attempt() -> None:
     assert worker is not None
     with pytest.raises(ValueError, match="JSON"):
         worker._perform(_job(worker, 1))
+
+
+def test_start_refuses_a_database_that_migrate_has_not_set_up() -> None:
+    import psycopg
+
+    server = os.environ["JOBRUNNER_DJANGO_DSN"]
+    empty = f"{connection.settings_dict['NAME']}_empty"
+    with psycopg.connect(server, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{empty}"')
+        admin.execute(f'CREATE DATABASE "{empty}"')
+    try:
+        env = {**_env(), "JOBRUNNER_DJANGO_DSN": f"{server.rsplit('/', 1)[0]}/{empty}"}
+        started = subprocess.run(
+            [sys.executable, str(PROJECT / "manage.py"), "jobrunner", "start"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    finally:
+        with psycopg.connect(server, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{empty}" WITH (FORCE)')
+    assert started.returncode == 2
+    assert started.stderr == (
+        f"error: jobrunner's schema on database 'default' is at version 0; this jobrunner "
+        f"needs {_migrate.LATEST}: run 'python manage.py migrate'\n"
+    )
