@@ -160,7 +160,7 @@ class JobrunnerBackend(api.BaseTaskBackend):  # type: ignore[misc]
         job_id = _results.job_id(result_id)
         with _database.target(self.database) as (conn, _):
             job = sq.get_job(conn, job_id)
-        if job is None or job.meta.get(_results.META_KEY) is None:
+        if job is None:
             raise api.TaskResultDoesNotExist(result_id)
         return _results.to_result(_results.task_of(job, result_id), job, self.alias)
 

@@ -55,7 +55,10 @@ def task_of(job: Job, result_id: str) -> Any:
 def to_result(task: Any, job: Job, backend: str, *, status: str | None = None) -> Any:
     """`job` as a TaskResult of `task` (`status` overrides the one the job's state maps to)."""
     if task.queue_name != job.queue:
-        task = task.using(queue_name=job.queue)
+        try:
+            task = task.using(queue_name=job.queue)
+        except api.InvalidTask:  # a queue the backend no longer lists: the task as defined
+            pass
     finished = job.completed_at or job.discarded_at or job.cancelled_at
     node = job.attempted_by[0] if job.attempted_by else ""
     result = api.TaskResult(

@@ -144,7 +144,15 @@ def test_bad_input_raises_the_frameworks_errors() -> None:
     other = tasks.add.enqueue(1, 2)
     with pytest.raises(api.TaskResultMismatch):
         tasks.ship.get_result(other.id)
-    assert len(_jobs()) == 1
+    with connection.cursor() as cursor:  # a plain jobrunner job, not a Django task's
+        cursor.execute(
+            "INSERT INTO jobrunner_jobs (worker) VALUES "
+            "('tests.django_project.shop.workers.ship_order') RETURNING id"
+        )
+        plain = cursor.fetchone()[0]
+    with pytest.raises(api.TaskResultDoesNotExist, match="is not a Django task"):
+        api.task_backends["default"].get_result(str(plain))
+    assert len(_jobs()) == 2
 
 
 def test_aenqueue_and_aget_result() -> None:
