@@ -31,7 +31,7 @@ def install() -> None:
 
 def resolve(name: str) -> _worker.Worker | None:
     """The Worker running the Django task at module path `name` (None if there is none)."""
-    from jobrunner.contrib.django.backend import JobrunnerBackend
+    from jobrunner.contrib.django.backend import JobrunnerBackend, to_jobrunner_priority
 
     try:
         task = import_string(name)
@@ -42,17 +42,16 @@ def resolve(name: str) -> _worker.Worker | None:
     backend = api.task_backends[task.backend]
     if not isinstance(backend, JobrunnerBackend):
         return None
-    backoff = backend.option(task, "backoff")
     sync = not inspect.iscoroutinefunction(task.func)
     return _worker.Worker(
         name=name,
         target=task.func,
         perform=_run_sync(task, backend) if sync else _run_async(task, backend),
-        backoff=None if backoff is None else backoff,
+        backoff=backend.option(task, "backoff"),
         timeout_fn=None,
         queue=task.queue_name,
         max_attempts=backend.option(task, "max_attempts") or DEFAULT_MAX_ATTEMPTS,
-        priority=0,
+        priority=to_jobrunner_priority(task.priority),  # for jobs it inserts (a crontab's)
         tags=backend.option(task, "tags") or (),
         timeout=backend.option(task, "timeout"),
         unique=backend.option(task, "unique"),
