@@ -364,3 +364,14 @@ def test_start_refuses_a_database_that_migrate_has_not_set_up() -> None:
         f"error: jobrunner's schema on database 'default' is at version 0; this jobrunner "
         f"needs {_migrate.LATEST}: run 'python manage.py migrate'\n"
     )
+
+
+def test_start_without_a_reachable_database_is_one_error_line() -> None:
+    env = {**_env(), "JOBRUNNER_DJANGO_DSN": "postgresql://postgres@127.0.0.1:1/nowhere"}
+    started = subprocess.run(
+        [sys.executable, str(PROJECT / "manage.py"), "jobrunner", "start"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert started.returncode == 1
+    assert started.stderr.startswith("error: the database cannot be reached")
+    assert len(started.stderr.splitlines()) == 1
