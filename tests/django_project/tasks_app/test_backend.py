@@ -116,7 +116,17 @@ def test_rollback_leaves_no_job() -> None:
 
 def test_enqueue_maps_args_queue_priority_options_and_run_after() -> None:
     later = datetime.now(UTC) + timedelta(hours=1)
-    shipped = tasks.ship.enqueue(7, note="gift")
+    enqueued: list[Any] = []
+
+    def on_enqueued(sender: Any, task_result: Any, **kwargs: Any) -> None:
+        enqueued.append((sender, task_result.id, task_result.status))
+
+    api.task_enqueued.connect(on_enqueued)
+    try:
+        shipped = tasks.ship.enqueue(7, note="gift")
+    finally:
+        api.task_enqueued.disconnect(on_enqueued)
+    assert enqueued == [(JobrunnerBackend, shipped.id, api.TaskResultStatus.READY)]
     failing = tasks.always_fails.using(run_after=later).enqueue(8)
     rows = {row[0]: row for row in _jobs()}
     ship_row, fail_row = rows[int(shipped.id)], rows[int(failing.id)]
