@@ -46,6 +46,8 @@ class Sizes:
     memory_run_s: float = 3.0
     scale_rows: int = 1_000_000
     bulk_jobs: int = 100_000
+    trigger_rows: int = 1_000_000
+    trigger_matching: int = 10_000
 
 
 QUICK = Sizes(
@@ -57,6 +59,8 @@ QUICK = Sizes(
     memory_run_s=1.0,
     scale_rows=100_000,
     bulk_jobs=10_000,
+    trigger_rows=100_000,
+    trigger_matching=1_000,
 )
 
 
@@ -113,6 +117,7 @@ class Daemon:
         threads: int | None = None,
         options: str = "",
         web: str | None = None,
+        apps: tuple[str, ...] = (),
     ) -> None:
         ctx.daemons += 1
         self.node = f"bench-{os.getpid()}-{ctx.daemons}"
@@ -132,6 +137,7 @@ class Daemon:
             self.node,
             *([] if threads is None else ["--threads", str(threads)]),
             *([] if web is None else ["--web", web]),
+            *[arg for app in apps for arg in ("--app", app)],
         ]
         self._env = daemon_env(env)
         self.proc: asyncio.subprocess.Process | None = None

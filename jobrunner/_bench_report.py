@@ -71,6 +71,11 @@ METRICS: dict[str, Metric] = {
     "bulk_retry_s": Metric("retry_jobs by args, every job", "s"),
     "bulk_retry_insert_max_ms": Metric("  slowest concurrent insert", "ms"),
     "bulk_retry_insert_p50_ms": Metric("  concurrent insert p50", "ms"),
+    "trigger_scan_s": Metric("trigger scan, time to enqueue", "s"),
+    "trigger_scan_jobs": Metric("  jobs enqueued by the first scan", "jobs"),
+    "trigger_all_done_s": Metric("  until every record is done", "s"),
+    "trigger_peak_rss_mb": Metric("  daemon peak RSS", "MB"),
+    "trigger_ready_rss_mb": Metric("  daemon RSS when ready", "MB"),
 }
 
 

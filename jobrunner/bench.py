@@ -49,6 +49,7 @@ CASES = (
     "bulk",
     "limits",
     "dashboard",
+    "trigger-scan",
 )
 DEFAULT_CASES = CASES  # the scale case preloads its 1,000,000 rows in ~10 s: cheap enough
 
@@ -243,6 +244,11 @@ async def _limits(ctx: Context) -> Metrics:
     }
 
 
+async def _trigger_scan(ctx: Context) -> Metrics:
+    found = await cases.trigger_scan(ctx)
+    return {f"trigger_{key}": value for key, value in found.items()}
+
+
 RUNS: dict[str, Callable[[Context], Awaitable[Metrics]]] = {
     "burn-down": _burn_down,
     "latency": _latency,
@@ -253,6 +259,7 @@ RUNS: dict[str, Callable[[Context], Awaitable[Metrics]]] = {
     "metrics": _metrics,
     "bulk": _bulk,
     "limits": _limits,
+    "trigger-scan": _trigger_scan,
 }
 
 

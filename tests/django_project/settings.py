@@ -17,6 +17,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "jobrunner.contrib.django",
     "tests.django_project.shop",
+    "tests.django_project.records",
     "tests.django_project.tasks_app",
 ]
 MIDDLEWARE = [

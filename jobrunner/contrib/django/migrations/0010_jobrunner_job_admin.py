@@ -28,8 +28,10 @@ def _text_array(**options: Any) -> Any:
 class Migration(migrations.Migration):  # type: ignore[misc]
     """jobrunner's tables up to `schema_version` (see 0001_jobrunner_schema), as before."""
 
-    schema_version = 7
-    dependencies: ClassVar[list[tuple[str, str]]] = [("jobrunner", "0007_jobrunner_workflows")]
+    schema_version = 8
+    dependencies: ClassVar[list[tuple[str, str]]] = [
+        ("jobrunner", "0008_jobrunner_insert_job_function")
+    ]
     operations: ClassVar[list[Any]] = [
         migrations.CreateModel(
             name="Job",
