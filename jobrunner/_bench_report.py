@@ -56,6 +56,7 @@ METRICS: dict[str, Metric] = {
     "scale_c50_ratio": Metric("  of the empty-table c50 figure", "ratio", 0.8),
     "dashboard_c10": Metric("burn-down c10, 10 dashboards open (--web)", "jobs/s"),
     "dashboard_c10_cpu": Metric("  daemon CPU per job, c10 with dashboards", "us"),
+    "dashboard_c10_plain_cpu": Metric("  daemon CPU per job, c10 without them", "us"),
     "dashboard_c10_ratio": Metric("  of the c10 figure without them", "ratio", 0.9),
     "metrics_off_c10": Metric("burn-down c10, no HTTP endpoints", "jobs/s"),
     "metrics_on_c10": Metric("burn-down c10, /metrics scraped every 1s", "jobs/s"),

@@ -290,9 +290,9 @@ class Client:
         """The newest jobs matching every filter given.
 
         Filters: `state` (one state or several), `queue`, `worker`, `tags` (all must be on the
-        job), `args` (contained in the job's args, PostgreSQL's `@>`), `inserted_after` and
-        `inserted_before` (timezone-aware datetimes). A bad or unknown filter raises
-        InvalidFilter.
+        job), `args` (contained in the job's args, PostgreSQL's `@>`), `args_text` (a
+        substring of the args' JSON text), `inserted_after` and `inserted_before`
+        (timezone-aware datetimes). A bad or unknown filter raises InvalidFilter.
 
         Example:
             >>> await client.list_jobs(state="discarded", args={"user_id": 7}, limit=100)

@@ -20,6 +20,7 @@ class JobFilterArgs(TypedDict, total=False):
     worker: str | None
     tags: Iterable[str] | None
     args: Mapping[str, Any] | None
+    args_text: str | None
     inserted_after: datetime | None
     inserted_before: datetime | None
 
@@ -30,6 +31,7 @@ FILTER_KEYS = (
     "worker",
     "tags",
     "args",
+    "args_text",
     "inserted_after",
     "inserted_before",
 )
@@ -37,7 +39,8 @@ FILTER_KEYS = (
 
 @dataclass(frozen=True, slots=True)
 class JobFilter:
-    """Which jobs: every given condition holds (tags: all of them; args: JSON containment).
+    """Which jobs: every given condition holds (tags: all of them; args: JSON containment;
+    args_text: a substring of the args' JSON text).
 
     Example:
         >>> JobFilter.build(state="discarded", args={"user_id": 7}).describe()
@@ -51,6 +54,7 @@ class JobFilter:
     args: dict[str, Any] | None = None
     inserted_after: datetime | None = None
     inserted_before: datetime | None = None
+    args_text: str | None = None
 
     @classmethod
     def build(
@@ -61,6 +65,7 @@ class JobFilter:
         worker: str | None = None,
         tags: Iterable[str] | None = None,
         args: Mapping[str, Any] | None = None,
+        args_text: str | None = None,
         inserted_after: datetime | None = None,
         inserted_before: datetime | None = None,
     ) -> JobFilter:
@@ -73,6 +78,7 @@ class JobFilter:
             args=None if args is None else _args(args),
             inserted_after=_aware("inserted_after", inserted_after),
             inserted_before=_aware("inserted_before", inserted_before),
+            args_text=_text("args_text", args_text),
         )
         return found
 
@@ -91,7 +97,7 @@ class JobFilter:
         return all(getattr(self, name) is None for name in self.__slots__)
 
     def params(self) -> list[Any]:
-        """$1-$7 of the statements that filter jobs (sql/list_jobs.sql and the bulk ones)."""
+        """$1-$8 of the statements that filter jobs (sql/list_jobs.sql and the bulk ones)."""
         return [
             None if self.states is None else list(self.states),
             self.queue,
@@ -100,6 +106,7 @@ class JobFilter:
             None if self.args is None else json.dumps(self.args),
             self.inserted_after,
             self.inserted_before,
+            self.args_text,
         ]
 
     def describe(self) -> str:
@@ -115,6 +122,8 @@ class JobFilter:
             parts.append(f"tags {', '.join(self.tags)}")
         if self.args is not None:
             parts.append(f"args containing {self.args!r}")
+        if self.args_text is not None:
+            parts.append(f"args with the text {self.args_text!r}")
         if self.inserted_after is not None:
             parts.append(f"inserted after {self.inserted_after.isoformat()}")
         if self.inserted_before is not None:

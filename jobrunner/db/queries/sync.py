@@ -91,7 +91,7 @@ def retry_job(conn: SyncConn, job_id: int) -> Job | None:
 
 def list_jobs(conn: SyncConn, job_filter: JobFilter, *, limit: int) -> list[Job]:
     """Jobs matching the filter, newest first (see `queries.list_jobs`)."""
-    return [readable(row) for row in conn.fetch(q.LIST_JOBS, *job_filter.params(), limit)]
+    return [readable(row) for row in conn.fetch(q.LIST_JOBS, *job_filter.params(), None, limit)]
 
 
 def retry_jobs(conn: SyncConn, job_filter: JobFilter, *, batch_size: int) -> list[int]:
