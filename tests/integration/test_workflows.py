@@ -271,6 +271,26 @@ async def test_the_sync_client_inserts_workflows_and_reads_dep_results(
         sync_client.insert_workflow(bad)
 
 
+async def test_the_sync_client_shows_and_cancels_a_workflow(
+    client: jobrunner.Client, sync_client: jobrunner.SyncClient
+) -> None:
+    run = sync_client.insert_workflow(diamond())
+    view = sync_client.get_workflow(run.id)
+    assert view is not None and view == await client.get_workflow(run.id)
+    assert view.name == "diamond"
+    assert [s.step for s in view.steps] == ["extract", "left", "right", "load"]  # id order
+    assert {s.step: s.waiting_on for s in view.steps}["load"] == ("left", "right")
+    assert sync_client.get_workflow(424242) is None
+
+    cancelled = sync_client.cancel_workflow(run.id)
+    assert sorted(cancelled) == sorted(j.id for j in run.jobs.values())
+    after = sync_client.get_workflow(run.id)
+    assert after is not None and {s.job.state for s in after.steps} == {JobState.CANCELLED}
+    assert sync_client.cancel_workflow(run.id) == []  # nothing left unfinished
+    with pytest.raises(JobNotFound, match="no workflow with id 424242"):
+        sync_client.cancel_workflow(424242)
+
+
 async def test_drain_queue_runs_a_workflow_to_completion_in_order(
     client: jobrunner.Client,
 ) -> None:
