@@ -36,6 +36,8 @@ async def produce(job: Job) -> Record:
 @worker(queue=QUEUE, name="tests.wf.total")
 async def total(job: Job) -> Record:
     results = await jobrunner.current_client().dep_results(job)
+    if await job.dep_results() != results:  # the job's own reader: the same statement
+        return Discard(f"job.dep_results() read {await job.dep_results()!r}, not {results!r}")
     return Record({"deps": sorted(results), "sum": sum(r["n"] for r in results.values() if r)})
 
 
@@ -155,6 +157,14 @@ async def test_a_step_adds_steps_to_its_running_workflow(
 
         merge = await eventually(merged, 20)
     assert merge.result == {"deps": ["part-0", "part-1", "part-2", "part-3"], "sum": 6}
+
+
+async def test_job_dep_results_outside_an_attempt_names_the_client_method(
+    client: jobrunner.Client,
+) -> None:
+    run = await client.insert_workflow(diamond())
+    with pytest.raises(RuntimeError, match=r"elsewhere use client.dep_results\(job\)"):
+        await run.jobs["load"].dep_results()
 
 
 async def test_build_time_refusals_name_the_steps(client: jobrunner.Client) -> None:
