@@ -321,14 +321,15 @@ async def _first_of(*events: asyncio.Event) -> None:
             wait.cancel()
 
 
-def main() -> None:
-    """Entry point of the `jobrunner` script: bad usage is one `error:` line, exit 2."""
+def main(args: list[str] | None = None, prog_name: str = "jobrunner") -> None:
+    """Entry point of the `jobrunner` script (and of `manage.py jobrunner`, which passes its
+    `args`): bad usage is one `error:` line, exit 2."""
     # Typer's usage errors (an unknown option or command, a bad value) are click exceptions.
     usage_error: type[Exception] = next(
         c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
     )
     try:
-        code = app(standalone_mode=False, prog_name="jobrunner")
+        code = app(args=args, standalone_mode=False, prog_name=prog_name)
     except KeyboardInterrupt:
         sys.exit(130)
     except typer.Abort:

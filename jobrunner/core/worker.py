@@ -345,6 +345,16 @@ def _tags(tags: Iterable[str]) -> tuple[str, ...]:
     return tuple(tags)
 
 
+_RESOLVERS: list[Callable[[str], Worker | None]] = []
+
+
+def add_resolver(resolve: Callable[[str], Worker | None]) -> None:
+    """Let `resolve(name)` supply the worker of a name no module registered (None if it has
+    none): how an integration runs jobs named after its own callables (Django's tasks)."""
+    if resolve not in _RESOLVERS:
+        _RESOLVERS.append(resolve)
+
+
 def register(registered: Worker) -> None:
     """Register a Worker built outside `@worker` (a trigger); a name held by other code is
     refused as for `@worker`."""
@@ -358,11 +368,16 @@ def unregister(name: str) -> None:
 
 
 def lookup(name: str) -> Worker:
-    """The registered worker called `name`."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise UnknownWorker(f"unknown worker {name!r}; is its module in --app?") from None
+    """The registered worker called `name` (or the one a resolver supplies for it)."""
+    found = _REGISTRY.get(name)
+    if found is not None:
+        return found
+    for resolve in _RESOLVERS:
+        found = resolve(name)
+        if found is not None:
+            _REGISTRY[name] = found
+            return found
+    raise UnknownWorker(f"unknown worker {name!r}; is its module in --app?")
 
 
 def registered() -> dict[str, Worker]:
