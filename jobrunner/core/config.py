@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
+import functools
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -224,6 +225,13 @@ class Settings:
             return cls(**values)
         except TypeError as exc:
             raise ConfigError(f"invalid settings: {exc}") from None
+
+
+@functools.cache
+def configured_schema() -> str:
+    """The schema of the project's settings (config file, JOBRUNNER_SCHEMA), read once: for
+    the connections jobrunner is handed without settings (an ORM's, Django's)."""
+    return Settings.load().schema
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}

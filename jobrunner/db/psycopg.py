@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
+from jobrunner.core.config import configured_schema
 from jobrunner.core.errors import (
     ConfigError,
     DatabaseUnavailable,
@@ -18,7 +19,7 @@ from jobrunner.core.errors import (
     SchemaMissing,
 )
 from jobrunner.core.extras import require
-from jobrunner.core.schema import DEFAULT_SCHEMA, qualify
+from jobrunner.core.schema import qualify
 from jobrunner.db.connection import DIRECT, POOL_SETTINGS, Reach, _redact_dsn, _scrub
 
 psycopg = require("psycopg", "psycopg")
@@ -89,9 +90,11 @@ class SyncConn:
 
     __slots__ = ("raw", "schema")
 
-    def __init__(self, raw: Any, schema: str = DEFAULT_SCHEMA) -> None:
+    def __init__(self, raw: Any, schema: str | None = None) -> None:
         self.raw = raw
-        self.schema = schema
+        self.schema = (
+            configured_schema() if schema is None else schema
+        )  # None: the settings' schema
 
     def fetch(self, query: str, *args: Any) -> list[Any]:
         try:
@@ -111,9 +114,11 @@ class AsyncConn:
 
     __slots__ = ("raw", "schema")
 
-    def __init__(self, raw: Any, schema: str = DEFAULT_SCHEMA) -> None:
+    def __init__(self, raw: Any, schema: str | None = None) -> None:
         self.raw = raw
-        self.schema = schema
+        self.schema = (
+            configured_schema() if schema is None else schema
+        )  # None: the settings' schema
 
     async def fetch(self, query: str, *args: Any, timeout: float | None = None) -> list[Any]:  # noqa: ASYNC109
         try:
@@ -186,7 +191,7 @@ def create_pool(dsn: str, *, max_size: int, reach: Reach = DIRECT) -> Any:
 
 
 @contextmanager
-def borrowed(source: Any, schema: str = DEFAULT_SCHEMA) -> Iterator[SyncConn]:
+def borrowed(source: Any, schema: str | None = None) -> Iterator[SyncConn]:
     """A connection of `source`: a psycopg_pool pool, or one psycopg connection (psycopg
     serialises the statements of threads that share it)."""
     if isinstance(source, psycopg.Connection):
@@ -201,9 +206,7 @@ def migrate(raw: Any, *, in_transaction: bool = False, schema: str | None = None
     their own, or `in_transaction` of the caller's (a Django migration's); in `schema`, by
     default the settings' (config file or JOBRUNNER_SCHEMA)."""
     if schema is None:
-        from jobrunner.core.config import Settings
-
-        schema = Settings.load().schema
+        schema = configured_schema()
     with nullcontext() if in_transaction else raw.transaction():
         return _migrate_steps(raw, schema)
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
 from typing import Any, Protocol
 
+from jobrunner.core.config import configured_schema
 from jobrunner.core.errors import JobRunnerError
 from jobrunner.core.job import Job
 from jobrunner.core.schema import qualify
@@ -105,15 +105,6 @@ class Enqueue:
 
 # $1 worker, $2 primary key (jsonb), $3 queue, $4 priority, $5 max_attempts: the trigger's job
 # for one record, unique per record while incomplete (the key `new_for` and scans give it).
-@cache
-def configured_schema() -> str:
-    """The schema of the project's settings (config file, JOBRUNNER_SCHEMA), read once: the
-    ORM's connections take jobrunner's SQL in it."""
-    from jobrunner.core.config import Settings
-
-    return Settings.load().schema
-
-
 def in_schema(sql: str) -> str:
     """`sql` (jobrunner's, unqualified) in the configured schema (`core.schema.qualify`)."""
     return qualify(sql, configured_schema(), bodies=True)

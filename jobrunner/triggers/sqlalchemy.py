@@ -11,6 +11,7 @@ import uuid
 from typing import Any
 
 from jobrunner.core import threads as _threads
+from jobrunner.core.config import configured_schema
 from jobrunner.core.extras import require
 from jobrunner.core.job import Job
 from jobrunner.core.schema import DEFAULT_SCHEMA
@@ -22,7 +23,6 @@ from jobrunner.triggers.base import (
     Enqueue,
     Ran,
     TriggerError,
-    configured_schema,
 )
 
 sa = require("sqlalchemy", "sqlalchemy")

@@ -12,7 +12,9 @@ from django.core import checks
 from django.db import connections
 
 from jobrunner.contrib.django import driver_connection
+from jobrunner.core.config import configured_schema
 from jobrunner.core.errors import InvalidConnection
+from jobrunner.core.schema import qualify
 from jobrunner.db import migrate as _migrate
 from jobrunner.db import psycopg as _psycopg
 
@@ -81,11 +83,12 @@ def schema_errors(alias: str) -> list[Any]:
     if conn.vendor != "postgresql":
         return []
     with conn.cursor() as cursor:
-        cursor.execute("SELECT to_regclass('jobrunner_migrations') IS NOT NULL")
+        schema = configured_schema()
+        cursor.execute(qualify("SELECT to_regclass('jobrunner_migrations') IS NOT NULL", schema))
         present = cursor.fetchone()[0]
         version = 0
         if present:
-            cursor.execute(_migrate.SCHEMA_VERSION)
+            cursor.execute(qualify(_migrate.SCHEMA_VERSION, schema))
             version = int(cursor.fetchone()[0])
     if version >= _migrate.LATEST:
         return []
