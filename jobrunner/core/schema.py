@@ -12,9 +12,9 @@ server (the connections of `db.connection`, the adapters of the caller's connect
   `'schema.jobrunner_...'`, and so does the channel of LISTEN, UNLISTEN and NOTIFY
   (`"schema.jobrunner_..."`), so instances in different schemas never hear each other.
 
-String literals otherwise, quoted identifiers, comments and dollar-quoted bodies are left
-alone, except that migrations (`bodies=True`) qualify function bodies too, so a function
-finds its own schema's tables whoever calls it (and SQL functions stay inlinable). The
+Dollar-quoted bodies (a function's, a DO block's) follow the same rule inside, so a
+function finds its own schema's tables whoever calls it (and SQL functions stay
+inlinable). String literals otherwise, quoted identifiers and comments are left alone. The
 default schema (public) leaves statements untouched. It is text, not a parser:
 new SQL keeps to plain `jobrunner_*` names and works in every schema without change.
 """
@@ -82,16 +82,15 @@ def channel(name: str, schema: str = DEFAULT_SCHEMA) -> str:
     return name if schema == DEFAULT_SCHEMA else f"{schema}.{name}"
 
 
-def qualify(sql: str, schema: str = DEFAULT_SCHEMA, *, bodies: bool = False) -> str:
-    """`sql` with jobrunner's unqualified names put in `schema` (see the module's rule);
-    with `bodies` (migrations), inside dollar-quoted function bodies too."""
+def qualify(sql: str, schema: str = DEFAULT_SCHEMA) -> str:
+    """`sql` with jobrunner's unqualified names put in `schema` (see the module's rule)."""
     if schema == DEFAULT_SCHEMA:
         return sql
-    return _qualify(sql, schema, bodies)
+    return _qualify(sql, schema)
 
 
 @lru_cache(maxsize=4096)
-def _qualify(sql: str, schema: str, bodies: bool) -> str:
+def _qualify(sql: str, schema: str) -> str:
     if _PREFIX not in sql.lower():
         return sql
     out: list[str] = []
@@ -100,9 +99,9 @@ def _qualify(sql: str, schema: str, bodies: bool) -> str:
     for match in _TOKEN.finditer(sql):
         kind, text = match.lastgroup, match.group()
         replacement = None
-        if kind == "dollar" and bodies:
+        if kind == "dollar":  # a function's or a DO block's body: the same rule inside
             tag = len(match["tag"] or "") + 2
-            replacement = text[:tag] + _qualify(text[tag:-tag], schema, bodies) + text[-tag:]
+            replacement = text[:tag] + _qualify(text[tag:-tag], schema) + text[-tag:]
         elif kind == "string":
             replacement = _literal(text, schema)
         elif kind == "word":

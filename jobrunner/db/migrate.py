@@ -109,7 +109,7 @@ def plan(schema: str = DEFAULT_SCHEMA) -> Plan:
     pending = _pending(applied)
     for migration in pending:
         failure = f"migration {migration.name!r} failed"
-        yield Step(qualify(migration.sql, schema, bodies=True), failure=failure)
+        yield Step(qualify(migration.sql, schema), failure=failure)
         yield Step(
             qualify(_RECORD, schema), (migration.version, migration.name, migration.checksum)
         )
@@ -132,7 +132,7 @@ def script(applied: dict[int, str], schema: str = DEFAULT_SCHEMA) -> str:
         return ""
     parts = [*_prologue(schema), qualify(_CREATE_TABLE, schema).strip()]
     for m in pending:
-        sql = qualify(m.sql, schema, bodies=True)
+        sql = qualify(m.sql, schema)
         parts.append(f"-- {m.name}\n" + sql.strip().rstrip(";"))
         record = qualify(_RECORD, schema).replace("$1, $2, $3", "{}, '{}', '{}'")
         parts.append(record.format(m.version, m.name, m.checksum))

@@ -107,7 +107,7 @@ class Enqueue:
 # for one record, unique per record while incomplete (the key `new_for` and scans give it).
 def in_schema(sql: str) -> str:
     """`sql` (jobrunner's, unqualified) in the configured schema (`core.schema.qualify`)."""
-    return qualify(sql, configured_schema(), bodies=True)
+    return qualify(sql, configured_schema())
 
 
 ENQUEUE_SQL = (
