@@ -79,6 +79,8 @@ class Settings:
     data_dir: str = ".jobrunner"
     log_level: str = "info"
     log_format: str = "auto"
+    log_job_start: bool = False  # job.start at info (default: debug; job.stop says it all)
+    log_job_events: str = "jobrunner"  # "structlog": through the application's structlog
     pool_size: int = 10
     pool_timeout_s: float = 10.0
     threads: int = 10
@@ -141,6 +143,12 @@ class Settings:
             raise ConfigError(f"testing must be 'inline' or 'manual', got {self.testing!r}")
         if self.log_format not in ("auto", "json", "console"):
             raise ConfigError(f"log_format must be auto, json or console, got {self.log_format!r}")
+        if self.log_job_events not in ("jobrunner", "structlog"):
+            raise ConfigError(
+                f"log_job_events must be jobrunner or structlog, got {self.log_job_events!r}"
+            )
+        if not isinstance(self.log_job_start, bool):
+            raise ConfigError(f"log_job_start must be true or false, got {self.log_job_start!r}")
 
     def _check_numbers(self) -> None:
         for f in dataclasses.fields(self):

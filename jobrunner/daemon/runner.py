@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
+from jobrunner.core import telemetry as _telemetry
 from jobrunner.core import threads as _threads
 from jobrunner.core.apps import import_apps
 from jobrunner.core.config import QueueConfig, Settings, queue_config
@@ -172,6 +173,13 @@ class Runner:
         """
         if self._started:
             raise JobRunnerError("this runner was already started; create a new Runner")
+        settings = self.settings
+        _telemetry.configure_job_log(
+            settings.log_level,
+            settings.log_format,
+            job_start=settings.log_job_start,
+            job_events=settings.log_job_events,
+        )
         async with self.client.pool.acquire() as conn:
             await _migrate.verify(conn)
         if self.client.testing is not None:
