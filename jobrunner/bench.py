@@ -27,6 +27,8 @@ import asyncpg
 import structlog
 
 from jobrunner import _bench_cases as cases
+from jobrunner import _bench_floor as floor_case
+from jobrunner import _bench_soak as soak_case
 from jobrunner._bench_env import DEFAULT_SERVER as DEFAULT_SERVER
 from jobrunner._bench_env import create_database as create_database
 from jobrunner._bench_env import drop_database as drop_database
@@ -40,6 +42,7 @@ from jobrunner._bench_report import fmt as fmt
 from jobrunner._bench_report import report as report
 
 CASES = (
+    "floor",
     "burn-down",
     "latency",
     "insert",
@@ -49,8 +52,11 @@ CASES = (
     "bulk",
     "limits",
     "dashboard",
+    "soak",
 )
-DEFAULT_CASES = CASES  # the scale case preloads its 1,000,000 rows in ~10 s: cheap enough
+# The scale case preloads its 1,000,000 rows in ~10 s: cheap enough. The soak runs only when
+# asked for its duration (--soak).
+DEFAULT_CASES = tuple(name for name in CASES if name != "soak")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -88,16 +94,60 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--scale-rows", type=int, default=None, help="finished rows to preload")
     parser.add_argument(
+        "--embedded",
+        action="store_true",
+        help="daemons run jobrunner.Runner inside an application's process, nothing else "
+        "configured, instead of `jobrunner start`",
+    )
+    _soak_args(parser)
+    parser.add_argument(
         "--json", dest="json_path", metavar="PATH", help="also write the results here"
     )
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     args = parser.parse_args(argv)
     args.cases = _case_names(parser, args.cases, args.with_scale)
+    if args.soak is not None:
+        args.cases = (*(c for c in args.cases if c != "soak"), "soak")
+    elif "soak" in args.cases:
+        parser.error("the soak case needs its duration: --soak 10m")
     if args.runs is None:
         args.runs = 1 if args.quick else 3
     if args.runs < 1:
         parser.error(f"--runs must be >= 1, got {args.runs}")
     return args
+
+
+def _soak_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--soak",
+        type=_duration,
+        metavar="DURATION",
+        help="add the soak case, this long (30s, 10m, 1h): steady inserts, the pruner on",
+    )
+    parser.add_argument(
+        "--soak-rate", type=float, default=1_000.0, help="soak jobs/s (default %(default)g)"
+    )
+    parser.add_argument(
+        "--soak-interval",
+        type=_duration,
+        default=60.0,
+        metavar="DURATION",
+        help="one soak report row per interval (default 60s)",
+    )
+    parser.add_argument(
+        "--soak-history",
+        type=int,
+        default=0,
+        metavar="ROWS",
+        help="finished jobs the pruner keeps, preloaded before the soak (default 0)",
+    )
+
+
+def _duration(text: str) -> float:
+    try:
+        return soak_case.parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _case_names(
@@ -136,6 +186,11 @@ def add_ratios(results: dict[str, dict[str, Any]]) -> None:
     one of the figure without it (medians over medians)."""
     pairs = [(f"scale_{c}", f"burn_down_{c}", f"scale_{c}_ratio") for c in ("c10", "c50")]
     pairs.append(("limits_global_c10", "limits_plain_c10", "limits_global_ratio"))
+    pairs += [
+        ("burn_down_c10", "floor_c10", "burn_down_c10_of_floor"),
+        ("burn_down_c50", "floor_c50", "burn_down_c50_of_floor"),
+        ("insert_per_s", "floor_insert_per_s", "insert_of_floor"),
+    ]
     for name, base_name, ratio_name in pairs:
         scaled, base = results.get(name), results.get(base_name)
         if scaled is None or base is None:
@@ -170,11 +225,13 @@ async def _latency(ctx: Context) -> Metrics:
 
 async def _insert(ctx: Context) -> Metrics:
     rate = await cases.insert_rate(ctx)
+    concurrent = await cases.concurrent_insert_rate(ctx)
     batch = await cases.insert_all_time(ctx)
     sync_rate = await asyncio.to_thread(cases.sync_insert_rate, ctx)
     sync_batch = await asyncio.to_thread(cases.sync_insert_all_time, ctx)
     return {
         "insert_per_s": rate["per_s"],
+        "insert_c50_per_s": concurrent["per_s"],
         "insert_all_s": batch["seconds"],
         "sync_insert_per_s": sync_rate["per_s"],
         "sync_insert_all_s": sync_batch["seconds"],
@@ -244,6 +301,7 @@ async def _limits(ctx: Context) -> Metrics:
 
 
 RUNS: dict[str, Callable[[Context], Awaitable[Metrics]]] = {
+    "floor": floor_case.floor,
     "burn-down": _burn_down,
     "latency": _latency,
     "insert": _insert,
@@ -262,6 +320,8 @@ async def run_case(name: str, ctx: Context, runs: int) -> dict[str, list[float]]
     if name == "scale":
         seconds = await cases.preload(ctx)
         _say(f"  preloaded {ctx.sizes.scale_rows:,} finished jobs in {seconds:.1f}s")
+    if name == "soak":
+        return await _soak(ctx)
     for run in range(1, runs + 1):
         started = time.perf_counter()
         metrics = await RUNS[name](ctx)
@@ -270,6 +330,19 @@ async def run_case(name: str, ctx: Context, runs: int) -> dict[str, list[float]]
         shown = ", ".join(f"{k} {fmt(v)}" for k, v in metrics.items())
         _say(f"  {name} run {run}/{runs} ({time.perf_counter() - started:.1f}s): {shown}")
     return found
+
+
+async def _soak(ctx: Context) -> dict[str, list[float]]:
+    """One soak (its length makes runs pointless); its rows go to `ctx.soak_rows`."""
+    assert ctx.soak is not None
+    metrics, rows = await soak_case.soak(ctx, ctx.soak)
+    ctx.soak_rows = rows
+    for row in rows:
+        _say(
+            f"  soak interval {row['interval']}: {row['jobs_per_s']:,.0f} jobs/s, queue time "
+            f"p50 {row['queue_p50_ms']:.2f} ms, table {row['table_mb']:.1f} MB"
+        )
+    return {key: [value] for key, value in metrics.items()}
 
 
 def _say(line: str) -> None:
@@ -286,7 +359,11 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         await prepare_database(dsn)
         info = await versions(dsn)
         workdir = Path(tempfile.mkdtemp(prefix="jobrunner-bench-"))
-        ctx = Context(dsn=dsn, workdir=workdir, sizes=sizes_for(args))
+        ctx = Context(dsn=dsn, workdir=workdir, sizes=sizes_for(args), embedded=args.embedded)
+        if args.soak is not None:
+            ctx.soak = soak_case.Soak(
+                args.soak, args.soak_rate, args.soak_interval, args.soak_history
+            )
         for name in args.cases:
             _say(f"{name}:")
             for key, values in (await run_case(name, ctx, args.runs)).items():
@@ -306,8 +383,13 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         "machine": machine(),
         "versions": info,
         "daemon_logs": logs,
-        "daemon": "`jobrunner start --queues bench:N` subprocess, default settings, "
-        f"JSON logs to a file ({logs['lines']:,} lines, {logs['warnings']} "
+        "soak": ctx.soak_rows,
+        "daemon": (
+            "`jobrunner.Runner` embedded in a subprocess, nothing configured, "
+            if args.embedded
+            else "`jobrunner start --queues bench:N` subprocess, default settings, "
+        )
+        + f"JSON logs to a file ({logs['lines']:,} lines, {logs['warnings']} "
         f"warnings, {logs['errors']} errors)",
         "results": results,
     }

@@ -21,6 +21,7 @@ from jobrunner.core.new_job import NewJob
 from jobrunner.db import connection as _db
 from jobrunner.db import migrate as _migrate
 from jobrunner.db import queries as _queries
+from jobrunner.db.inserter import Inserter
 from jobrunner.engine.executor import CURRENT_CLIENT
 
 if TYPE_CHECKING:
@@ -149,6 +150,7 @@ class Client:
         self._pool = pool
         self._owns_pool = pool is None
         self._identity: tuple[Any, ...] | None = None
+        self._inserter: Inserter | None = None
 
     @property
     def testing(self) -> TestingMode | None:
@@ -201,6 +203,9 @@ class Client:
         await self.close()
 
     async def close(self) -> None:
+        if self._inserter is not None:
+            await self._inserter.close()
+            self._inserter = None
         if self._pool is not None and self._owns_pool:
             await _db.close_pool(self._pool)
             self._pool = None
@@ -225,15 +230,22 @@ class Client:
         if not batch:
             return []
         tracer = _telemetry.insert_tracer
-        insert = partial(
+        insert: Any = partial(
             _queries.insert_jobs, target, release_on=None if conn is None else self.pool
         )
+        if conn is None and all(job.unique is None for job in batch):
+            insert = self._plain_inserter().insert  # a held connection, grouped statements
         inserted = await (tracer(insert, batch) if tracer is not None else insert(batch))
         if self.testing == "inline":
             from jobrunner.engine.drain import run_inline
 
             return await run_inline(self, inserted, None if conn is None else target)
         return inserted
+
+    def _plain_inserter(self) -> Inserter:
+        if self._inserter is None:
+            self._inserter = Inserter(self.pool)
+        return self._inserter
 
     async def get_job(self, job_id: int) -> Job | None:
         """The job with this id, or None."""

@@ -1,0 +1,104 @@
+"""Inserts outside a caller's transaction: on a connection held from the pool, grouped into one
+statement when many tasks insert at once, one bad job failing only its own insert."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+import pytest
+
+import jobrunner
+from jobrunner import InvalidJob, Job, JobState, worker
+from jobrunner.db.inserter import Inserter, usable
+from tests.helpers import eventually
+
+
+@worker(name="inserter_tests.plain")
+async def plain(job: Job) -> None: ...
+
+
+async def test_concurrent_inserts_share_statements_and_each_gets_its_own_job(
+    client: jobrunner.Client, db: asyncpg.Connection
+) -> None:
+    jobs = await asyncio.gather(*(client.insert(plain.new({"n": n})) for n in range(40)))
+    assert [job.args["n"] for job in jobs] == list(range(40))
+    assert len({job.id for job in jobs}) == 40
+    assert all(job.state is JobState.AVAILABLE for job in jobs)
+    rows = await db.fetch("SELECT id, args, inserted_at FROM jobrunner_jobs ORDER BY id")
+    assert {r["id"]: r["args"] for r in rows} == {j.id: f'{{"n": {j.args["n"]}}}' for j in jobs}
+    # The first went alone; the 39 that found it under way went in one statement together.
+    assert len({r["inserted_at"] for r in rows}) == 2
+
+
+async def test_a_job_the_database_refuses_fails_only_its_own_insert(
+    client: jobrunner.Client, db: asyncpg.Connection
+) -> None:
+    await db.execute(
+        "ALTER TABLE jobrunner_jobs ADD CONSTRAINT inserter_test_refuse CHECK (NOT args ? 'bad')"
+    )
+    try:
+        results = await asyncio.gather(
+            *(client.insert(plain.new({"bad": 1} if n == 5 else {"n": n})) for n in range(10)),
+            return_exceptions=True,
+        )
+    finally:
+        await db.execute("ALTER TABLE jobrunner_jobs DROP CONSTRAINT inserter_test_refuse")
+    refused = [r for r in results if isinstance(r, BaseException)]
+    assert len(refused) == 1 and isinstance(refused[0], InvalidJob) and results[5] is refused[0]
+    assert await db.fetchval("SELECT count(*) FROM jobrunner_jobs") == 9
+    assert await db.fetchval("SELECT count(*) FROM jobrunner_jobs WHERE args ? 'bad'") == 0
+
+
+async def test_sequential_inserts_keep_one_connection_and_give_it_back_when_idle(
+    client: jobrunner.Client, db: asyncpg.Connection
+) -> None:
+    pool = client.pool
+    inserter = Inserter(pool, idle_s=0.2)
+    try:
+        idle = pool.get_idle_size()
+        for n in range(5):
+            await inserter.insert([plain.new({"n": n})])
+        assert pool.get_idle_size() == idle - 1  # held between inserts
+        backends = await db.fetchval(
+            "SELECT count(DISTINCT pid) FROM pg_stat_activity WHERE application_name = 'jobrunner'"
+            " AND query LIKE '%INSERT INTO jobrunner_jobs%'"
+        )
+        assert backends == 1
+
+        async def given_back() -> bool:
+            return pool.get_idle_size() == idle
+
+        await eventually(given_back, timeout_s=5)
+    finally:
+        await inserter.close()
+    assert await db.fetchval("SELECT count(*) FROM jobrunner_jobs") == 5
+
+
+async def test_a_held_connection_the_server_ended_is_replaced(
+    client: jobrunner.Client, db: asyncpg.Connection
+) -> None:
+    await client.insert(plain.new({"n": 1}))
+    pid = await db.fetchval(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = 'jobrunner'"
+        " AND query LIKE '%INSERT INTO jobrunner_jobs%'"
+    )
+    assert await db.fetchval("SELECT pg_terminate_backend($1)", pid)
+
+    async def closed() -> bool:
+        inserter = client._inserter
+        return inserter is not None and inserter._conn is not None and not usable(inserter._conn)
+
+    await eventually(closed, timeout_s=5)
+    job = await client.insert(plain.new({"n": 2}))
+    assert job.args == {"n": 2}
+    assert await db.fetchval("SELECT count(*) FROM jobrunner_jobs") == 2
+
+
+@pytest.mark.parametrize("tasks", [1, 50])
+async def test_client_closes_with_a_held_connection(
+    settings: jobrunner.Settings, db: asyncpg.Connection, tasks: int
+) -> None:
+    async with jobrunner.connect(settings=settings) as client:
+        await asyncio.gather(*(client.insert(plain.new({"n": n})) for n in range(tasks)))
+    assert await db.fetchval("SELECT count(*) FROM jobrunner_jobs") == tasks
