@@ -78,6 +78,23 @@ async def insert_rate(conn: asyncpg.Connection, seconds: float) -> float:
     return count / (time.perf_counter() - started)
 
 
+async def burn_down_alone(ctx: Context, concurrency: int) -> float:
+    """The floor's burn-down on a connection of its own (run just before a case's, to pair)."""
+    conn: Any = await asyncpg.connect(ctx.dsn)
+    try:
+        return await burn_down(conn, ctx.sizes.burn_jobs, concurrency)
+    finally:
+        await conn.close()
+
+
+async def insert_rate_alone(ctx: Context) -> float:
+    conn: Any = await asyncpg.connect(ctx.dsn)
+    try:
+        return await insert_rate(conn, ctx.sizes.insert_s)
+    finally:
+        await conn.close()
+
+
 async def floor(ctx: Context) -> Metrics:
     """The floor's burn-down at concurrency 10 and 50, and its single-insert rate."""
     conn: Any = await asyncpg.connect(ctx.dsn)

@@ -70,6 +70,7 @@ class Context:
     sizes: Sizes
     daemons: int = 0
     embedded: bool = False  # daemons run `jobrunner.Runner` in an application's process
+    floor: bool = False  # pair the burn-down and insert figures with a floor run just before
     soak: Any = None  # the soak's shape (_bench_soak.Soak), when asked for
     soak_rows: list[dict[str, Any]] = field(default_factory=list)
 

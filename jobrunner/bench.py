@@ -182,8 +182,9 @@ def summarize(values: Sequence[float]) -> dict[str, Any]:
 
 
 def add_ratios(results: dict[str, dict[str, Any]]) -> None:
-    """Scale figures as a fraction of the empty-table ones, and the global limit's figure as
-    one of the figure without it (medians over medians)."""
+    """Scale figures as a fraction of the empty-table ones, the global limit's figure as one
+    of the figure without it, and figures as fractions of the floor's unless the runs paired
+    each with a floor run just before (medians over medians)."""
     pairs = [(f"scale_{c}", f"burn_down_{c}", f"scale_{c}_ratio") for c in ("c10", "c50")]
     pairs.append(("limits_global_c10", "limits_plain_c10", "limits_global_ratio"))
     pairs += [
@@ -193,7 +194,7 @@ def add_ratios(results: dict[str, dict[str, Any]]) -> None:
     ]
     for name, base_name, ratio_name in pairs:
         scaled, base = results.get(name), results.get(base_name)
-        if scaled is None or base is None:
+        if scaled is None or base is None or ratio_name in results:
             continue
         ratio = scaled["median"] / base["median"]
         results[ratio_name] = {
@@ -205,17 +206,18 @@ def add_ratios(results: dict[str, dict[str, Any]]) -> None:
 
 
 async def _burn_down(ctx: Context) -> Metrics:
-    c10 = await cases.burn_down(ctx, 10)
-    c50 = await cases.burn_down(ctx, 50)
+    found: Metrics = {}
+    for conc in (10, 50):
+        floor = await floor_case.burn_down_alone(ctx, conc) if ctx.floor else None
+        run = await cases.burn_down(ctx, conc)
+        found[f"burn_down_c{conc}"] = run["jobs_per_s"]
+        found[f"burn_down_c{conc}_cpu"] = run["cpu_us_per_job"]
+        if floor is not None:  # the floor just before, in the same seconds
+            found[f"burn_down_c{conc}_of_floor"] = run["jobs_per_s"] / floor
     sync = await cases.burn_down(ctx, 10, sync=True)
-    return {
-        "burn_down_c10": c10["jobs_per_s"],
-        "burn_down_c50": c50["jobs_per_s"],
-        "burn_down_c10_cpu": c10["cpu_us_per_job"],
-        "burn_down_c50_cpu": c50["cpu_us_per_job"],
-        "burn_down_sync_c10": sync["jobs_per_s"],
-        "burn_down_sync_c10_cpu": sync["cpu_us_per_job"],
-    }
+    found["burn_down_sync_c10"] = sync["jobs_per_s"]
+    found["burn_down_sync_c10_cpu"] = sync["cpu_us_per_job"]
+    return found
 
 
 async def _latency(ctx: Context) -> Metrics:
@@ -224,12 +226,15 @@ async def _latency(ctx: Context) -> Metrics:
 
 
 async def _insert(ctx: Context) -> Metrics:
+    floor = await floor_case.insert_rate_alone(ctx) if ctx.floor else None
     rate = await cases.insert_rate(ctx)
     concurrent = await cases.concurrent_insert_rate(ctx)
     batch = await cases.insert_all_time(ctx)
     sync_rate = await asyncio.to_thread(cases.sync_insert_rate, ctx)
     sync_batch = await asyncio.to_thread(cases.sync_insert_all_time, ctx)
+    paired = {"insert_of_floor": rate["per_s"] / floor} if floor is not None else {}
     return {
+        **paired,
         "insert_per_s": rate["per_s"],
         "insert_c50_per_s": concurrent["per_s"],
         "insert_all_s": batch["seconds"],
@@ -360,6 +365,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         info = await versions(dsn)
         workdir = Path(tempfile.mkdtemp(prefix="jobrunner-bench-"))
         ctx = Context(dsn=dsn, workdir=workdir, sizes=sizes_for(args), embedded=args.embedded)
+        ctx.floor = "floor" in args.cases
         if args.soak is not None:
             ctx.soak = soak_case.Soak(
                 args.soak, args.soak_rate, args.soak_interval, args.soak_history
