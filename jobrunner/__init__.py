@@ -9,7 +9,7 @@ Example:
     ...     await client.insert(send_email.new({"user_id": 42}))
 """
 
-from jobrunner.client import Client, ThreadClient, connect, current_client
+from jobrunner.client import Client, connect
 from jobrunner.core.config import CronEntry, QueueConfig, Settings
 from jobrunner.core.errors import (
     ConfigError,
@@ -25,12 +25,13 @@ from jobrunner.core.errors import (
     SchemaOutdated,
     UnknownWorker,
 )
-from jobrunner.core.job import Cancel, Discard, Job, JobError, JobState, Snooze
+from jobrunner.core.job import Cancel, Discard, Job, JobError, JobState, Record, Snooze
 from jobrunner.core.new_job import NewJob, Unique
 from jobrunner.core.telemetry import subscribe
 from jobrunner.core.worker import Worker, worker
 from jobrunner.daemon.runner import Runner
 from jobrunner.sync_client import SyncClient, connect_sync
+from jobrunner.thread_client import ThreadClient, current_client
 
 __all__ = [
     "Cancel",
@@ -51,6 +52,7 @@ __all__ = [
     "MissingExtra",
     "NewJob",
     "QueueConfig",
+    "Record",
     "Runner",
     "SchemaMissing",
     "SchemaOutdated",

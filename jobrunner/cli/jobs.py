@@ -150,6 +150,9 @@ def render_job(job: Job) -> str:
     for error in job.errors:
         lines.append(f"  attempt {error.attempt} at {error.at}: {error.error}")
         lines += ["    " + line for line in (error.traceback or "").rstrip().splitlines()]
+    if job.result is not None:
+        lines.append("result")
+        lines += ["  " + line for line in json.dumps(job.result, indent=2).splitlines()]
     return "\n".join(lines)
 
 

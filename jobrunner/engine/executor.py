@@ -19,7 +19,7 @@ import structlog
 
 from jobrunner.core import telemetry as _telemetry
 from jobrunner.core import threads as _threads
-from jobrunner.core.job import Cancel, Discard, Job, Snooze, check_delay
+from jobrunner.core.job import Cancel, Discard, Job, Record, Snooze, check_delay
 from jobrunner.core.worker import Worker, default_backoff, lookup
 from jobrunner.db.queries import Ack
 
@@ -126,10 +126,10 @@ def to_ack(
 ) -> tuple[Ack, str]:
     """Map a worker's return value or exception to the ack and outcome name.
 
-    None (or any other value) completes; Snooze reschedules without using an attempt;
-    Cancel and Discard end the job; an exception retries after `backoff_s`, or
-    discards when the job has no attempts left. The ack names the run's claim, so that it
-    only ever ends this run.
+    None (or any other value) completes; Record completes and stores its value; Snooze
+    reschedules without using an attempt; Cancel and Discard end the job; an exception
+    retries after `backoff_s`, or discards when the job has no attempts left. The ack names
+    the run's claim, so that it only ever ends this run.
     """
     ack, outcome = _outcome(job, value, exc, backoff_s)
     return replace(ack, claim=claim_of(job)), outcome
@@ -157,6 +157,8 @@ def _outcome(
     if isinstance(value, Discard):
         error = _error(job, str(value.reason), None)
         return Ack(job.id, job.attempt, "discarded", error=error, final=final), DISCARDED
+    if isinstance(value, Record):
+        return Ack(job.id, job.attempt, "completed", final=final, result=value.encoded), COMPLETED
     return Ack(job.id, job.attempt, "completed", final=final), COMPLETED
 
 
@@ -197,6 +199,7 @@ def _fields(job: Job) -> dict[str, Any]:
     return {"job_id": job.id, "worker": job.worker, "queue": job.queue, "attempt": job.attempt}
 
 
+# Long: one attempt's telemetry, job context and outcome in order, their try blocks nested.
 async def execute(
     job: Job,
     client: Client,
@@ -247,7 +250,7 @@ async def execute(
     duration_s = time.perf_counter() - started
     backoff_s = _backoff(worker, job, exc) if exc is not None else None
     ack, outcome = to_ack(job, value, exc, backoff_s)
-    if outcome == COMPLETED and value is not None:
+    if outcome == COMPLETED and value is not None and not isinstance(value, Record):
         _warn_unexpected_return(job, value)
     fields["duration_s"] = round(duration_s, 6)
     fields["outcome"] = outcome
@@ -324,7 +327,7 @@ def _warn_unexpected_return(job: Job, value: Any) -> None:
         job_id=job.id,
         returned=text if len(text) <= 200 else text[:197] + "...",
         type=type(value).__name__,
-        hint="the job completed; return None, Snooze, Cancel or Discard, or raise to retry",
+        hint="the job completed; return None, Record, Snooze, Cancel or Discard, or raise to retry",
     )
 
 

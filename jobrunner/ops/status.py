@@ -123,6 +123,7 @@ def job_json(job: Job) -> dict[str, Any]:
         "discarded_at": _iso(job.discarded_at),
         "cancelled_at": _iso(job.cancelled_at),
         "attempted_by": list(job.attempted_by),
+        "result": job.result,
     }
 
 

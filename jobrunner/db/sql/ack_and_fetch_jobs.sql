@@ -6,7 +6,8 @@
 -- $6 errors text[] (json object appended to errors, null: none),
 -- $7 undo bool[] (true: the attempt does not count, as for a snooze or a shutdown);
 -- $8 queue, $9 demand (0: only ack), $10 claim id (as in fetch_jobs.sql),
--- $11 claims text[] (the claim id of the run each ack ends, null: a claim without one).
+-- $11 claims text[] (the claim id of the run each ack ends, null: a claim without one),
+-- $12 results text[] (json recorded with a completed job, null: none).
 -- Only jobs this node still owns, in the run that ended (same claim, same attempt), change:
 -- a rescued job is never acked twice, and an outcome resent after an ambiguous failure never
 -- lands on a later run of the same job by this node (a snooze gives the attempt back, so
@@ -34,10 +35,11 @@ WITH acked AS (
         meta = CASE WHEN a.state <> 'scheduled' THEN j.meta
                     ELSE j.meta || jsonb_build_object('snoozed', 1 + CASE
                         WHEN jsonb_typeof(j.meta -> 'snoozed') = 'number'
-                        THEN (j.meta ->> 'snoozed')::numeric::int ELSE 0 END) END
+                        THEN (j.meta ->> 'snoozed')::numeric::int ELSE 0 END) END,
+        result = CASE WHEN a.result IS NULL THEN j.result ELSE a.result::jsonb END
     FROM unnest($2::bigint[], $3::int[], $4::text[], $5::float8[], $6::text[], $7::boolean[],
-                $11::text[])
-         AS a(id, attempt, state, delay, error, undo, claim)
+                $11::text[], $12::text[])
+         AS a(id, attempt, state, delay, error, undo, claim, result)
     WHERE j.id = a.id
       -- attempt, state and owner in one condition on both sides: as separate conditions
       -- the cached generic plan scans the executing index and compares every pair of rows
