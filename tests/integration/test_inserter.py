@@ -61,7 +61,8 @@ async def test_sequential_inserts_keep_one_connection_and_give_it_back_when_idle
             await inserter.insert([plain.new({"n": n})])
         assert pool.get_idle_size() == idle - 1  # held between inserts
         backends = await db.fetchval(
-            "SELECT count(DISTINCT pid) FROM pg_stat_activity WHERE application_name = 'jobrunner'"
+            "SELECT count(DISTINCT pid) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND application_name = 'jobrunner'"
             " AND query LIKE '%INSERT INTO jobrunner_jobs%'"
         )
         assert backends == 1
@@ -80,7 +81,8 @@ async def test_a_held_connection_the_server_ended_is_replaced(
 ) -> None:
     await client.insert(plain.new({"n": 1}))
     pid = await db.fetchval(
-        "SELECT pid FROM pg_stat_activity WHERE application_name = 'jobrunner'"
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+        " AND application_name = 'jobrunner'"
         " AND query LIKE '%INSERT INTO jobrunner_jobs%'"
     )
     assert await db.fetchval("SELECT pg_terminate_backend($1)", pid)
