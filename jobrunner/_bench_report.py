@@ -147,6 +147,11 @@ def report(data: dict[str, Any]) -> str:
         )
     if data.get("soak"):
         lines += ["", "soak, per interval:", curve(data["soak"])]
+        if any(row.get("autovacuum") == "off" for row in data["soak"]):
+            lines.append(
+                "autovacuum is off on this server: the dead rows that pruning leaves are "
+                "never reclaimed, so the table grows"
+            )
     return "\n".join(lines)
 
 

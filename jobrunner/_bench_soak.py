@@ -41,7 +41,7 @@ WHERE state = 'completed' AND completed_at >= $1 AND completed_at < $2
 """
 TABLE = """
 SELECT pg_total_relation_size('jobrunner_jobs') AS bytes, n_live_tup, n_dead_tup,
-       autovacuum_count, clock_timestamp() AS now
+       autovacuum_count, clock_timestamp() AS now, current_setting('autovacuum') AS autovacuum
 FROM pg_stat_user_tables WHERE relname = 'jobrunner_jobs'
 """
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$")
@@ -125,6 +125,7 @@ async def _interval(
         "live_rows": table["n_live_tup"],
         "dead_rows": table["n_dead_tup"],
         "autovacuums": table["autovacuum_count"],
+        "autovacuum": table["autovacuum"],  # the server's setting: off, nothing reclaims
     }
     return row, end
 

@@ -168,6 +168,9 @@ def test_report_shows_the_soak_per_interval() -> None:
         "70",
     ]
     assert lines[at + 3].split()[:2] == ["2", "990"]
+    assert "autovacuum is off" not in lines[-1]
+    row["autovacuum"] = "off"
+    assert "autovacuum is off on this server" in bench.report(_data({}, soak=[row]))
 
 
 def _data(results: dict[str, object], soak: list[dict[str, object]] | None = None) -> dict:
