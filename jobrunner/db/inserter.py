@@ -44,6 +44,7 @@ class Inserter:
         self._used_at = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._closing = False
 
     async def insert(self, jobs: Sequence[NewJob]) -> list[Job]:
         """Insert `jobs` (none unique) and return them, committed, in their order."""
@@ -82,6 +83,8 @@ class Inserter:
             self._spawn(self._drain())
         else:
             self._busy = False
+            if self._closing:
+                self._release()
 
     async def _drain(self) -> None:
         try:
@@ -91,6 +94,8 @@ class Inserter:
                     await self._run_group(group)
         finally:
             self._busy = False
+            if self._closing:
+                self._release()
             waiting, self._waiting = self._waiting, []
             for _, waiter in waiting:  # the drain itself was cancelled (the loop is closing)
                 waiter.cancel()
@@ -172,7 +177,9 @@ class Inserter:
         task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
-        """Give the connection back (before the pool closes); waits for inserts under way."""
+        """Give the connection back (before the pool closes); waits for grouped inserts under
+        way (an insert running alone gives it back when it ends)."""
+        self._closing = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
