@@ -104,3 +104,21 @@ async def test_client_closes_with_a_held_connection(
     async with jobrunner.connect(settings=settings) as client:
         await asyncio.gather(*(client.insert(plain.new({"n": n})) for n in range(tasks)))
     assert await db.fetchval("SELECT count(*) FROM jobrunner_jobs") == tasks
+
+
+async def test_closing_while_an_insert_runs_gives_the_connection_back_when_it_ends(
+    client: jobrunner.Client, db: asyncpg.Connection
+) -> None:
+    pool = client.pool
+    idle = pool.get_idle_size()
+    inserter = Inserter(pool, idle_s=60)
+    running = asyncio.create_task(inserter.insert([plain.new({"n": 1})]))
+    await asyncio.sleep(0)  # one turn of the loop: the insert has started, not ended
+    assert inserter._busy and not running.done()
+    await inserter.close()
+    assert (await running)[0].args == {"n": 1}
+
+    async def given_back() -> bool:
+        return pool.get_idle_size() == idle
+
+    await eventually(given_back, timeout_s=5)
