@@ -140,7 +140,11 @@ class Client:
         insert: Any = partial(
             _queries.insert_jobs, target, release_on=None if conn is None else self.pool
         )
-        if conn is None and all(job.unique is None for job in batch):
+        if (
+            conn is None
+            and isinstance(target, asyncpg.Pool)  # not a test's one-connection view
+            and all(job.unique is None for job in batch)
+        ):
             insert = self._plain_inserter().insert  # a held connection, grouped statements
         inserted = await (tracer(insert, batch) if tracer is not None else insert(batch))
         if self.testing == "inline":

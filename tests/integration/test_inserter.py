@@ -11,6 +11,7 @@ import pytest
 import jobrunner
 from jobrunner import InvalidJob, Job, JobState, worker
 from jobrunner.db.inserter import Inserter, usable
+from jobrunner.testing import drain_queue
 from tests.helpers import eventually
 
 
@@ -122,3 +123,25 @@ async def test_closing_while_an_insert_runs_gives_the_connection_back_when_it_en
         return pool.get_idle_size() == idle
 
     await eventually(given_back, timeout_s=5)
+
+
+@worker(queue="inserter_tests", name="inserter_tests.chain")
+async def chain(job: Job) -> None:
+    if job.args["n"] < 3:
+        await jobrunner.current_client().insert(chain.new({"n": job.args["n"] + 1}))
+
+
+async def test_a_job_drained_in_a_tests_transaction_inserts_through_that_transaction(
+    client: jobrunner.Client, db: asyncpg.Connection
+) -> None:
+    async with client.pool.acquire() as conn:
+        transaction = conn.transaction()
+        await transaction.start()
+        try:
+            await client.insert(chain.new({"n": 1}), conn=conn)
+            result = await drain_queue(client, "inserter_tests", conn=conn, with_recursion=True)
+            assert result.completed == 3
+            assert await conn.fetchval("SELECT count(*) FROM jobrunner_jobs") == 3
+        finally:
+            await transaction.rollback()
+    assert await db.fetchval("SELECT count(*) FROM jobrunner_jobs") == 0
