@@ -1,12 +1,13 @@
 """The bench's embedded daemon: `jobrunner.Runner` inside an application's process, set up as
 the README's Python API shows and nothing else (no logging configuration), until SIGTERM.
 
-    python -m jobrunner._bench_embedded DSN QUEUE_SPEC NODE [THREADS]
+    python -m jobrunner._bench_embedded DSN QUEUE_SPEC NODE THREADS|- [APP_MODULE...]
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import signal
 import sys
 
@@ -31,8 +32,10 @@ async def serve(dsn: str, queues: str, node: str, threads: int | None) -> None:
 
 def main(argv: list[str]) -> int:
     dsn, queues, node = argv[:3]
-    threads = int(argv[3]) if len(argv) > 3 else None
+    threads = int(argv[3]) if len(argv) > 3 and argv[3] != "-" else None
     assert _bench_workers.QUEUE  # the workers register on import, as an application's would
+    for module in argv[4:]:
+        importlib.import_module(module)
     asyncio.run(serve(dsn, queues, node, threads))
     return 0
 

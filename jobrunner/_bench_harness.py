@@ -47,6 +47,8 @@ class Sizes:
     memory_run_s: float = 3.0
     scale_rows: int = 1_000_000
     bulk_jobs: int = 100_000
+    trigger_rows: int = 1_000_000
+    trigger_matching: int = 10_000
 
 
 QUICK = Sizes(
@@ -58,6 +60,8 @@ QUICK = Sizes(
     memory_run_s=1.0,
     scale_rows=100_000,
     bulk_jobs=10_000,
+    trigger_rows=100_000,
+    trigger_matching=1_000,
 )
 
 
@@ -120,6 +124,7 @@ class Daemon:
         threads: int | None = None,
         options: str = "",
         web: str | None = None,
+        apps: tuple[str, ...] = (),
     ) -> None:
         ctx.daemons += 1
         self.node = f"bench-{os.getpid()}-{ctx.daemons}"
@@ -127,13 +132,15 @@ class Daemon:
         spec = f"{_bench_workers.QUEUE}:{concurrency}{options}"
         if ctx.embedded and web is None:
             self._cmd = [sys.executable, "-m", EMBEDDED, ctx.dsn, spec, self.node]
-            self._cmd += [] if threads is None else [str(threads)]
+            self._cmd += ["-" if threads is None else str(threads), *apps]
         else:
-            self._cmd = self._cli(ctx, spec, threads, web)
+            self._cmd = self._cli(ctx, spec, threads, web, apps)
         self._env = daemon_env(env)
         self.proc: asyncio.subprocess.Process | None = None
 
-    def _cli(self, ctx: Context, spec: str, threads: int | None, web: str | None) -> list[str]:
+    def _cli(
+        self, ctx: Context, spec: str, threads: int | None, web: str | None, apps: tuple[str, ...]
+    ) -> list[str]:
         return [
             sys.executable,
             "-m",
@@ -149,6 +156,7 @@ class Daemon:
             self.node,
             *([] if threads is None else ["--threads", str(threads)]),
             *([] if web is None else ["--web", web]),
+            *[arg for app in apps for arg in ("--app", app)],
         ]
 
     async def __aenter__(self) -> Self:

@@ -88,6 +88,11 @@ _METRICS: dict[str, Metric] = {
     "soak_last_p99_ms": Metric("  queue time p99, last interval", "ms", 2.5, False),
     "soak_first_mb": Metric("  jobs table with indexes, first interval", "MB"),
     "soak_last_mb": Metric("  jobs table with indexes, last interval", "MB"),
+    "trigger_scan_s": Metric("trigger scan, time to enqueue", "s"),
+    "trigger_scan_jobs": Metric("  jobs enqueued by the first scan", "jobs"),
+    "trigger_all_done_s": Metric("  until every record is done", "s"),
+    "trigger_peak_rss_mb": Metric("  daemon peak RSS", "MB"),
+    "trigger_ready_rss_mb": Metric("  daemon RSS when ready", "MB"),
 }
 
 

@@ -52,6 +52,7 @@ CASES = (
     "bulk",
     "limits",
     "dashboard",
+    "trigger-scan",
     "soak",
 )
 # The scale case preloads its 1,000,000 rows in ~10 s: cheap enough. The soak runs only when
@@ -305,6 +306,11 @@ async def _limits(ctx: Context) -> Metrics:
     }
 
 
+async def _trigger_scan(ctx: Context) -> Metrics:
+    found = await cases.trigger_scan(ctx)
+    return {f"trigger_{key}": value for key, value in found.items()}
+
+
 RUNS: dict[str, Callable[[Context], Awaitable[Metrics]]] = {
     "floor": floor_case.floor,
     "burn-down": _burn_down,
@@ -316,6 +322,7 @@ RUNS: dict[str, Callable[[Context], Awaitable[Metrics]]] = {
     "metrics": _metrics,
     "bulk": _bulk,
     "limits": _limits,
+    "trigger-scan": _trigger_scan,
 }
 
 

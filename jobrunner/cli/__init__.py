@@ -5,7 +5,7 @@ scale, stop, drain, status, jobs, enqueue) live in their own modules, which regi
 when imported here.
 """
 
-from jobrunner.cli import jobs, ops, web
+from jobrunner.cli import jobs, ops, triggers, web
 from jobrunner.cli.app import app, main
 
-__all__ = ["app", "jobs", "main", "ops", "web"]
+__all__ = ["app", "jobs", "main", "ops", "triggers", "web"]

@@ -341,6 +341,18 @@ def _tags(tags: Iterable[str]) -> tuple[str, ...]:
     return tuple(tags)
 
 
+def register(registered: Worker) -> None:
+    """Register a Worker built outside `@worker` (a trigger); a name held by other code is
+    refused as for `@worker`."""
+    _check_name_free(registered.name, registered.target)
+    _REGISTRY[registered.name] = registered
+
+
+def unregister(name: str) -> None:
+    """Forget the worker called `name` (nothing if there is none)."""
+    _REGISTRY.pop(name, None)
+
+
 def lookup(name: str) -> Worker:
     """The registered worker called `name`."""
     try:

@@ -40,6 +40,7 @@ from jobrunner.testing.assertions import assert_enqueued as assert_enqueued
 from jobrunner.testing.assertions import refute_enqueued as refute_enqueued
 from jobrunner.testing.perform import build_job as build_job
 from jobrunner.testing.perform import perform_job
+from jobrunner.testing.triggers import run_trigger_scan
 
 __all__ = [
     "DEFAULT_STATES",
@@ -50,6 +51,7 @@ __all__ = [
     "drain_queue",
     "perform_job",
     "refute_enqueued",
+    "run_trigger_scan",
     "with_testing_mode",
 ]
 

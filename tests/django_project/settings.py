@@ -13,6 +13,7 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "jobrunner.contrib.django",
     "tests.django_project.shop",
+    "tests.django_project.records",
 ]
 DATABASES = {
     "default": {

@@ -186,6 +186,12 @@ from jobrunner.db.queries.testing import (
     reset_tables,
     set_lock_timeout,
 )
+from jobrunner.db.queries.triggers import (
+    COUNT_INCOMPLETE_BY_WORKER,
+    MERGE_JOB_META,
+    count_incomplete_by_worker,
+    merge_job_meta,
+)
 
 __all__ = [
     "ACK_AND_FETCH_JOBS",
@@ -198,6 +204,7 @@ __all__ = [
     "CONTROL_APPLIED",
     "CONTROL_PREPARE",
     "CONTROL_TARGETS",
+    "COUNT_INCOMPLETE_BY_WORKER",
     "COUNT_JOBS",
     "COUNT_MATCHING_JOBS",
     "COUNT_UNFINISHED_JOBS",
@@ -229,6 +236,7 @@ __all__ = [
     "LOCK_HOLDERS",
     "LOCK_NODE_NAME",
     "MAX_JOB_ID",
+    "MERGE_JOB_META",
     "OWNED_JOBS",
     "PENDING_CONTROL",
     "PERSISTED_QUEUES",
@@ -285,6 +293,7 @@ __all__ = [
     "control_applied",
     "control_prepare",
     "control_targets",
+    "count_incomplete_by_worker",
     "count_jobs",
     "count_matching_jobs",
     "count_unfinished_jobs",
@@ -316,6 +325,7 @@ __all__ = [
     "lock_holders",
     "lock_node_name",
     "max_job_id",
+    "merge_job_meta",
     "owned_jobs",
     "pending_control",
     "persist_global_limit",
