@@ -74,6 +74,7 @@ class Context:
     sizes: Sizes
     daemons: int = 0
     embedded: bool = False  # daemons run `jobrunner.Runner` in an application's process
+    empty_dsn: str | None = None  # a database whose jobs table stays empty (the scale case)
     floor: bool = False  # pair the burn-down and insert figures with a floor run just before
     soak: Any = None  # the soak's shape (_bench_soak.Soak), when asked for
     soak_rows: list[dict[str, Any]] = field(default_factory=list)

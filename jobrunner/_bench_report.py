@@ -53,6 +53,8 @@ _METRICS: dict[str, Metric] = {
     "scale_c50": Metric("burn-down c50, finished rows preloaded", "jobs/s"),
     "scale_c10_cpu": Metric("  daemon CPU per job, c10", "us"),
     "scale_c50_cpu": Metric("  daemon CPU per job, c50", "us"),
+    "scale_empty_c10": Metric("burn-down c10, empty table, just after", "jobs/s"),
+    "scale_empty_c50": Metric("burn-down c50, empty table, just after", "jobs/s"),
     "scale_c10_ratio": Metric("  of the empty-table c10 figure", "ratio", 0.85),
     "limits_plain_c10": Metric("burn-down c10, no cluster-wide limit", "jobs/s"),
     "limits_global_c10": Metric("burn-down c10, global_limit 10", "jobs/s"),

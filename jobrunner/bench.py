@@ -250,14 +250,19 @@ async def _memory(ctx: Context) -> Metrics:
 
 
 async def _scale(ctx: Context) -> Metrics:
-    c10 = await cases.burn_down(ctx, 10, keep_rows=True)
-    c50 = await cases.burn_down(ctx, 50, keep_rows=True)
-    return {
-        "scale_c10": c10["jobs_per_s"],
-        "scale_c50": c50["jobs_per_s"],
-        "scale_c10_cpu": c10["cpu_us_per_job"],
-        "scale_c50_cpu": c50["cpu_us_per_job"],
-    }
+    """The burn-down on the preloaded table; with an empty database beside it, the same on
+    its empty table just after, so that each ratio compares runs of the same minutes."""
+    found: Metrics = {}
+    empty = replace(ctx, dsn=ctx.empty_dsn) if ctx.empty_dsn else None
+    for conc in (10, 50):
+        loaded = await cases.burn_down(ctx, conc, keep_rows=True)
+        found[f"scale_c{conc}"] = loaded["jobs_per_s"]
+        found[f"scale_c{conc}_cpu"] = loaded["cpu_us_per_job"]
+        if empty is not None:
+            base = await cases.burn_down(empty, conc)
+            found[f"scale_empty_c{conc}"] = base["jobs_per_s"]
+            found[f"scale_c{conc}_ratio"] = loaded["jobs_per_s"] / base["jobs_per_s"]
+    return found
 
 
 async def _dashboard(ctx: Context) -> Metrics:
@@ -377,6 +382,9 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             ctx.soak = soak_case.Soak(
                 args.soak, args.soak_rate, args.soak_interval, args.soak_history
             )
+        if "scale" in args.cases:  # the empty table to compare with, in the same minutes
+            ctx.empty_dsn = await create_database(server, f"{args.database}_empty")
+            await prepare_database(ctx.empty_dsn)
         for name in args.cases:
             _say(f"{name}:")
             for key, values in (await run_case(name, ctx, args.runs)).items():
@@ -386,6 +394,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         if not args.keep:
             await drop_database(server, args.database)
+            if "scale" in args.cases:
+                await drop_database(server, f"{args.database}_empty")
     add_ratios(results)
     return {
         "runs": args.runs,
