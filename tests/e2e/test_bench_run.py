@@ -8,6 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import asyncpg
+import pytest
+
 from tests.conftest import server_dsn
 from tests.helpers import ROOT
 
@@ -38,3 +41,31 @@ def test_floor_and_an_embedded_soak_report_their_figures(
     assert all(r["jobs_per_s"] > 0 and r["table_mb"] > 0 for r in rows)
     assert results["soak_last_ratio"]["median"] > 0
     assert "soak, per interval:" in done.stdout and "of floor" in done.stdout
+
+
+async def test_scale_compares_with_an_empty_table_run_by_run(
+    tmp_path: Path, worker_suffix: str
+) -> None:
+    out = tmp_path / "bench.json"
+    name = f"jobrunner_bench_scale_{worker_suffix}"
+    argv = ["--quick", "--cases", "scale", "--scale-rows", "1000", "--json", str(out)]
+    argv += ["--dsn", server_dsn(), "--database", name]
+    done = subprocess.run(
+        [sys.executable, "-m", "jobrunner.bench", *argv],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(out.read_text())["results"]
+    for conc in ("c10", "c50"):
+        loaded, empty = results[f"scale_{conc}"]["median"], results[f"scale_empty_{conc}"]["median"]
+        assert results[f"scale_{conc}_ratio"]["median"] == pytest.approx(loaded / empty)
+    conn = await asyncpg.connect(server_dsn())
+    try:
+        left = await conn.fetch("SELECT datname FROM pg_database WHERE datname LIKE $1", name + "%")
+    finally:
+        await conn.close()
+    assert left == []
