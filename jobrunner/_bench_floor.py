@@ -16,7 +16,7 @@ from typing import Any
 
 import asyncpg
 
-from jobrunner._bench_harness import Context, Metrics
+from jobrunner._bench_harness import Context, Metrics, percentile
 
 CREATE = """
 CREATE TABLE IF NOT EXISTS bench_floor (
@@ -39,6 +39,10 @@ WITH acked AS (
 UPDATE bench_floor f SET state = 1 FROM claimed WHERE f.id = claimed.id RETURNING f.id, f.args
 """
 INSERT = "INSERT INTO bench_floor (args) VALUES ($1::jsonb)"
+INSERT_AND_NOTIFY = """
+WITH inserted AS (INSERT INTO bench_floor (args) VALUES ($1::jsonb) RETURNING id)
+SELECT pg_notify('bench_floor', '') FROM inserted
+"""
 
 
 async def _noop(args: str) -> None:
@@ -78,6 +82,47 @@ async def insert_rate(conn: asyncpg.Connection, seconds: float) -> float:
     return count / (time.perf_counter() - started)
 
 
+async def wake_latency(ctx: Context) -> Metrics:
+    """An idle bare consumer (LISTEN, then a claim of up to 10 jobs per notification) on one
+    connection; single jobs inserted (with their NOTIFY, in one statement) `gap` apart on
+    another; from the insert's return to the consumer's claim returning it, in ms."""
+    count, gap = ctx.sizes.latency_jobs, ctx.sizes.latency_gap_s
+    consumer: Any = await asyncpg.connect(ctx.dsn)
+    producer: Any = await asyncpg.connect(ctx.dsn)
+    claimed: dict[int, float] = {}
+    committed: dict[int, float] = {}
+    wake = asyncio.Event()
+    try:
+        await producer.execute(CREATE)
+        await consumer.add_listener("bench_floor", lambda *_: wake.set())
+
+        async def consume() -> None:
+            while True:
+                await wake.wait()
+                wake.clear()
+                for row in await consumer.fetch(ACK_AND_CLAIM, [], 10):
+                    claimed[json.loads(row["args"])["n"]] = time.time()
+
+        consuming = asyncio.create_task(consume())
+        for n in range(count):
+            await producer.fetch(INSERT_AND_NOTIFY, json.dumps({"n": n}))
+            committed[n] = time.time()
+            await asyncio.sleep(gap)
+        consuming.cancel()
+        await asyncio.gather(consuming, return_exceptions=True)
+        await producer.execute("DROP TABLE bench_floor")
+    finally:
+        await consumer.close()
+        await producer.close()
+    latencies = sorted((claimed[n] - committed[n]) * 1000 for n in committed if n in claimed)
+    if len(latencies) < count:
+        raise RuntimeError(f"floor: {len(latencies)} of {count} jobs claimed")
+    return {
+        "floor_wake_p50_ms": percentile(latencies, 50),
+        "floor_wake_p99_ms": percentile(latencies, 99),
+    }
+
+
 async def burn_down_alone(ctx: Context, concurrency: int) -> float:
     """The floor's burn-down on a connection of its own (run just before a case's, to pair)."""
     conn: Any = await asyncpg.connect(ctx.dsn)
@@ -107,4 +152,4 @@ async def floor(ctx: Context) -> Metrics:
         await conn.execute("DROP TABLE bench_floor")
     finally:
         await conn.close()
-    return found
+    return {**found, **await wake_latency(ctx)}

@@ -26,6 +26,8 @@ _METRICS: dict[str, Metric] = {
     "floor_c10": Metric("floor: bare asyncpg queue, c10", "jobs/s"),
     "floor_c50": Metric("floor: bare asyncpg queue, c50", "jobs/s"),
     "floor_insert_per_s": Metric("floor: bare single insert, one conn", "jobs/s"),
+    "floor_wake_p50_ms": Metric("floor: wake latency p50", "ms"),
+    "floor_wake_p99_ms": Metric("floor: wake latency p99", "ms"),
     "burn_down_c10": Metric("burn-down, concurrency 10", "jobs/s", 9_000),
     "burn_down_c10_of_floor": Metric("  of the floor's c10", "ratio", 0.55),
     "burn_down_c50": Metric("burn-down, concurrency 50", "jobs/s", 20_000),
@@ -37,6 +39,8 @@ _METRICS: dict[str, Metric] = {
     "wake_p50_ms": Metric("wake latency p50", "ms", 1.0, higher_is_better=False),
     "wake_p90_ms": Metric("wake latency p90", "ms"),
     "wake_p99_ms": Metric("wake latency p99", "ms", 2.5, higher_is_better=False),
+    "wake_p50_of_floor": Metric("  p50 over the floor's p50", "ratio", higher_is_better=False),
+    "wake_p99_of_floor": Metric("  p99 over the floor's p99", "ratio", higher_is_better=False),
     "wake_max_ms": Metric("wake latency max", "ms"),
     "insert_per_s": Metric("client.insert, sequential", "jobs/s"),
     "insert_of_floor": Metric("  of the floor's single insert", "ratio", 0.55),
@@ -101,6 +105,8 @@ _METRICS: dict[str, Metric] = {
 def _floor_of(key: str, metric: Metric) -> str | None:
     """The floor figure a throughput compares with: the bare loop at its concurrency, or
     the bare single insert."""
+    if key in ("wake_p50_ms", "wake_p99_ms"):
+        return f"floor_{key}"
     if metric.unit != "jobs/s" or key.startswith(("floor", "soak", "memory")):
         return None
     if "insert" in key:

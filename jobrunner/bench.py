@@ -222,8 +222,12 @@ async def _burn_down(ctx: Context) -> Metrics:
 
 
 async def _latency(ctx: Context) -> Metrics:
-    found = await cases.wake_latency(ctx)
-    return {f"wake_{key}": value for key, value in found.items()}
+    floor = await floor_case.wake_latency(ctx) if ctx.floor else None
+    found = {f"wake_{key}": value for key, value in (await cases.wake_latency(ctx)).items()}
+    if floor is not None:  # the floor just before, in the same seconds
+        found["wake_p50_of_floor"] = found["wake_p50_ms"] / floor["floor_wake_p50_ms"]
+        found["wake_p99_of_floor"] = found["wake_p99_ms"] / floor["floor_wake_p99_ms"]
+    return found
 
 
 async def _insert(ctx: Context) -> Metrics:

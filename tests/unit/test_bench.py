@@ -135,6 +135,8 @@ def test_figures_are_also_fractions_of_the_floor() -> None:
     assert bench.METRICS["insert_c50_per_s"].floor == "floor_insert_per_s"
     assert bench.METRICS["floor_c10"].floor is None
     assert bench.METRICS["burn_down_c10_cpu"].floor is None
+    assert bench.METRICS["wake_p50_ms"].floor == "floor_wake_p50_ms"
+    assert bench.METRICS["wake_max_ms"].floor is None
     text = bench.report(_data(results))
     assert "0.60x" in text and "4.50x" in text  # c10 of the floor; 50 tasks of a single insert
     assert ">= 0.550 ok" in text and "<= 0.550" not in text
