@@ -20,7 +20,7 @@ from jobrunner.core.new_job import NewJob
 from jobrunner.db import connection as _db
 from jobrunner.db import migrate as _migrate
 from jobrunner.db import queries as _queries
-from jobrunner.db.inserter import Inserter
+from jobrunner.db.inserter import SMALL_BATCH, Inserter
 
 if TYPE_CHECKING:
     from typing import Self
@@ -143,6 +143,7 @@ class Client:
         if (
             conn is None
             and isinstance(target, asyncpg.Pool)  # not a test's one-connection view
+            and len(batch) <= SMALL_BATCH
             and all(job.unique is None for job in batch)
         ):
             insert = self._plain_inserter().insert  # a held connection, grouped statements

@@ -9,7 +9,8 @@ waited go together in the next statement (one commit for all), which is what let
 tasks inserting at once approach the rate of `insert_all`. Each insert still returns once its
 own jobs are committed. When a grouped statement is refused (a job the database will not
 take), each caller's jobs are inserted again alone, so that one bad job fails only its own
-insert.
+insert. Only small batches come here (SMALL_BATCH): a large `insert_all` goes through the
+pool, so that single inserts never wait behind it.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ from jobrunner.core.new_job import NewJob
 from jobrunner.db.queries.insert import insert_plain_job, insert_plain_jobs
 
 IDLE_S = 1.0  # a held connection goes back to the pool after this long without inserts
+# Larger batches go through the pool: the pool's cost is small beside their statement, and
+# small inserts should not wait behind them.
+SMALL_BATCH = 100
 GROUP_MAX = 5_000  # jobs in one grouped statement at most
 
 _Waiter = tuple[Sequence[NewJob], "asyncio.Future[list[Job]]"]

@@ -4,13 +4,14 @@ statement when many tasks insert at once, one bad job failing only its own inser
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import asyncpg
 import pytest
 
 import jobrunner
 from jobrunner import InvalidJob, Job, JobState, worker
-from jobrunner.db.inserter import Inserter, usable
+from jobrunner.db.inserter import SMALL_BATCH, Inserter, usable
 from jobrunner.testing import drain_queue
 from tests.helpers import eventually
 
@@ -145,3 +146,21 @@ async def test_a_job_drained_in_a_tests_transaction_inserts_through_that_transac
         finally:
             await transaction.rollback()
     assert await db.fetchval("SELECT count(*) FROM jobrunner_jobs") == 0
+
+
+async def test_a_large_batch_goes_through_the_pool_beside_single_inserts(
+    client: jobrunner.Client, db: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes: list[int] = []
+    through = Inserter.insert
+
+    async def spy(self: Inserter, jobs: list[Any]) -> list[Job]:
+        sizes.append(len(jobs))
+        return await through(self, jobs)
+
+    monkeypatch.setattr(Inserter, "insert", spy)
+    large = [plain.new({"n": n}) for n in range(SMALL_BATCH + 1)]
+    big, single = await asyncio.gather(client.insert_all(large), client.insert(plain.new({})))
+    assert len(big) == SMALL_BATCH + 1 and single.args == {}
+    assert sizes == [1]  # only the single insert went through the held connection
+    assert await db.fetchval("SELECT count(*) FROM jobrunner_jobs") == SMALL_BATCH + 2
