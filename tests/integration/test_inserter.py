@@ -164,3 +164,34 @@ async def test_a_large_batch_goes_through_the_pool_beside_single_inserts(
     assert len(big) == SMALL_BATCH + 1 and single.args == {}
     assert sizes == [1]  # only the single insert went through the held connection
     assert await db.fetchval("SELECT count(*) FROM jobrunner_jobs") == SMALL_BATCH + 2
+
+
+async def test_an_insert_cancelled_mid_statement_leaves_later_inserts_working(
+    client: jobrunner.Client, db: asyncpg.Connection, dsn: str
+) -> None:
+    locker = await asyncpg.connect(dsn)
+    try:
+        transaction = locker.transaction()
+        await transaction.start()
+        await locker.execute("LOCK TABLE jobrunner_jobs IN EXCLUSIVE MODE")
+        blocked = asyncio.create_task(client.insert(plain.new({"n": "cancelled"})))
+
+        async def waiting_on_the_lock() -> bool:
+            return bool(
+                await db.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO jobrunner_jobs%'"
+                )
+            )
+
+        await eventually(waiting_on_the_lock, timeout_s=10)
+        blocked.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await blocked
+        await transaction.rollback()
+    finally:
+        await locker.close()
+    job = await client.insert(plain.new({"n": "after"}))
+    assert job.args == {"n": "after"}
+    rows = await db.fetch("SELECT args->>'n' AS n FROM jobrunner_jobs")
+    assert [r["n"] for r in rows] == ["after"]
