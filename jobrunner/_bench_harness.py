@@ -27,7 +27,10 @@ if TYPE_CHECKING:
 Metrics = dict[str, float]
 EMBEDDED = "jobrunner._bench_embedded"  # run with -m: the embedded daemon
 
-RESET = "TRUNCATE jobrunner_jobs, jobrunner_nodes, jobrunner_queues RESTART IDENTITY"
+RESET = (
+    "TRUNCATE jobrunner_jobs, jobrunner_nodes, jobrunner_queues, jobrunner_workflows, "
+    "jobrunner_job_deps, jobrunner_batches RESTART IDENTITY"
+)
 PENDING = """
 SELECT (SELECT count(*) FROM jobrunner_jobs WHERE state = 'available' AND queue = $1)
      + (SELECT count(*) FROM jobrunner_jobs WHERE state = 'executing')
@@ -47,6 +50,7 @@ class Sizes:
     memory_run_s: float = 3.0
     scale_rows: int = 1_000_000
     bulk_jobs: int = 100_000
+    workflow_steps: int = 10_000
     trigger_rows: int = 1_000_000
     trigger_matching: int = 10_000
 
@@ -60,6 +64,7 @@ QUICK = Sizes(
     memory_run_s=1.0,
     scale_rows=100_000,
     bulk_jobs=10_000,
+    workflow_steps=2_000,
     trigger_rows=100_000,
     trigger_matching=1_000,
 )

@@ -21,6 +21,8 @@ from jobrunner.db import connection as _db
 from jobrunner.db import migrate as _migrate
 from jobrunner.db import queries as _queries
 from jobrunner.db.inserter import SMALL_BATCH, Inserter
+from jobrunner.db.queries import workflows as _workflows
+from jobrunner.workflow_client import WorkflowMethods
 
 if TYPE_CHECKING:
     from typing import Self
@@ -38,7 +40,7 @@ BULK_BATCH_SIZE = 2_000
 _NOT_CONNECTED = "the client is not connected; use 'async with jobrunner.connect()'"
 
 
-class Client:
+class Client(WorkflowMethods):
     """A connection pool to jobrunner's tables. Use it as `async with jobrunner.connect(dsn)`."""
 
     def __init__(
@@ -140,7 +142,9 @@ class Client:
         insert: Any = partial(
             _queries.insert_jobs, target, release_on=None if conn is None else self.pool
         )
-        if (
+        if any(job.chain is not None for job in batch):
+            insert = partial(_workflows.insert_with_chains, target)
+        elif (
             conn is None
             and isinstance(target, asyncpg.Pool)  # not a test's one-connection view
             and len(batch) <= SMALL_BATCH
@@ -151,7 +155,10 @@ class Client:
         if self.testing == "inline":
             from jobrunner.engine.drain import run_inline
 
-            return await run_inline(self, inserted, None if conn is None else target)
+            caller = None if conn is None else target
+            if any(job.chain is not None for job in batch):
+                return await self._run_inline_until_settled(inserted, caller)
+            return await run_inline(self, inserted, caller)
         return inserted
 
     def _plain_inserter(self) -> Inserter:
@@ -307,9 +314,9 @@ class Client:
         """The newest jobs matching every filter given.
 
         Filters: `state` (one state or several), `queue`, `worker`, `tags` (all must be on the
-        job), `args` (contained in the job's args, PostgreSQL's `@>`), `inserted_after` and
-        `inserted_before` (timezone-aware datetimes). A bad or unknown filter raises
-        InvalidFilter.
+        job), `args` (contained in the job's args, PostgreSQL's `@>`), `args_text` (a
+        substring of the args' JSON text), `inserted_after` and `inserted_before`
+        (timezone-aware datetimes). A bad or unknown filter raises InvalidFilter.
 
         Example:
             >>> await client.list_jobs(state="discarded", args={"user_id": 7}, limit=100)

@@ -78,6 +78,10 @@ class Job:
     # What the worker recorded with `Record(value)` when the job completed (None: nothing).
     # Read by `get_job`; the jobs a claim hands to a worker do not carry it.
     result: Any = None
+    # The workflow this job is a step of, and the step's name (read by `get_job` and the
+    # testing assertions; None for a job of no workflow, and in the jobs a claim hands over).
+    workflow_id: int | None = None
+    step: str | None = None
     # The exception the attempt being retried raised, for a worker's backoff(); never stored.
     unsaved_error: BaseException | None = field(default=None, compare=False, repr=False)
 
@@ -109,6 +113,8 @@ class Job:
             unique_key=row["unique_key"],
             conflict=conflict,
             result=_result(row),
+            workflow_id=_optional(row, "workflow_id"),
+            step=_optional(row, "step"),
         )
 
     @property
@@ -155,12 +161,17 @@ class Job:
         return stop is not None and stop[:2] == (self.id, self.attempt) and stop[2].is_set()
 
 
-def _result(row: Mapping[str, Any]) -> Any:
-    """The recorded result of a row that selected it (json as text), else None."""
+def _optional(row: Mapping[str, Any], name: str) -> Any:
+    """Column `name` of a row that selected it, else None."""
     try:
-        raw = row["result"]
+        return row[name]
     except (KeyError, IndexError):
         return None
+
+
+def _result(row: Mapping[str, Any]) -> Any:
+    """The recorded result of a row that selected it (json as text), else None."""
+    raw = _optional(row, "result")
     return None if raw is None else json.loads(raw)
 
 
@@ -193,6 +204,8 @@ _attempted_by = _slot("attempted_by")
 _unique_key = _slot("unique_key")
 _conflict = _slot("conflict")
 _result_slot = _slot("result")
+_workflow_id = _slot("workflow_id")
+_step = _slot("step")
 _unsaved_error = _slot("unsaved_error")
 
 
@@ -228,6 +241,8 @@ def new_inserted_job(
     _unique_key(job, None)
     _conflict(job, False)
     _result_slot(job, None)
+    _workflow_id(job, None)
+    _step(job, None)
     _unsaved_error(job, None)
     return job
 

@@ -124,6 +124,8 @@ def job_json(job: Job) -> dict[str, Any]:
         "cancelled_at": _iso(job.cancelled_at),
         "attempted_by": list(job.attempted_by),
         "result": job.result,
+        "workflow_id": job.workflow_id,
+        "step": job.step,
     }
 
 
