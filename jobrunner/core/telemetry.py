@@ -225,6 +225,17 @@ def configure_job_log(
     )
 
 
+def job_log_from(settings: Any) -> None:
+    """`configure_job_log` with a Settings' log_level, log_format, log_job_start and
+    log_job_events (what a Runner applies when it starts)."""
+    configure_job_log(
+        settings.log_level,
+        settings.log_format,
+        job_start=settings.log_job_start,
+        job_events=settings.log_job_events,
+    )
+
+
 # The daemon logs a line or two per job: what follows keeps a line cheap. Through structlog,
 # a line went through a bound logger, its processor chain and a copy of the event dict, and
 # an application that never configured structlog got its development console renderer on

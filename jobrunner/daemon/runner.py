@@ -175,13 +175,7 @@ class Runner(NodeLiveness):
         """
         if self._started:
             raise JobRunnerError("this runner was already started; create a new Runner")
-        settings = self.settings
-        _telemetry.configure_job_log(
-            settings.log_level,
-            settings.log_format,
-            job_start=settings.log_job_start,
-            job_events=settings.log_job_events,
-        )
+        _telemetry.job_log_from(self.settings)  # its log settings, whatever structlog's
         async with self.client.pool.acquire() as conn:
             await _migrate.verify(conn)
         if self.client.testing is not None:
