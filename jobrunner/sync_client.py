@@ -36,6 +36,7 @@ from jobrunner.ops import commands as _commands
 if TYPE_CHECKING:
     from typing import Self
 
+    from jobrunner.db.queries.workflows import WorkflowView
     from jobrunner.ops.commands import ControlResult
 
 _NOT_CONNECTED = "the client is not connected; use 'with jobrunner.connect_sync()'"
@@ -47,8 +48,9 @@ BULK_BATCH_SIZE = 2_000  # jobs a bulk statement changes at most, as the async c
 class SyncClient:
     """jobrunner's client without asyncio. Use it as `with jobrunner.connect_sync(dsn)`.
 
-    It has the async client's methods (insert, insert_all, get_job, list_jobs, cancel_job,
-    retry_job, retry_jobs, pause_queue, resume_queue, scale_queue, reset_queue_limit),
+    It has the async client's methods (insert, insert_all, insert_workflow, insert_batch,
+    dep_results, get_workflow, cancel_workflow, get_job, list_jobs, cancel_job, retry_job,
+    retry_jobs, pause_queue, resume_queue, scale_queue, reset_queue_limit),
     called without await; `conn=` takes the caller's psycopg connection, SQLAlchemy
     Session or Connection, or Django connection, to insert inside its transaction.
     """
@@ -190,6 +192,19 @@ class SyncClient:
         `Client.dep_results`)."""
         with self._conn() as conn:
             return sq.dep_results(conn, job.id if isinstance(job, Job) else job)
+
+    def get_workflow(self, workflow_id: int) -> WorkflowView | None:
+        """The workflow with this id and its steps, or None (see `Client.get_workflow`)."""
+        with self._conn() as conn:
+            return sq.workflow_steps(conn, workflow_id)
+
+    def cancel_workflow(self, workflow_id: int) -> list[int]:
+        """Cancel every unfinished step of the workflow (executing ones are stopped on
+        their node); the ids cancelled. JobNotFound if there is no such workflow."""
+        with self._conn() as conn:
+            if sq.workflow_steps(conn, workflow_id) is None:
+                raise JobNotFound(f"no workflow with id {workflow_id}")
+            return sq.cancel_workflow(conn, workflow_id)
 
     def get_job(self, job_id: int) -> Job | None:
         """The job with this id, or None."""

@@ -81,6 +81,10 @@ class WorkflowMethods:
         inserted = await _workflows.insert_batch(target, batch, callbacks)
         if self.testing == "inline":
             await self._run_inline_until_settled(inserted.jobs, conn)
+            # The callbacks the batch's end inserted run too, as a daemon would run them.
+            due = await _workflows.batch_callbacks(self.pool, inserted.id)
+            if due:
+                await self._run_inline_until_settled(due, conn)
         return inserted
 
     async def dep_results(self, job: Job | int) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import json
 import math
 import re
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -30,6 +30,12 @@ class JobState(StrEnum):
 # once that attempt was stopped (a timeout, a cancel, a shutdown).
 _stop_flag: contextvars.ContextVar[tuple[int, int, threading.Event] | None] = (
     contextvars.ContextVar("jobrunner_stop_flag", default=None)
+)
+
+# While a worker runs an attempt: what reads the results a workflow step's deps recorded (the
+# engine sets it to the running client's statement; core does no I/O of its own).
+dep_results_reader: contextvars.ContextVar[Callable[[int], Awaitable[dict[str, Any]]] | None] = (
+    contextvars.ContextVar("jobrunner_dep_results", default=None)
 )
 
 FINISHED_STATES = (JobState.COMPLETED, JobState.DISCARDED, JobState.CANCELLED)
@@ -140,6 +146,24 @@ class Job:
         """
         count = self.meta.get("snoozed", 0)
         return count if isinstance(count, int) and not isinstance(count, bool) else 0
+
+    async def dep_results(self) -> dict[str, Any]:
+        """What this workflow step's deps recorded with `Record`, by step name (None: a dep
+        that recorded nothing); call it from the step's async worker. Elsewhere, and in a
+        sync worker, `client.dep_results(job)` does the same.
+
+        Example:
+            >>> @worker(queue="etl")
+            ... async def load(job: Job) -> None:
+            ...     deps = await job.dep_results()      # {"extract": {...}, ...}
+        """
+        reader = dep_results_reader.get()
+        if reader is None:
+            raise RuntimeError(
+                "job.dep_results() works inside a worker's attempt; elsewhere use "
+                "client.dep_results(job)"
+            )
+        return await reader(self.id)
 
     def cancelled(self) -> bool:
         """True once this attempt of a sync worker was stopped: it timed out, was cancelled,

@@ -13,15 +13,25 @@ import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from jobrunner.core import telemetry as _telemetry
 from jobrunner.core import threads as _threads
-from jobrunner.core.job import Cancel, Discard, Job, Record, Snooze, check_delay
+from jobrunner.core.job import (
+    Cancel,
+    Discard,
+    Job,
+    Record,
+    Snooze,
+    check_delay,
+    dep_results_reader,
+)
 from jobrunner.core.worker import Worker, default_backoff, lookup
 from jobrunner.db.queries import Ack
+from jobrunner.db.queries import workflows as _workflows
 
 if TYPE_CHECKING:
     from jobrunner.db.connection import Connected as Client
@@ -200,6 +210,12 @@ def _fields(job: Job) -> dict[str, Any]:
 
 
 # Long: one attempt's telemetry, job context and outcome in order, their try blocks nested.
+async def _dep_results(client: Client, job_id: int) -> dict[str, Any]:
+    """`Job.dep_results()` in an attempt: through the running client's pool, read only when
+    called (a client of perform_job may have none)."""
+    return await _workflows.dep_results(client.pool, job_id)
+
+
 async def execute(
     job: Job,
     client: Client,
@@ -218,6 +234,7 @@ async def execute(
     _telemetry.emit(_telemetry.JOB_START, logging.INFO, dict(fields))
     ends = _telemetry.attempt_started(job) if _telemetry.attempt_observers else None
     token = CURRENT_CLIENT.set(client)
+    reader = dep_results_reader.set(partial(_dep_results, client))
     started = time.perf_counter()
     try:
         bound = structlog.contextvars.bind_contextvars(
@@ -246,6 +263,7 @@ async def execute(
             _telemetry.attempt_ended(ends, reason, None)
         raise
     finally:
+        dep_results_reader.reset(reader)
         CURRENT_CLIENT.reset(token)
     duration_s = time.perf_counter() - started
     backoff_s = _backoff(worker, job, exc) if exc is not None else None

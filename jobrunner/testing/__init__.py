@@ -97,7 +97,9 @@ async def drain_queue(
     failed job while its retry qualifies); `with_limit` caps how many jobs run;
     `with_safety=False` lets the first exception a worker raises propagate (its failure is
     recorded first). A snoozed job does not run twice in one drain. A job cancelled while
-    it runs is stopped and counts as cancelled.
+    it runs is stopped and counts as cancelled. A batch callback inserted when the drained
+    jobs end their batch runs in the drain if it is in `queue` (else it is enqueued in its
+    own), with or without `with_recursion`.
 
     With `conn` (an asyncpg connection in a test's transaction), the jobs are claimed and
     acked through it, so those inserted in the transaction run, and inside them

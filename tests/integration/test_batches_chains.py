@@ -27,6 +27,11 @@ async def done(job: Job) -> None:
     return None
 
 
+@worker(queue="batch-other", name="tests.batch.elsewhere")
+async def elsewhere(job: Job) -> None:
+    return None
+
+
 @worker(queue=QUEUE, name="tests.chain.ledger")
 async def ledger(job: Job) -> None:
     SPANS.append((job.args["account"], job.args["n"], "start"))
@@ -161,6 +166,57 @@ async def test_the_sync_client_inserts_batches_and_chains(
     assert [j.state for j in jobs] == [JobState.AVAILABLE, JobState.AVAILABLE, JobState.SCHEDULED]
     deps = await db.fetch("SELECT dep_id, job_id FROM jobrunner_job_deps")
     assert [(r["dep_id"], r["job_id"]) for r in deps] == [(jobs[0].id, jobs[2].id)]
+
+
+async def test_inline_testing_mode_runs_a_batch_s_callbacks_when_it_ends(dsn: str, db) -> None:
+    async with jobrunner.connect(dsn, testing="inline") as inline:
+        batch = await inline.insert_batch(
+            [item.new({"i": i}) for i in range(3)],
+            on_completed=done.new({"album": 1}),
+            on_discarded=done.new({}),
+            on_exhausted=elsewhere.new({}),
+        )
+        failed = await inline.insert_batch(
+            [item.new({"i": 0, "bad": True}), item.new({"i": 1})],
+            on_completed=done.new({}),
+            on_discarded=done.new({}),
+        )
+    rows = await db.fetch(
+        "SELECT meta->>'batch_callback' AS cond, (meta->>'batch_id')::int AS batch, "
+        "state::text AS state FROM jobrunner_jobs WHERE meta ? 'batch_callback' ORDER BY id"
+    )
+    assert [(r["batch"], r["cond"], r["state"]) for r in rows] == [
+        (batch.id, "completed", "completed"),
+        (batch.id, "exhausted", "completed"),  # in another queue: inline runs it all the same
+        (failed.id, "discarded", "completed"),
+    ]
+
+
+async def test_drain_queue_runs_a_batch_s_callbacks_in_its_queue_and_enqueues_the_others(
+    client: jobrunner.Client, db: asyncpg.Connection
+) -> None:
+    from jobrunner.testing import assert_enqueued, drain_queue
+
+    batch = await client.insert_batch(
+        [item.new({"i": i}) for i in range(5)],
+        on_completed=done.new({"album": 2}),
+        on_exhausted=elsewhere.new({}),
+    )
+    result = await drain_queue(client, QUEUE)
+    assert result.as_dict() == {
+        "completed": 6,  # the five jobs, then on_completed
+        "failure": 0,
+        "snoozed": 0,
+        "cancelled": 0,
+        "discarded": 0,
+    }
+    assert await callbacks(db) == [("completed", batch.id)]
+    ran = await db.fetchval("SELECT state::text FROM jobrunner_jobs WHERE args ? 'album'")
+    assert ran == "completed"
+    await assert_enqueued(
+        client, worker="tests.batch.elsewhere", queue="batch-other", state="available"
+    )
+    assert (await drain_queue(client, "batch-other")).completed == 1
 
 
 async def test_inline_testing_mode_runs_a_chain_through_in_order(dsn: str, db) -> None:

@@ -114,11 +114,12 @@ async def test_the_jobs_table_has_only_the_indexes_its_statements_use(
 ) -> None:
     """Each index costs every insert and every change of state an entry (no update of state is
     HOT), so there is none for the operator's listings by worker: they scan newest first.
-    The workflow and chain indexes are partial: a plain job has no entry in either."""
+    The workflow, chain and batch indexes are partial: a plain job has no entry in them."""
     names = await db.fetch(
         "SELECT indexname FROM pg_indexes WHERE tablename = 'jobrunner_jobs' ORDER BY 1"
     )
     assert [r["indexname"] for r in names] == [
+        "jobrunner_jobs_batch_idx",
         "jobrunner_jobs_chain_idx",
         "jobrunner_jobs_executing_idx",
         "jobrunner_jobs_fetch_idx",
@@ -136,6 +137,7 @@ async def test_the_jobs_table_has_only_the_indexes_its_statements_use(
     }
     assert "WHERE (workflow_id IS NOT NULL)" in partial["jobrunner_jobs_workflow_step_idx"]
     assert "WHERE ((chain IS NOT NULL) AND" in partial["jobrunner_jobs_chain_idx"]
+    assert "WHERE (batch_id IS NOT NULL)" in partial["jobrunner_jobs_batch_idx"]
 
 
 async def test_listings_by_worker_on_a_large_table(

@@ -36,6 +36,8 @@ async def produce(job: Job) -> Record:
 @worker(queue=QUEUE, name="tests.wf.total")
 async def total(job: Job) -> Record:
     results = await jobrunner.current_client().dep_results(job)
+    if await job.dep_results() != results:  # the job's own reader: the same statement
+        return Discard(f"job.dep_results() read {await job.dep_results()!r}, not {results!r}")
     return Record({"deps": sorted(results), "sum": sum(r["n"] for r in results.values() if r)})
 
 
@@ -157,6 +159,14 @@ async def test_a_step_adds_steps_to_its_running_workflow(
     assert merge.result == {"deps": ["part-0", "part-1", "part-2", "part-3"], "sum": 6}
 
 
+async def test_job_dep_results_outside_an_attempt_names_the_client_method(
+    client: jobrunner.Client,
+) -> None:
+    run = await client.insert_workflow(diamond())
+    with pytest.raises(RuntimeError, match=r"elsewhere use client.dep_results\(job\)"):
+        await run.jobs["load"].dep_results()
+
+
 async def test_build_time_refusals_name_the_steps(client: jobrunner.Client) -> None:
     wf = Workflow("cyclic")
     wf.add("a", produce.new({"name": "a"}), deps=["c"])
@@ -269,6 +279,26 @@ async def test_the_sync_client_inserts_workflows_and_reads_dep_results(
     bad.add("a", produce.new({}), deps=["b"])
     with pytest.raises(InvalidWorkflow, match="depends on 'b'"):
         sync_client.insert_workflow(bad)
+
+
+async def test_the_sync_client_shows_and_cancels_a_workflow(
+    client: jobrunner.Client, sync_client: jobrunner.SyncClient
+) -> None:
+    run = sync_client.insert_workflow(diamond())
+    view = sync_client.get_workflow(run.id)
+    assert view is not None and view == await client.get_workflow(run.id)
+    assert view.name == "diamond"
+    assert [s.step for s in view.steps] == ["extract", "left", "right", "load"]  # id order
+    assert {s.step: s.waiting_on for s in view.steps}["load"] == ("left", "right")
+    assert sync_client.get_workflow(424242) is None
+
+    cancelled = sync_client.cancel_workflow(run.id)
+    assert sorted(cancelled) == sorted(j.id for j in run.jobs.values())
+    after = sync_client.get_workflow(run.id)
+    assert after is not None and {s.job.state for s in after.steps} == {JobState.CANCELLED}
+    assert sync_client.cancel_workflow(run.id) == []  # nothing left unfinished
+    with pytest.raises(JobNotFound, match="no workflow with id 424242"):
+        sync_client.cancel_workflow(424242)
 
 
 async def test_drain_queue_runs_a_workflow_to_completion_in_order(

@@ -201,3 +201,11 @@ def insert_with_chains(conn: SyncConn, jobs: Sequence[NewJob]) -> list[Job]:
 
 def dep_results(conn: SyncConn, job_id: int) -> dict[str, Any]:
     return qw.dep_results_of(conn.fetch(qw.DEP_RESULTS, job_id))
+
+
+def workflow_steps(conn: SyncConn, workflow_id: int) -> qw.WorkflowView | None:
+    return qw.workflow_view(conn.fetch(qw.WORKFLOW_STEPS, workflow_id))
+
+
+def cancel_workflow(conn: SyncConn, workflow_id: int) -> list[int]:
+    return [row["id"] for row in conn.fetch(qw.CANCEL_WORKFLOW, workflow_id)]

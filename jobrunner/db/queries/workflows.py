@@ -24,6 +24,7 @@ INSERT_CHAIN = _sql("insert_chain")
 DEP_RESULTS = _sql("dep_results")
 WORKFLOW_STEPS = _sql("workflow_steps")
 CANCEL_WORKFLOW = _sql("cancel_workflow")
+BATCH_CALLBACKS = _sql("batch_callbacks")
 
 WORKFLOW_ERROR = "JRW01"  # SQLSTATE of the insert functions' refusals
 _UNIQUE_VIOLATION = "23505"
@@ -126,6 +127,11 @@ async def insert_batch(
     """Insert a batch's jobs and record its callbacks, in one statement."""
     rows = await _fetch(conn, INSERT_BATCH, *batch_params(jobs, callbacks))
     return batch_result(jobs, rows)
+
+
+async def batch_callbacks(conn: Conn, batch_id: int) -> list[Job]:
+    """The batch's callback jobs inserted and not run yet (testing inline mode)."""
+    return [readable(row) for row in await _fetch(conn, BATCH_CALLBACKS, batch_id)]
 
 
 def chain_groups(jobs: Sequence[NewJob]) -> list[tuple[str, list[int]]]:
