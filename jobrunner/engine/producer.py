@@ -282,10 +282,7 @@ class Producer:
         unreadable: list[_queries.Unreadable] = []
         try:
             if self.limits:
-                # Writes and settles the acks (emptying the list: a failed claim does not
-                # give them back to be written again).
-                owned: set[int] = set()
-                jobs = await self._claim_limited(demand, acks, claim, unreadable)
+                owned, jobs = await self._claim_limited(demand, acks, claim, unreadable)
             elif acks:
                 owned, jobs = await _queries.ack_and_fetch_jobs(
                     pool,
@@ -340,20 +337,16 @@ class Producer:
 
     async def _claim_limited(
         self, demand: int, acks: list[Ack], claim: str, unreadable: list[_queries.Unreadable]
-    ) -> list[Job]:
-        """Write the acks first (the slots they free count), then claim under the
-        cluster-wide limits, in a statement of its own."""
+    ) -> tuple[set[int], list[Job]]:
+        """Write the acks and claim under the cluster-wide limits, in one statement (the
+        slots the acks free count for the claim)."""
         pool = self._client.pool
-        if acks:
-            owned = await _queries.ack_jobs(pool, self._node, acks)
-            self._acker.settle(acks, owned)
-            self.carried += len(acks)
-            del acks[:]
-        jobs = await _queries.claim_limited(
+        owned, jobs = await _queries.ack_and_claim_limited(
             pool,
+            self._node,
+            acks,
             queue=self.queue,
             demand=demand,
-            node=self._node,
             claim=claim,
             limits=self.limits,
             unreadable=unreadable,
@@ -366,7 +359,7 @@ class Producer:
             if wait is not None and wait < self._poll_interval_s:
                 loop = asyncio.get_running_loop()
                 self._rate_timer = loop.call_later(max(wait, 0.0) + 0.005, self._rate_opened)
-        return jobs
+        return owned, jobs
 
     def _rate_opened(self) -> None:
         self._rate_timer = None

@@ -119,12 +119,14 @@ from jobrunner.db.queries.jobs import (
     retry_job,
 )
 from jobrunner.db.queries.limits import (
+    ACK_AND_CLAIM_LIMITED,
     CLAIM_LIMITED,
     GLOBAL_LIMITS,
     LIMIT_STATUS,
     PERSIST_GLOBAL_LIMIT,
     RATE_WAIT,
     LimitUse,
+    ack_and_claim_limited,
     claim_limited,
     global_limits,
     limit_status,
@@ -188,6 +190,7 @@ from jobrunner.db.queries.testing import (
 )
 
 __all__ = [
+    "ACK_AND_CLAIM_LIMITED",
     "ACK_AND_FETCH_JOBS",
     "CANCELLED_JOBS",
     "CANCEL_JOB",
@@ -273,6 +276,7 @@ __all__ = [
     "LimitUse",
     "NodeRow",
     "Unreadable",
+    "ack_and_claim_limited",
     "ack_and_fetch_jobs",
     "ack_jobs",
     "bulk_jobs",
