@@ -9,7 +9,7 @@ Example:
     ...     await client.insert(send_email.new({"user_id": 42}))
 """
 
-from jobrunner.client import Client, ThreadClient, connect, current_client
+from jobrunner.client import Client, connect
 from jobrunner.core.config import CronEntry, QueueConfig, Settings
 from jobrunner.core.errors import (
     ConfigError,
@@ -31,6 +31,7 @@ from jobrunner.core.telemetry import subscribe
 from jobrunner.core.worker import Worker, worker
 from jobrunner.daemon.runner import Runner
 from jobrunner.sync_client import SyncClient, connect_sync
+from jobrunner.thread_client import ThreadClient, current_client
 
 __all__ = [
     "Cancel",

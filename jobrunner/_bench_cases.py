@@ -52,6 +52,7 @@ FROM generate_series(1, $1) AS g
 """
 
 
+# Long: one case read top to bottom (setup, run, checks) under a docstring of its options.
 async def burn_down(
     ctx: Context,
     concurrency: int,

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import structlog
 
-from jobrunner.client import current_client
 from jobrunner.core.job import Job, Snooze
 from jobrunner.core.worker import worker
+from jobrunner.thread_client import current_client
 
 log = structlog.get_logger("jobrunner.examples")
 

@@ -176,6 +176,7 @@ def _check_name_free(name: str, target: Any) -> None:
         )
 
 
+# Long: a third is the docstring; `decorate` is a closure over the options checked first.
 def worker(
     *,
     queue: str = DEFAULT_QUEUE,

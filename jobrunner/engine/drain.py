@@ -101,6 +101,7 @@ def drain_node() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-drain-{secrets.token_hex(3)}"
 
 
+# Long: half of it is the docstring of Oban's drain options; the body is short.
 async def drain(
     client: Client,
     queues: Sequence[str] | None,

@@ -197,6 +197,7 @@ def _fields(job: Job) -> dict[str, Any]:
     return {"job_id": job.id, "worker": job.worker, "queue": job.queue, "attempt": job.attempt}
 
 
+# Long: one attempt's telemetry, job context and outcome in order, their try blocks nested.
 async def execute(
     job: Job,
     client: Client,

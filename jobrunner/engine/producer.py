@@ -5,24 +5,19 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import random
-import secrets
 from functools import partial
 from typing import TYPE_CHECKING
 
 import structlog
 
-from jobrunner.core import telemetry as _telemetry
 from jobrunner.core import threads as _threads
 from jobrunner.core.config import QueueConfig
 from jobrunner.core.job import Job
 from jobrunner.core.limits import Limits
-from jobrunner.db import connection as _db
-from jobrunner.db import queries as _queries
-from jobrunner.db.queries import Ack
 from jobrunner.engine import executor as _executor
 from jobrunner.engine.acker import Acker
 from jobrunner.engine.executor import RunKey, run_key
+from jobrunner.engine.fetch import Fetcher
 
 if TYPE_CHECKING:
     from jobrunner.db.connection import Connected as Client
@@ -33,11 +28,12 @@ SHUTDOWN, CANCELLED, ABANDONED, LOST = _executor.INTERRUPTED, "cancelled", "aban
 STUBBORN_WAIT_S = 5.0  # how long interrupted jobs get to honour their cancellation
 
 
-class Producer:
+class Producer(Fetcher):
     """Claims up to `limit - running` jobs per fetch and runs each in its own task.
 
     Woken by NOTIFY (an insert into its queue), by a finished job when the last fetch
-    was full, or by its poll timer, so a lost notification only costs latency.
+    was full, or by its poll timer, so a lost notification only costs latency. Its fetches
+    are in `engine.fetch`.
     """
 
     _task: asyncio.Task[None] | None = None
@@ -243,181 +239,6 @@ class Producer:
                 await asyncio.sleep(self.dispatch_cooldown_s)
         if self._fetches:
             await asyncio.gather(*self._fetches, return_exceptions=True)
-
-    def _launch(self) -> bool:
-        """Start a fetch for the free slots, unless one is in flight; whether it started."""
-        free = self.limit - len(self._running) - self._reserved
-        if self.paused or not self._more or self._stopping or self._fetches or free <= 0:
-            self._acker.poke()  # no fetch to carry the acks
-            return False
-        # Cleared before the fetch so that a wake() during it is not lost.
-        self._more = False
-        self._start_fetch(free)
-        return True
-
-    async def fetch_now(self) -> int:
-        """Claim jobs for the free slots in the calling task and start them (their tasks
-        begin at the next turn of the loop); how many it claimed."""
-        demand = self.limit - len(self._running) - self._reserved
-        if demand <= 0:
-            return 0
-        self._reserved += demand
-        before = len(self._running)
-        await self._fetch(demand, self._acker.take())
-        return len(self._running) - before
-
-    def _start_fetch(self, demand: int) -> None:
-        self._reserved += demand
-        acks = self._acker.take()  # now: the acker would write them before the task runs
-        task = asyncio.create_task(self._fetch(demand, acks), name=f"jobrunner.fetch.{self.queue}")
-        self._fetches.add(task)
-        self._claiming.add(task)
-        task.add_done_callback(self._fetches.discard)
-        task.add_done_callback(self._claiming.discard)
-
-    async def _fetch(self, demand: int, acks: list[Ack]) -> None:
-        """Claim up to `demand` jobs, writing `acks` in the same statement, and start them."""
-        claim = secrets.token_hex(8)
-        pool = self._client.pool
-        unreadable: list[_queries.Unreadable] = []
-        try:
-            if self.limits:
-                owned, jobs = await self._claim_limited(demand, acks, claim, unreadable)
-            elif acks:
-                owned, jobs = await _queries.ack_and_fetch_jobs(
-                    pool,
-                    self._node,
-                    acks,
-                    queue=self.queue,
-                    demand=demand,
-                    claim=claim,
-                    unreadable=unreadable,
-                )
-            else:  # the lighter statement: a wake-up's fetch, on an idle node
-                owned = set()
-                jobs = await _queries.fetch_jobs(
-                    pool,
-                    queue=self.queue,
-                    demand=demand,
-                    node=self._node,
-                    claim=claim,
-                    unreadable=unreadable,
-                )
-        except BaseException as exc:
-            if _queries.refused(exc):
-                self._acker.refuse(acks)  # written apart, so that one bad ack stops nothing
-            else:
-                self._acker.restore(acks)
-            self._unsettled.append(claim)  # it may have committed: recovered by claim id
-            if not isinstance(exc, Exception):
-                raise
-            await self._failed(exc)  # backs off with its slots still reserved
-            self._more = True
-            return
-        finally:
-            # Out of the set before the loop runs again (a done callback would come after it).
-            self._reserved -= demand
-            self._fetches.discard(asyncio.current_task())
-            self._wake.set()
-        self._failures = 0
-        self._acker.settle(acks, owned)
-        self.fetches += 1
-        self.carried += len(acks)
-        _telemetry.batch("fetch", self.queue, len(jobs))
-        self._busy = len(jobs) + len(unreadable) == demand
-        if self._busy:
-            self._more = True
-        if unreadable:
-            self._set_aside(unreadable)
-        if self.paused and jobs:  # paused while the claim was under way: start none
-            await self._give_back(jobs)
-            return
-        for job in jobs:
-            self._dispatch(job)
-
-    async def _claim_limited(
-        self, demand: int, acks: list[Ack], claim: str, unreadable: list[_queries.Unreadable]
-    ) -> tuple[set[int], list[Job]]:
-        """Write the acks and claim under the cluster-wide limits, in one statement (the
-        slots the acks free count for the claim)."""
-        pool = self._client.pool
-        owned, jobs = await _queries.ack_and_claim_limited(
-            pool,
-            self._node,
-            acks,
-            queue=self.queue,
-            demand=demand,
-            claim=claim,
-            limits=self.limits,
-            unreadable=unreadable,
-        )
-        self._held = len(jobs) + len(unreadable) < demand
-        rate = self.limits.rate_limit
-        if self._held and rate is not None and self._rate_timer is None:
-            # Look again when the window's oldest start leaves it, not only at the poll.
-            wait = await _queries.rate_wait(pool, queue=self.queue, rate=rate)
-            if wait is not None and wait < self._poll_interval_s:
-                loop = asyncio.get_running_loop()
-                self._rate_timer = loop.call_later(max(wait, 0.0) + 0.005, self._rate_opened)
-        return owned, jobs
-
-    def _rate_opened(self) -> None:
-        self._rate_timer = None
-        self.wake()
-
-    def _set_aside(self, unreadable: list[_queries.Unreadable]) -> None:
-        """Discard claimed jobs that cannot be decoded, with why: never claimed again."""
-        for job_id, attempt, claim, exc in unreadable:
-            log.error("job.unreadable", job_id=job_id, queue=self.queue, error=repr(exc)[:200])
-            self._acker.push(_executor.unreadable_ack(job_id, attempt, claim, exc))
-
-    async def _give_back(self, jobs: list[Job]) -> None:
-        """Jobs claimed for a queue that is paused now: back to available, attempt undone."""
-        acks = [_executor.interrupted(job) for job in jobs]
-        try:
-            await _queries.ack_jobs(self._client.pool, self._node, acks)
-        except Exception as exc:  # the acker retries them; none of them starts meanwhile
-            log.warning("producer.give_back_failed", queue=self.queue, error=_db.redact(str(exc)))
-            for ack in acks:
-                self._acker.push(ack)
-        log.info("producer.paused_claim_returned", queue=self.queue, job_ids=[j.id for j in jobs])
-        self._more = True
-
-    async def _failed(self, exc: Exception) -> None:
-        """Log a failed fetch and back off before the next."""
-        self._acker.poke()
-        self._failures += 1
-        log.warning(
-            "producer.fetch_failed",
-            queue=self.queue,
-            error=_db.redact(str(exc))[:500],
-            failures=self._failures,
-        )
-        if not self._stopping:
-            await asyncio.sleep(
-                min(self._poll_interval_s, 0.02 * 2 ** min(self._failures, 8))
-                * random.uniform(0.5, 1.0)
-            )
-
-    async def _recover(self) -> None:
-        """Run what fetches whose reply was lost claimed: they may have committed."""
-        claims = list(self._unsettled)
-        unreadable: list[_queries.Unreadable] = []
-        jobs = await _queries.claimed_jobs(
-            self._client.pool, node=self._node, claims=claims, unreadable=unreadable
-        )
-        self._unsettled = [claim for claim in self._unsettled if claim not in claims]
-        self._set_aside(unreadable)
-        if jobs:
-            log.warning(
-                "producer.claim_recovered", queue=self.queue, job_ids=[job.id for job in jobs]
-            )
-        if self.paused and jobs:
-            await self._give_back([job for job in jobs if run_key(job) not in self._running])
-            return
-        for job in jobs:
-            if run_key(job) not in self._running:
-                self._dispatch(job)
 
     def _dispatch(self, job: Job) -> None:
         key = run_key(job)

@@ -73,6 +73,7 @@ class DrainReport:
         }
 
 
+# Long: check, drain under the timeout, then sum the report, in the order they happen.
 async def drain(
     client: Client,
     queues: Sequence[str] | None = None,
