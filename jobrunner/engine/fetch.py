@@ -57,41 +57,56 @@ class Fetcher:
 
         def wake(self, _payload: str | None = None) -> None: ...
         def _dispatch(self, job: Job) -> None: ...
+        def _place(self, jobs: list[Job], started: int) -> None: ...
+        @property
+        def ahead_limit(self) -> int: ...
+        @property
+        def ahead(self) -> int: ...
+
+    def _demand(self) -> tuple[int, int]:
+        """How many jobs a fetch now would claim, and how many of them start at once: the
+        free slots, then the room in the buffer of jobs claimed ahead."""
+        held = len(self._running) + self.ahead + self._reserved
+        return self.limit + self.ahead_limit - held, max(0, self.limit - held)
 
     def _launch(self) -> bool:
-        """Start a fetch for the free slots, unless one is in flight; whether it started."""
-        free = self.limit - len(self._running) - self._reserved
-        if self.paused or not self._more or self._stopping or self._fetches or free <= 0:
+        """Start a fetch for the free slots and the buffer's room, unless one is in flight;
+        whether it started."""
+        demand, started = self._demand()
+        if self.paused or not self._more or self._stopping or self._fetches or demand <= 0:
             self._acker.poke()  # no fetch to carry the acks
             return False
         # Cleared before the fetch so that a wake() during it is not lost.
         self._more = False
-        self._start_fetch(free)
+        self._start_fetch(demand, started)
         return True
 
     async def fetch_now(self) -> int:
         """Claim jobs for the free slots in the calling task and start them (their tasks
         begin at the next turn of the loop); how many it claimed."""
-        demand = self.limit - len(self._running) - self._reserved
+        demand = self.limit - len(self._running) - self.ahead - self._reserved
         if demand <= 0:
             return 0
         self._reserved += demand
         before = len(self._running)
-        await self._fetch(demand, self._acker.take())
+        await self._fetch(demand, demand, self._acker.take())
         return len(self._running) - before
 
-    def _start_fetch(self, demand: int) -> None:
+    def _start_fetch(self, demand: int, started: int) -> None:
         self._reserved += demand
         acks = self._acker.take()  # now: the acker would write them before the task runs
-        task = asyncio.create_task(self._fetch(demand, acks), name=f"jobrunner.fetch.{self.queue}")
+        task = asyncio.create_task(
+            self._fetch(demand, started, acks), name=f"jobrunner.fetch.{self.queue}"
+        )
         self._fetches.add(task)
         self._claiming.add(task)
         task.add_done_callback(self._fetches.discard)
         task.add_done_callback(self._claiming.discard)
 
     # Long: the three claim statements share one failure path that settles acks and slots.
-    async def _fetch(self, demand: int, acks: list[Ack]) -> None:
-        """Claim up to `demand` jobs, writing `acks` in the same statement, and start them."""
+    async def _fetch(self, demand: int, started: int, acks: list[Ack]) -> None:
+        """Claim up to `demand` jobs, writing `acks` in the same statement, and start them:
+        the first `started` at once, the others claimed ahead (as slots free up)."""
         claim = secrets.token_hex(8)
         pool = self._client.pool
         unreadable: list[_queries.Unreadable] = []
@@ -106,6 +121,7 @@ class Fetcher:
                     queue=self.queue,
                     demand=demand,
                     claim=claim,
+                    started=started,
                     unreadable=unreadable,
                 )
             else:  # the lighter statement: a wake-up's fetch, on an idle node
@@ -116,6 +132,7 @@ class Fetcher:
                     demand=demand,
                     node=self._node,
                     claim=claim,
+                    started=started,
                     unreadable=unreadable,
                 )
         except BaseException as exc:
@@ -147,8 +164,7 @@ class Fetcher:
         if self.paused and jobs:  # paused while the claim was under way: start none
             await self._give_back(jobs)
             return
-        for job in jobs:
-            self._dispatch(job)
+        self._place(jobs, started)
 
     async def _claim_limited(
         self, demand: int, acks: list[Ack], claim: str, unreadable: list[_queries.Unreadable]
@@ -230,6 +246,5 @@ class Fetcher:
         if self.paused and jobs:
             await self._give_back([job for job in jobs if run_key(job) not in self._running])
             return
-        for job in jobs:
-            if run_key(job) not in self._running:
-                self._dispatch(job)
+        # Any of them may have been claimed ahead: each writes that it started.
+        self._place([job for job in jobs if run_key(job) not in self._running], 0)

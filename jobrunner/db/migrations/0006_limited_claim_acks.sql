@@ -30,6 +30,12 @@ RETURNS text LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT left(md5(jsonb_build_array(fields, keys)::text), 8) || ':'
 $$;
 
+-- A job claimed ahead of a free slot: `executing` under the node's name and claim (so the
+-- rescuer and every ack treat it as the node's), not started yet. The node starts it when a
+-- slot frees up, and its next statement clears the flag (an ack to 'executing'); only
+-- meaningful while the job is executing. Queues with cluster-wide limits never claim ahead.
+ALTER TABLE jobrunner_jobs ADD COLUMN ahead boolean NOT NULL DEFAULT false;
+
 -- Writes a node's outcomes: the UPDATE of ack_and_fetch_jobs.sql (see there), as a function
 -- so that the limited claim below runs it first. Returns the jobs this node still owned.
 CREATE FUNCTION jobrunner_ack(
@@ -50,6 +56,7 @@ CREATE FUNCTION jobrunner_ack(
                           ELSE jsonb_path_query_array(j.errors, '$[last - 18 to last]')
                                || jsonb_build_array(a.error::jsonb) END,
             attempt = j.attempt - a.undo::int,
+            ahead = false,
             meta = CASE WHEN a.state <> 'scheduled' THEN j.meta
                         ELSE j.meta || jsonb_build_object('snoozed', 1 + CASE
                             WHEN jsonb_typeof(j.meta -> 'snoozed') = 'number'
@@ -177,7 +184,8 @@ BEGIN
         SET state = 'executing',
             attempt = least(j.attempt + 1, 32767),
             attempted_at = v_now,
-            attempted_by = array_remove(ARRAY[p_node, p_claim], NULL)
+            attempted_by = array_remove(ARRAY[p_node, p_claim], NULL),
+            ahead = false
         WHERE j.id = ANY (ARRAY(
             SELECT l.id FROM jobrunner_jobs AS l
             WHERE l.id = ANY (v_ids) AND l.state = 'available'
