@@ -113,13 +113,15 @@ async def test_the_jobs_table_has_only_the_indexes_its_statements_use(
     db: asyncpg.Connection,
 ) -> None:
     """Each index costs every insert and every change of state an entry (no update of state is
-    HOT), so there is none for the operator's listings by worker: they scan newest first."""
+    HOT), so there is none for the operator's listings by worker: they scan newest first. The
+    partition index holds only the waiting jobs of partitioned queues (a partial index)."""
     names = await db.fetch(
         "SELECT indexname FROM pg_indexes WHERE tablename = 'jobrunner_jobs' ORDER BY 1"
     )
     assert [r["indexname"] for r in names] == [
         "jobrunner_jobs_executing_idx",
         "jobrunner_jobs_fetch_idx",
+        "jobrunner_jobs_partition_idx",
         "jobrunner_jobs_pkey",
         "jobrunner_jobs_prune_idx",
         "jobrunner_jobs_stage_idx",
