@@ -26,7 +26,8 @@ collect_ignore = ["user_project", "django_project"]
 
 TABLES = (
     "jobrunner_jobs, jobrunner_nodes, jobrunner_queues, jobrunner_control, "
-    "jobrunner_control_applied, jobrunner_leader, jobrunner_cron, jobrunner_rate_starts"
+    "jobrunner_control_applied, jobrunner_leader, jobrunner_cron, jobrunner_rate_starts, "
+    "jobrunner_partition_files"
 )
 
 
