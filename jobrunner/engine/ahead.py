@@ -3,8 +3,9 @@ when the current one ends and the claim overlaps the work instead of taking turn
 
 A job claimed ahead is `executing` under the node's name and claim (the rescuer takes it back
 if the node dies, every ack treats it as the node's) with `ahead` set: `jobrunner status`
-tells it from a running one. It starts as soon as a slot frees up, and the node's next
-statement clears the flag (an ack to 'executing'). A graceful stop, a pause or a smaller
+tells it from a running one. It starts as soon as a slot frees up; if it still runs 50 ms
+later the node's next statement clears the flag (an ack to 'executing'), else its outcome
+does. A graceful stop, a pause or a smaller
 limit gives buffered jobs back to `available`, the attempt not counted. Queues with
 cluster-wide limits never claim ahead: a job counts against a global limit only once it runs.
 """
@@ -26,6 +27,8 @@ from jobrunner.engine.acker import Acker
 from jobrunner.engine.executor import RunKey, run_key
 
 log = structlog.get_logger("jobrunner.producer")
+
+START_MARK_DELAY_S = 0.05  # a job started from the buffer is written as started after this
 
 
 class AheadBuffer:
@@ -86,12 +89,18 @@ class AheadBuffer:
                 self._acker.push(_executor.interrupted(job))
                 log.warning("job.ahead_expired", job_id=job.id, queue=job.queue)
                 continue
-            if flagged:  # the next statement writes that it started
-                self._acker.push(started_ack(job))
             self._dispatch(job)
+            if flagged:  # written if it still runs in a moment: most short jobs end sooner,
+                # and their outcome clears the flag (one write instead of two)
+                loop = asyncio.get_running_loop()
+                loop.call_later(START_MARK_DELAY_S, self._mark_started, job)
         excess = len(self._ahead) - self.ahead_limit
         if excess > 0:
             self._give_back_ahead(excess)
+
+    def _mark_started(self, job: Job) -> None:
+        if run_key(job) in self._running:
+            self._acker.push(started_ack(job))
 
     def _give_back_ahead(self, count: int | None = None) -> None:
         """Back to available, attempt undone: the last `count` buffered jobs (None: all)."""

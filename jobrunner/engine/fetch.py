@@ -65,13 +65,12 @@ class Fetcher:
 
     def _demand(self) -> tuple[int, int]:
         """How many jobs a fetch now would claim, and how many of them start at once: the
-        free slots, then the room in the buffer of jobs claimed ahead (once half of it is
-        free)."""
+        free slots, then the room in the buffer of jobs claimed ahead.
+
+        Refilling only by half batches was tried: with the buffer full, no fetch was about
+        to follow, so the acks went out in statements of their own (more CPU per job)."""
         held = len(self._running) + self.ahead + self._reserved
-        demand, started = self.limit + self.ahead_limit - held, max(0, self.limit - held)
-        if not started and demand < (self.ahead_limit + 1) // 2:
-            return 0, 0  # the buffer refills by half batches: fewer, fuller statements
-        return demand, started
+        return self.limit + self.ahead_limit - held, max(0, self.limit - held)
 
     def _launch(self) -> bool:
         """Start a fetch for the free slots and the buffer's room, unless one is in flight;
