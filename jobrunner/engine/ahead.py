@@ -45,6 +45,7 @@ class AheadBuffer:
     # run -> (job, flagged ahead in the database, when it was claimed: monotonic seconds)
     _ahead: OrderedDict[RunKey, tuple[Job, bool, float]]
     _ahead_max_age_s: float
+    claim_ahead: bool
 
     if TYPE_CHECKING:
 
@@ -54,8 +55,15 @@ class AheadBuffer:
     @property
     def ahead_limit(self) -> int:
         """How many jobs this queue may hold claimed ahead: one batch (its limit), none for
-        a queue with cluster-wide limits or a dispatch cooldown, or while paused or stopping."""
-        if self.limits or self.dispatch_cooldown_s or self.paused or self._stopping:
+        a queue with cluster-wide limits or a dispatch cooldown, while paused or stopping, or
+        with `claim_ahead = false`."""
+        if (
+            not self.claim_ahead
+            or self.limits
+            or self.dispatch_cooldown_s
+            or self.paused
+            or self._stopping
+        ):
             return 0
         return self.limit
 

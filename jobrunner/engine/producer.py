@@ -53,6 +53,7 @@ class Producer(Fetcher, AheadBuffer):
         paused: bool = False,
         threads: _threads.ThreadPool | None = None,
         ahead_max_age_s: float = 15.0,
+        claim_ahead: bool = True,
     ) -> None:
         self.queue = queue
         self.limit = config.limit
@@ -76,6 +77,7 @@ class Producer(Fetcher, AheadBuffer):
         self._latest: dict[int, RunKey] = {}  # job id -> its latest run here
         self._ahead: OrderedDict[RunKey, tuple[Job, bool, float]] = OrderedDict()
         self._ahead_max_age_s = ahead_max_age_s  # older buffered jobs go back, never start
+        self.claim_ahead = claim_ahead
         self._unsettled: list[str] = []  # fetches whose reply was lost: they may have claimed
         self._drained = asyncio.Event()
         self._drained.set()

@@ -7,9 +7,12 @@ import asyncio
 import json
 
 import asyncpg
+import pytest
 
 import jobrunner
 from jobrunner import Job, worker
+from jobrunner.core.config import Settings
+from jobrunner.core.errors import ConfigError
 from tests.helpers import eventually
 
 QUEUE = "ahead"
@@ -134,3 +137,21 @@ async def _node_ahead(db: asyncpg.Connection, node: str) -> int:
 
 async def _count_state(db: asyncpg.Connection, state: str) -> int:
     return int(await db.fetchval("SELECT count(*) FROM jobrunner_jobs WHERE state = $1", state))
+
+
+async def test_claim_ahead_false_claims_only_for_free_slots(
+    client: jobrunner.Client, make_runner, db: asyncpg.Connection
+) -> None:
+    _reset()
+    await client.insert_all([hold.new({"n": n}) for n in range(10)])
+    async with make_runner(queues={QUEUE: 3}, claim_ahead=False) as runner:
+        producer = runner.producers[QUEUE]
+        assert await eventually(lambda: _is(_executing(db, QUEUE), (3, 0)))
+        assert producer.ahead_limit == 0 and producer._demand() == (0, 0)
+        _release.set()
+        await eventually(lambda: _is(_count_state(db, "completed"), 10))
+
+
+def test_claim_ahead_must_be_true_or_false() -> None:
+    with pytest.raises(ConfigError, match="claim_ahead must be true or false, got 'yes'"):
+        Settings(claim_ahead="yes")  # type: ignore[arg-type]
