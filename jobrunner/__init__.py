@@ -25,10 +25,11 @@ from jobrunner.core.errors import (
     SchemaOutdated,
     UnknownWorker,
 )
-from jobrunner.core.job import Cancel, Discard, Job, JobError, JobState, Snooze
+from jobrunner.core.job import Cancel, Discard, Job, JobError, JobState, Record, Snooze
 from jobrunner.core.new_job import NewJob, Unique
 from jobrunner.core.telemetry import subscribe
 from jobrunner.core.worker import Worker, worker
+from jobrunner.core.workflow import InsertedBatch, InsertedWorkflow, InvalidWorkflow, Workflow
 from jobrunner.daemon.runner import Runner
 from jobrunner.sync_client import SyncClient, connect_sync
 from jobrunner.thread_client import ThreadClient, current_client
@@ -40,9 +41,12 @@ __all__ = [
     "CronEntry",
     "DatabaseUnavailable",
     "Discard",
+    "InsertedBatch",
+    "InsertedWorkflow",
     "InvalidConnection",
     "InvalidFilter",
     "InvalidJob",
+    "InvalidWorkflow",
     "Job",
     "JobError",
     "JobNotFound",
@@ -52,6 +56,7 @@ __all__ = [
     "MissingExtra",
     "NewJob",
     "QueueConfig",
+    "Record",
     "Runner",
     "SchemaMissing",
     "SchemaOutdated",
@@ -62,6 +67,7 @@ __all__ = [
     "Unique",
     "UnknownWorker",
     "Worker",
+    "Workflow",
     "connect",
     "connect_sync",
     "current_client",

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
-from jobrunner import _bench_workers
+from jobrunner import _bench_triggers, _bench_workers
 from jobrunner._bench_harness import (
     Context,
     Daemon,
@@ -309,3 +309,58 @@ async def _insert_until(client: Client, stop: asyncio.Event) -> list[float]:
         await client.insert(_bench_workers.noop.new({"concurrent": True}, schedule_in=3600))
         latencies.append(time.perf_counter() - started)
     return latencies
+
+
+# $1 the trigger's name: its first completed scan, and the jobs enqueued so far.
+FIRST_SCAN = """
+SELECT extract(epoch FROM completed_at - attempted_at)::float8 AS seconds,
+       (SELECT count(*) FROM jobrunner_jobs WHERE worker = $1) AS jobs
+FROM jobrunner_jobs
+WHERE worker = $1 || ':scan' AND state = 'completed'
+ORDER BY id LIMIT 1
+"""
+
+
+async def trigger_scan(ctx: Context) -> Metrics:
+    """A per-second scheduled trigger over N rows of which M match (spread evenly): its
+    first scan's time to enqueue the M jobs (database clock, from the scan job's start to
+    its end), the time until every record is done, and the daemon's peak RSS."""
+    rows, matching = ctx.sizes.trigger_rows, ctx.sizes.trigger_matching
+    async with connect(ctx.dsn) as client, client.pool.acquire() as conn:
+        await reset(conn)
+        await conn.execute(_bench_triggers.TABLE)
+        await conn.execute(_bench_triggers.FILL, rows, rows // matching, timeout=600)
+        await conn.execute("VACUUM ANALYZE bench_records", timeout=600)
+        await checkpoint(conn)
+        async with Daemon(ctx, 10, apps=(_bench_triggers.__name__,)) as daemon:
+            ready_mb = daemon.rss_mb("VmRSS")
+            started = time.perf_counter()
+            first = await _until(conn, FIRST_SCAN, _bench_triggers.NAME, timeout_s=300)
+            await _until(
+                conn, "SELECT 1 WHERE NOT EXISTS (SELECT FROM bench_records "
+                "WHERE status = 'pending')", timeout_s=600,
+            )  # fmt: skip
+            done_s = time.perf_counter() - started
+            peak_mb = daemon.rss_mb("VmHWM")
+        await conn.execute("DROP TABLE bench_records")
+    return {
+        "scan_s": first["seconds"],
+        "scan_jobs": float(first["jobs"]),
+        "all_done_s": done_s,
+        "peak_rss_mb": peak_mb,
+        "ready_rss_mb": ready_mb,
+    }
+
+
+async def _until(
+    conn: asyncpg.Connection, query: str, *args: object, timeout_s: float
+) -> asyncpg.Record:
+    """The first row of `query` once it returns one, polling to a deadline."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        row = await conn.fetchrow(query, *args)
+        if row is not None:
+            return row
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no row within {timeout_s:.0f}s: {query.strip()[:60]}")
+        await asyncio.sleep(0.05)

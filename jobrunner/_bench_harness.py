@@ -26,7 +26,10 @@ if TYPE_CHECKING:
 
 Metrics = dict[str, float]
 
-RESET = "TRUNCATE jobrunner_jobs, jobrunner_nodes, jobrunner_queues RESTART IDENTITY"
+RESET = (
+    "TRUNCATE jobrunner_jobs, jobrunner_nodes, jobrunner_queues, jobrunner_workflows, "
+    "jobrunner_job_deps, jobrunner_batches RESTART IDENTITY"
+)
 PENDING = """
 SELECT (SELECT count(*) FROM jobrunner_jobs WHERE state = 'available' AND queue = $1)
      + (SELECT count(*) FROM jobrunner_jobs WHERE state = 'executing')
@@ -46,6 +49,9 @@ class Sizes:
     memory_run_s: float = 3.0
     scale_rows: int = 1_000_000
     bulk_jobs: int = 100_000
+    workflow_steps: int = 10_000
+    trigger_rows: int = 1_000_000
+    trigger_matching: int = 10_000
 
 
 QUICK = Sizes(
@@ -57,6 +63,9 @@ QUICK = Sizes(
     memory_run_s=1.0,
     scale_rows=100_000,
     bulk_jobs=10_000,
+    workflow_steps=2_000,
+    trigger_rows=100_000,
+    trigger_matching=1_000,
 )
 
 
@@ -113,6 +122,7 @@ class Daemon:
         threads: int | None = None,
         options: str = "",
         web: str | None = None,
+        apps: tuple[str, ...] = (),
     ) -> None:
         ctx.daemons += 1
         self.node = f"bench-{os.getpid()}-{ctx.daemons}"
@@ -132,6 +142,7 @@ class Daemon:
             self.node,
             *([] if threads is None else ["--threads", str(threads)]),
             *([] if web is None else ["--web", web]),
+            *[arg for app in apps for arg in ("--app", app)],
         ]
         self._env = daemon_env(env)
         self.proc: asyncio.subprocess.Process | None = None

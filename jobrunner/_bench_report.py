@@ -22,6 +22,10 @@ class Metric:
 
 
 METRICS: dict[str, Metric] = {
+    "workflow_plain_c10": Metric("burn-down c10, as many plain jobs as workflow steps", "jobs/s"),
+    "workflow_c10": Metric("workflow fan-out/fan-in c10 (1 -> N-2 -> 1 steps)", "steps/s"),
+    "workflow_ratio": Metric("  its time / the plain jobs' time", "ratio", 2.0, False),
+    "workflow_insert_s": Metric("  insert_workflow of its N steps", "s"),
     "burn_down_c10": Metric("burn-down, concurrency 10", "jobs/s", 8_000),
     "burn_down_c50": Metric("burn-down, concurrency 50", "jobs/s", 20_000),
     "burn_down_c10_cpu": Metric("  daemon CPU per job, c10", "us"),
@@ -56,6 +60,7 @@ METRICS: dict[str, Metric] = {
     "scale_c50_ratio": Metric("  of the empty-table c50 figure", "ratio", 0.8),
     "dashboard_c10": Metric("burn-down c10, 10 dashboards open (--web)", "jobs/s"),
     "dashboard_c10_cpu": Metric("  daemon CPU per job, c10 with dashboards", "us"),
+    "dashboard_c10_plain_cpu": Metric("  daemon CPU per job, c10 without them", "us"),
     "dashboard_c10_ratio": Metric("  of the c10 figure without them", "ratio", 0.9),
     "metrics_off_c10": Metric("burn-down c10, no HTTP endpoints", "jobs/s"),
     "metrics_on_c10": Metric("burn-down c10, /metrics scraped every 1s", "jobs/s"),
@@ -71,6 +76,11 @@ METRICS: dict[str, Metric] = {
     "bulk_retry_s": Metric("retry_jobs by args, every job", "s"),
     "bulk_retry_insert_max_ms": Metric("  slowest concurrent insert", "ms"),
     "bulk_retry_insert_p50_ms": Metric("  concurrent insert p50", "ms"),
+    "trigger_scan_s": Metric("trigger scan, time to enqueue", "s"),
+    "trigger_scan_jobs": Metric("  jobs enqueued by the first scan", "jobs"),
+    "trigger_all_done_s": Metric("  until every record is done", "s"),
+    "trigger_peak_rss_mb": Metric("  daemon peak RSS", "MB"),
+    "trigger_ready_rss_mb": Metric("  daemon RSS when ready", "MB"),
 }
 
 

@@ -20,6 +20,8 @@ from jobrunner.core.new_job import NewJob
 from jobrunner.db import connection as _db
 from jobrunner.db import migrate as _migrate
 from jobrunner.db import queries as _queries
+from jobrunner.db.queries import workflows as _workflows
+from jobrunner.workflow_client import WorkflowMethods
 
 if TYPE_CHECKING:
     from typing import Self
@@ -37,7 +39,7 @@ BULK_BATCH_SIZE = 2_000
 _NOT_CONNECTED = "the client is not connected; use 'async with jobrunner.connect()'"
 
 
-class Client:
+class Client(WorkflowMethods):
     """A connection pool to jobrunner's tables. Use it as `async with jobrunner.connect(dsn)`."""
 
     def __init__(
@@ -135,11 +137,16 @@ class Client:
         insert = partial(
             _queries.insert_jobs, target, release_on=None if conn is None else self.pool
         )
+        if any(job.chain is not None for job in batch):
+            insert = partial(_workflows.insert_with_chains, target)
         inserted = await (tracer(insert, batch) if tracer is not None else insert(batch))
         if self.testing == "inline":
             from jobrunner.engine.drain import run_inline
 
-            return await run_inline(self, inserted, None if conn is None else target)
+            caller = None if conn is None else target
+            if any(job.chain is not None for job in batch):
+                return await self._run_inline_until_settled(inserted, caller)
+            return await run_inline(self, inserted, caller)
         return inserted
 
     async def get_job(self, job_id: int) -> Job | None:
@@ -290,9 +297,9 @@ class Client:
         """The newest jobs matching every filter given.
 
         Filters: `state` (one state or several), `queue`, `worker`, `tags` (all must be on the
-        job), `args` (contained in the job's args, PostgreSQL's `@>`), `inserted_after` and
-        `inserted_before` (timezone-aware datetimes). A bad or unknown filter raises
-        InvalidFilter.
+        job), `args` (contained in the job's args, PostgreSQL's `@>`), `args_text` (a
+        substring of the args' JSON text), `inserted_after` and `inserted_before`
+        (timezone-aware datetimes). A bad or unknown filter raises InvalidFilter.
 
         Example:
             >>> await client.list_jobs(state="discarded", args={"user_id": 7}, limit=100)

@@ -20,6 +20,13 @@ from jobrunner.core.errors import (
 from jobrunner.core.job import Job
 from jobrunner.core.job_filter import JobFilter, JobFilterArgs
 from jobrunner.core.new_job import NewJob, validate_queue
+from jobrunner.core.workflow import (
+    InsertedBatch,
+    InsertedWorkflow,
+    Workflow,
+    batch_callbacks,
+    check_batch_jobs,
+)
 from jobrunner.daemon.control import PAUSE, RESUME, SCALE
 from jobrunner.db import connection as _db
 from jobrunner.db import queries as _queries
@@ -29,6 +36,7 @@ from jobrunner.ops import commands as _commands
 if TYPE_CHECKING:
     from typing import Self
 
+    from jobrunner.db.queries.workflows import WorkflowView
     from jobrunner.ops.commands import ControlResult
 
 _NOT_CONNECTED = "the client is not connected; use 'with jobrunner.connect_sync()'"
@@ -40,8 +48,9 @@ BULK_BATCH_SIZE = 2_000  # jobs a bulk statement changes at most, as the async c
 class SyncClient:
     """jobrunner's client without asyncio. Use it as `with jobrunner.connect_sync(dsn)`.
 
-    It has the async client's methods (insert, insert_all, get_job, list_jobs, cancel_job,
-    retry_job, retry_jobs, pause_queue, resume_queue, scale_queue, reset_queue_limit),
+    It has the async client's methods (insert, insert_all, insert_workflow, insert_batch,
+    dep_results, get_workflow, cancel_workflow, get_job, list_jobs, cancel_job, retry_job,
+    retry_jobs, pause_queue, resume_queue, scale_queue, reset_queue_limit),
     called without await; `conn=` takes the caller's psycopg connection, SQLAlchemy
     Session or Connection, or Django connection, to insert inside its transaction.
     """
@@ -132,6 +141,8 @@ class SyncClient:
         for job in batch:
             if not isinstance(job, NewJob):
                 raise InvalidJob(f"insert takes jobs built with worker.new(...), got {job!r}")
+        if any(job.chain is not None for job in batch):
+            return self._insert_chained(batch, conn)
         if conn is not None:
             target = _conns.sync_target(conn, self._identity)
             if all(job.unique is None for job in batch):
@@ -142,6 +153,58 @@ class SyncClient:
             return []
         with self._conn() as own:
             return sq.insert_jobs(own, batch)
+
+    def _insert_chained(self, batch: list[NewJob], conn: Any) -> list[Job]:
+        if conn is not None:
+            return sq.insert_with_chains(_conns.sync_target(conn, self._identity), batch)
+        with self._conn() as own, own.raw.transaction():
+            return sq.insert_with_chains(own, batch)
+
+    def insert_workflow(self, wf: Workflow, *, conn: Any = None) -> InsertedWorkflow:
+        """Insert every step of `wf` in one statement (see `Client.insert_workflow`)."""
+        if not isinstance(wf, Workflow):
+            raise InvalidJob(f"insert_workflow takes a jobrunner.Workflow, got {wf!r}")
+        if conn is not None:
+            return sq.insert_workflow(_conns.sync_target(conn, self._identity), wf)
+        with self._conn() as own:
+            return sq.insert_workflow(own, wf)
+
+    def insert_batch(
+        self,
+        jobs: Iterable[NewJob],
+        *,
+        on_completed: NewJob | None = None,
+        on_discarded: NewJob | None = None,
+        on_exhausted: NewJob | None = None,
+        conn: Any = None,
+    ) -> InsertedBatch:
+        """Insert `jobs` as a batch with its callbacks (see `Client.insert_batch`)."""
+        batch = list(jobs)
+        check_batch_jobs(batch)
+        callbacks = batch_callbacks(on_completed, on_discarded, on_exhausted)
+        if conn is not None:
+            return sq.insert_batch(_conns.sync_target(conn, self._identity), batch, callbacks)
+        with self._conn() as own:
+            return sq.insert_batch(own, batch, callbacks)
+
+    def dep_results(self, job: Job | int) -> dict[str, Any]:
+        """What the deps of workflow step `job` recorded, by step name (see
+        `Client.dep_results`)."""
+        with self._conn() as conn:
+            return sq.dep_results(conn, job.id if isinstance(job, Job) else job)
+
+    def get_workflow(self, workflow_id: int) -> WorkflowView | None:
+        """The workflow with this id and its steps, or None (see `Client.get_workflow`)."""
+        with self._conn() as conn:
+            return sq.workflow_steps(conn, workflow_id)
+
+    def cancel_workflow(self, workflow_id: int) -> list[int]:
+        """Cancel every unfinished step of the workflow (executing ones are stopped on
+        their node); the ids cancelled. JobNotFound if there is no such workflow."""
+        with self._conn() as conn:
+            if sq.workflow_steps(conn, workflow_id) is None:
+                raise JobNotFound(f"no workflow with id {workflow_id}")
+            return sq.cancel_workflow(conn, workflow_id)
 
     def get_job(self, job_id: int) -> Job | None:
         """The job with this id, or None."""

@@ -12,6 +12,7 @@ from jobrunner.core import threads as _threads
 from jobrunner.core.errors import JobRunnerError
 from jobrunner.core.job import Job
 from jobrunner.core.new_job import NewJob
+from jobrunner.core.workflow import InsertedBatch, InsertedWorkflow, Workflow
 from jobrunner.engine.executor import CURRENT_CLIENT
 
 _T = TypeVar("_T")
@@ -96,6 +97,18 @@ class ThreadClient:
     def cancel_job(self, job_id: int) -> Job:
         """Cancel a job (see `Client.cancel_job`)."""
         return self.call(self.client.cancel_job(job_id))
+
+    def insert_workflow(self, wf: Workflow) -> InsertedWorkflow:
+        """Insert a workflow's steps (see `Client.insert_workflow`)."""
+        return self.call(self.client.insert_workflow(wf))
+
+    def insert_batch(self, jobs: Iterable[NewJob], **callbacks: NewJob | None) -> InsertedBatch:
+        """Insert a batch (see `Client.insert_batch`)."""
+        return self.call(self.client.insert_batch(list(jobs), **callbacks))
+
+    def dep_results(self, job: Job | int) -> dict[str, Any]:
+        """The results a step's deps recorded (see `Client.dep_results`)."""
+        return self.call(self.client.dep_results(job))
 
 
 def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:

@@ -15,6 +15,7 @@ import asyncpg
 import pytest
 
 import jobrunner
+from jobrunner.core import cron_sources
 from jobrunner.core.config import Settings
 from jobrunner.db import connection as _db
 from jobrunner.db import migrate as _migrate
@@ -27,7 +28,7 @@ collect_ignore = ["user_project", "django_project"]
 TABLES = (
     "jobrunner_jobs, jobrunner_nodes, jobrunner_queues, jobrunner_control, "
     "jobrunner_control_applied, jobrunner_leader, jobrunner_cron, jobrunner_rate_starts, "
-    "jobrunner_partition_files"
+    "jobrunner_partition_files, jobrunner_workflows, jobrunner_job_deps, jobrunner_batches"
 )
 
 
@@ -160,6 +161,23 @@ def daemons(dsn: str, db: asyncpg.Connection) -> Iterator[Callable[..., Daemon]]
     for daemon in started:
         if daemon.proc is not None and daemon.proc.poll() is None:
             daemon.kill()
+
+
+@pytest.fixture(autouse=True)
+def _declared_crontab(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Scheduled triggers that imported test modules declare run only in the tests marked
+    `triggers`: every in-process runner of the others sees the configured crontab alone."""
+    if request.node.get_closest_marker("triggers") is not None:
+        yield
+        return
+    declared = cron_sources.entries()
+    for entry in declared:
+        cron_sources.remove(entry.key)
+    try:
+        yield
+    finally:
+        for entry in declared:
+            cron_sources.add(entry)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -12,7 +13,7 @@ import typer
 
 from jobrunner.client import Client
 from jobrunner.core.apps import import_apps
-from jobrunner.core.config import Settings, parse_queues
+from jobrunner.core.config import Settings, parse_listen, parse_queues
 from jobrunner.core.errors import (
     ConfigError,
     DatabaseUnavailable,
@@ -154,7 +155,8 @@ def start(
         typer.Option(
             "--web",
             envvar="JOBRUNNER_WEB",
-            help="HOST:PORT to serve the dashboard on from this process (the web extra).",
+            help="Serve the dashboard from this process on HOST:PORT, from the one HTTP server "
+            "that also answers /metrics, /healthz and /readyz (the web extra).",
         ),
     ] = None,
 ) -> None:
@@ -176,25 +178,40 @@ def start(
     )
     try:
         configure_logging(settings.log_level, settings.log_format)
+        if web is not None:
+            settings = _with_web(settings, web)
         _endpoints.check(settings, metrics_required=metrics is not None)
-        dashboard = _prepare_web(web) if web is not None else None
+        dashboard = _check_web(settings.http_listen) if settings.http_web else None
     except (ValueError, ConfigError) as exc:
         fail(str(exc), 2)
     code = run(lambda: _serve(settings, dashboard))
     raise typer.Exit(code)
 
 
-def _prepare_web(listen: str) -> Any:
-    """The dashboard's socket and credentials (JOBRUNNER_WEB_AUTH, JOBRUNNER_WEB_TOKEN)."""
+def _with_web(settings: Settings, listen: str) -> Settings:
+    """The settings with the one HTTP server on `listen` (the dashboard beside /metrics and
+    the probes); another address already given for it is refused."""
+    given = settings.http_listen
+    if given is not None and parse_listen(given) != parse_listen(listen):
+        raise ConfigError(
+            f"one HTTP server serves the dashboard, /metrics and the probes: --web {listen} "
+            f"and the http listen address {given} (--metrics or [http] listen) differ"
+        )
+    return dataclasses.replace(settings, http_listen=listen, http_web=True)
+
+
+def _check_web(listen: str | None) -> Any:
+    """The dashboard's credentials (JOBRUNNER_WEB_AUTH, JOBRUNNER_WEB_TOKEN), checked."""
     from jobrunner.web import require_extra
 
     require_extra()
     from jobrunner.web import serve
 
-    prepared = serve.prepare(listen, None)
-    if prepared.warning:
-        typer.echo(f"warning: {prepared.warning}", err=True)
-    return prepared
+    assert listen is not None  # Settings refuse http_web without http_listen
+    checked = serve.check_address(*parse_listen(listen), None)
+    if checked.warning:
+        typer.echo(f"warning: {checked.warning}", err=True)
+    return checked
 
 
 async def _serve(settings: Settings, dashboard: Any = None) -> int:
@@ -220,20 +237,17 @@ async def _serve(settings: Settings, dashboard: Any = None) -> int:
         loop.add_signal_handler(sig, on_signal)
     try:
         async with Client(settings=settings) as client:
-            runner = Runner(client, settings=settings)
-            server = None if dashboard is None else dashboard.server(client)
+            web_app = None if dashboard is None else dashboard.app(client)
+            runner = Runner(client, settings=settings, http_app=web_app)
             try:
                 await runner.start()
-                if server is not None:
-                    await server.start()
-                    log.info("web.started", url=server.url)
+                if web_app is not None:
+                    log.info("web.started", url=f"http://{dashboard.host}:{runner.http_port}/")
                 await _first_of(signalled, runner.stop_requested, runner.failed)
             finally:
                 if signals > 1:
                     runner.interrupt()
                 await runner.stop(grace=runner.requested_grace_s)
-                if server is not None:
-                    await server.stop()
             return 1 if runner.failed.is_set() else 0
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -249,14 +263,15 @@ async def _first_of(*events: asyncio.Event) -> None:
             wait.cancel()
 
 
-def main() -> None:
-    """Entry point of the `jobrunner` script: bad usage is one `error:` line, exit 2."""
+def main(args: list[str] | None = None, prog_name: str = "jobrunner") -> None:
+    """Entry point of the `jobrunner` script (and of `manage.py jobrunner`, which passes its
+    `args`): bad usage is one `error:` line, exit 2."""
     # Typer's usage errors (an unknown option or command, a bad value) are click exceptions.
     usage_error: type[Exception] = next(
         c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
     )
     try:
-        code = app(standalone_mode=False, prog_name="jobrunner")
+        code = app(args=args, standalone_mode=False, prog_name=prog_name)
     except KeyboardInterrupt:
         sys.exit(130)
     except typer.Abort:

@@ -24,6 +24,7 @@ from jobrunner.cli.filter import (
     build_filter,
     bulk,
 )
+from jobrunner.cli.workflows import WorkflowOption, workflow_jobs
 from jobrunner.client import Client
 from jobrunner.core.apps import import_apps
 from jobrunner.core.errors import JobNotFound
@@ -75,6 +76,7 @@ def list_jobs(
     inserted_after: AfterOption = None,
     inserted_before: BeforeOption = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many.")] = 20,
+    workflow: WorkflowOption = None,
     json_out: JsonOption = False,
     dsn: DsnOption = None,
     config: ConfigOption = None,
@@ -82,7 +84,10 @@ def list_jobs(
     """The newest jobs matching every filter given."""
     job_filter = build_filter(state, queue, worker, tag, args, inserted_after, inserted_before)
     settings = load_settings(config, database_url=dsn)
-    found = with_client(settings, lambda c: _queries.list_jobs(c.pool, job_filter, limit=limit))
+    if workflow is not None:
+        found = with_client(settings, lambda c: workflow_jobs(c, workflow, job_filter, limit))
+    else:
+        found = with_client(settings, lambda c: _queries.list_jobs(c.pool, job_filter, limit=limit))
     if json_out:
         typer.echo(json.dumps([job_json(j) for j in found], indent=2))
         return
@@ -142,6 +147,8 @@ def render_job(job: Job) -> str:
         ("cancelled_at", _iso(job.cancelled_at)),
         ("attempted_by", ", ".join(job.attempted_by) or None),
     ]
+    if job.workflow_id is not None:
+        fields.append(("workflow", f"{job.workflow_id}, step {job.step!r}"))
     lines = [f"job {job.id}"] + [f"  {name:<13} {'-' if v is None else v}" for name, v in fields]
     for name, value in (("args", job.args), ("meta", job.meta)):
         lines.append(name)
@@ -150,6 +157,9 @@ def render_job(job: Job) -> str:
     for error in job.errors:
         lines.append(f"  attempt {error.attempt} at {error.at}: {error.error}")
         lines += ["    " + line for line in (error.traceback or "").rstrip().splitlines()]
+    if job.result is not None:
+        lines.append("result")
+        lines += ["  " + line for line in json.dumps(job.result, indent=2).splitlines()]
     return "\n".join(lines)
 
 

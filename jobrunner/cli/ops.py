@@ -18,6 +18,10 @@ from jobrunner.cli.common import (
 )
 from jobrunner.client import Client
 from jobrunner.core.apps import import_apps
+from jobrunner.core.config import Settings
+from jobrunner.core.errors import ConfigError
+from jobrunner.core.limits import RateLimit
+from jobrunner.ops import commands as _commands
 from jobrunner.ops import draining as _draining
 from jobrunner.ops import status as _status
 from jobrunner.ops.commands import ControlResult
@@ -105,6 +109,16 @@ def scale(
             show_default=False,
         ),
     ] = None,
+    rate: Annotated[
+        str | None,
+        typer.Option(
+            "--rate",
+            metavar="N/PERIOD",
+            help="A new rate limit (e.g. 100/60s) for the live nodes of a queue that has one; "
+            "not persisted: a node that starts later takes its configured one.",
+            show_default=False,
+        ),
+    ] = None,
     node: NodeOption = None,
     timeout: TimeoutOption = 5.0,
     force: ForceOption = False,
@@ -112,7 +126,12 @@ def scale(
     config: ConfigOption = None,
 ) -> None:
     """Run up to LIMIT jobs of QUEUE at once per node (running jobs are never cut short),
-    or at most N across every node with --global N."""
+    or at most N across every node with --global N, or change its rate with --rate."""
+    if rate is not None:
+        if limit is not None or reset or global_limit is not None or node is not None:
+            fail("--rate takes no LIMIT, --reset, --global or --node")
+        _scale_rate(queue, rate, timeout, force, load_settings(config, database_url=dsn))
+        return
     if global_limit is not None:
         if reset:
             fail("give --global N or --reset, not both")
@@ -161,6 +180,25 @@ def _scale_global(
         settings, lambda c: c.scale_global(queue, number, timeout_s=timeout, force=force)
     )
     report(result, f"queue {queue!r} runs at most {number} at once across every node", timeout)
+
+
+def _scale_rate(queue: str, raw: str, timeout: float, force: bool, settings: Settings) -> None:
+    try:
+        rate = RateLimit.parse(raw)
+    except ConfigError as exc:
+        fail(f"queue {queue!r} {exc}")
+
+    async def go(client: Client) -> ControlResult:
+        return await _commands.scale_rate(client, queue, rate, timeout_s=timeout, force=force)
+
+    result = with_client(settings, go)
+    ignored = [n for n, what in result.applied.items() if what.get("ignored")]
+    if ignored:
+        fail(f"queue {queue!r} has no rate limit on {', '.join(sorted(ignored))}; set one in "
+             "its configuration first", 1)  # fmt: skip
+    report(
+        result, f"queue {queue!r} starts at most {rate.allowed} every {rate.period_s:g}s", timeout
+    )
 
 
 @app.command()

@@ -101,6 +101,7 @@ class Settings:
     crontab: tuple[CronEntry, ...] = ()
     testing: str | None = None  # "inline" | "manual": a Runner starts no queue and no plugin
     http_listen: str | None = None  # [http] listen: /metrics, /healthz, /readyz
+    http_web: bool = False  # [http] web: `jobrunner start` serves the dashboard there too
     job_counts_interval_s: float = 5.0  # how often /metrics counts jobs by state (the leader)
     on_error: str | Callable[[Job, BaseException], object] | None = None
     otel: bool = False
@@ -128,6 +129,8 @@ class Settings:
     def _validate_observability(self) -> None:
         if self.http_listen is not None:
             parse_listen(self.http_listen)
+        elif self.http_web:
+            raise ConfigError("[http] web = true needs [http] listen (or --web HOST:PORT)")
         if self.on_error is not None and not (
             callable(self.on_error) or (isinstance(self.on_error, str) and self.on_error.strip())
         ):
@@ -245,20 +248,24 @@ def parse_listen(spec: str) -> tuple[str, int]:
 
 
 def _flatten_http(data: dict[str, Any]) -> dict[str, Any]:
-    """`[http] listen = ...` is the setting `http_listen`."""
+    """`[http] listen = ...` is the setting `http_listen`, `[http] web = ...` `http_web`."""
     if "http" not in data:
         return data
     flat = {k: v for k, v in data.items() if k != "http"}
     flat["http_listen"] = _http_table(data["http"])
+    if "web" in data["http"]:
+        flat["http_web"] = data["http"]["web"]
     return flat
 
 
 def _http_table(raw: Any) -> str:
-    if not isinstance(raw, dict) or set(raw) - {"listen"}:
-        raise ConfigError(f'[http] takes only listen = "HOST:PORT", got {raw!r}')
+    if not isinstance(raw, dict) or set(raw) - {"listen", "web"}:
+        raise ConfigError(f'[http] takes only listen = "HOST:PORT" and web = true, got {raw!r}')
     listen = raw.get("listen", DEFAULT_HTTP_LISTEN)
     if not isinstance(listen, str):
         raise ConfigError(f"[http] listen must be a string like {DEFAULT_HTTP_LISTEN!r}")
+    if not isinstance(raw.get("web", False), bool):
+        raise ConfigError(f"[http] web must be true or false, got {raw['web']!r}")
     return listen
 
 

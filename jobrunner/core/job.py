@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextvars
 import json
 import math
+import re
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -29,6 +30,12 @@ class JobState(StrEnum):
 # once that attempt was stopped (a timeout, a cancel, a shutdown).
 _stop_flag: contextvars.ContextVar[tuple[int, int, threading.Event] | None] = (
     contextvars.ContextVar("jobrunner_stop_flag", default=None)
+)
+
+# While a worker runs an attempt: what reads the results a workflow step's deps recorded (the
+# engine sets it to the running client's statement; core does no I/O of its own).
+dep_results_reader: contextvars.ContextVar[Callable[[int], Awaitable[dict[str, Any]]] | None] = (
+    contextvars.ContextVar("jobrunner_dep_results", default=None)
 )
 
 FINISHED_STATES = (JobState.COMPLETED, JobState.DISCARDED, JobState.CANCELLED)
@@ -74,6 +81,13 @@ class Job:
     attempted_by: tuple[str, ...] = ()
     unique_key: str | None = None
     conflict: bool = False
+    # What the worker recorded with `Record(value)` when the job completed (None: nothing).
+    # Read by `get_job`; the jobs a claim hands to a worker do not carry it.
+    result: Any = None
+    # The workflow this job is a step of, and the step's name (read by `get_job` and the
+    # testing assertions; None for a job of no workflow, and in the jobs a claim hands over).
+    workflow_id: int | None = None
+    step: str | None = None
     # The exception the attempt being retried raised, for a worker's backoff(); never stored.
     unsaved_error: BaseException | None = field(default=None, compare=False, repr=False)
 
@@ -104,6 +118,9 @@ class Job:
             attempted_by=tuple(row["attempted_by"] or ()),
             unique_key=row["unique_key"],
             conflict=conflict,
+            result=_result(row),
+            workflow_id=_optional(row, "workflow_id"),
+            step=_optional(row, "step"),
         )
 
     @property
@@ -130,6 +147,24 @@ class Job:
         count = self.meta.get("snoozed", 0)
         return count if isinstance(count, int) and not isinstance(count, bool) else 0
 
+    async def dep_results(self) -> dict[str, Any]:
+        """What this workflow step's deps recorded with `Record`, by step name (None: a dep
+        that recorded nothing); call it from the step's async worker. Elsewhere, and in a
+        sync worker, `client.dep_results(job)` does the same.
+
+        Example:
+            >>> @worker(queue="etl")
+            ... async def load(job: Job) -> None:
+            ...     deps = await job.dep_results()      # {"extract": {...}, ...}
+        """
+        reader = dep_results_reader.get()
+        if reader is None:
+            raise RuntimeError(
+                "job.dep_results() works inside a worker's attempt; elsewhere use "
+                "client.dep_results(job)"
+            )
+        return await reader(self.id)
+
     def cancelled(self) -> bool:
         """True once this attempt of a sync worker was stopped: it timed out, was cancelled,
         or the node is shutting down past its grace.
@@ -148,6 +183,20 @@ class Job:
         """
         stop = _stop_flag.get()
         return stop is not None and stop[:2] == (self.id, self.attempt) and stop[2].is_set()
+
+
+def _optional(row: Mapping[str, Any], name: str) -> Any:
+    """Column `name` of a row that selected it, else None."""
+    try:
+        return row[name]
+    except (KeyError, IndexError):
+        return None
+
+
+def _result(row: Mapping[str, Any]) -> Any:
+    """The recorded result of a row that selected it (json as text), else None."""
+    raw = _optional(row, "result")
+    return None if raw is None else json.loads(raw)
 
 
 # Jobs built for insert_all, which returns thousands at once. A frozen dataclass's __init__
@@ -178,6 +227,9 @@ _cancelled_at = _slot("cancelled_at")
 _attempted_by = _slot("attempted_by")
 _unique_key = _slot("unique_key")
 _conflict = _slot("conflict")
+_result_slot = _slot("result")
+_workflow_id = _slot("workflow_id")
+_step = _slot("step")
 _unsaved_error = _slot("unsaved_error")
 
 
@@ -212,6 +264,9 @@ def new_inserted_job(
     _attempted_by(job, ())
     _unique_key(job, None)
     _conflict(job, False)
+    _result_slot(job, None)
+    _workflow_id(job, None)
+    _step(job, None)
     _unsaved_error(job, None)
     return job
 
@@ -274,6 +329,58 @@ class Discard:
     reason: str = "discarded"
 
 
-Outcome = Snooze | Cancel | Discard | None
+MAX_RESULT_BYTES = 1_000_000
+"""The largest recorded result: its JSON text, UTF-8 encoded, in bytes."""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """Return from a worker to complete the job and store `value` with it.
+
+    `value` is anything `json.dumps` takes (dicts, lists, strings, numbers, booleans,
+    None) of at most `MAX_RESULT_BYTES` (1 MB) once encoded; read it back with
+    `client.get_job(id).result`, or from a dependent workflow step with
+    `client.dep_results(job)`. A value that is not JSON, holds NaN or infinity or a NUL
+    character (PostgreSQL's jsonb stores none of them), or is too large raises ValueError
+    here, which fails the attempt like any other exception.
+
+    Example:
+        >>> @worker(queue="reports")
+        ... async def count_rows(job: Job) -> Record:
+        ...     return Record({"rows": await count(job.args["table"])})
+    """
+
+    value: Any
+    encoded: str = field(init=False, repr=False, compare=False)  # the JSON text stored
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "encoded", encode_result(self.value))
+
+
+# An escaped NUL in JSON text, not an escaped backslash followed by "u0000".
+_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def encode_result(value: Any) -> str:
+    """`value` as the JSON text stored for a recorded result, or ValueError saying why not."""
+    try:
+        text = json.dumps(value, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"a recorded result must be JSON: {exc}") from None
+    if _NUL.search(text):
+        raise ValueError("a recorded result cannot hold a NUL character (\\u0000)")
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValueError("a recorded result cannot hold a lone surrogate character") from None
+    if size > MAX_RESULT_BYTES:
+        raise ValueError(
+            f"a recorded result is at most {MAX_RESULT_BYTES} bytes of JSON, got {size}; "
+            "store large data elsewhere and record a reference to it"
+        )
+    return text
+
+
+Outcome = Snooze | Cancel | Discard | Record | None
 
 ALL_STATES: Sequence[JobState] = tuple(JobState)

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any, TypedDict
 
 from jobrunner.core.errors import InvalidFilter
-from jobrunner.core.job import JobState
+from jobrunner.core.job import Job, JobState
 
 
 class JobFilterArgs(TypedDict, total=False):
@@ -20,6 +20,7 @@ class JobFilterArgs(TypedDict, total=False):
     worker: str | None
     tags: Iterable[str] | None
     args: Mapping[str, Any] | None
+    args_text: str | None
     inserted_after: datetime | None
     inserted_before: datetime | None
 
@@ -30,6 +31,7 @@ FILTER_KEYS = (
     "worker",
     "tags",
     "args",
+    "args_text",
     "inserted_after",
     "inserted_before",
 )
@@ -37,7 +39,8 @@ FILTER_KEYS = (
 
 @dataclass(frozen=True, slots=True)
 class JobFilter:
-    """Which jobs: every given condition holds (tags: all of them; args: JSON containment).
+    """Which jobs: every given condition holds (tags: all of them; args: JSON containment;
+    args_text: a substring of the args' JSON text).
 
     Example:
         >>> JobFilter.build(state="discarded", args={"user_id": 7}).describe()
@@ -51,6 +54,7 @@ class JobFilter:
     args: dict[str, Any] | None = None
     inserted_after: datetime | None = None
     inserted_before: datetime | None = None
+    args_text: str | None = None
 
     @classmethod
     def build(
@@ -61,6 +65,7 @@ class JobFilter:
         worker: str | None = None,
         tags: Iterable[str] | None = None,
         args: Mapping[str, Any] | None = None,
+        args_text: str | None = None,
         inserted_after: datetime | None = None,
         inserted_before: datetime | None = None,
     ) -> JobFilter:
@@ -73,6 +78,7 @@ class JobFilter:
             args=None if args is None else _args(args),
             inserted_after=_aware("inserted_after", inserted_after),
             inserted_before=_aware("inserted_before", inserted_before),
+            args_text=_text("args_text", args_text),
         )
         return found
 
@@ -91,7 +97,7 @@ class JobFilter:
         return all(getattr(self, name) is None for name in self.__slots__)
 
     def params(self) -> list[Any]:
-        """$1-$7 of the statements that filter jobs (sql/list_jobs.sql and the bulk ones)."""
+        """$1-$8 of the statements that filter jobs (sql/list_jobs.sql and the bulk ones)."""
         return [
             None if self.states is None else list(self.states),
             self.queue,
@@ -100,7 +106,22 @@ class JobFilter:
             None if self.args is None else json.dumps(self.args),
             self.inserted_after,
             self.inserted_before,
+            self.args_text,
         ]
+
+    def matches(self, job: Job) -> bool:
+        """True when `job` meets every condition, as the statements decide it (for jobs
+        already read, such as a workflow's steps)."""
+        at = job.inserted_at
+        return (
+            (self.states is None or job.state.value in self.states)
+            and (self.queue is None or job.queue == self.queue)
+            and (self.worker is None or job.worker == self.worker)
+            and (self.tags is None or set(self.tags) <= set(job.tags))
+            and (self.args is None or _contains(job.args, self.args))
+            and (self.inserted_after is None or (at is not None and at > self.inserted_after))
+            and (self.inserted_before is None or (at is not None and at < self.inserted_before))
+        )
 
     def describe(self) -> str:
         """The filter in words, for the CLI's messages."""
@@ -115,11 +136,28 @@ class JobFilter:
             parts.append(f"tags {', '.join(self.tags)}")
         if self.args is not None:
             parts.append(f"args containing {self.args!r}")
+        if self.args_text is not None:
+            parts.append(f"args with the text {self.args_text!r}")
         if self.inserted_after is not None:
             parts.append(f"inserted after {self.inserted_after.isoformat()}")
         if self.inserted_before is not None:
             parts.append(f"inserted before {self.inserted_before.isoformat()}")
         return ", ".join(parts) or "every job"
+
+
+def _contains(actual: Any, expected: Any) -> bool:
+    """jsonb containment (@>): objects by subset of keys, arrays by subset of elements."""
+    if isinstance(expected, dict):
+        return isinstance(actual, dict) and all(
+            k in actual and _contains(actual[k], v) for k, v in expected.items()
+        )
+    if isinstance(expected, list):
+        return isinstance(actual, list) and all(
+            any(_contains(a, e) for a in actual) for e in expected
+        )
+    if isinstance(expected, bool) or isinstance(actual, bool):
+        return type(expected) is type(actual) and expected == actual
+    return bool(actual == expected)
 
 
 def _states(state: str | Sequence[str]) -> tuple[str, ...]:

@@ -230,6 +230,8 @@ class NewJob:
     scheduled_at: datetime | None = None
     schedule_in: float | None = None
     unique: Unique | None = None
+    # Jobs of one chain run one at a time, in insertion order (see `Worker.new`).
+    chain: str | None = None
 
     def __post_init__(self) -> None:
         self._validate()
@@ -280,6 +282,7 @@ class NewJob:
                 raise InvalidJob(str(exc)) from None
         if self.unique is not None and not isinstance(self.unique, Unique):
             raise InvalidJob(f"unique must be a jobrunner.Unique, got {self.unique!r}")
+        _check_chain(self.chain, self.unique)
 
     def run_at(self, now: datetime) -> datetime | None:
         """When the job becomes available; None means now (the database's now)."""
@@ -299,6 +302,15 @@ class NewJob:
         if self.unique is None:
             return None
         return self.unique.fingerprint(self.worker, self.queue, self.args, self.meta)
+
+
+def _check_chain(chain: object, unique: Unique | None) -> None:
+    if chain is None:
+        return
+    if not isinstance(chain, str) or not 1 <= len(chain) <= 255 or "\x00" in chain:
+        raise InvalidJob(f"chain must be a string of 1-255 characters, got {chain!r}")
+    if unique is not None:
+        raise InvalidJob("a chained job cannot be unique (unique=False)")
 
 
 def _compact_json(value: dict[str, Any]) -> str:

@@ -122,6 +122,7 @@ class Worker:
         schedule_in: float | timedelta | None = None,
         scheduled_at: datetime | None = None,
         unique: Unique | bool | None = True,
+        chain: str | None = None,
     ) -> NewJob:
         """Build an insertable job; options override the worker's.
 
@@ -129,6 +130,8 @@ class Worker:
         time; `unique=False` drops the worker's uniqueness for this job. A worker with
         `args=` declared takes its args as that type or as a dict that fits it (InvalidJob
         naming the field otherwise); they are stored as a JSON object either way.
+        Jobs inserted with one `chain` key run one at a time, in insertion order, each once
+        the one before it finished (whatever its outcome); a chained job is never unique.
 
         Example:
             >>> await client.insert(send_email.new({"user_id": 42}, schedule_in=60))
@@ -153,7 +156,8 @@ class Worker:
                 schedule_in.total_seconds() if isinstance(schedule_in, timedelta) else schedule_in
             ),
             scheduled_at=scheduled_at,
-            unique=unique_opt,
+            unique=None if chain is not None and unique is True else unique_opt,
+            chain=chain,
         )
 
 
@@ -341,12 +345,39 @@ def _tags(tags: Iterable[str]) -> tuple[str, ...]:
     return tuple(tags)
 
 
+_RESOLVERS: list[Callable[[str], Worker | None]] = []
+
+
+def add_resolver(resolve: Callable[[str], Worker | None]) -> None:
+    """Let `resolve(name)` supply the worker of a name no module registered (None if it has
+    none): how an integration runs jobs named after its own callables (Django's tasks)."""
+    if resolve not in _RESOLVERS:
+        _RESOLVERS.append(resolve)
+
+
+def register(registered: Worker) -> None:
+    """Register a Worker built outside `@worker` (a trigger); a name held by other code is
+    refused as for `@worker`."""
+    _check_name_free(registered.name, registered.target)
+    _REGISTRY[registered.name] = registered
+
+
+def unregister(name: str) -> None:
+    """Forget the worker called `name` (nothing if there is none)."""
+    _REGISTRY.pop(name, None)
+
+
 def lookup(name: str) -> Worker:
-    """The registered worker called `name`."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise UnknownWorker(f"unknown worker {name!r}; is its module in --app?") from None
+    """The registered worker called `name` (or the one a resolver supplies for it)."""
+    found = _REGISTRY.get(name)
+    if found is not None:
+        return found
+    for resolve in _RESOLVERS:
+        found = resolve(name)
+        if found is not None:
+            _REGISTRY[name] = found
+            return found
+    raise UnknownWorker(f"unknown worker {name!r}; is its module in --app?")
 
 
 def registered() -> dict[str, Worker]:

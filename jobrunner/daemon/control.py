@@ -10,11 +10,13 @@ snapshot in one statement, then applies exactly the commands that snapshot did n
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from jobrunner.core.limits import RateLimit
 from jobrunner.db import connection as _db
 from jobrunner.db import queries as _queries
 from jobrunner.db.queries import ControlCommand
@@ -147,6 +149,8 @@ class Controller:
             config = self._runner.queues[producer.queue].global_limit
             producer.scale_global(config if global_limit is None else int(global_limit))
             return {"paused": producer.paused, "global_limit": producer.limits.global_limit}
+        elif command.command == SCALE and "rate_limit" in command.payload:
+            return self._scale_rate(producer, command.payload["rate_limit"])
         elif command.command == SCALE:
             limit = command.payload.get("limit")
             producer.scale(
@@ -155,6 +159,17 @@ class Controller:
         else:  # DRAIN: look for jobs now rather than at the next poll
             producer.wake()
         return {"paused": producer.paused, "limit": producer.limit, "running": producer.running}
+
+    def _scale_rate(self, producer: Any, raw: Any) -> dict[str, Any]:
+        """A new rate limit for this node's claims of the queue (None: its configured one);
+        the queue keeps its other limits, and a queue without a rate limit gets none."""
+        config = self._runner.queues[producer.queue].rate_limit
+        if config is None:
+            return {"ignored": True, "reason": "the queue has no rate limit"}
+        rate = config if raw is None else RateLimit(int(raw["allowed"]), float(raw["period_s"]))
+        producer.limits = dataclasses.replace(producer.limits, rate_limit=rate)
+        producer.wake()
+        return {"paused": producer.paused, "rate_limit": rate.describe()}
 
 
 def _grace(payload: dict[str, Any]) -> float | None:

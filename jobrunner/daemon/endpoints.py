@@ -45,8 +45,9 @@ def check(settings: Any, *, metrics_required: bool = False) -> None:
 class Endpoints:
     """Started with the runner, stopped after it: hooks in, the HTTP server up."""
 
-    def __init__(self, runner: Runner) -> None:
+    def __init__(self, runner: Runner, *, mount: Any = None) -> None:
         self._runner = runner
+        self._mount = mount  # an ASGI app for every other path: the dashboard
         self._probe: Probe | None = None
         self._metrics: Any = None
         self._observers: list[_telemetry.AttemptObserver] = []
@@ -72,6 +73,8 @@ class Endpoints:
         app.route("/healthz", health.live)
         app.route("/readyz", health.ready)
         app.route("/metrics", self._render_metrics)
+        if self._mount is not None:
+            app.mount(self._mount)
         metrics = metrics_class()
         if metrics is not None:
             self._metrics = metrics(self._runner, self._probe)

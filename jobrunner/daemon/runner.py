@@ -66,7 +66,8 @@ class Runner(NodeLiveness):
     `failed` is set when one of its background tasks dies; `jobrunner start` then stops
     with exit code 1. An embedding application may watch it the same way. Sync workers
     (a plain `def`) run in its pool of `threads` threads (default: the `threads` setting).
-    Its heartbeat and cancel checks are in `daemon.liveness`.
+    Its heartbeat and cancel checks are in `daemon.liveness`. Its HTTP endpoints serve
+    `http_app` (an ASGI app: the dashboard) under every path they do not answer.
 
     Example:
         >>> async with jobrunner.connect(dsn) as client:
@@ -83,8 +84,10 @@ class Runner(NodeLiveness):
         settings: Settings | None = None,
         node: str | None = None,
         threads: int | None = None,
+        http_app: Any = None,
     ) -> None:
         self.client = client
+        self.http_app = http_app
         self.settings = settings or client.settings
         self.threads = _threads.ThreadPool(
             self.settings.threads if threads is None else threads,
@@ -241,7 +244,7 @@ class Runner(NodeLiveness):
         await lock.acquire(wait_s=min(self.settings.node_lease_s, NODE_LOCK_WAIT_S))
         self._node_lock = lock
         await self.lease.start()
-        self._endpoints = Endpoints(self)  # binds first: a port in use fails before anything
+        self._endpoints = Endpoints(self, mount=self.http_app)  # a port in use fails first
         await self._endpoints.start()
         await _queries.register_node(
             self.lease,

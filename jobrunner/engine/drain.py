@@ -117,7 +117,8 @@ async def drain(
     Oban's drain: available jobs run, and scheduled or retryable ones whose time has come.
     `with_scheduled=True` also runs those whose time has not come (a datetime: those due by
     then). Without `with_recursion`, only the jobs inserted before the drain began run, each
-    at most once; with it, jobs the drained jobs insert run too, and a failed job runs again
+    at most once (and the batch callbacks their ends insert); with it, jobs the drained
+    jobs insert run too, and a failed job runs again
     while its retry qualifies (with `with_scheduled`, until it has no attempts left). A
     snoozed job never runs twice in one drain. `with_limit` caps how many jobs run. With
     `with_safety=False` the first exception a job raises propagates, once its failure is

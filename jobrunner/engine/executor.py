@@ -13,15 +13,25 @@ import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from jobrunner.core import telemetry as _telemetry
 from jobrunner.core import threads as _threads
-from jobrunner.core.job import Cancel, Discard, Job, Snooze, check_delay
+from jobrunner.core.job import (
+    Cancel,
+    Discard,
+    Job,
+    Record,
+    Snooze,
+    check_delay,
+    dep_results_reader,
+)
 from jobrunner.core.worker import Worker, default_backoff, lookup
 from jobrunner.db.queries import Ack
+from jobrunner.db.queries import workflows as _workflows
 
 if TYPE_CHECKING:
     from jobrunner.db.connection import Connected as Client
@@ -126,10 +136,10 @@ def to_ack(
 ) -> tuple[Ack, str]:
     """Map a worker's return value or exception to the ack and outcome name.
 
-    None (or any other value) completes; Snooze reschedules without using an attempt;
-    Cancel and Discard end the job; an exception retries after `backoff_s`, or
-    discards when the job has no attempts left. The ack names the run's claim, so that it
-    only ever ends this run.
+    None (or any other value) completes; Record completes and stores its value; Snooze
+    reschedules without using an attempt; Cancel and Discard end the job; an exception
+    retries after `backoff_s`, or discards when the job has no attempts left. The ack names
+    the run's claim, so that it only ever ends this run.
     """
     ack, outcome = _outcome(job, value, exc, backoff_s)
     return replace(ack, claim=claim_of(job)), outcome
@@ -157,6 +167,8 @@ def _outcome(
     if isinstance(value, Discard):
         error = _error(job, str(value.reason), None)
         return Ack(job.id, job.attempt, "discarded", error=error, final=final), DISCARDED
+    if isinstance(value, Record):
+        return Ack(job.id, job.attempt, "completed", final=final, result=value.encoded), COMPLETED
     return Ack(job.id, job.attempt, "completed", final=final), COMPLETED
 
 
@@ -198,6 +210,12 @@ def _fields(job: Job) -> dict[str, Any]:
 
 
 # Long: one attempt's telemetry, job context and outcome in order, their try blocks nested.
+async def _dep_results(client: Client, job_id: int) -> dict[str, Any]:
+    """`Job.dep_results()` in an attempt: through the running client's pool, read only when
+    called (a client of perform_job may have none)."""
+    return await _workflows.dep_results(client.pool, job_id)
+
+
 async def execute(
     job: Job,
     client: Client,
@@ -216,6 +234,7 @@ async def execute(
     _telemetry.emit(_telemetry.JOB_START, logging.INFO, dict(fields))
     ends = _telemetry.attempt_started(job) if _telemetry.attempt_observers else None
     token = CURRENT_CLIENT.set(client)
+    reader = dep_results_reader.set(partial(_dep_results, client))
     started = time.perf_counter()
     try:
         bound = structlog.contextvars.bind_contextvars(
@@ -244,11 +263,12 @@ async def execute(
             _telemetry.attempt_ended(ends, reason, None)
         raise
     finally:
+        dep_results_reader.reset(reader)
         CURRENT_CLIENT.reset(token)
     duration_s = time.perf_counter() - started
     backoff_s = _backoff(worker, job, exc) if exc is not None else None
     ack, outcome = to_ack(job, value, exc, backoff_s)
-    if outcome == COMPLETED and value is not None:
+    if outcome == COMPLETED and value is not None and not isinstance(value, Record):
         _warn_unexpected_return(job, value)
     fields["duration_s"] = round(duration_s, 6)
     fields["outcome"] = outcome
@@ -325,7 +345,7 @@ def _warn_unexpected_return(job: Job, value: Any) -> None:
         job_id=job.id,
         returned=text if len(text) <= 200 else text[:197] + "...",
         type=type(value).__name__,
-        hint="the job completed; return None, Snooze, Cancel or Discard, or raise to retry",
+        hint="the job completed; return None, Record, Snooze, Cancel or Discard, or raise to retry",
     )
 
 

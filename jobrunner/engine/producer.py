@@ -117,10 +117,14 @@ class Producer(Fetcher, AheadBuffer):
         a fetch in flight returns (every fetch's return pokes the acker: if no fetch
         follows, the acker writes them).
         """
-        if self.paused or self._stopping or self._demand()[0] <= 0:
+        if self.paused or self._stopping:
             return False
         if self._busy and self._fetches:
-            return True  # the fetch in flight came after a full one
+            # the fetch in flight came after a full one (even if it reserved every free slot
+            # and the buffer's room: jobs end meanwhile, and its return pokes the acker)
+            return True
+        if self._demand()[0] <= 0:
+            return False
         return self._waiting and self._wake.is_set() and self._more
 
     def wake(self, _payload: str | None = None) -> None:

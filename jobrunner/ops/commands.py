@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from jobrunner.core.config import MAX_QUEUE_LIMIT
 from jobrunner.core.errors import JobRunnerError
 from jobrunner.core.job import JobState
-from jobrunner.core.limits import check_global_limit
+from jobrunner.core.limits import RateLimit, check_global_limit
 from jobrunner.core.new_job import validate_queue
 from jobrunner.core.worker import registered
 from jobrunner.daemon.control import PAUSE, RESUME, SCALE, STOP
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 CONTROL_HISTORY_S = 7 * 86_400.0  # commands older than this are pruned as new ones arrive
 POLL_S = 0.05
 GLOBAL_LIMIT = "global_limit"
+RATE_LIMIT = "rate_limit"
 
 
 class UnknownTarget(JobRunnerError, ValueError):
@@ -185,6 +186,8 @@ def persisted_state(
     queue (pause, resume, scale), for nodes that start later; None otherwise."""
     if node is not None or queue is None or command not in (PAUSE, RESUME, SCALE):
         return None
+    if RATE_LIMIT in payload:  # a rate limit is the live nodes' own: nothing to persist
+        return None
     return {
         "queue": queue,
         "paused": {PAUSE: True, RESUME: False}.get(command),
@@ -262,7 +265,13 @@ async def scale(
 
 
 async def scale_global(
-    client: Client, queue: str, global_limit: int | None, *, timeout_s: float, force: bool
+    client: Client,
+    queue: str,
+    global_limit: int | None,
+    *,
+    timeout_s: float,
+    force: bool,
+    issued_by: str | None = None,
 ) -> ControlResult:
     """Set the cluster-wide limit of `queue` (None: back to the nodes' config), persisted.
 
@@ -273,7 +282,37 @@ async def scale_global(
         check_global_limit(global_limit)
     await _check_target(client, queue, None, force)
     return await issue(
-        client, SCALE, queue=queue, payload={GLOBAL_LIMIT: global_limit}, timeout_s=timeout_s
+        client,
+        SCALE,
+        queue=queue,
+        payload={GLOBAL_LIMIT: global_limit},
+        timeout_s=timeout_s,
+        issued_by=issued_by,
+    )
+
+
+async def scale_rate(
+    client: Client,
+    queue: str,
+    rate: RateLimit | None,
+    *,
+    timeout_s: float,
+    force: bool,
+    issued_by: str | None = None,
+) -> ControlResult:
+    """Change the rate limit the live nodes serving `queue` claim under (None: back to each
+    node's configured one). Not persisted: a node that starts later, or restarts, takes the
+    rate limit of its configuration.
+    """
+    await _check_target(client, queue, None, force)
+    value = None if rate is None else {"allowed": rate.allowed, "period_s": rate.period_s}
+    return await issue(
+        client,
+        SCALE,
+        queue=queue,
+        payload={RATE_LIMIT: value},
+        timeout_s=timeout_s,
+        issued_by=issued_by,
     )
 
 

@@ -125,6 +125,9 @@ def job_json(job: Job) -> dict[str, Any]:
         "discarded_at": _iso(job.discarded_at),
         "cancelled_at": _iso(job.cancelled_at),
         "attempted_by": list(job.attempted_by),
+        "result": job.result,
+        "workflow_id": job.workflow_id,
+        "step": job.step,
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from jobrunner.core import cron_sources
 from jobrunner.engine import notifier as _notifier
 from jobrunner.engine.leader import Leader
 from jobrunner.plugins.cron import Cron, parse_all
@@ -27,7 +28,7 @@ def build(runner: Node) -> list[Any]:
     Raises ConfigError for an invalid crontab (bad expression, unknown worker or time zone).
     """
     settings, pool = runner.settings, runner.client.pool
-    schedules = parse_all(settings.crontab)
+    schedules = parse_all([*settings.crontab, *cron_sources.entries()])  # + scheduled triggers
     listen = None
     if LEADER_CHANNEL in _notifier.CHANNELS:  # else a resignation is seen at the next try
 

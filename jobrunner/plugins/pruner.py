@@ -1,4 +1,5 @@
-"""Pruner: deletes old completed, cancelled and discarded jobs, a bounded batch at a time."""
+"""Pruner: deletes old completed, cancelled and discarded jobs, a bounded batch at a time,
+then the workflow and batch rows none of whose jobs is left."""
 
 from __future__ import annotations
 
@@ -22,13 +23,16 @@ class Pruner(Periodic):
 
     Ages count from completed_at, cancelled_at or discarded_at: `max_age_s` for every
     finished state unless `max_age_by_state` gives one. Each batch of `batch_size` rows is
-    one short statement that skips locked rows, so pruning never holds long locks.
+    one short statement that skips locked rows, so pruning never holds long locks. Then
+    the rows of workflows and batches none of whose jobs is left go the same way, once
+    older than the shortest of the ages (a workflow whose last steps were just pruned is
+    older than that already; a new one emptied by hand is kept that long).
 
     Example:
         >>> pruner = Pruner(pool, interval_s=60, max_age_s=7 * 86_400,
         ...                 max_age_by_state={"discarded": 30 * 86_400}, batch_size=10_000)
         >>> await pruner._tick()
-        {'completed': 1200}
+        {'completed': 1200, 'workflows': 3, 'batches': 1}
     """
 
     name = "pruner"
@@ -68,7 +72,25 @@ class Pruner(Periodic):
         return ages
 
     async def _tick(self) -> dict[str, int]:
-        """Delete every prunable job, a batch at a time; state -> how many went."""
+        """Delete every prunable job, a batch at a time, then the workflow and batch rows
+        left without jobs; state (or 'workflows', 'batches') -> how many went."""
+        total = await self._prune_jobs()
+        min_age_s = min(self.max_ages.values())
+        for kind, prune in (
+            ("workflows", _queries.prune_workflows),
+            ("batches", _queries.prune_batches),
+        ):
+            while self.acting:
+                count = await prune(self._pool, min_age_s=min_age_s, limit=self.batch_size)
+                if count:
+                    total[kind] = total.get(kind, 0) + count
+                if count < self.batch_size:
+                    break
+        if total:
+            log.info("pruner.pruned", states=total)
+        return total
+
+    async def _prune_jobs(self) -> dict[str, int]:
         total: dict[str, int] = {}
         while self.acting:
             pruned = await _queries.prune_jobs(
@@ -82,6 +104,4 @@ class Pruner(Periodic):
                 total[state] = total.get(state, 0) + count
             if sum(pruned.values()) < self.batch_size:
                 break
-        if total:
-            log.info("pruner.pruned", states=total)
         return total

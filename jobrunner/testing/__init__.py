@@ -40,6 +40,7 @@ from jobrunner.testing.assertions import assert_enqueued as assert_enqueued
 from jobrunner.testing.assertions import refute_enqueued as refute_enqueued
 from jobrunner.testing.perform import build_job as build_job
 from jobrunner.testing.perform import perform_job
+from jobrunner.testing.triggers import run_trigger_scan
 
 __all__ = [
     "DEFAULT_STATES",
@@ -50,6 +51,7 @@ __all__ = [
     "drain_queue",
     "perform_job",
     "refute_enqueued",
+    "run_trigger_scan",
     "with_testing_mode",
 ]
 
@@ -95,7 +97,9 @@ async def drain_queue(
     failed job while its retry qualifies); `with_limit` caps how many jobs run;
     `with_safety=False` lets the first exception a worker raises propagate (its failure is
     recorded first). A snoozed job does not run twice in one drain. A job cancelled while
-    it runs is stopped and counts as cancelled.
+    it runs is stopped and counts as cancelled. A batch callback inserted when the drained
+    jobs end their batch runs in the drain if it is in `queue` (else it is enqueued in its
+    own), with or without `with_recursion`.
 
     With `conn` (an asyncpg connection in a test's transaction), the jobs are claimed and
     acked through it, so those inserted in the transaction run, and inside them

@@ -40,6 +40,8 @@ class JobFilters(TypedDict, total=False):
     tags: Iterable[str]
     meta: dict[str, Any]
     state: JobState | str | Iterable[JobState | str]
+    workflow: int
+    step: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +56,8 @@ class _Expected:
     tags: tuple[str, ...] | None
     meta: dict[str, Any] | None
     states: tuple[JobState, ...]
+    workflow: int | None = None
+    step: str | None = None
 
     def mismatches(self, job: Job) -> list[str]:
         """The fields in which `job` differs from what is expected."""
@@ -69,6 +73,8 @@ class _Expected:
             or within is None
             or (job.scheduled_at is not None and abs(job.scheduled_at - at) <= within),
             "state": job.state in self.states,
+            "workflow": self.workflow is None or job.workflow_id == self.workflow,
+            "step": self.step is None or job.step == self.step,
         }
         return [name for name, fit in fits.items() if not fit]
 
@@ -80,6 +86,8 @@ class _Expected:
             "meta": f"meta containing {_short(self.meta)}",
             "priority": f"priority={self.priority}",
             "tags": f"tags including {list(self.tags or ())!r}",
+            "workflow": f"workflow={self.workflow!r}",
+            "step": f"step={self.step!r}",
         }
         parts = [text for name, text in texts.items() if getattr(self, name) is not None]
         if self.scheduled_at is not None:
@@ -128,6 +136,8 @@ def _expected(filters: Mapping[str, Any]) -> _Expected:
         tags=None if tags is None else tuple(tags),
         meta=_json("meta", filters.get("meta")),
         states=_states(filters.get("state")),
+        workflow=filters.get("workflow"),
+        step=filters.get("step"),
     )
 
 

@@ -53,7 +53,7 @@ async def perform_job(
     is needed only if the worker uses the database (to enqueue follow-up jobs, say).
 
     Returns:
-        The worker's return value: None, or a Snooze, Cancel or Discard.
+        The worker's return value: None, or a Record, Snooze, Cancel or Discard.
 
     Raises:
         UnknownWorker: `worker` is not a worker or not a registered name.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -14,10 +13,12 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from jobrunner.client import BULK_BATCH_SIZE
 from jobrunner.core import telemetry
 from jobrunner.core.errors import JobRunnerError
-from jobrunner.db.queries import dashboard as _dashboard
-from jobrunner.db.queries.dashboard import JobFilter
+from jobrunner.core.job_filter import JobFilter
+from jobrunner.core.limits import RateLimit
+from jobrunner.db import queries as _queries
 from jobrunner.ops import commands
 from jobrunner.web import data
 from jobrunner.web.data import BadFilter
@@ -26,15 +27,8 @@ if TYPE_CHECKING:
     from jobrunner.ops.commands import ControlResult
     from jobrunner.web.dashboard import Dashboard
 
-COUNT_UP_TO = 1_000_000  # a confirmation counts this many matching jobs at most
 JOB_ACTIONS = ("retry", "cancel", "delete")
-QUEUE_ACTIONS = ("pause", "resume", "scale")
-BulkAction = Callable[[Any, JobFilter, Sequence[int] | None], Awaitable[list[int]]]
-BULK: dict[str, BulkAction] = {
-    "retry": _dashboard.web_retry_jobs,
-    "cancel": _dashboard.web_cancel_jobs,
-    "delete": _dashboard.web_delete_jobs,
-}
+QUEUE_ACTIONS = ("pause", "resume", "scale", "global", "global_reset", "rate", "rate_reset")
 
 
 def routes(dashboard: Dashboard) -> list[Route]:
@@ -87,25 +81,24 @@ class _Actions:
             raise HTTPException(400, str(exc)) from None
         if ids is not None and not ids:
             raise HTTPException(400, "no job selected")
-        if ids is None or len(ids) > 1:
+        if (ids is None or len(ids) > 1) and form.get("confirm") != "yes":
+            pool = self.d.client.pool
             count = (
                 len(ids)
                 if ids is not None
-                else await _dashboard.web_count_jobs(self.d.client.pool, where, up_to=COUNT_UP_TO)
+                else await _queries.count_matching_jobs(pool, where, action=action)
             )
-            if form.get("confirm") != "yes":
-                return self.render(
-                    request,
-                    "confirm.html",
-                    page="jobs",
-                    action=action,
-                    count=count,
-                    ids=ids,
-                    filter_pairs=data.filter_query(where),
-                    capped=count >= COUNT_UP_TO,
-                )
-        done = await BULK[action](self.d.client.pool, where, ids)
-        self.d.cache.clear()
+            return self.render(
+                request,
+                "confirm.html",
+                page="jobs",
+                action=action,
+                count=count,
+                ids=ids,
+                filter_pairs=data.filter_query(where),
+            )
+        done = await _act_on_jobs(self.d.client.pool, action, where, ids)
+        self.d.forget()
         scope = "all matching" if ids is None else "selected"
         audit(request, f"jobs.{action}", scope=scope, job_ids=done, filter=_plain(where))
         if ids is not None and len(ids) == 1:  # one job: back to its page, which shows the change
@@ -117,23 +110,18 @@ class _Actions:
         )
 
     async def queue(self, request: Request) -> Response:
-        """Pause, resume or scale a queue on every node (or `node`) through the control table."""
+        """Pause, resume or scale a queue on every node (or `node`), or change its global or
+        rate limit, through the control table."""
         form = await _checked_form(request)
         queue = request.path_params["queue"]
         action = str(form.get("action", ""))
         node = str(form.get("node", "")).strip() or None
         if action not in QUEUE_ACTIONS:
-            raise HTTPException(400, f"unknown action {action!r}; use pause, resume or scale")
-        client = self.d.client
-        common: dict[str, Any] = {"timeout_s": 5, "force": False, "issued_by": _issuer(request)}
+            raise HTTPException(
+                400, f"unknown action {action!r}; use {', '.join(QUEUE_ACTIONS[:-1])} or rate_reset"
+            )
         try:
-            if action == "scale":
-                limit = commands.check_limit(_int(form.get("limit"), "limit"))
-                result = await commands.scale(client, queue, limit, node, **common)
-            elif action == "pause":
-                result = await commands.pause(client, queue, node, **common)
-            else:
-                result = await commands.resume(client, queue, node, **common)
+            result = await _queue_command(self.d.client, queue, action, node, form, request)
         except (JobRunnerError, ValueError) as exc:
             raise HTTPException(400, data.safe(str(exc))) from None
         return self._control(request, f"queue.{action}", result)
@@ -151,7 +139,7 @@ class _Actions:
         return self._control(request, "node.stop", result)
 
     def _control(self, request: Request, action: str, result: ControlResult) -> Response:
-        self.d.cache.clear()
+        self.d.forget()
         audit(
             request,
             action,
@@ -162,6 +150,48 @@ class _Actions:
             missing=list(result.missing),
         )
         return self.render(request, "control.html", page="overview", action=action, r=result)
+
+
+async def _act_on_jobs(
+    pool: Any, action: str, where: JobFilter, ids: list[int] | None
+) -> list[int]:
+    """The ids changed: every job matching the shared filter (in the bulk statements' bounded
+    batches), or each ticked job through its own one-job statement."""
+    if ids is None:
+        return await _queries.bulk_jobs(pool, where, action=action, batch_size=BULK_BATCH_SIZE)
+    done = []
+    for job_id in ids:
+        if action == "delete":
+            changed = await _queries.delete_job(pool, job_id)
+        elif action == "cancel":
+            changed = await _queries.cancel_job(pool, job_id) is not None
+        else:
+            changed = await _queries.retry_job(pool, job_id) is not None
+        if changed:
+            done.append(job_id)
+    return done
+
+
+async def _queue_command(
+    client: Any, queue: str, action: str, node: str | None, form: FormData, request: Request
+) -> ControlResult:
+    """Issue a queue action through the control table, as the CLI's commands do."""
+    common: dict[str, Any] = {"timeout_s": 5, "force": False, "issued_by": _issuer(request)}
+    if action == "scale":
+        limit = commands.check_limit(_int(form.get("limit"), "limit"))
+        return await commands.scale(client, queue, limit, node, **common)
+    if action in ("global", "global_reset"):
+        number = (
+            None if action == "global_reset" else _int(form.get("global_limit"), "global limit")
+        )
+        return await commands.scale_global(client, queue, number, **common)
+    if action in ("rate", "rate_reset"):
+        raw = str(form.get("rate_limit", "")).strip()
+        rate = None if action == "rate_reset" else RateLimit.parse(raw)
+        return await commands.scale_rate(client, queue, rate, **common)
+    if action == "pause":
+        return await commands.pause(client, queue, node, **common)
+    return await commands.resume(client, queue, node, **common)
 
 
 def _issuer(request: Request) -> str:

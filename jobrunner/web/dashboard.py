@@ -15,7 +15,8 @@ import jinja2
 from starlette.requests import Request
 from starlette.templating import Jinja2Templates
 
-from jobrunner.web.data import OverviewCache, safe
+from jobrunner.web.data import safe
+from jobrunner.web.live import FragmentCache, OverviewCache
 
 if TYPE_CHECKING:
     from jobrunner.db.connection import Connected
@@ -33,12 +34,14 @@ class Dashboard:
     read_only: bool = False
     poll_interval_s: float = 1.0
     cache: OverviewCache = field(init=False)
+    fragments: FragmentCache = field(init=False)
     templates: Jinja2Templates = field(init=False)
 
     def __post_init__(self) -> None:
         if self.auth is not None and ":" not in self.auth:
             raise ValueError("auth must be 'user:password'")
         self.cache = OverviewCache(ttl_s=min(self.poll_interval_s, 1.0))
+        self.fragments = FragmentCache(ttl_s=min(self.poll_interval_s, 1.0))
         env = jinja2.Environment(
             loader=jinja2.PackageLoader("jobrunner.web", "templates"),
             autoescape=True,  # every value is escaped: a job's args are data, never markup
@@ -48,6 +51,11 @@ class Dashboard:
         env.filters["pretty"] = _pretty
         env.filters["compact"] = _compact
         self.templates = Jinja2Templates(env=env)
+
+    def forget(self) -> None:
+        """Drop what is shared between viewers: after an action, pages show its effect."""
+        self.cache.clear()
+        self.fragments.clear()
 
     async def access(self, request: Request) -> tuple[Access | None, str]:
         """What this request may do, and who it is (for the audit log)."""

@@ -1,25 +1,22 @@
-"""What the pages and the JSON API show: the overview (shared by every viewer for a moment),
-job filters from a query string, job pages, cron entries."""
+"""What the pages and the JSON API show: job filters from a query string, job pages, cron
+entries (the overview, shared by every viewer, is in `live`)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
+from jobrunner.core.errors import InvalidFilter
 from jobrunner.core.job import Job, JobState
+from jobrunner.core.job_filter import JobFilter
 from jobrunner.db import queries as _queries
 from jobrunner.db.connection import redact
 from jobrunner.db.queries import dashboard as _dashboard
-from jobrunner.db.queries.dashboard import JobFilter
-from jobrunner.ops import status as _status
 from jobrunner.plugins.cron import entry_slot_key
 
 if TYPE_CHECKING:
@@ -28,62 +25,10 @@ if TYPE_CHECKING:
 STATES = tuple(s.value for s in JobState)
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
-CHART_STATES = ("completed", "discarded", "cancelled")
 
 
 class BadFilter(ValueError):
     """a filter value the dashboard cannot use."""
-
-
-@dataclass(frozen=True, slots=True)
-class Overview:
-    """Queues, nodes, the last hour's throughput and the cron entries, at `status.now`."""
-
-    status: _status.Status
-    minutes: list[dict[str, Any]]
-    cron: list[dict[str, Any]]
-
-    def to_json(self) -> dict[str, Any]:
-        body = self.status.to_json()
-        body["throughput"] = self.minutes
-        body["cron"] = self.cron
-        return body
-
-
-@dataclass
-class OverviewCache:
-    """One overview query at a time, reused for `ttl_s`: ten open pages cost one query a second."""
-
-    ttl_s: float
-    _value: Overview | None = None
-    _at: float = 0.0
-    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-    async def get(self, client: Connected) -> Overview:
-        async with self._lock:
-            if self._value is None or time.monotonic() - self._at >= self.ttl_s:
-                self._value = await overview(client)
-                self._at = time.monotonic()
-            return self._value
-
-    def clear(self) -> None:
-        self._value = None
-
-
-async def overview(client: Connected) -> Overview:
-    status = await _status.status(client)
-    rows = await _dashboard.web_throughput(client.pool)
-    return Overview(status, _minutes(status.now, rows), await cron_entries(client, status.now))
-
-
-def _minutes(now: datetime, rows: list[tuple[datetime, str, int]]) -> list[dict[str, Any]]:
-    """Sixty one-minute buckets, oldest first, each with its count per outcome."""
-    end = now.replace(second=0, microsecond=0)
-    buckets = {end - timedelta(minutes=i): dict.fromkeys(CHART_STATES, 0) for i in range(60)}
-    for minute, state, n in rows:
-        if minute in buckets and state in CHART_STATES:
-            buckets[minute][state] += n
-    return [{"minute": m.isoformat(), **counts} for m, counts in sorted(buckets.items())]
 
 
 async def cron_entries(client: Connected, now: datetime) -> list[dict[str, Any]]:
@@ -124,11 +69,8 @@ def _next_slot(expression: str, timezone: str, now: datetime) -> str | None:
 
 
 def parse_filter(query: Mapping[str, Any], states: list[str]) -> JobFilter:
-    """A JobFilter from a query string or form: state (repeated), queue, worker, tag, args
-    (a JSON object: containment; other text: a substring), from, to (ISO 8601)."""
-    for state in states:
-        if state not in STATES:
-            raise BadFilter(f"unknown state {state!r}; states are {', '.join(STATES)}")
+    """The shared job filter from a query string or form: state (repeated), queue, worker,
+    tag, args (a JSON object: containment; other text: a substring), from, to (ISO 8601)."""
     args = _text(query.get("args"))
     args_json: dict[str, Any] | None = None
     if args is not None and args.startswith("{"):
@@ -139,27 +81,31 @@ def parse_filter(query: Mapping[str, Any], states: list[str]) -> JobFilter:
         if not isinstance(decoded, dict):
             raise BadFilter(f"args {args!r} is not a JSON object")
         args_json, args = decoded, None
-    return JobFilter(
-        states=tuple(states),
-        queue=_text(query.get("queue")),
-        worker=_text(query.get("worker")),
-        tag=_text(query.get("tag")),
-        args_text=args,
-        args_json=args_json,
-        inserted_after=_time(query.get("from"), "from"),
-        inserted_before=_time(query.get("to"), "to"),
-    )
+    tag = _text(query.get("tag"))
+    try:
+        return JobFilter.build(
+            state=states or None,
+            queue=_text(query.get("queue")),
+            worker=_text(query.get("worker")),
+            tags=None if tag is None else [tag],
+            args=args_json,
+            args_text=args,
+            inserted_after=_time(query.get("from"), "from"),
+            inserted_before=_time(query.get("to"), "to"),
+        )
+    except InvalidFilter as exc:
+        raise BadFilter(str(exc)) from None
 
 
 def filter_query(where: JobFilter) -> list[tuple[str, str]]:
     """The query string pairs that give back `where`."""
-    pairs = [("state", s) for s in where.states]
+    pairs = [("state", s) for s in where.states or ()]
     for key, value in (
         ("queue", where.queue),
         ("worker", where.worker),
-        ("tag", where.tag),
+        ("tag", where.tags[0] if where.tags else None),
         ("args", where.args_text),
-        ("args", None if where.args_json is None else json.dumps(where.args_json)),
+        ("args", None if where.args is None else json.dumps(where.args)),
         ("from", where.inserted_after.isoformat() if where.inserted_after else None),
         ("to", where.inserted_before.isoformat() if where.inserted_before else None),
     ):
@@ -202,9 +148,12 @@ def int_param(value: Any, name: str, default: int | None, *, low: int, high: int
 async def list_jobs(
     client: Connected, where: JobFilter, *, cursor: int | None, limit: int, oldest: bool = False
 ) -> tuple[list[Job], int | None]:
-    """A page of jobs (newest first, or oldest) and the cursor of the next (None: the last)."""
-    page = _dashboard.web_list_jobs_oldest if oldest else _dashboard.web_list_jobs
-    jobs = await page(client.pool, where, cursor=cursor, limit=limit + 1)
+    """A page of jobs (newest first, or oldest) and the cursor of the next (None: the last):
+    the shared job filter's keyset listing."""
+    if oldest:
+        jobs = await _queries.list_jobs_oldest(client.pool, where, limit=limit + 1, after_id=cursor)
+    else:
+        jobs = await _queries.list_jobs(client.pool, where, limit=limit + 1, before_id=cursor)
     more = len(jobs) > limit
     jobs = jobs[:limit]
     return jobs, (jobs[-1].id if more and jobs else None)

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from jobrunner.db import queries as _queries
 from jobrunner.ops.status import job_json
-from jobrunner.web import data
+from jobrunner.web import data, live
 from jobrunner.web.data import STATES, BadFilter
 
 if TYPE_CHECKING:
@@ -49,18 +50,34 @@ class _Views:
         )
         return self.d.templates.TemplateResponse(request, name, context)
 
+    async def fragment(
+        self, request: Request, name: str, context: Callable[[], Awaitable[dict[str, Any]]]
+    ) -> Response:
+        """A live fragment, rendered once per interval for every viewer of the same URL and
+        access, with the viewer's own CSRF token put in."""
+        admin = request.state.access == "admin"
+
+        async def render() -> str:
+            found = await context()
+            found.update(request=request, admin=admin, csrf=live.CSRF_SLOT, states=STATES)
+            return self.d.templates.get_template(name).render(found)
+
+        key = (name, request.url.path, request.url.query, str(admin))
+        text = await self.d.fragments.get(key, render)
+        return HTMLResponse(text.replace(live.CSRF_SLOT, str(request.state.csrf)))
+
     # --- overview ------------------------------------------------------------------------
 
     async def _overview(self) -> dict[str, Any]:
         found = await self.d.cache.get(self.d.client)
-        peak = max((sum(m[s] for s in data.CHART_STATES) for m in found.minutes), default=0)
+        peak = max((sum(m[s] for s in live.CHART_STATES) for m in found.minutes), default=0)
         return {"o": found, "peak": max(peak, 1)}
 
     async def overview(self, request: Request) -> Response:
         return self.render(request, "overview.html", page="overview", **await self._overview())
 
     async def overview_fragment(self, request: Request) -> Response:
-        return self.render(request, "_overview.html", **await self._overview())
+        return await self.fragment(request, "_overview.html", self._overview)
 
     async def api_queues(self, request: Request) -> Response:
         found = await self.d.cache.get(self.d.client)
@@ -110,7 +127,7 @@ class _Views:
         return self.render(request, "jobs.html", page="jobs", **await self._jobs(request))
 
     async def jobs_fragment(self, request: Request) -> Response:
-        return self.render(request, "_jobs.html", **await self._jobs(request))
+        return await self.fragment(request, "_jobs.html", lambda: self._jobs(request))
 
     async def api_jobs(self, request: Request) -> Response:
         found = await self._jobs(request)
@@ -133,7 +150,7 @@ class _Views:
         return self.render(request, "job.html", page="jobs", **await self._job(request))
 
     async def job_fragment(self, request: Request) -> Response:
-        return self.render(request, "_job.html", **await self._job(request))
+        return await self.fragment(request, "_job.html", lambda: self._job(request))
 
     async def api_job(self, request: Request) -> Response:
         return JSONResponse(job_json((await self._job(request))["job"]))
@@ -145,5 +162,7 @@ class _Views:
         return self.render(request, "cron.html", page="cron", o=found)
 
     async def cron_fragment(self, request: Request) -> Response:
-        found = await self.d.cache.get(self.d.client)
-        return self.render(request, "_cron.html", o=found)
+        async def context() -> dict[str, Any]:
+            return {"o": await self.d.cache.get(self.d.client)}
+
+        return await self.fragment(request, "_cron.html", context)

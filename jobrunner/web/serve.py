@@ -1,5 +1,6 @@
-"""Serving the dashboard with uvicorn on the caller's event loop (`jobrunner web`, and
-`jobrunner start --web` beside the daemon, sharing its client)."""
+"""Serving the dashboard: its address and credentials checked, then uvicorn on the caller's
+event loop (`jobrunner web`); `jobrunner start --web` mounts the same app on the daemon's
+own HTTP server instead."""
 
 from __future__ import annotations
 
@@ -65,24 +66,29 @@ def credentials(auth: str | None) -> tuple[str | None, str | None]:
 
 
 @dataclass(frozen=True, slots=True)
-class Prepared:
-    """A bound socket and the credentials: what serving the dashboard needs but a client."""
+class Checked:
+    """A checked address and the credentials: what serving the dashboard needs but a client."""
 
-    sock: socket.socket
+    host: str
+    port: int
     auth: str | None
     token: str | None
     warning: str | None
 
-    def server(self, client: Any, *, read_only: bool = False) -> WebServer:
+    def app(self, client: Any, *, read_only: bool = False) -> Any:
         from jobrunner.web import app
 
-        dashboard = app(client, auth=self.auth, token=self.token, read_only=read_only)
-        return WebServer(dashboard, self.sock)
+        return app(client, auth=self.auth, token=self.token, read_only=read_only)
 
 
-def prepare(listen: str, auth: str | None) -> Prepared:
-    """Parse `listen`, read the credentials, bind: ConfigError with one line if any fails."""
-    host, port = parse_listen(listen)
+def check(listen: str, auth: str | None) -> Checked:
+    """Parse `listen` and read the credentials: ConfigError with one line if either fails; a
+    warning when the address is open to the network without authentication."""
+    return check_address(*parse_listen(listen), auth)
+
+
+def check_address(host: str, port: int, auth: str | None) -> Checked:
+    """`check` of an address already parsed (the daemon's `[http] listen`)."""
     basic, token = credentials(auth)
     warning = None
     if not is_loopback(host) and basic is None and token is None:
@@ -90,7 +96,28 @@ def prepare(listen: str, auth: str | None) -> Prepared:
             f"the dashboard on {host}:{port} has no authentication; anyone who can reach it "
             f"can act on jobs (use --auth or {TOKEN_ENV})"
         )
-    return Prepared(bind(host, port), basic, token, warning)
+    return Checked(host, port, basic, token, warning)
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A bound socket and the checked credentials (`jobrunner web`)."""
+
+    sock: socket.socket
+    checked: Checked
+
+    @property
+    def warning(self) -> str | None:
+        return self.checked.warning
+
+    def server(self, client: Any, *, read_only: bool = False) -> WebServer:
+        return WebServer(self.checked.app(client, read_only=read_only), self.sock)
+
+
+def prepare(listen: str, auth: str | None) -> Prepared:
+    """Check `listen` and the credentials, and bind: ConfigError with one line if any fails."""
+    checked = check(listen, auth)
+    return Prepared(bind(checked.host, checked.port), checked)
 
 
 class _Server(uvicorn.Server):

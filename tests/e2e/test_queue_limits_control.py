@@ -199,3 +199,31 @@ async def test_status_shows_rate_window_use_and_busiest_partitions(
     } in busiest
     text = run_cli("status", dsn=dsn).stdout
     assert '{"customer": "big"}: 0 executing, 16 waiting, 4 started in the window' in text
+
+
+async def test_scale_rate_changes_the_live_nodes_rate_limit(
+    dsn: str, db: asyncpg.Connection, client: jobrunner.Client, daemons: Callable[..., Daemon]
+) -> None:
+    await db.execute(LOG_TABLE)
+    await db.execute("TRUNCATE limit_log")
+    await daemons(queues="imports:10:rate_limit=2/600s", app=APP).start().wait_ready()
+    await client.insert_all([hold.new({}, queue="imports") for _ in range(6)])
+
+    async def started(n: int) -> bool:
+        assert await db.fetchval("SELECT count(*) FROM limit_log") == n
+        return True
+
+    await eventually(lambda: started(2), timeout_s=20)  # the window holds two
+    bad = run_cli("scale", "imports", "--rate", "lots", dsn=dsn)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        "error: queue 'imports' rate_limit must look like 100/60s, got 'lots'"
+    ]
+    assert await db.fetchval("SELECT count(*) FROM jobrunner_control") == 0
+
+    done = run_cli("scale", "imports", "--rate", "5/600s", dsn=dsn)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "starts at most 5 every 600s" in done.stdout
+    await eventually(lambda: started(5), timeout_s=20)  # three more, then the window is full
+    assert await db.fetchval("SELECT count(*) FROM jobrunner_jobs WHERE state = 'available'") == 1
+    other = run_cli("scale", "nope", "--rate", "5/60s", dsn=dsn)
+    assert other.returncode != 0 and "unknown queue 'nope'" in other.stderr

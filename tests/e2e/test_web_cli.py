@@ -85,3 +85,57 @@ async def test_serves_until_sigterm_and_exits_0(dsn, db):
         out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     assert out.strip() == f"dashboard at http://127.0.0.1:{port}/"
+
+
+async def test_start_web_serves_the_dashboard_metrics_and_probes_from_one_server(daemons, db):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    daemon = daemons(
+        queues="default:2", args=["--web", f"127.0.0.1:{port}"],
+        env={"JOBRUNNER_WEB_TOKEN": "t0ken"},
+    ).start()  # fmt: skip
+    await daemon.wait_ready()
+    base = f"http://127.0.0.1:{port}"
+    bearer = {"authorization": "Bearer t0ken"}
+    async with httpx.AsyncClient(base_url=base) as h:
+        assert (await h.get("/healthz")).json()["status"] == "ok"  # probes need no auth
+        assert (await h.get("/metrics")).status_code in (200, 501)
+        assert (await h.get("/api/queues")).status_code == 401
+        queues = await h.get("/api/queues", headers=bearer)
+        assert queues.status_code == 200 and "default" in queues.text
+        page = await h.get("/jobs", headers=bearer)
+        assert page.status_code == 200 and "Content-Security-Policy" in page.headers
+        # A POSTed form reaches the dashboard through the daemon's server: without the CSRF
+        # token it is refused, and nothing is paused.
+        refused = await h.post("/actions/queues/default", data={"action": "pause"}, headers=bearer)
+        assert refused.status_code == 403 and "CSRF" in refused.text
+    assert await db.fetchval("SELECT count(*) FROM jobrunner_control") == 0
+    assert await daemon.stop() == 0, daemon.output()
+
+
+def test_start_web_and_another_http_address_is_one_line(dsn):
+    line = one_error_line(
+        run_cli(
+            "start", "--web", "127.0.0.1:18081", "--metrics", "127.0.0.1:18082",
+            "--config", str(NO_CONFIG), dsn=dsn,
+        )
+    )  # fmt: skip
+    assert "one HTTP server" in line and "differ" in line
+
+
+async def test_http_web_true_in_the_config_serves_the_dashboard_on_that_server(
+    daemons, db, tmp_path
+):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = tmp_path / "jobrunner.toml"
+    config.write_text(f'[http]\nlisten = "127.0.0.1:{port}"\nweb = true\n')
+    daemon = daemons(queues="default:1", env={"JOBRUNNER_CONFIG": str(config)}).start()
+    await daemon.wait_ready()
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as h:
+        assert (await h.get("/readyz")).status_code == 200
+        overview = await h.get("/")
+        assert overview.status_code == 200 and 'data-queue="default"' in overview.text
+    assert await daemon.stop() == 0, daemon.output()

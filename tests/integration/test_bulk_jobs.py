@@ -186,3 +186,21 @@ async def test_the_readmes_queries_on_the_jobs_table(
     assert [r["id"] for r in await db.fetch(scheduled_q)] == [later.id]
     rows = await db.fetch(failed_q)
     assert [(r["id"], r["last_error"]) for r in rows] == [(failed.id, "RuntimeError: boom")]
+
+
+async def test_a_substring_of_the_args_lists_counts_and_changes_the_same_jobs(
+    client: jobrunner.Client, db: asyncpg.Connection
+) -> None:
+    alice = await client.insert(mail.new({"to": "alice@example.com"}))
+    also = await client.insert(mail.new({"cc": ["bob", "alice@example.com"]}))
+    bob = await client.insert(mail.new({"to": "bob@example.com"}))
+    listed = await client.list_jobs(args_text="alice@", limit=10)
+    assert [j.id for j in listed] == [also.id, alice.id]  # newest first
+    where = JobFilter.build(args_text="alice@")
+    assert await _queries.count_matching_jobs(client.pool, where, action="cancel") == 2
+    oldest = await _queries.list_jobs_oldest(client.pool, where, limit=1, after_id=alice.id)
+    assert [j.id for j in oldest] == [also.id]  # a keyset page after the first
+    assert await client.cancel_jobs(args_text="alice@") == [alice.id, also.id]
+    assert (await states(db))[bob.id] == "available"
+    with pytest.raises(InvalidFilter, match="args_text must be a non-empty string"):
+        await client.cancel_jobs(args_text="")

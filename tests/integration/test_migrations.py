@@ -26,6 +26,9 @@ TABLES = {
     "jobrunner_leader",
     "jobrunner_cron",
     "jobrunner_migrations",
+    "jobrunner_workflows",
+    "jobrunner_job_deps",
+    "jobrunner_batches",
 }
 
 

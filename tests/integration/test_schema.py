@@ -113,12 +113,15 @@ async def test_the_jobs_table_has_only_the_indexes_its_statements_use(
     db: asyncpg.Connection,
 ) -> None:
     """Each index costs every insert and every change of state an entry (no update of state is
-    HOT), so there is none for the operator's listings by worker: they scan newest first. The
-    partition index holds only the waiting jobs of partitioned queues (a partial index)."""
+    HOT), so there is none for the operator's listings by worker: they scan newest first.
+    The workflow, chain, batch and partition indexes are partial: a plain job has no entry in
+    them."""
     names = await db.fetch(
         "SELECT indexname FROM pg_indexes WHERE tablename = 'jobrunner_jobs' ORDER BY 1"
     )
     assert [r["indexname"] for r in names] == [
+        "jobrunner_jobs_batch_idx",
+        "jobrunner_jobs_chain_idx",
         "jobrunner_jobs_executing_idx",
         "jobrunner_jobs_fetch_idx",
         "jobrunner_jobs_partition_idx",
@@ -126,7 +129,17 @@ async def test_the_jobs_table_has_only_the_indexes_its_statements_use(
         "jobrunner_jobs_prune_idx",
         "jobrunner_jobs_stage_idx",
         "jobrunner_jobs_unique_idx",
+        "jobrunner_jobs_workflow_step_idx",
     ]
+    partial = {
+        r["indexname"]: r["indexdef"]
+        for r in await db.fetch(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'jobrunner_jobs'"
+        )
+    }
+    assert "WHERE (workflow_id IS NOT NULL)" in partial["jobrunner_jobs_workflow_step_idx"]
+    assert "WHERE ((chain IS NOT NULL) AND" in partial["jobrunner_jobs_chain_idx"]
+    assert "WHERE (batch_id IS NOT NULL)" in partial["jobrunner_jobs_batch_idx"]
 
 
 async def test_listings_by_worker_on_a_large_table(

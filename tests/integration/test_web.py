@@ -306,3 +306,28 @@ async def test_served_under_a_prefix_by_a_plain_asgi_router(client, db):
         assert page.status_code == 200
         assert 'href="http://dash.test/admin/jobs/static/app.css"' in page.text
         assert (await http.get("/admin/jobs/static/app.js")).status_code == 200
+
+
+async def test_a_recorded_result_is_shown_escaped_on_the_jobs_page(client, http, db):
+    job = await client.insert(sample.noop.new({}))
+    await db.execute(
+        """UPDATE jobrunner_jobs SET state = 'completed', completed_at = now(),
+               result = '{"rows": 10, "note": "<b>done</b>"}' WHERE id = $1""",
+        job.id,
+    )
+    page = (await http.get(f"/jobs/{job.id}")).text
+    assert "&#34;rows&#34;: 10" in page and "&lt;b&gt;done&lt;/b&gt;" in page
+    assert "<b>done" not in page
+    assert (await http.get(f"/api/jobs/{job.id}")).json()["result"]["rows"] == 10
+
+
+async def test_a_workflow_step_s_page_names_its_workflow_and_step(client, http):
+    wf = jobrunner.Workflow("page")
+    wf.add("first", sample.noop.new({"n": 1}))
+    run = await client.insert_workflow(wf)
+    page = (await http.get(f"/jobs/{run.jobs['first'].id}")).text
+    assert f'<dd data-testid="workflow">{run.id}, step <code>first</code></dd>' in page
+    plain = await client.insert(sample.noop.new({"n": 2}))
+    assert 'data-testid="workflow"' not in (await http.get(f"/jobs/{plain.id}")).text
+    one = (await http.get(f"/api/jobs/{run.jobs['first'].id}")).json()
+    assert one["workflow_id"] == run.id and one["step"] == "first"

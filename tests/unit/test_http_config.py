@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from jobrunner.core import telemetry as _telemetry
 from jobrunner.core.config import Settings, parse_listen
 from jobrunner.core.errors import ConfigError
 from jobrunner.core.job import Job
-from jobrunner.daemon.http import HttpApp, Response
+from jobrunner.daemon.http import HttpApp, HttpServer, Response
 
 
 def test_listen_addresses() -> None:
@@ -34,6 +35,19 @@ def test_http_table_of_the_config_file(tmp_path: Path) -> None:
     config.write_text("[http]\nport = 9090\n")
     with pytest.raises(ConfigError, match=r"\[http\] takes only listen"):
         Settings.load(config=config, env={})
+
+
+def test_the_dashboard_joins_the_one_server_with_web_true(tmp_path: Path) -> None:
+    config = tmp_path / "jobrunner.toml"
+    config.write_text('[http]\nlisten = "127.0.0.1:9100"\nweb = true\n')
+    found = Settings.load(config=config, env={})
+    assert found.http_web and found.http_listen == "127.0.0.1:9100"
+    assert not Settings.load(config=config, env={"JOBRUNNER_HTTP_WEB": "false"}).http_web
+    config.write_text('[http]\nweb = "yes"\n')
+    with pytest.raises(ConfigError, match=r"\[http\] web must be true or false"):
+        Settings.load(config=config, env={})
+    with pytest.raises(ConfigError, match=r"web = true needs \[http\] listen"):
+        Settings(http_web=True)
 
 
 def test_environment_and_flags(tmp_path: Path) -> None:
@@ -109,3 +123,66 @@ def test_worker_labels_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert 'jobrunner_job_duration_seconds_bucket{le="0.1",queue="q",worker="w0"} 1.0' in text
     assert 'jobrunner_job_duration_seconds_bucket{le="0.05",queue="q",worker="w0"} 0.0' in text
     assert workers == {"w0", "w1", "other"}
+
+
+async def test_a_mounted_app_gets_every_other_path_with_its_headers_and_body() -> None:
+    seen: list[tuple[str, str, bytes, bytes]] = []
+
+    async def echo(scope: Any, receive: Any, send: Any) -> None:
+        body = (await receive())["body"]
+        cookie = dict(scope["headers"]).get(b"cookie", b"")
+        seen.append((scope["method"], scope["path"], body, cookie))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"echo:" + body})
+
+    app = HttpApp()
+    app.route("/healthz", lambda: _ok())
+    app.mount(echo)
+    server = HttpServer(app, "127.0.0.1:0")
+    await server.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        form = b"a=1&b=2"
+        writer.write(
+            b"POST /actions/x HTTP/1.1\r\nHost: h\r\nCookie: c=1\r\n"
+            b"Content-Length: %d\r\n\r\n%s"
+            % (len(form), form)
+            + b"GET /healthz HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+        )  # two requests, one connection
+        answer = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+        assert answer.count(b"HTTP/1.1 200 OK") == 2
+        assert b"connection: keep-alive" in answer and answer.endswith(b"ok\n")
+        assert b"echo:a=1&b=2" in answer
+        assert seen == [("POST", "/actions/x", form, b"c=1")]
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(b"POST /x HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n")
+        assert (await asyncio.wait_for(reader.read(), 5)).startswith(b"HTTP/1.1 413 ")
+        writer.close()
+    finally:
+        await server.stop()
+
+
+async def _ok() -> Response:
+    return Response(200, b"ok\n")
+
+
+async def test_a_mounted_app_that_fails_is_a_500_and_the_server_goes_on() -> None:
+    async def broken(scope: Any, receive: Any, send: Any) -> None:
+        raise RuntimeError("the database went away")
+
+    app = HttpApp()
+    app.route("/healthz", lambda: _ok())
+    app.mount(broken)
+    server = HttpServer(app, "127.0.0.1:0")
+    await server.start()
+    try:
+        for path in (b"/jobs", b"/healthz"):
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(b"GET " + path + b" HTTP/1.1\r\nConnection: close\r\n\r\n")
+            answer = await asyncio.wait_for(reader.read(), 5)
+            writer.close()
+            expected = b"HTTP/1.1 500 " if path == b"/jobs" else b"HTTP/1.1 200 OK"
+            assert answer.startswith(expected), answer
+    finally:
+        await server.stop()

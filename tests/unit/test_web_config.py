@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import pytest
 
 from jobrunner.core.errors import ConfigError
-from jobrunner.web import data, serve
+from jobrunner.core.job_filter import JobFilter
+from jobrunner.web import data, live, serve
 
 
 @pytest.mark.parametrize(
@@ -48,17 +50,24 @@ def test_credentials_from_flags_and_environment(monkeypatch):
 def test_a_filter_round_trips_through_its_query_string():
     query = {"queue": "mail", "args": '{"a": {"b": 1}}', "from": "2026-01-02T03:04:05"}
     where = data.parse_filter(query, ["discarded", "retryable"])
-    assert where.args_json == {"a": {"b": 1}} and where.args_text is None
+    assert isinstance(where, JobFilter)  # the one filter of the client, the CLI and the pages
+    assert where.args == {"a": {"b": 1}} and where.args_text is None
     assert where.inserted_after == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     pairs = data.filter_query(where)
     again = {k: v for k, v in pairs if k != "state"}
     assert data.parse_filter(again, [v for k, v in pairs if k == "state"]) == where
 
 
+def test_text_args_and_a_tag_map_onto_the_shared_filter():
+    where = data.parse_filter({"args": "alice", "tag": "vip"}, [])
+    assert where == JobFilter.build(args_text="alice", tags=["vip"])
+    assert data.parse_filter({}, []).empty
+
+
 @pytest.mark.parametrize(
     ("query", "states", "message"),
     [
-        ({}, ["done"], "unknown state 'done'"),
+        ({}, ["done"], "unknown job state 'done'"),
         ({"args": "{oops"}, [], "is not a JSON object"),
         ({"args": "{}x"}, [], "is not a JSON object"),
         ({"to": "soon"}, [], "to 'soon' is not a date"),
@@ -67,3 +76,22 @@ def test_a_filter_round_trips_through_its_query_string():
 def test_bad_filters_say_what_is_wrong(query, states, message):
     with pytest.raises(data.BadFilter, match=message):
         data.parse_filter(query, states)
+
+
+async def test_viewers_of_one_fragment_share_one_render_per_interval():
+    cache = live.FragmentCache(ttl_s=60)
+    renders = 0
+
+    async def render() -> str:
+        nonlocal renders
+        renders += 1
+        await asyncio.sleep(0)  # viewers arriving meanwhile wait for this one
+        return f"<p>{renders}</p>"
+
+    key = ("_jobs.html", "/partial/jobs", "", "True")
+    shown = await asyncio.gather(*(cache.get(key, render) for _ in range(10)))
+    assert shown == ["<p>1</p>"] * 10 and renders == 1
+    assert await cache.get(("_jobs.html", "/partial/jobs", "state=discarded", "True"), render)
+    assert renders == 2  # another filter is another fragment
+    cache.clear()  # an action: the next poll shows its effect
+    assert await cache.get(key, render) == "<p>3</p>"

@@ -10,6 +10,9 @@ jobrunner's SQL migrations, and in a view:
 
 where `client` is a `jobrunner.connect_sync()` client opened once per process. The job commits
 with the order, or not at all. Django must run on psycopg 3 (`jobrunner[django]`).
+
+Django's Tasks framework runs on jobrunner through `JobrunnerBackend` (settings.TASKS), and
+`python manage.py jobrunner start` runs its tasks.
 """
 
 from __future__ import annotations
@@ -26,19 +29,31 @@ django = require("django", "django")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+_LAZY = ("JobrunnerBackend", "JobrunnerTask", "job_options", "to_jobrunner_priority")
 
-def driver_connection(conn: Any) -> Any:
-    """The psycopg connection under Django's connection `conn`, inside `transaction.atomic()`."""
+
+def __getattr__(name: str) -> Any:
+    """The Tasks backend's names, imported when first used (they need Django's settings)."""
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from jobrunner.contrib.django import backend
+
+    return getattr(backend, name)
+
+
+def driver_connection(conn: Any, *, atomic: bool = True) -> Any:
+    """The psycopg connection under Django's connection `conn`, inside `transaction.atomic()`
+    (or, with `atomic=False`, in autocommit mode when outside it)."""
     if getattr(conn, "vendor", None) != "postgresql":
         raise InvalidConnection(
             f"jobrunner needs a PostgreSQL database, got Django's {conn.vendor!r} connection"
         )
-    if not conn.in_atomic_block:
+    if atomic and not conn.in_atomic_block:
         raise InvalidConnection(
             "Django's connection is not in a transaction: insert the job inside "
             "'with transaction.atomic():', so that it commits with your rows"
         )
-    if conn.needs_rollback:
+    if conn.in_atomic_block and conn.needs_rollback:
         raise InvalidConnection(
             "the transaction.atomic() block is marked for rollback (an error happened in it); "
             "the job would be lost with it"

@@ -38,10 +38,15 @@ ALTER TABLE jobrunner_jobs ADD COLUMN ahead boolean NOT NULL DEFAULT false;
 
 -- Writes a node's outcomes: the UPDATE of ack_and_fetch_jobs.sql (see there), as a function
 -- so that the limited claim below runs it first. Returns the jobs this node still owned.
+-- plpgsql: its body is read at its first call, so it may write `result`, the column that
+-- migration 7 adds (a completed job's recorded result).
 CREATE FUNCTION jobrunner_ack(
     p_node text, p_ids bigint[], p_attempts int[], p_states text[], p_delays float8[],
-    p_errors text[], p_undo boolean[], p_claims text[]
-) RETURNS TABLE (id bigint, queue text, state text) LANGUAGE sql VOLATILE AS $$
+    p_errors text[], p_undo boolean[], p_claims text[], p_results text[]
+) RETURNS TABLE (id bigint, queue text, state text) LANGUAGE plpgsql VOLATILE AS $$
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
     WITH acked AS (
         UPDATE jobrunner_jobs AS j
         SET state = a.state::jobrunner_job_state,
@@ -60,9 +65,11 @@ CREATE FUNCTION jobrunner_ack(
             meta = CASE WHEN a.state <> 'scheduled' THEN j.meta
                         ELSE j.meta || jsonb_build_object('snoozed', 1 + CASE
                             WHEN jsonb_typeof(j.meta -> 'snoozed') = 'number'
-                            THEN (j.meta ->> 'snoozed')::numeric::int ELSE 0 END) END
-        FROM unnest(p_ids, p_attempts, p_states, p_delays, p_errors, p_undo, p_claims)
-             AS a(id, attempt, state, delay, error, undo, claim)
+                            THEN (j.meta ->> 'snoozed')::numeric::int ELSE 0 END) END,
+            result = CASE WHEN a.result IS NULL THEN j.result ELSE a.result::jsonb END
+        FROM unnest(p_ids, p_attempts, p_states, p_delays, p_errors, p_undo, p_claims,
+                    p_results)
+             AS a(id, attempt, state, delay, error, undo, claim, result)
         WHERE j.id = a.id
           AND j.attempt = CASE WHEN j.state = 'executing' AND j.attempted_by[1] = p_node
                                     AND j.attempted_by[2] IS NOT DISTINCT FROM a.claim
@@ -73,7 +80,8 @@ CREATE FUNCTION jobrunner_ack(
         SELECT count(pg_notify('jobrunner_insert', q.queue)) AS n
         FROM (SELECT DISTINCT acked.queue FROM acked WHERE acked.state = 'available') AS q
     )
-    SELECT acked.id, acked.queue, acked.state FROM acked, woken
+    SELECT acked.id, acked.queue, acked.state FROM acked, woken;
+END;
 $$;
 
 -- Files the waiting jobs of a partitioned queue that have no key under these options yet:
@@ -303,7 +311,7 @@ $$;
 -- node still owned (acked, only acked_id), then the claimed jobs (not acked, as job).
 CREATE FUNCTION jobrunner_ack_claim_limited(
     p_node text, p_ids bigint[], p_attempts int[], p_states text[], p_delays float8[],
-    p_errors text[], p_undo boolean[], p_claims text[],
+    p_errors text[], p_undo boolean[], p_claims text[], p_results text[],
     p_queue text, p_demand integer, p_claim text,
     p_global_limit integer, p_rate_allowed integer, p_rate_period_s float8,
     p_fields text[], p_keys text[]
@@ -314,7 +322,7 @@ BEGIN
         RETURN QUERY
         SELECT true, a.id, NULL::jobrunner_jobs
         FROM jobrunner_ack(p_node, p_ids, p_attempts, p_states, p_delays, p_errors, p_undo,
-                           p_claims) AS a;
+                           p_claims, p_results) AS a;
     END IF;
     IF p_demand > 0 THEN
         RETURN QUERY

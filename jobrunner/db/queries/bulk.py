@@ -10,6 +10,7 @@ from jobrunner.core.job_filter import JobFilter
 from jobrunner.db.queries.jobs import Conn, _fetch, _sql, readable
 
 LIST_JOBS = _sql("list_jobs")
+LIST_JOBS_OLDEST = _sql("list_jobs_oldest")
 COUNT_MATCHING_JOBS = _sql("count_matching_jobs")
 CANCEL_JOBS = _sql("cancel_jobs")
 RETRY_JOBS = _sql("retry_jobs")
@@ -17,9 +18,20 @@ DELETE_JOBS = _sql("delete_jobs")
 DELETE_JOB = _sql("delete_job")
 
 
-async def list_jobs(conn: Conn, job_filter: JobFilter, *, limit: int) -> list[Job]:
-    """Jobs matching the filter, newest first."""
-    rows = await _fetch(conn, LIST_JOBS, *job_filter.params(), limit)
+async def list_jobs(
+    conn: Conn, job_filter: JobFilter, *, limit: int, before_id: int | None = None
+) -> list[Job]:
+    """Jobs matching the filter, newest first, below `before_id` if given (a keyset page:
+    a walk down the primary key that stops at `limit`)."""
+    rows = await _fetch(conn, LIST_JOBS, *job_filter.params(), before_id, limit)
+    return [readable(row) for row in rows]
+
+
+async def list_jobs_oldest(
+    conn: Conn, job_filter: JobFilter, *, limit: int, after_id: int | None = None
+) -> list[Job]:
+    """Jobs matching the filter, oldest first, above `after_id` if given (a keyset page)."""
+    rows = await _fetch(conn, LIST_JOBS_OLDEST, *job_filter.params(), after_id, limit)
     return [readable(row) for row in rows]
 
 

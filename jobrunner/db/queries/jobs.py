@@ -177,6 +177,7 @@ class Ack:
     undo_attempt: bool = False
     final: bool = False  # the job's last attempt: a failure now discards it
     claim: str | None = None  # the run's claim id (attempted_by[1]); None: claimed without one
+    result: str | None = None  # JSON text recorded with a completed job (`Record`)
 
 
 async def ack_jobs(conn: Conn, node: str, acks: Sequence[Ack]) -> set[int]:
@@ -216,6 +217,7 @@ async def ack_and_fetch_jobs(
         demand,
         claim,
         [a.claim for a in acks],
+        [a.result for a in acks],
         started,
     )
     owned = {row["id"] for row in rows if row["acked"]}

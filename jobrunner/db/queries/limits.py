@@ -89,6 +89,7 @@ async def ack_and_claim_limited(
         None if rate is None else rate.period_s,
         fields,
         keys,
+        [a.result for a in acks],
     )
     owned = {row["id"] for row in rows if row["acked"]}
     return owned, _claimed([row for row in rows if not row["acked"]], unreadable)

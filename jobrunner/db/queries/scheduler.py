@@ -18,6 +18,8 @@ DATABASE_NOW = _sql("database_now")
 CRON_PROGRESS = _sql("cron_progress")
 INSERT_CRON_JOBS = _sql("insert_cron_jobs")
 PRUNE_JOBS = _sql("prune_jobs")
+PRUNE_WORKFLOWS = _sql("prune_workflows")
+PRUNE_BATCHES = _sql("prune_batches")
 RESCUE_JOBS = _sql("rescue_jobs")
 REMOVE_EXPIRED_NODES = _sql("remove_expired_nodes")
 
@@ -99,6 +101,20 @@ async def prune_jobs(
     for row in rows:
         counts[row["state"]] = counts.get(row["state"], 0) + 1
     return counts
+
+
+async def prune_workflows(conn: Conn, *, min_age_s: float, limit: int) -> int:
+    """Delete up to `limit` workflow rows none of whose steps is left, older than
+    `min_age_s`; how many went."""
+    rows = await _fetch(conn, PRUNE_WORKFLOWS, min_age_s, limit)
+    return int(rows[0]["n"])
+
+
+async def prune_batches(conn: Conn, *, min_age_s: float, limit: int) -> int:
+    """Delete up to `limit` batch rows none of whose jobs is left, older than `min_age_s`;
+    how many went."""
+    rows = await _fetch(conn, PRUNE_BATCHES, min_age_s, limit)
+    return int(rows[0]["n"])
 
 
 async def rescue_jobs(conn: Conn, *, node_lease_s: float) -> list[Job]:

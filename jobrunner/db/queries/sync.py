@@ -10,10 +10,12 @@ from typing import Any, Protocol
 from jobrunner.core.job import Job
 from jobrunner.core.job_filter import JobFilter
 from jobrunner.core.new_job import NewJob
+from jobrunner.core.workflow import InsertedBatch, InsertedWorkflow, Workflow
 from jobrunner.db import queries as q
 from jobrunner.db.queries import control as qc
 from jobrunner.db.queries import insert as qi
 from jobrunner.db.queries import jobs as qj
+from jobrunner.db.queries import workflows as qw
 from jobrunner.db.queries.jobs import readable
 
 DEADLOCK = "40P01"  # SQLSTATE deadlock_detected
@@ -91,7 +93,7 @@ def retry_job(conn: SyncConn, job_id: int) -> Job | None:
 
 def list_jobs(conn: SyncConn, job_filter: JobFilter, *, limit: int) -> list[Job]:
     """Jobs matching the filter, newest first (see `queries.list_jobs`)."""
-    return [readable(row) for row in conn.fetch(q.LIST_JOBS, *job_filter.params(), limit)]
+    return [readable(row) for row in conn.fetch(q.LIST_JOBS, *job_filter.params(), None, limit)]
 
 
 def retry_jobs(conn: SyncConn, job_filter: JobFilter, *, batch_size: int) -> list[int]:
@@ -160,3 +162,50 @@ def control_targets(conn: SyncConn, control_id: int) -> list[str]:
 def control_applied(conn: SyncConn, control_id: int) -> dict[str, dict[str, Any]]:
     rows = conn.fetch(q.CONTROL_APPLIED, control_id)
     return {row["node"]: json.loads(row["result"]) for row in rows}
+
+
+# --- workflows, batches, chains (the parameters and results of `queries.workflows`) ------
+
+
+def insert_workflow(conn: SyncConn, wf: Workflow) -> InsertedWorkflow:
+    params = qw.workflow_params(wf)
+    try:
+        rows = conn.fetch(qw.INSERT_WORKFLOW, *params)
+    except Exception as exc:
+        refused = qw.refusal(exc.__cause__ or exc) or qw.refusal(exc)
+        if refused is not None:
+            raise refused from None
+        raise
+    return qw.workflow_result(wf, rows)
+
+
+def insert_batch(
+    conn: SyncConn, jobs: Sequence[NewJob], callbacks: dict[str, NewJob]
+) -> InsertedBatch:
+    return qw.batch_result(jobs, conn.fetch(qw.INSERT_BATCH, *qw.batch_params(jobs, callbacks)))
+
+
+def insert_with_chains(conn: SyncConn, jobs: Sequence[NewJob]) -> list[Job]:
+    """Chained and other jobs, on a connection inside a transaction (see
+    `queries.workflows.insert_with_chains`)."""
+    results: dict[int, Job] = {}
+    for chain, indexes in qw.chain_groups(jobs):
+        chained = [jobs[i] for i in indexes]
+        rows = conn.fetch(qw.INSERT_CHAIN, *qw.chain_params(chain, chained))
+        results.update(zip(indexes, qw.chain_result(chained, rows), strict=True))
+    rest = [i for i in range(len(jobs)) if i not in results]
+    if rest:
+        results.update(zip(rest, insert_jobs(conn, [jobs[i] for i in rest]), strict=True))
+    return [results[i] for i in range(len(jobs))]
+
+
+def dep_results(conn: SyncConn, job_id: int) -> dict[str, Any]:
+    return qw.dep_results_of(conn.fetch(qw.DEP_RESULTS, job_id))
+
+
+def workflow_steps(conn: SyncConn, workflow_id: int) -> qw.WorkflowView | None:
+    return qw.workflow_view(conn.fetch(qw.WORKFLOW_STEPS, workflow_id))
+
+
+def cancel_workflow(conn: SyncConn, workflow_id: int) -> list[int]:
+    return [row["id"] for row in conn.fetch(qw.CANCEL_WORKFLOW, workflow_id)]

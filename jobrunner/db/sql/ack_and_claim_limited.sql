@@ -1,5 +1,5 @@
--- $1 node name, $2-$7 and $11 the acks (as in ack_and_fetch_jobs.sql: ids, attempts,
--- states, delays, errors, undo, claims), $8 queue, $9 demand, $10 claim id, $12 global
+-- $1 node name, $2-$7, $11 and $17 the acks (as in ack_and_fetch_jobs.sql: ids, attempts,
+-- states, delays, errors, undo, claims, results), $8 queue, $9 demand, $10 claim id, $12 global
 -- limit (null: none), $13 rate allowed (null: none), $14 rate period seconds, $15 partition
 -- fields text[], $16 partition keys text[].
 -- A limited queue's claim carrying the node's acks: see jobrunner_ack_claim_limited
@@ -14,5 +14,5 @@ SELECT r.acked, coalesce(r.acked_id, (r.job).id) AS id, 'executing' AS state,
        (r.job).attempted_by, (r.job).unique_key
 FROM jobrunner_ack_claim_limited(
     $1, $2::bigint[], $3::int[], $4::text[], $5::float8[], $6::text[], $7::boolean[],
-    $11::text[], $8, $9, $10, $12, $13, $14, $15::text[], $16::text[]
+    $11::text[], $17::text[], $8, $9, $10, $12, $13, $14, $15::text[], $16::text[]
 ) AS r

@@ -7,7 +7,8 @@
 -- $7 undo bool[] (true: the attempt does not count, as for a snooze or a shutdown);
 -- $8 queue, $9 demand (0: only ack), $10 claim id (as in fetch_jobs.sql),
 -- $11 claims text[] (the claim id of the run each ack ends, null: a claim without one),
--- $12 how many of the claimed jobs start now (null: all; the rest are claimed ahead, as in
+-- $12 results text[] (json recorded with a completed job, null: none).
+-- $13 how many of the claimed jobs start now (null: all; the rest are claimed ahead, as in
 -- fetch_jobs.sql).
 -- An ack to 'executing' changes nothing but `ahead`: a job claimed ahead has started.
 -- Only jobs this node still owns, in the run that ended (same claim, same attempt), change:
@@ -38,10 +39,11 @@ WITH acked AS (
         meta = CASE WHEN a.state <> 'scheduled' THEN j.meta
                     ELSE j.meta || jsonb_build_object('snoozed', 1 + CASE
                         WHEN jsonb_typeof(j.meta -> 'snoozed') = 'number'
-                        THEN (j.meta ->> 'snoozed')::numeric::int ELSE 0 END) END
+                        THEN (j.meta ->> 'snoozed')::numeric::int ELSE 0 END) END,
+        result = CASE WHEN a.result IS NULL THEN j.result ELSE a.result::jsonb END
     FROM unnest($2::bigint[], $3::int[], $4::text[], $5::float8[], $6::text[], $7::boolean[],
-                $11::text[])
-         AS a(id, attempt, state, delay, error, undo, claim)
+                $11::text[], $12::text[])
+         AS a(id, attempt, state, delay, error, undo, claim, result)
     WHERE j.id = a.id
       -- attempt, state and owner in one condition on both sides: as separate conditions
       -- the cached generic plan scans the executing index and compares every pair of rows
@@ -71,7 +73,7 @@ claimed AS (
         attempt = least(j.attempt + 1, 32767),  -- smallint: a failure there discards
         attempted_at = now(),
         attempted_by = array_remove(ARRAY[$1::text, $10::text], NULL),
-        ahead = coalesce(array_position(p.ids, j.id) > $12::int, false)
+        ahead = coalesce(array_position(p.ids, j.id) > $13::int, false)
     -- by primary key, whatever the plan: see fetch_jobs.sql
     FROM picked AS p
     WHERE j.id = ANY (p.ids)

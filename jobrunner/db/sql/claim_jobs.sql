@@ -1,9 +1,11 @@
 -- $1 ids bigint[], $2 node name. Claims these jobs if they are waiting (any time), for
--- running them in-process (testing inline mode, drain); skips jobs another node holds.
+-- running them in-process (testing inline mode, drain); skips jobs another node holds, and
+-- jobs that wait on others (deps_left > 0: see migration 0007).
 WITH picked AS (
     SELECT id
     FROM jobrunner_jobs
     WHERE id = ANY($1::bigint[]) AND state IN ('available', 'scheduled', 'retryable')
+      AND NOT (state = 'scheduled' AND coalesce(deps_left, 0) > 0)
     ORDER BY priority, scheduled_at, id
     FOR UPDATE SKIP LOCKED
 )

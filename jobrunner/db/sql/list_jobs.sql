@@ -1,6 +1,9 @@
--- $1-$7 the job filter: states text[], queue, worker, tags text[] (all of them), args jsonb
--- (containment), inserted after, inserted before (each null: any).
--- $8 limit. Newest first.
+-- $1-$8 the job filter: states text[], queue, worker, tags text[] (all of them), args jsonb
+-- (containment), inserted after, inserted before, args text (a substring of the args' JSON)
+-- (each null: any).
+-- $9 before this id (null: from the newest), $10 limit. Newest first: a keyset page is a
+-- walk down the primary key from the cursor that stops at the limit, however many rows the
+-- table holds.
 SELECT j.id, j.state::text AS state, j.queue, j.worker, j.args::text AS args, j.meta::text AS meta, j.tags, j.errors::text AS errors, j.attempt, j.max_attempts, j.priority, j.inserted_at, least(j.scheduled_at, '9999-12-31 23:59:59.999999+00') AS scheduled_at, j.attempted_at, j.completed_at, j.discarded_at, j.cancelled_at, j.attempted_by, j.unique_key
 FROM jobrunner_jobs j
 WHERE ($1::text[] IS NULL OR j.state::text = ANY ($1::text[]))
@@ -10,5 +13,7 @@ WHERE ($1::text[] IS NULL OR j.state::text = ANY ($1::text[]))
   AND ($5::jsonb IS NULL OR j.args @> $5::jsonb)
   AND ($6::timestamptz IS NULL OR j.inserted_at > $6::timestamptz)
   AND ($7::timestamptz IS NULL OR j.inserted_at < $7::timestamptz)
+  AND ($8::text IS NULL OR strpos(j.args::text, $8::text) > 0)
+  AND ($9::bigint IS NULL OR j.id < $9::bigint)
 ORDER BY j.id DESC
-LIMIT $8
+LIMIT $10
