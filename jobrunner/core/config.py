@@ -85,6 +85,7 @@ class Settings:
     pool_timeout_s: float = 10.0
     threads: int = 10
     poll_interval_s: float = 1.0
+    claim_ahead: bool = True  # queues without cluster-wide limits hold a batch claimed ahead
     shutdown_grace_s: float = 15.0
     heartbeat_interval_s: float = 5.0
     node_lease_s: float = 30.0
@@ -138,8 +139,9 @@ class Settings:
             raise ConfigError(
                 f"on_error must name a function like 'myapp.errors:report', got {self.on_error!r}"
             )
-        if not isinstance(self.otel, bool):
-            raise ConfigError(f"otel must be true or false, got {self.otel!r}")
+        for name in ("otel", "claim_ahead"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
 
     def _validate_choices(self) -> None:
         if self.testing not in (None, "inline", "manual"):

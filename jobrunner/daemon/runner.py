@@ -217,6 +217,8 @@ class Runner(NodeLiveness):
                 acker=self._acker,
                 poll_interval_s=self.settings.poll_interval_s,
                 threads=self.threads,
+                ahead_max_age_s=self.settings.node_lease_s / 2,
+                claim_ahead=self.settings.claim_ahead,
             )
         self._notifier.subscribe(INSERT, self._on_insert)
         self._notifier.subscribe(CANCEL, self._on_cancel)
