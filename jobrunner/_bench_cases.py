@@ -204,6 +204,27 @@ async def insert_rate(ctx: Context) -> Metrics:
     return {"per_s": count / elapsed}
 
 
+async def concurrent_insert_rate(ctx: Context, tasks: int = 50) -> Metrics:
+    """`tasks` tasks calling `client.insert` in a loop for a while, as a web app's requests
+    would, on one client (its pool on default settings)."""
+    async with connect(ctx.dsn) as client:
+        async with client.pool.acquire() as conn:
+            await reset(conn)
+        count = 0
+        deadline = time.perf_counter() + ctx.sizes.insert_s
+
+        async def inserting() -> None:
+            nonlocal count
+            while time.perf_counter() < deadline:
+                await client.insert(_bench_workers.noop.new({"n": count}))
+                count += 1
+
+        started = time.perf_counter()
+        await asyncio.gather(*(inserting() for _ in range(tasks)))
+        elapsed = time.perf_counter() - started
+    return {"per_s": count / elapsed}
+
+
 async def insert_all_time(ctx: Context) -> Metrics:
     """One `insert_all` of N jobs: the call only, the NewJob list is built before."""
     async with connect(ctx.dsn) as client:

@@ -9,7 +9,7 @@ import signal
 import socket
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from jobrunner.client import Client
 
 Metrics = dict[str, float]
+EMBEDDED = "jobrunner._bench_embedded"  # run with -m: the embedded daemon
 
 RESET = (
     "TRUNCATE jobrunner_jobs, jobrunner_nodes, jobrunner_queues, jobrunner_workflows, "
@@ -77,6 +78,11 @@ class Context:
     workdir: Path
     sizes: Sizes
     daemons: int = 0
+    embedded: bool = False  # daemons run `jobrunner.Runner` in an application's process
+    empty_dsn: str | None = None  # a database whose jobs table stays empty (the scale case)
+    floor: bool = False  # pair the burn-down and insert figures with a floor run just before
+    soak: Any = None  # the soak's shape (_bench_soak.Soak), when asked for
+    soak_rows: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def log_path(self) -> Path:
@@ -112,7 +118,9 @@ def daemon_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 class Daemon:
-    """`jobrunner start --queues bench:N` in a subprocess, JSON logs appended to a file."""
+    """`jobrunner start --queues bench:N` in a subprocess, JSON logs appended to a file; with
+    `ctx.embedded`, a process that runs `jobrunner.Runner` as an application embeds it
+    (nothing configured but the queue; the dashboard case keeps the CLI)."""
 
     def __init__(
         self,
@@ -128,15 +136,28 @@ class Daemon:
         ctx.daemons += 1
         self.node = f"bench-{os.getpid()}-{ctx.daemons}"
         self._ctx = ctx
-        self._cmd = [
+        spec = f"{_bench_workers.QUEUE}:{concurrency}{options}"
+        target = dsn or ctx.dsn  # a pooler's, say
+        if ctx.embedded and web is None:
+            self._cmd = [sys.executable, "-m", EMBEDDED, target, spec, self.node]
+            self._cmd += ["-" if threads is None else str(threads), *apps]
+        else:
+            self._cmd = self._cli(target, spec, threads, web, apps)
+        self._env = daemon_env(env)
+        self.proc: asyncio.subprocess.Process | None = None
+
+    def _cli(
+        self, dsn: str, spec: str, threads: int | None, web: str | None, apps: tuple[str, ...]
+    ) -> list[str]:
+        return [
             sys.executable,
             "-m",
             "jobrunner",
             "start",
             "--dsn",
-            dsn or ctx.dsn,
+            dsn,
             "--queues",
-            f"{_bench_workers.QUEUE}:{concurrency}{options}",
+            spec,
             "--app",
             _bench_workers.__name__,
             "--node",
@@ -145,8 +166,6 @@ class Daemon:
             *([] if web is None else ["--web", web]),
             *[arg for app in apps for arg in ("--app", app)],
         ]
-        self._env = daemon_env(env)
-        self.proc: asyncio.subprocess.Process | None = None
 
     async def __aenter__(self) -> Self:
         with self._ctx.log_path.open("ab") as log:

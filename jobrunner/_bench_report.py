@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 
@@ -14,6 +14,7 @@ class Metric:
     unit: str
     target: float | None = None
     higher_is_better: bool = True
+    floor: str | None = None  # the floor's figure this one is also shown as a fraction of
 
     def meets(self, value: float) -> bool | None:
         if self.target is None:
@@ -21,13 +22,20 @@ class Metric:
         return value >= self.target if self.higher_is_better else value <= self.target
 
 
-METRICS: dict[str, Metric] = {
+_METRICS: dict[str, Metric] = {
+    "floor_c10": Metric("floor: bare asyncpg queue, c10", "jobs/s"),
+    "floor_c50": Metric("floor: bare asyncpg queue, c50", "jobs/s"),
+    "floor_insert_per_s": Metric("floor: bare single insert, one conn", "jobs/s"),
+    "floor_wake_p50_ms": Metric("floor: wake latency p50", "ms"),
+    "floor_wake_p99_ms": Metric("floor: wake latency p99", "ms"),
     "workflow_plain_c10": Metric("burn-down c10, as many plain jobs as workflow steps", "jobs/s"),
     "workflow_c10": Metric("workflow fan-out/fan-in c10 (1 -> N-2 -> 1 steps)", "steps/s"),
     "workflow_ratio": Metric("  its time / the plain jobs' time", "ratio", 2.0, False),
     "workflow_insert_s": Metric("  insert_workflow of its N steps", "s"),
-    "burn_down_c10": Metric("burn-down, concurrency 10", "jobs/s", 8_000),
+    "burn_down_c10": Metric("burn-down, concurrency 10", "jobs/s", 9_000),
+    "burn_down_c10_of_floor": Metric("  of the floor's c10", "ratio", 0.55),
     "burn_down_c50": Metric("burn-down, concurrency 50", "jobs/s", 20_000),
+    "burn_down_c50_of_floor": Metric("  of the floor's c50", "ratio", 0.45),
     "burn_down_c10_cpu": Metric("  daemon CPU per job, c10", "us"),
     "burn_down_c50_cpu": Metric("  daemon CPU per job, c50", "us"),
     "burn_down_sync_c10": Metric("burn-down, sync workers, 10 threads", "jobs/s"),
@@ -35,8 +43,12 @@ METRICS: dict[str, Metric] = {
     "wake_p50_ms": Metric("wake latency p50", "ms", 1.0, higher_is_better=False),
     "wake_p90_ms": Metric("wake latency p90", "ms"),
     "wake_p99_ms": Metric("wake latency p99", "ms", 2.5, higher_is_better=False),
+    "wake_p50_of_floor": Metric("  p50 over the floor's p50", "ratio", higher_is_better=False),
+    "wake_p99_of_floor": Metric("  p99 over the floor's p99", "ratio", higher_is_better=False),
     "wake_max_ms": Metric("wake latency max", "ms"),
-    "insert_per_s": Metric("client.insert, sequential", "jobs/s", 3_500),
+    "insert_per_s": Metric("client.insert, sequential", "jobs/s"),
+    "insert_of_floor": Metric("  of the floor's single insert", "ratio", 0.55),
+    "insert_c50_per_s": Metric("client.insert, 50 tasks at once", "jobs/s", 8_000),
     "insert_all_s": Metric("insert_all of 10,000 jobs", "s", 0.1, higher_is_better=False),
     "sync_insert_per_s": Metric("sync client insert, sequential", "jobs/s"),
     "sync_insert_all_s": Metric("sync client insert_all of 10,000 jobs", "s"),
@@ -49,7 +61,9 @@ METRICS: dict[str, Metric] = {
     "scale_c50": Metric("burn-down c50, finished rows preloaded", "jobs/s"),
     "scale_c10_cpu": Metric("  daemon CPU per job, c10", "us"),
     "scale_c50_cpu": Metric("  daemon CPU per job, c50", "us"),
-    "scale_c10_ratio": Metric("  of the empty-table c10 figure", "ratio", 0.8),
+    "scale_empty_c10": Metric("burn-down c10, empty table, just after", "jobs/s"),
+    "scale_empty_c50": Metric("burn-down c50, empty table, just after", "jobs/s"),
+    "scale_c10_ratio": Metric("  of the empty-table c10 figure", "ratio", 0.85),
     "limits_plain_c10": Metric("burn-down c10, no cluster-wide limit", "jobs/s"),
     "limits_global_c10": Metric("burn-down c10, global_limit 10", "jobs/s"),
     "limits_global_ratio": Metric("  of the figure without it", "ratio", 0.85),
@@ -61,7 +75,7 @@ METRICS: dict[str, Metric] = {
     "pgbouncer_c10": Metric("burn-down c10, PgBouncer + listen_url", "jobs/s"),
     "pgbouncer_polling_c10": Metric("burn-down c10, PgBouncer, polling", "jobs/s"),
     "pgbouncer_c10_cpu": Metric("  daemon CPU per job, PgBouncer", "us"),
-    "scale_c50_ratio": Metric("  of the empty-table c50 figure", "ratio", 0.8),
+    "scale_c50_ratio": Metric("  of the empty-table c50 figure", "ratio", 0.85),
     "dashboard_c10": Metric("burn-down c10, 10 dashboards open (--web)", "jobs/s"),
     "dashboard_c10_cpu": Metric("  daemon CPU per job, c10 with dashboards", "us"),
     "dashboard_c10_plain_cpu": Metric("  daemon CPU per job, c10 without them", "us"),
@@ -80,12 +94,39 @@ METRICS: dict[str, Metric] = {
     "bulk_retry_s": Metric("retry_jobs by args, every job", "s"),
     "bulk_retry_insert_max_ms": Metric("  slowest concurrent insert", "ms"),
     "bulk_retry_insert_p50_ms": Metric("  concurrent insert p50", "ms"),
+    "soak_first_per_s": Metric("soak: first interval", "jobs/s"),
+    "soak_last_per_s": Metric("soak: last interval", "jobs/s"),
+    "soak_last_ratio": Metric("  last / first", "ratio", 0.9),
+    "soak_first_cpu": Metric("  daemon CPU per job, first interval", "us"),
+    "soak_last_cpu": Metric("  daemon CPU per job, last interval", "us"),
+    "soak_last_p50_ms": Metric("  queue time p50, last interval", "ms", 1.0, False),
+    "soak_last_p99_ms": Metric("  queue time p99, last interval", "ms", 2.5, False),
+    "soak_first_mb": Metric("  jobs table with indexes, first interval", "MB"),
+    "soak_last_mb": Metric("  jobs table with indexes, last interval", "MB"),
     "trigger_scan_s": Metric("trigger scan, time to enqueue", "s"),
     "trigger_scan_jobs": Metric("  jobs enqueued by the first scan", "jobs"),
     "trigger_all_done_s": Metric("  until every record is done", "s"),
     "trigger_peak_rss_mb": Metric("  daemon peak RSS", "MB"),
     "trigger_ready_rss_mb": Metric("  daemon RSS when ready", "MB"),
 }
+
+
+def _floor_of(key: str, metric: Metric) -> str | None:
+    """The floor figure a throughput compares with: the bare loop at its concurrency, or
+    the bare single insert."""
+    if key in ("wake_p50_ms", "wake_p99_ms"):
+        return f"floor_{key}"
+    if metric.unit != "jobs/s" or key.startswith(("floor", "soak", "memory")):
+        return None
+    if "insert" in key:
+        return "floor_insert_per_s"
+    for conc in ("c10", "c50"):
+        if conc in key:
+            return f"floor_{conc}"
+    return None
+
+
+METRICS = {key: replace(m, floor=_floor_of(key, m)) for key, m in _METRICS.items()}
 
 
 def fmt(value: float) -> str:
@@ -111,17 +152,28 @@ def report(data: dict[str, Any]) -> str:
         f"asyncpg {v['asyncpg']}, structlog {v['structlog']}, jobrunner {v['jobrunner']}",
         f"daemon: {data['daemon']}",
         "",
-        f"{'metric':<40} {'median':>10} {'min':>10} {'max':>10}  {'unit':<7} target",
+        f"{'metric':<40} {'median':>10} {'min':>10} {'max':>10}  {'unit':<7} "
+        f"{'of floor':>8}  target",
     ]
+    results = data["results"]
     for key, metric in METRICS.items():
         found = data["results"].get(key)
         if found is None:
             continue
         median, low, high = (fmt(found[k]) for k in ("median", "min", "max"))
+        floor = results.get(metric.floor) if metric.floor else None
+        ratio = f"{found['median'] / floor['median']:.2f}x" if floor else ""
         lines.append(
             f"{metric.label:<40} {median:>10} {low:>10} {high:>10}  {metric.unit:<7} "
-            f"{_target(metric, found['median'])}"
+            f"{ratio:>8}  {_target(metric, found['median'])}"
         )
+    if data.get("soak"):
+        lines += ["", "soak, per interval:", curve(data["soak"])]
+        if any(row.get("autovacuum") == "off" for row in data["soak"]):
+            lines.append(
+                "autovacuum is off on this server: the dead rows that pruning leaves are "
+                "never reclaimed, so the table grows"
+            )
     return "\n".join(lines)
 
 
@@ -131,3 +183,18 @@ def _target(metric: Metric, value: float) -> str:
         return ""
     sign = ">=" if metric.higher_is_better else "<="
     return f"{sign} {fmt(metric.target)} {'ok' if met else 'MISSED'}"
+
+
+def curve(rows: list[dict[str, Any]]) -> str:
+    """The per-interval table of the report."""
+    lines = [
+        f"{'interval':>8} {'jobs/s':>9} {'queue p50':>10} {'p99 ms':>8} {'table MB':>9} "
+        f"{'live rows':>10} {'dead rows':>10} {'autovac':>7} {'CPU us/job':>10}"
+    ]
+    for r in rows:
+        lines.append(
+            f"{r['interval']:>8} {r['jobs_per_s']:>9,.0f} {r['queue_p50_ms']:>10.2f} "
+            f"{r['queue_p99_ms']:>8.2f} {r['table_mb']:>9.1f} {r['live_rows']:>10,} "
+            f"{r['dead_rows']:>10,} {r['autovacuums']:>7} {r['cpu_us_per_job']:>10.0f}"
+        )
+    return "\n".join(lines)

@@ -26,103 +26,29 @@ from typing import Any
 import asyncpg
 import structlog
 
+from jobrunner import _bench_args, _bench_workflows
 from jobrunner import _bench_cases as cases
-from jobrunner import _bench_workflows
+from jobrunner import _bench_floor as floor_case
+from jobrunner import _bench_soak as soak_case
+from jobrunner._bench_args import CASES as CASES
+from jobrunner._bench_args import DEFAULT_CASES as DEFAULT_CASES
+from jobrunner._bench_args import sizes_for as sizes_for
 from jobrunner._bench_env import DEFAULT_SERVER as DEFAULT_SERVER
 from jobrunner._bench_env import create_database as create_database
 from jobrunner._bench_env import drop_database as drop_database
 from jobrunner._bench_env import machine as machine
 from jobrunner._bench_env import server_dsn as server_dsn
 from jobrunner._bench_env import versions as versions
-from jobrunner._bench_harness import QUICK, Context, Metrics, Sizes, log_summary, prepare_database
+from jobrunner._bench_harness import Context, Metrics, Sizes, log_summary, prepare_database
 from jobrunner._bench_report import METRICS as METRICS
 from jobrunner._bench_report import Metric as Metric
 from jobrunner._bench_report import fmt as fmt
 from jobrunner._bench_report import report as report
 
-CASES = (
-    "burn-down",
-    "latency",
-    "insert",
-    "memory",
-    "scale",
-    "metrics",
-    "bulk",
-    "limits",
-    "dashboard",
-    "pgbouncer",
-    "workflows",
-    "trigger-scan",
-)
-DEFAULT_CASES = CASES  # the scale case preloads its 1,000,000 rows in ~10 s: cheap enough
-
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """The command line; `--cases` takes names separated by spaces or commas."""
-    parser = argparse.ArgumentParser(
-        prog="python -m jobrunner.bench",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "--dsn",
-        help="a server where the bench may create its database "
-        "(default: JOBRUNNER_BENCH_DSN, else 127.0.0.1:5432, else embedded)",
-    )
-    parser.add_argument(
-        "--database",
-        default="jobrunner_bench",
-        help="the database to create, use and drop (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--runs", type=int, default=None, help="runs per case (default 3, 1 with --quick)"
-    )
-    parser.add_argument("--quick", action="store_true", help="smaller cases, one run: a smoke test")
-    parser.add_argument(
-        "--cases",
-        nargs="+",
-        default=None,
-        metavar="CASE",
-        help=f"among {', '.join(CASES)} (default: all)",
-    )
-    parser.add_argument(
-        "--with-scale",
-        action="store_true",
-        help="add the scale case to --cases (1,000,000 finished rows preloaded)",
-    )
-    parser.add_argument("--scale-rows", type=int, default=None, help="finished rows to preload")
-    parser.add_argument(
-        "--json", dest="json_path", metavar="PATH", help="also write the results here"
-    )
-    parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
-    args = parser.parse_args(argv)
-    args.cases = _case_names(parser, args.cases, args.with_scale)
-    if args.runs is None:
-        args.runs = 1 if args.quick else 3
-    if args.runs < 1:
-        parser.error(f"--runs must be >= 1, got {args.runs}")
-    return args
-
-
-def _case_names(
-    parser: argparse.ArgumentParser, raw: list[str] | None, with_scale: bool
-) -> tuple[str, ...]:
-    if raw is None:
-        return DEFAULT_CASES
-    names = [name for item in raw for name in item.split(",") if name]
-    unknown = [name for name in names if name not in CASES]
-    if unknown:
-        parser.error(f"unknown case {unknown[0]!r}; cases are {', '.join(CASES)}")
-    if with_scale and "scale" not in names:
-        names.append("scale")
-    return tuple(n for n in CASES if n in names)
-
-
-def sizes_for(args: argparse.Namespace) -> Sizes:
-    sizes = QUICK if args.quick else Sizes()
-    if args.scale_rows is not None:
-        sizes = replace(sizes, scale_rows=args.scale_rows)
-    return sizes
+    """The command line (see `_bench_args`)."""
+    return _bench_args.parse_args(argv, __doc__ or "")
 
 
 def summarize(values: Sequence[float]) -> dict[str, Any]:
@@ -136,13 +62,19 @@ def summarize(values: Sequence[float]) -> dict[str, Any]:
 
 
 def add_ratios(results: dict[str, dict[str, Any]]) -> None:
-    """Scale figures as a fraction of the empty-table ones, and the global limit's figure as
-    one of the figure without it (medians over medians)."""
+    """Scale figures as a fraction of the empty-table ones, the global limit's figure as one
+    of the figure without it, and figures as fractions of the floor's unless the runs paired
+    each with a floor run just before (medians over medians)."""
     pairs = [(f"scale_{c}", f"burn_down_{c}", f"scale_{c}_ratio") for c in ("c10", "c50")]
     pairs.append(("limits_global_c10", "limits_plain_c10", "limits_global_ratio"))
+    pairs += [
+        ("burn_down_c10", "floor_c10", "burn_down_c10_of_floor"),
+        ("burn_down_c50", "floor_c50", "burn_down_c50_of_floor"),
+        ("insert_per_s", "floor_insert_per_s", "insert_of_floor"),
+    ]
     for name, base_name, ratio_name in pairs:
         scaled, base = results.get(name), results.get(base_name)
-        if scaled is None or base is None:
+        if scaled is None or base is None or ratio_name in results:
             continue
         ratio = scaled["median"] / base["median"]
         results[ratio_name] = {
@@ -154,31 +86,41 @@ def add_ratios(results: dict[str, dict[str, Any]]) -> None:
 
 
 async def _burn_down(ctx: Context) -> Metrics:
-    c10 = await cases.burn_down(ctx, 10)
-    c50 = await cases.burn_down(ctx, 50)
+    found: Metrics = {}
+    for conc in (10, 50):
+        floor = await floor_case.burn_down_alone(ctx, conc) if ctx.floor else None
+        run = await cases.burn_down(ctx, conc)
+        found[f"burn_down_c{conc}"] = run["jobs_per_s"]
+        found[f"burn_down_c{conc}_cpu"] = run["cpu_us_per_job"]
+        if floor is not None:  # the floor just before, in the same seconds
+            found[f"burn_down_c{conc}_of_floor"] = run["jobs_per_s"] / floor
     sync = await cases.burn_down(ctx, 10, sync=True)
-    return {
-        "burn_down_c10": c10["jobs_per_s"],
-        "burn_down_c50": c50["jobs_per_s"],
-        "burn_down_c10_cpu": c10["cpu_us_per_job"],
-        "burn_down_c50_cpu": c50["cpu_us_per_job"],
-        "burn_down_sync_c10": sync["jobs_per_s"],
-        "burn_down_sync_c10_cpu": sync["cpu_us_per_job"],
-    }
+    found["burn_down_sync_c10"] = sync["jobs_per_s"]
+    found["burn_down_sync_c10_cpu"] = sync["cpu_us_per_job"]
+    return found
 
 
 async def _latency(ctx: Context) -> Metrics:
-    found = await cases.wake_latency(ctx)
-    return {f"wake_{key}": value for key, value in found.items()}
+    floor = await floor_case.wake_latency(ctx) if ctx.floor else None
+    found = {f"wake_{key}": value for key, value in (await cases.wake_latency(ctx)).items()}
+    if floor is not None:  # the floor just before, in the same seconds
+        found["wake_p50_of_floor"] = found["wake_p50_ms"] / floor["floor_wake_p50_ms"]
+        found["wake_p99_of_floor"] = found["wake_p99_ms"] / floor["floor_wake_p99_ms"]
+    return found
 
 
 async def _insert(ctx: Context) -> Metrics:
+    floor = await floor_case.insert_rate_alone(ctx) if ctx.floor else None
     rate = await cases.insert_rate(ctx)
+    concurrent = await cases.concurrent_insert_rate(ctx)
     batch = await cases.insert_all_time(ctx)
     sync_rate = await asyncio.to_thread(cases.sync_insert_rate, ctx)
     sync_batch = await asyncio.to_thread(cases.sync_insert_all_time, ctx)
+    paired = {"insert_of_floor": rate["per_s"] / floor} if floor is not None else {}
     return {
+        **paired,
         "insert_per_s": rate["per_s"],
+        "insert_c50_per_s": concurrent["per_s"],
         "insert_all_s": batch["seconds"],
         "sync_insert_per_s": sync_rate["per_s"],
         "sync_insert_all_s": sync_batch["seconds"],
@@ -191,14 +133,19 @@ async def _memory(ctx: Context) -> Metrics:
 
 
 async def _scale(ctx: Context) -> Metrics:
-    c10 = await cases.burn_down(ctx, 10, keep_rows=True)
-    c50 = await cases.burn_down(ctx, 50, keep_rows=True)
-    return {
-        "scale_c10": c10["jobs_per_s"],
-        "scale_c50": c50["jobs_per_s"],
-        "scale_c10_cpu": c10["cpu_us_per_job"],
-        "scale_c50_cpu": c50["cpu_us_per_job"],
-    }
+    """The burn-down on the preloaded table; with an empty database beside it, the same on
+    its empty table just after, so that each ratio compares runs of the same minutes."""
+    found: Metrics = {}
+    empty = replace(ctx, dsn=ctx.empty_dsn) if ctx.empty_dsn else None
+    for conc in (10, 50):
+        loaded = await cases.burn_down(ctx, conc, keep_rows=True)
+        found[f"scale_c{conc}"] = loaded["jobs_per_s"]
+        found[f"scale_c{conc}_cpu"] = loaded["cpu_us_per_job"]
+        if empty is not None:
+            base = await cases.burn_down(empty, conc)
+            found[f"scale_empty_c{conc}"] = base["jobs_per_s"]
+            found[f"scale_c{conc}_ratio"] = loaded["jobs_per_s"] / base["jobs_per_s"]
+    return found
 
 
 async def _dashboard(ctx: Context) -> Metrics:
@@ -282,6 +229,7 @@ async def _trigger_scan(ctx: Context) -> Metrics:
 
 
 RUNS: dict[str, Callable[[Context], Awaitable[Metrics]]] = {
+    "floor": floor_case.floor,
     "burn-down": _burn_down,
     "latency": _latency,
     "insert": _insert,
@@ -303,6 +251,8 @@ async def run_case(name: str, ctx: Context, runs: int) -> dict[str, list[float]]
     if name == "scale":
         seconds = await cases.preload(ctx)
         _say(f"  preloaded {ctx.sizes.scale_rows:,} finished jobs in {seconds:.1f}s")
+    if name == "soak":
+        return await _soak(ctx)
     for run in range(1, runs + 1):
         started = time.perf_counter()
         metrics = await RUNS[name](ctx)
@@ -311,6 +261,19 @@ async def run_case(name: str, ctx: Context, runs: int) -> dict[str, list[float]]
         shown = ", ".join(f"{k} {fmt(v)}" for k, v in metrics.items())
         _say(f"  {name} run {run}/{runs} ({time.perf_counter() - started:.1f}s): {shown}")
     return found
+
+
+async def _soak(ctx: Context) -> dict[str, list[float]]:
+    """One soak (its length makes runs pointless); its rows go to `ctx.soak_rows`."""
+    assert ctx.soak is not None
+    metrics, rows = await soak_case.soak(ctx, ctx.soak)
+    ctx.soak_rows = rows
+    for row in rows:
+        _say(
+            f"  soak interval {row['interval']}: {row['jobs_per_s']:,.0f} jobs/s, queue time "
+            f"p50 {row['queue_p50_ms']:.2f} ms, table {row['table_mb']:.1f} MB"
+        )
+    return {key: [value] for key, value in metrics.items()}
 
 
 def _say(line: str) -> None:
@@ -327,7 +290,15 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         await prepare_database(dsn)
         info = await versions(dsn)
         workdir = Path(tempfile.mkdtemp(prefix="jobrunner-bench-"))
-        ctx = Context(dsn=dsn, workdir=workdir, sizes=sizes_for(args))
+        ctx = Context(dsn=dsn, workdir=workdir, sizes=sizes_for(args), embedded=args.embedded)
+        ctx.floor = "floor" in args.cases
+        if args.soak is not None:
+            ctx.soak = soak_case.Soak(
+                args.soak, args.soak_rate, args.soak_interval, args.soak_history
+            )
+        if "scale" in args.cases:  # the empty table to compare with, in the same minutes
+            ctx.empty_dsn = await create_database(server, f"{args.database}_empty")
+            await prepare_database(ctx.empty_dsn)
         for name in args.cases:
             _say(f"{name}:")
             for key, values in (await run_case(name, ctx, args.runs)).items():
@@ -337,6 +308,8 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         if not args.keep:
             await drop_database(server, args.database)
+            if "scale" in args.cases:
+                await drop_database(server, f"{args.database}_empty")
     add_ratios(results)
     return {
         "runs": args.runs,
@@ -347,8 +320,13 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         "machine": machine(),
         "versions": info,
         "daemon_logs": logs,
-        "daemon": "`jobrunner start --queues bench:N` subprocess, default settings, "
-        f"JSON logs to a file ({logs['lines']:,} lines, {logs['warnings']} "
+        "soak": ctx.soak_rows,
+        "daemon": (
+            "`jobrunner.Runner` embedded in a subprocess, nothing configured, "
+            if args.embedded
+            else "`jobrunner start --queues bench:N` subprocess, default settings, "
+        )
+        + f"JSON logs to a file ({logs['lines']:,} lines, {logs['warnings']} "
         f"warnings, {logs['errors']} errors)",
         "results": results,
     }

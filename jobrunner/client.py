@@ -20,6 +20,7 @@ from jobrunner.core.new_job import NewJob
 from jobrunner.db import connection as _db
 from jobrunner.db import migrate as _migrate
 from jobrunner.db import queries as _queries
+from jobrunner.db.inserter import SMALL_BATCH, Inserter
 from jobrunner.db.queries import workflows as _workflows
 from jobrunner.workflow_client import WorkflowMethods
 
@@ -58,6 +59,7 @@ class Client(WorkflowMethods):
         self._pool = pool
         self._owns_pool = pool is None
         self._identity: tuple[Any, ...] | None = None
+        self._inserter: Inserter | None = None
 
     @property
     def testing(self) -> TestingMode | None:
@@ -112,6 +114,9 @@ class Client(WorkflowMethods):
         await self.close()
 
     async def close(self) -> None:
+        if self._inserter is not None:
+            await self._inserter.close()
+            self._inserter = None
         if self._pool is not None and self._owns_pool:
             await _db.close_pool(self._pool)
             self._pool = None
@@ -140,11 +145,18 @@ class Client(WorkflowMethods):
         if not batch:
             return []
         tracer = _telemetry.insert_tracer
-        insert = partial(
+        insert: Any = partial(
             _queries.insert_jobs, target, release_on=None if conn is None else self.pool
         )
         if any(job.chain is not None for job in batch):
             insert = partial(_workflows.insert_with_chains, target)
+        elif (
+            conn is None
+            and isinstance(target, asyncpg.Pool)  # not a test's one-connection view
+            and len(batch) <= SMALL_BATCH
+            and all(job.unique is None for job in batch)
+        ):
+            insert = self._plain_inserter().insert  # a held connection, grouped statements
         inserted = await (tracer(insert, batch) if tracer is not None else insert(batch))
         if self.testing == "inline":
             from jobrunner.engine.drain import run_inline
@@ -154,6 +166,11 @@ class Client(WorkflowMethods):
                 return await self._run_inline_until_settled(inserted, caller)
             return await run_inline(self, inserted, caller)
         return inserted
+
+    def _plain_inserter(self) -> Inserter:
+        if self._inserter is None:
+            self._inserter = Inserter(self.pool)
+        return self._inserter
 
     async def get_job(self, job_id: int) -> Job | None:
         """The job with this id, or None."""

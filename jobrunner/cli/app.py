@@ -190,6 +190,13 @@ def start(
         str | None, typer.Option(help="This node's name (default: host-pid-random).")
     ] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
+    log_job_start: Annotated[
+        bool,
+        typer.Option(
+            "--log-job-start",
+            help="Log job.start at info too (default: debug; job.stop carries the outcome).",
+        ),
+    ] = False,
     shutdown_grace_s: Annotated[
         float | None,
         typer.Option("--shutdown-grace-s", help="Seconds running jobs get to finish on SIGTERM."),
@@ -228,6 +235,7 @@ def start(
         queues=parsed,
         node=node,
         log_level=log_level,
+        log_job_start=log_job_start or None,
         shutdown_grace_s=shutdown_grace_s,
         threads=threads,
         app=tuple(app_modules) if app_modules else None,
@@ -235,7 +243,12 @@ def start(
         schema=schema,
     )
     try:
-        configure_logging(settings.log_level, settings.log_format)
+        configure_logging(
+            settings.log_level,
+            settings.log_format,
+            job_start=settings.log_job_start,
+            job_events=settings.log_job_events,
+        )
         if web is not None:
             settings = _with_web(settings, web)
         _endpoints.check(settings, metrics_required=metrics is not None)

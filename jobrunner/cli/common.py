@@ -12,6 +12,7 @@ import typer
 from jobrunner.cli.app import run
 from jobrunner.client import Client
 from jobrunner.core.config import Settings
+from jobrunner.core.telemetry import configure_job_log
 
 T = TypeVar("T")
 
@@ -47,6 +48,7 @@ def quiet_logs() -> None:
         wrapper_class=structlog.make_filtering_bound_logger(30),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
     )
+    configure_job_log("warning", job_events="structlog")
 
 
 def with_client(settings: Settings, body: Callable[[Client], Awaitable[T]]) -> T:

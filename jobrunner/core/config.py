@@ -81,10 +81,13 @@ class Settings:
     data_dir: str = ".jobrunner"
     log_level: str = "info"
     log_format: str = "auto"
+    log_job_start: bool = False  # job.start at info (default: debug; job.stop says it all)
+    log_job_events: str = "jobrunner"  # "structlog": through the application's structlog
     pool_size: int = 10
     pool_timeout_s: float = 10.0
     threads: int = 10
     poll_interval_s: float = 1.0
+    claim_ahead: bool = True  # queues without cluster-wide limits hold a batch claimed ahead
     shutdown_grace_s: float = 15.0
     heartbeat_interval_s: float = 5.0
     node_lease_s: float = 30.0
@@ -147,14 +150,21 @@ class Settings:
             raise ConfigError(
                 f"on_error must name a function like 'myapp.errors:report', got {self.on_error!r}"
             )
-        if not isinstance(self.otel, bool):
-            raise ConfigError(f"otel must be true or false, got {self.otel!r}")
+        for name in ("otel", "claim_ahead"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
 
     def _validate_choices(self) -> None:
         if self.testing not in (None, "inline", "manual"):
             raise ConfigError(f"testing must be 'inline' or 'manual', got {self.testing!r}")
         if self.log_format not in ("auto", "json", "console"):
             raise ConfigError(f"log_format must be auto, json or console, got {self.log_format!r}")
+        if self.log_job_events not in ("jobrunner", "structlog"):
+            raise ConfigError(
+                f"log_job_events must be jobrunner or structlog, got {self.log_job_events!r}"
+            )
+        if not isinstance(self.log_job_start, bool):
+            raise ConfigError(f"log_job_start must be true or false, got {self.log_job_start!r}")
 
     def _check_numbers(self) -> None:
         for f in dataclasses.fields(self):

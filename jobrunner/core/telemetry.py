@@ -52,11 +52,7 @@ def subscribe(handler: Handler, events: Iterable[str] = EVENTS) -> Callable[[], 
 
 def emit(event: str, level: int, fields: dict[str, Any]) -> None:
     """Log `event` and hand it to subscribers; a failing subscriber never fails a job."""
-    lines = _job_lines
-    if lines is not None and lines.current():
-        lines.write(event, level, fields)
-    else:
-        log.log(level, event, **fields)
+    (_job_log or _default_job_log()).write(event, level, fields)
     for handler in _handlers[event]:
         try:
             handler(event, fields)
@@ -154,26 +150,27 @@ def batch(kind: str, queue: str, size: int) -> None:
             log.exception("telemetry.observer_failed", observer=repr(hook))
 
 
-def configure_logging(level: str = "info", fmt: str = "auto") -> None:
-    """JSON lines when stdout is not a terminal, coloured key-values when it is."""
-    try:
-        numeric = logging.getLevelNamesMapping()[level.upper()]
-    except KeyError:
-        raise ValueError(
-            f"log level must be debug, info, warning or error, got {level!r}"
-        ) from None
-    console = fmt == "console" or (fmt == "auto" and sys.stdout.isatty())
+def configure_logging(
+    level: str = "info",
+    fmt: str = "auto",
+    *,
+    job_start: bool = False,
+    job_events: str = "jobrunner",
+) -> None:
+    """structlog for the whole process (the CLI owns its process): JSON lines when stdout is
+    not a terminal, coloured key-values when it is; and the job events' lines (see
+    `configure_job_log`)."""
+    numeric = level_number(level)
+    console = _console(fmt)
     renderer: Any = (
         structlog.dev.ConsoleRenderer()
         if console
         else structlog.processors.JSONRenderer(serializer=_dumps)
     )
-    global _job_lines
-    timestamper = _Timestamper()
     processors = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
-        timestamper,
+        _Timestamper(),
         structlog.processors.format_exc_info,
         renderer,
     ]
@@ -183,32 +180,88 @@ def configure_logging(level: str = "info", fmt: str = "auto") -> None:
         logger_factory=lambda *_args: _TurnFlushedLogger(sys.stdout),
         cache_logger_on_first_use=True,
     )
-    _job_lines = None if console else _JobLines(processors, numeric, timestamper)
+    configure_job_log(level, fmt, job_start=job_start, job_events=job_events)
 
 
-# The daemon logs two lines per job: what follows keeps a line cheap (a fifth of the CPU
-# time of a no-op job went to structlog's stock JSON renderer and timestamper).
+def level_number(level: str) -> int:
+    try:
+        return logging.getLevelNamesMapping()[level.upper()]
+    except KeyError:
+        raise ValueError(
+            f"log level must be debug, info, warning or error, got {level!r}"
+        ) from None
 
 
-class _JobLines:
-    """The job events' lines, rendered as the processors above would render them.
+def _console(fmt: str) -> bool:
+    return fmt == "console" or (fmt == "auto" and sys.stdout.isatty())
 
-    Two lines a job went through structlog's bound logger, its processor chain and a copy
-    of the event dict each; this writes the same JSON line directly, as long as the
-    configuration is still the one `configure_logging` made (an application that configures
-    structlog itself gets its own processors).
+
+JOB_EVENTS_ROUTES = ("jobrunner", "structlog")
+
+
+def configure_job_log(
+    level: str = "info",
+    fmt: str = "auto",
+    *,
+    job_start: bool = False,
+    job_events: str = "jobrunner",
+) -> None:
+    """How the job events are logged, whatever the application did with structlog.
+
+    By default (`job_events="jobrunner"`) jobrunner writes them itself to stdout: JSON lines,
+    or structlog's console renderer when stdout is a terminal (`fmt="auto"`). One line per
+    finished attempt (`job.stop` at info, `job.exception` at warning); `job.start` is at
+    debug unless `job_start`. With `job_events="structlog"` they go through structlog's
+    configuration instead (the application's processors, level and output).
     """
+    if job_events not in JOB_EVENTS_ROUTES:
+        raise ValueError(f"log_job_events must be jobrunner or structlog, got {job_events!r}")
+    global _job_log
+    _job_log = _JobLog(
+        level_number(level),
+        start_level=logging.INFO if job_start else logging.DEBUG,
+        console=_console(fmt),
+        via_structlog=job_events == "structlog",
+    )
 
-    def __init__(self, processors: list[Any], level: int, timestamper: _Timestamper) -> None:
-        self._processors = processors
+
+def job_log_from(settings: Any) -> None:
+    """`configure_job_log` with a Settings' log_level, log_format, log_job_start and
+    log_job_events (what a Runner applies when it starts)."""
+    configure_job_log(
+        settings.log_level,
+        settings.log_format,
+        job_start=settings.log_job_start,
+        job_events=settings.log_job_events,
+    )
+
+
+# The daemon logs a line or two per job: what follows keeps a line cheap. Through structlog,
+# a line went through a bound logger, its processor chain and a copy of the event dict, and
+# an application that never configured structlog got its development console renderer on
+# every job: about half of a no-op job's cost.
+
+
+class _JobLog:
+    """The job events' lines, rendered as `configure_logging`'s processors would render them
+    (JSON, or the console renderer), without structlog's processor chain."""
+
+    __slots__ = ("_console", "_level", "_logger", "_start_level", "_timestamper", "_via_structlog")
+
+    def __init__(self, level: int, *, start_level: int, console: bool, via_structlog: bool) -> None:
         self._level = level
-        self._timestamper = timestamper
+        self._start_level = start_level
+        self._console: Any = structlog.dev.ConsoleRenderer() if console else None
+        self._via_structlog = via_structlog
+        self._timestamper = _Timestamper()
         self._logger = _TurnFlushedLogger(sys.stdout)
 
-    def current(self) -> bool:
-        return structlog.get_config()["processors"] is self._processors
-
     def write(self, event: str, level: int, fields: dict[str, Any]) -> None:
+        if event == JOB_START:
+            level = self._start_level
+        if self._via_structlog:
+            log.log(level, event, **fields)
+            return
         if level < self._level:
             return
         line = dict(fields)
@@ -217,7 +270,11 @@ class _JobLines:
             line.setdefault(key, value)
         line["level"] = _LEVEL_NAMES[level]
         self._timestamper(None, "", line)
-        self._logger.msg(_dumps(line))
+        text = _dumps(line) if self._console is None else self._console(None, "", line)
+        logger = self._logger
+        if logger._file is not sys.stdout:  # replaced since (pytest's capture, a redirect)
+            logger = self._logger = _TurnFlushedLogger(sys.stdout)
+        logger.msg(text)
 
 
 _LEVEL_NAMES = {
@@ -227,7 +284,14 @@ _LEVEL_NAMES = {
     logging.ERROR: "error",
     logging.CRITICAL: "critical",
 }
-_job_lines: _JobLines | None = None
+_job_log: _JobLog | None = None
+
+
+def _default_job_log() -> _JobLog:
+    """Until a runner or the CLI configures it: info, JSON unless stdout is a terminal."""
+    configure_job_log()
+    assert _job_log is not None
+    return _job_log
 
 
 class _TurnFlushedLogger(structlog.WriteLogger):

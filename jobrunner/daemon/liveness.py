@@ -92,6 +92,8 @@ class NodeLiveness:
                 if producer is not None
                 else Limits(c.global_limit, c.rate_limit, c.partition)
             )
+            if producer is not None and producer.ahead:  # claimed ahead, waiting for a slot
+                state[name]["ahead"] = producer.ahead
             if limits:  # what `jobrunner status` reports the cluster-wide use of
                 state[name]["limits"] = limits.describe()
         return json.dumps(state)

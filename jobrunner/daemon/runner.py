@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
+from jobrunner.core import telemetry as _telemetry
 from jobrunner.core import threads as _threads
 from jobrunner.core.apps import import_apps
 from jobrunner.core.config import QueueConfig, Settings, queue_config
@@ -176,6 +177,7 @@ class Runner(NodeLiveness):
         """
         if self._started:
             raise JobRunnerError("this runner was already started; create a new Runner")
+        _telemetry.job_log_from(self.settings)  # its log settings, whatever structlog's
         async with self.client.pool.acquire() as conn:
             await _migrate.verify(conn)
         if self.client.testing is not None:
@@ -221,6 +223,8 @@ class Runner(NodeLiveness):
                 acker=self._acker,
                 poll_interval_s=self.settings.poll_interval_s,
                 threads=self.threads,
+                ahead_max_age_s=self.settings.node_lease_s / 2,
+                claim_ahead=self.settings.claim_ahead,
             )
         self._notifier.subscribe(INSERT, self._on_insert)
         self._notifier.subscribe(CANCEL, self._on_cancel)

@@ -18,6 +18,16 @@ from jobrunner.engine import executor as _executor
 log = structlog.get_logger("jobrunner.acker")
 
 BATCH_SIZE = 2_000
+STARTED = "executing"  # the ack of a job claimed ahead that started: it stays executing
+
+
+def _one_per_job(batch: list[Ack]) -> list[Ack]:
+    """Without the start of a job whose outcome is in the same batch: one statement must
+    change a row once (the outcome clears the claimed-ahead flag too)."""
+    if not any(ack.state == STARTED for ack in batch):
+        return batch
+    ended = {ack.job_id for ack in batch if ack.state != STARTED}
+    return [ack for ack in batch if ack.state != STARTED or ack.job_id not in ended]
 
 
 class Acker:
@@ -67,6 +77,7 @@ class Acker:
         batch, self._pending = self._pending[:BATCH_SIZE], self._pending[BATCH_SIZE:]
         if batch:
             self._in_flight += 1
+            batch = _one_per_job(batch)
         return batch
 
     def settle(self, batch: list[Ack], owned: set[int]) -> None:
@@ -80,10 +91,16 @@ class Acker:
         self._in_flight -= 1
         self.flushes += 1
         _telemetry.batch("ack", "", len(batch))
-        self.written += len(owned)
-        if len(owned) != len(batch):
-            lost = [a.job_id for a in batch if a.job_id not in owned]
-            self.stale += len(lost)
+        # A job claimed ahead that started may have ended before that was written: not stale.
+        starts = {a.job_id for a in batch if a.state == STARTED}
+        self.written += len(owned - starts)
+        lost = (
+            []
+            if len(owned) == len(batch)
+            else [a.job_id for a in batch if a.job_id not in owned and a.job_id not in starts]
+        )
+        self.stale += len(lost)
+        if lost:
             log.warning(
                 "ack.stale",
                 job_ids=lost[:20],

@@ -57,50 +57,65 @@ class Fetcher:
 
         def wake(self, _payload: str | None = None) -> None: ...
         def _dispatch(self, job: Job) -> None: ...
+        def _place(self, jobs: list[Job], started: int) -> None: ...
+        @property
+        def ahead_limit(self) -> int: ...
+        @property
+        def ahead(self) -> int: ...
+
+    def _demand(self) -> tuple[int, int]:
+        """How many jobs a fetch now would claim, and how many of them start at once: the
+        free slots, then the room in the buffer of jobs claimed ahead.
+
+        Refilling only by half batches was tried: with the buffer full, no fetch was about
+        to follow, so the acks went out in statements of their own (more CPU per job)."""
+        held = len(self._running) + self.ahead + self._reserved
+        return self.limit + self.ahead_limit - held, max(0, self.limit - held)
 
     def _launch(self) -> bool:
-        """Start a fetch for the free slots, unless one is in flight; whether it started."""
-        free = self.limit - len(self._running) - self._reserved
-        if self.paused or not self._more or self._stopping or self._fetches or free <= 0:
+        """Start a fetch for the free slots and the buffer's room, unless one is in flight;
+        whether it started."""
+        demand, started = self._demand()
+        if self.paused or not self._more or self._stopping or self._fetches or demand <= 0:
             self._acker.poke()  # no fetch to carry the acks
             return False
         # Cleared before the fetch so that a wake() during it is not lost.
         self._more = False
-        self._start_fetch(free)
+        self._start_fetch(demand, started)
         return True
 
     async def fetch_now(self) -> int:
         """Claim jobs for the free slots in the calling task and start them (their tasks
         begin at the next turn of the loop); how many it claimed."""
-        demand = self.limit - len(self._running) - self._reserved
+        demand = self.limit - len(self._running) - self.ahead - self._reserved
         if demand <= 0:
             return 0
         self._reserved += demand
         before = len(self._running)
-        await self._fetch(demand, self._acker.take())
+        await self._fetch(demand, demand, self._acker.take())
         return len(self._running) - before
 
-    def _start_fetch(self, demand: int) -> None:
+    def _start_fetch(self, demand: int, started: int) -> None:
         self._reserved += demand
         acks = self._acker.take()  # now: the acker would write them before the task runs
-        task = asyncio.create_task(self._fetch(demand, acks), name=f"jobrunner.fetch.{self.queue}")
+        task = asyncio.create_task(
+            self._fetch(demand, started, acks), name=f"jobrunner.fetch.{self.queue}"
+        )
         self._fetches.add(task)
         self._claiming.add(task)
         task.add_done_callback(self._fetches.discard)
         task.add_done_callback(self._claiming.discard)
 
     # Long: the three claim statements share one failure path that settles acks and slots.
-    async def _fetch(self, demand: int, acks: list[Ack]) -> None:
-        """Claim up to `demand` jobs, writing `acks` in the same statement, and start them."""
+    async def _fetch(self, demand: int, started: int, acks: list[Ack]) -> None:
+        """Claim up to `demand` jobs, writing `acks` in the same statement, and start them:
+        the first `started` at once, the others claimed ahead (as slots free up)."""
         claim = secrets.token_hex(8)
         pool = self._client.pool
         unreadable: list[_queries.Unreadable] = []
         try:
             if self.limits:
-                # Writes and settles the acks (emptying the list: a failed claim does not
-                # give them back to be written again).
-                owned: set[int] = set()
-                jobs = await self._claim_limited(demand, acks, claim, unreadable)
+                owned, jobs = await self._claim_limited(demand, acks, claim, unreadable)
             elif acks:
                 owned, jobs = await _queries.ack_and_fetch_jobs(
                     pool,
@@ -109,6 +124,7 @@ class Fetcher:
                     queue=self.queue,
                     demand=demand,
                     claim=claim,
+                    started=started,
                     unreadable=unreadable,
                 )
             else:  # the lighter statement: a wake-up's fetch, on an idle node
@@ -119,6 +135,7 @@ class Fetcher:
                     demand=demand,
                     node=self._node,
                     claim=claim,
+                    started=started,
                     unreadable=unreadable,
                 )
         except BaseException as exc:
@@ -150,25 +167,20 @@ class Fetcher:
         if self.paused and jobs:  # paused while the claim was under way: start none
             await self._give_back(jobs)
             return
-        for job in jobs:
-            self._dispatch(job)
+        self._place(jobs, started)
 
     async def _claim_limited(
         self, demand: int, acks: list[Ack], claim: str, unreadable: list[_queries.Unreadable]
-    ) -> list[Job]:
-        """Write the acks first (the slots they free count), then claim under the
-        cluster-wide limits, in a statement of its own."""
+    ) -> tuple[set[int], list[Job]]:
+        """Write the acks and claim under the cluster-wide limits, in one statement (the
+        slots the acks free count for the claim)."""
         pool = self._client.pool
-        if acks:
-            owned = await _queries.ack_jobs(pool, self._node, acks)
-            self._acker.settle(acks, owned)
-            self.carried += len(acks)
-            del acks[:]
-        jobs = await _queries.claim_limited(
+        owned, jobs = await _queries.ack_and_claim_limited(
             pool,
+            self._node,
+            acks,
             queue=self.queue,
             demand=demand,
-            node=self._node,
             claim=claim,
             limits=self.limits,
             unreadable=unreadable,
@@ -181,7 +193,7 @@ class Fetcher:
             if wait is not None and wait < self._poll_interval_s:
                 loop = asyncio.get_running_loop()
                 self._rate_timer = loop.call_later(max(wait, 0.0) + 0.005, self._rate_opened)
-        return jobs
+        return owned, jobs
 
     def _rate_opened(self) -> None:
         self._rate_timer = None
@@ -237,6 +249,5 @@ class Fetcher:
         if self.paused and jobs:
             await self._give_back([job for job in jobs if run_key(job) not in self._running])
             return
-        for job in jobs:
-            if run_key(job) not in self._running:
-                self._dispatch(job)
+        # Any of them may have been claimed ahead: each writes that it started.
+        self._place([job for job in jobs if run_key(job) not in self._running], 0)

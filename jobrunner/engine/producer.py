@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections import OrderedDict
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,7 @@ from jobrunner.core.job import Job
 from jobrunner.core.limits import Limits
 from jobrunner.engine import executor as _executor
 from jobrunner.engine.acker import Acker
+from jobrunner.engine.ahead import AheadBuffer
 from jobrunner.engine.executor import RunKey, run_key
 from jobrunner.engine.fetch import Fetcher
 
@@ -28,12 +30,13 @@ SHUTDOWN, CANCELLED, ABANDONED, LOST = _executor.INTERRUPTED, "cancelled", "aban
 STUBBORN_WAIT_S = 5.0  # how long interrupted jobs get to honour their cancellation
 
 
-class Producer(Fetcher):
-    """Claims up to `limit - running` jobs per fetch and runs each in its own task.
+class Producer(Fetcher, AheadBuffer):
+    """Claims up to `limit - running` jobs per fetch, plus up to a batch ahead, and runs
+    each in its own task.
 
     Woken by NOTIFY (an insert into its queue), by a finished job when the last fetch
     was full, or by its poll timer, so a lost notification only costs latency. Its fetches
-    are in `engine.fetch`.
+    are in `engine.fetch`, its jobs claimed ahead in `engine.ahead`.
     """
 
     _task: asyncio.Task[None] | None = None
@@ -49,6 +52,8 @@ class Producer(Fetcher):
         poll_interval_s: float = 1.0,
         paused: bool = False,
         threads: _threads.ThreadPool | None = None,
+        ahead_max_age_s: float = 15.0,
+        claim_ahead: bool = True,
     ) -> None:
         self.queue = queue
         self.limit = config.limit
@@ -70,6 +75,9 @@ class Producer(Fetcher):
         self._running: dict[RunKey, tuple[Job, asyncio.Task[None]]] = {}
         self._cancel_reasons: dict[RunKey, str] = {}
         self._latest: dict[int, RunKey] = {}  # job id -> its latest run here
+        self._ahead: OrderedDict[RunKey, tuple[Job, bool, float]] = OrderedDict()
+        self._ahead_max_age_s = ahead_max_age_s  # older buffered jobs go back, never start
+        self.claim_ahead = claim_ahead
         self._unsettled: list[str] = []  # fetches whose reply was lost: they may have claimed
         self._drained = asyncio.Event()
         self._drained.set()
@@ -95,11 +103,12 @@ class Producer(Fetcher):
         return self._task is None or not self._task.done()
 
     def running_jobs(self) -> set[int]:
-        return {key[0] for key in self._running}
+        """The jobs running here or claimed ahead."""
+        return {key[0] for key in self._running} | {key[0] for key in self._ahead}
 
     def running_runs(self) -> list[RunKey]:
-        """The runs under way here: (job id, claim id)."""
-        return list(self._running)
+        """The runs under way here or claimed ahead: (job id, claim id)."""
+        return [*self._running, *self._ahead]
 
     def about_to_fetch(self) -> bool:
         """A fetch will start soon, with free slots to fill: it carries the pending acks.
@@ -108,10 +117,14 @@ class Producer(Fetcher):
         a fetch in flight returns (every fetch's return pokes the acker: if no fetch
         follows, the acker writes them).
         """
-        if self.paused or self._stopping or self.limit <= len(self._running) + self._reserved:
+        if self.paused or self._stopping:
             return False
         if self._busy and self._fetches:
-            return True  # the fetch in flight came after a full one
+            # the fetch in flight came after a full one (even if it reserved every free slot
+            # and the buffer's room: jobs end meanwhile, and its return pokes the acker)
+            return True
+        if self._demand()[0] <= 0:
+            return False
         return self._waiting and self._wake.is_set() and self._more
 
     def wake(self, _payload: str | None = None) -> None:
@@ -121,6 +134,7 @@ class Producer(Fetcher):
 
     def pause(self) -> None:
         self.paused = True
+        self._give_back_ahead()
         self._acker.poke()
 
     async def settle(self) -> None:
@@ -134,13 +148,16 @@ class Producer(Fetcher):
         self.wake()
 
     def scale(self, limit: int) -> None:
-        """Change the limit; scaling down lets running jobs finish."""
+        """Change the limit; scaling down lets running jobs finish (jobs claimed ahead
+        beyond the new limit go back)."""
         self.limit = limit
+        self._start_ahead()
         self.wake()
 
     def scale_global(self, global_limit: int | None) -> None:
         """Change the cluster-wide limit this node claims under (None: the configured one)."""
         self.limits = dataclasses.replace(self.limits, global_limit=global_limit)
+        self._start_ahead()  # a limited queue holds none ahead
         self.wake()
 
     def cancel_job(self, job_id: int, reason: str = CANCELLED) -> bool:
@@ -148,7 +165,7 @@ class Producer(Fetcher):
 
         No ack is written for them. False if none runs here.
         """
-        runs = [key for key in self._running if key[0] == job_id]
+        runs = [key for key in [*self._running, *self._ahead] if key[0] == job_id]
         return any([self.cancel_run(key, reason) for key in runs])
 
     def cancel_run(self, key: RunKey, reason: str = LOST) -> bool:
@@ -156,6 +173,8 @@ class Producer(Fetcher):
 
         No ack is written for it. False if it does not run here.
         """
+        if self._drop_ahead(key):
+            return True
         running = self._running.get(key)
         if running is None or running[1].done() or key in self._cancel_reasons:
             return False  # cancelling twice would interrupt the worker's own clean-up
@@ -169,6 +188,7 @@ class Producer(Fetcher):
     def halt(self) -> None:
         """Stop fetching; running jobs go on."""
         self._stopping = True
+        self._give_back_ahead()
         if self._rate_timer is not None:
             self._rate_timer.cancel()
             self._rate_timer = None
@@ -298,6 +318,7 @@ class Producer(Fetcher):
         elif (exc := task.exception()) is not None:  # a bug of ours: still end the attempt
             log.error("job.ack_failed", job_id=job.id, error=repr(exc))
             self._acker.push(_executor.to_ack(job, None, exc, None)[0])
+        self._start_ahead()
         if not self._running:
             self._drained.set()
         if self._held and self.limits.global_limit is not None:  # its slot may be what the

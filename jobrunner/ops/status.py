@@ -31,6 +31,7 @@ class QueueStatus:
     persisted_paused: bool
     persisted_limit: int | None
     jobs: dict[str, int]
+    ahead: int = 0  # of the executing jobs, claimed ahead by a node and not started yet
 
     @property
     def paused(self) -> bool:
@@ -88,6 +89,7 @@ def _queue(
         nodes=tuple(n.name for n in serving),
         limit=sum(int(q.get("limit", 0)) for q in on),
         running=sum(int(q.get("running", 0)) for q in on),
+        ahead=sum(int(q.get("ahead", 0)) for q in on),
         paused_on=tuple(n.name for n in serving if n.queues[name].get("paused")),
         persisted_paused=persisted[0],
         persisted_limit=persisted[1],
@@ -144,6 +146,7 @@ def node_json(node: NodeRow) -> dict[str, Any]:
                 "limit": q.get("limit"),
                 "paused": bool(q.get("paused")),
                 "running": q.get("running", 0),
+                "ahead": q.get("ahead", 0),
             }
             for name, q in sorted(node.queues.items())
         },
@@ -156,6 +159,7 @@ def _queue_json(queue: QueueStatus) -> dict[str, Any]:
         "nodes": list(queue.nodes),
         "limit": queue.limit,
         "running": queue.running,
+        "ahead": queue.ahead,
         "paused": queue.paused,
         "paused_on": list(queue.paused_on),
         "persisted": {"paused": queue.persisted_paused, "limit": queue.persisted_limit},
@@ -197,7 +201,8 @@ def _node_queues(node: NodeRow) -> str:
     parts = []
     for name, q in sorted(node.queues.items()):
         paused = " paused" if q.get("paused") else ""
-        parts.append(f"{name}:{q.get('running', 0)}/{q.get('limit')}{paused}")
+        ahead = f" +{q['ahead']} ahead" if q.get("ahead") else ""
+        parts.append(f"{name}:{q.get('running', 0)}/{q.get('limit')}{ahead}{paused}")
     return ", ".join(parts)
 
 
@@ -261,7 +266,7 @@ def _queue_row(queue: QueueStatus) -> tuple[object, ...]:
         queue.name,
         len(queue.nodes),
         queue.limit,
-        queue.running,
+        f"{queue.running} +{queue.ahead} ahead" if queue.ahead else queue.running,
         paused,
         *(queue.jobs[s] for s in STATES),
     )

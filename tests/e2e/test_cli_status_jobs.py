@@ -75,16 +75,19 @@ async def test_status_as_text_and_json(client, db, daemons) -> None:
             "queues",
         }
     assert nodes["status-a"]["queues"] == {
-        "default": {"limit": 2, "paused": False, "running": 0},
-        "other": {"limit": 1, "paused": False, "running": 0},
+        "default": {"limit": 2, "paused": False, "running": 0, "ahead": 0},
+        "other": {"limit": 1, "paused": False, "running": 0, "ahead": 0},
     }
-    assert nodes["status-b"]["queues"] == {"default": {"limit": 3, "paused": True, "running": 0}}
+    assert nodes["status-b"]["queues"] == {
+        "default": {"limit": 3, "paused": True, "running": 0, "ahead": 0}
+    }
     assert shown["queues"] == [
         {
             "name": "default",
             "nodes": ["status-a", "status-b"],
             "limit": 5,
             "running": 0,
+            "ahead": 0,
             "paused": False,
             "paused_on": ["status-b"],
             "persisted": {"paused": False, "limit": None},
@@ -95,6 +98,7 @@ async def test_status_as_text_and_json(client, db, daemons) -> None:
             "nodes": ["status-a"],
             "limit": 1,
             "running": 0,
+            "ahead": 0,
             "paused": False,
             "paused_on": [],
             "persisted": {"paused": False, "limit": None},
@@ -105,6 +109,7 @@ async def test_status_as_text_and_json(client, db, daemons) -> None:
             "nodes": [],
             "limit": 0,
             "running": 0,
+            "ahead": 0,
             "paused": True,
             "paused_on": [],
             "persisted": {"paused": True, "limit": 4},

@@ -178,10 +178,26 @@ async def test_a_dying_background_task_stops_the_daemon_with_exit_1(db, daemons)
 # --- logs -----------------------------------------------------------------------------------
 
 
+async def test_by_default_a_job_logs_one_line_when_it_ends(client, db, daemons, events) -> None:
+    daemon = daemons(queues="default:5", app=APPS, env={"JOBRUNNER_LOG_FORMAT": "auto"}).start()
+    await daemon.wait_ready()
+    ok = await client.insert(daemon_workers.sleep.new({"sleep": 0}))
+    stop = await logged(daemon, "job.stop")
+    assert await daemon.stop() == 0
+    assert stop["job_id"] == ok.id and stop["outcome"] == "completed" and stop["level"] == "info"
+    assert stop["queue_time_s"] >= 0 and stop["duration_s"] >= 0
+    assert not daemon.events("job.start")
+
+
 async def test_job_events_are_json_lines_when_stdout_is_not_a_terminal(
     client, db, daemons, events
 ) -> None:
-    daemon = daemons(queues="default:5", app=APPS, env={"JOBRUNNER_LOG_FORMAT": "auto"}).start()
+    daemon = daemons(
+        queues="default:5",
+        app=APPS,
+        env={"JOBRUNNER_LOG_FORMAT": "auto"},
+        args=["--log-job-start"],
+    ).start()
     await daemon.wait_ready()
     ok = await client.insert(daemon_workers.sleep.new({"sleep": 0}))
     bad = await client.insert(daemon_workers.fail.new({"message": "nope"}))

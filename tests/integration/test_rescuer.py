@@ -91,6 +91,22 @@ async def test_a_job_with_no_attempts_left_is_discarded(
     assert [e.error for e in after.errors] == ["orphaned: node dead-1 stopped heartbeating"]
 
 
+async def test_a_job_claimed_ahead_gets_its_attempt_back_and_is_never_discarded(
+    client: jobrunner.Client, db: asyncpg.Connection
+) -> None:
+    """A dead node's job that waited in its buffer never started: the attempt was not used."""
+    await add_node(db, "dead-1", expires_in_s=-1)
+    job_id = await executing(client, db, "dead-1", started_s_ago=5, attempt=3, max_attempts=3)
+    await db.execute("UPDATE jobrunner_jobs SET ahead = true WHERE id = $1", job_id)
+    await Rescuer(client.pool, interval_s=1, node_lease_s=LEASE_S)._tick()
+    after = await job(client, job_id)
+    assert after.state is JobState.AVAILABLE and after.attempt == 2
+    assert [e.error for e in after.errors] == [
+        "orphaned: node dead-1 stopped heartbeating (claimed ahead, not started)"
+    ]
+    assert await db.fetchval("SELECT ahead FROM jobrunner_jobs WHERE id = $1", job_id) is False
+
+
 async def test_live_nodes_jobs_are_never_touched(
     client: jobrunner.Client, db: asyncpg.Connection
 ) -> None:

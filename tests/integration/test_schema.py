@@ -114,7 +114,8 @@ async def test_the_jobs_table_has_only_the_indexes_its_statements_use(
 ) -> None:
     """Each index costs every insert and every change of state an entry (no update of state is
     HOT), so there is none for the operator's listings by worker: they scan newest first.
-    The workflow, chain and batch indexes are partial: a plain job has no entry in them."""
+    The workflow, chain, batch and partition indexes are partial: a plain job has no entry in
+    them."""
     names = await db.fetch(
         "SELECT indexname FROM pg_indexes WHERE tablename = 'jobrunner_jobs' ORDER BY 1"
     )
@@ -123,6 +124,7 @@ async def test_the_jobs_table_has_only_the_indexes_its_statements_use(
         "jobrunner_jobs_chain_idx",
         "jobrunner_jobs_executing_idx",
         "jobrunner_jobs_fetch_idx",
+        "jobrunner_jobs_partition_idx",
         "jobrunner_jobs_pkey",
         "jobrunner_jobs_prune_idx",
         "jobrunner_jobs_stage_idx",

@@ -108,12 +108,14 @@ from jobrunner.db.queries.jobs import (
     retry_job,
 )
 from jobrunner.db.queries.limits import (
+    ACK_AND_CLAIM_LIMITED,
     CLAIM_LIMITED,
     GLOBAL_LIMITS,
     LIMIT_STATUS,
     PERSIST_GLOBAL_LIMIT,
     RATE_WAIT,
     LimitUse,
+    ack_and_claim_limited,
     claim_limited,
     global_limits,
     limit_status,
@@ -210,6 +212,7 @@ from jobrunner.db.queries.workflows import (
 )
 
 __all__ = [
+    "ACK_AND_CLAIM_LIMITED",
     "ACK_AND_FETCH_JOBS",
     "BATCH_CALLBACKS",
     "CANCELLED_JOBS",
@@ -302,6 +305,7 @@ __all__ = [
     "LimitUse",
     "NodeRow",
     "Unreadable",
+    "ack_and_claim_limited",
     "ack_and_fetch_jobs",
     "ack_jobs",
     "batch_callbacks",

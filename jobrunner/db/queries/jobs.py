@@ -136,14 +136,16 @@ async def fetch_jobs(
     demand: int,
     node: str,
     claim: str | None = None,
+    started: int | None = None,
     unreadable: list[Unreadable] | None = None,
 ) -> list[Job]:
     """Claim up to `demand` available jobs of `queue` for `node`, best first.
 
     `claim` names this fetch, so that `claimed_jobs` finds what it took if its reply is lost.
+    The first `started` start now (None: all); the others are flagged as claimed ahead.
     Rows that cannot be decoded go to `unreadable` when given.
     """
-    rows = await _fetch(conn, FETCH_JOBS, queue, demand, node, claim)
+    rows = await _fetch(conn, FETCH_JOBS, queue, demand, node, claim, started)
     return _claimed(rows, unreadable)
 
 
@@ -192,9 +194,11 @@ async def ack_and_fetch_jobs(
     queue: str,
     demand: int,
     claim: str | None = None,
+    started: int | None = None,
     unreadable: list[Unreadable] | None = None,
 ) -> tuple[set[int], list[Job]]:
-    """Write `acks` and claim up to `demand` jobs of `queue`, in one statement.
+    """Write `acks` and claim up to `demand` jobs of `queue`, in one statement; the first
+    `started` start now (None: all), the others are flagged as claimed ahead.
 
     Returns the acked ids this node still owned and the claimed jobs, best first; claimed
     rows that cannot be decoded go to `unreadable` when given.
@@ -214,6 +218,7 @@ async def ack_and_fetch_jobs(
         claim,
         [a.claim for a in acks],
         [a.result for a in acks],
+        started,
     )
     owned = {row["id"] for row in rows if row["acked"]}
     return owned, _claimed([row for row in rows if not row["acked"]], unreadable)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from jobrunner.core.job import Job
 from jobrunner.core.limits import Limits, RateLimit
-from jobrunner.db.queries.jobs import Conn, Unreadable, _claimed, _fetch, _sql
+from jobrunner.db.queries.jobs import Ack, Conn, Unreadable, _claimed, _fetch, _sql
 
 CLAIM_LIMITED = _sql("claim_limited")
+ACK_AND_CLAIM_LIMITED = _sql("ack_and_claim_limited")
 RATE_WAIT = _sql("rate_wait")
 PERSIST_GLOBAL_LIMIT = _sql("persist_global_limit")
 LIMIT_STATUS = _sql("limit_status")
@@ -47,6 +49,50 @@ async def claim_limited(
         keys,
     )
     return _claimed(rows, unreadable)
+
+
+async def ack_and_claim_limited(
+    conn: Conn,
+    node: str,
+    acks: Sequence[Ack],
+    *,
+    queue: str,
+    demand: int,
+    claim: str | None,
+    limits: Limits,
+    unreadable: list[Unreadable] | None = None,
+) -> tuple[set[int], list[Job]]:
+    """Write `acks`, then claim up to `demand` jobs of `queue` under its cluster-wide
+    `limits`, in one statement (the slots the acks free count for the claim).
+
+    Returns the acked ids this node still owned and the claimed jobs, best first, as
+    `ack_and_fetch_jobs` does.
+    """
+    rate = limits.rate_limit
+    fields, keys = limits.partition_args()
+    rows = await _fetch(
+        conn,
+        ACK_AND_CLAIM_LIMITED,
+        node,
+        [a.job_id for a in acks],
+        [a.attempt for a in acks],
+        [a.state for a in acks],
+        [a.delay_s for a in acks],
+        [a.error for a in acks],
+        [a.undo_attempt for a in acks],
+        queue,
+        demand,
+        claim,
+        [a.claim for a in acks],
+        limits.global_limit,
+        None if rate is None else rate.allowed,
+        None if rate is None else rate.period_s,
+        fields,
+        keys,
+        [a.result for a in acks],
+    )
+    owned = {row["id"] for row in rows if row["acked"]}
+    return owned, _claimed([row for row in rows if not row["acked"]], unreadable)
 
 
 async def rate_wait(conn: Conn, *, queue: str, rate: RateLimit) -> float | None:

@@ -8,6 +8,9 @@
 -- $8 queue, $9 demand (0: only ack), $10 claim id (as in fetch_jobs.sql),
 -- $11 claims text[] (the claim id of the run each ack ends, null: a claim without one),
 -- $12 results text[] (json recorded with a completed job, null: none).
+-- $13 how many of the claimed jobs start now (null: all; the rest are claimed ahead, as in
+-- fetch_jobs.sql).
+-- An ack to 'executing' changes nothing but `ahead`: a job claimed ahead has started.
 -- Only jobs this node still owns, in the run that ended (same claim, same attempt), change:
 -- a rescued job is never acked twice, and an outcome resent after an ambiguous failure never
 -- lands on a later run of the same job by this node (a snooze gives the attempt back, so
@@ -31,6 +34,7 @@ WITH acked AS (
                       ELSE jsonb_path_query_array(j.errors, '$[last - 18 to last]')
                            || jsonb_build_array(a.error::jsonb) END,
         attempt = j.attempt - a.undo::int,
+        ahead = false,
         -- a snooze (the only ack to 'scheduled') counts itself in meta, as Oban does
         meta = CASE WHEN a.state <> 'scheduled' THEN j.meta
                     ELSE j.meta || jsonb_build_object('snoozed', 1 + CASE
@@ -53,21 +57,26 @@ woken AS (
     SELECT count(pg_notify('jobrunner_insert', q.queue)) AS n
     FROM (SELECT DISTINCT queue FROM acked WHERE state = 'available') q
 ),
-claimed AS (
-    UPDATE jobrunner_jobs AS j
-    SET state = 'executing',
-        attempt = least(j.attempt + 1, 32767),  -- smallint: a failure there discards
-        attempted_at = now(),
-        attempted_by = array_remove(ARRAY[$1::text, $10::text], NULL)
-    -- by primary key, whatever the plan: see fetch_jobs.sql
-    WHERE j.id = ANY (ARRAY(
+picked AS MATERIALIZED (
+    SELECT ARRAY(
         SELECT id
         FROM jobrunner_jobs
         WHERE state = 'available' AND queue = $8
         ORDER BY priority, scheduled_at, id
         LIMIT $9
         FOR UPDATE SKIP LOCKED
-    ))
+    ) AS ids
+),
+claimed AS (
+    UPDATE jobrunner_jobs AS j
+    SET state = 'executing',
+        attempt = least(j.attempt + 1, 32767),  -- smallint: a failure there discards
+        attempted_at = now(),
+        attempted_by = array_remove(ARRAY[$1::text, $10::text], NULL),
+        ahead = coalesce(array_position(p.ids, j.id) > $13::int, false)
+    -- by primary key, whatever the plan: see fetch_jobs.sql
+    FROM picked AS p
+    WHERE j.id = ANY (p.ids)
     RETURNING j.*
 )
 SELECT true AS acked, acked.id, NULL AS state, NULL AS queue, NULL AS worker, NULL AS args,
@@ -76,12 +85,12 @@ SELECT true AS acked, acked.id, NULL AS state, NULL AS queue, NULL AS worker, NU
        NULL::timestamptz AS inserted_at, NULL::timestamptz AS scheduled_at,
        NULL::timestamptz AS attempted_at, NULL::timestamptz AS completed_at,
        NULL::timestamptz AS discarded_at, NULL::timestamptz AS cancelled_at,
-       NULL::text[] AS attempted_by, NULL AS unique_key
+       NULL::text[] AS attempted_by, NULL AS unique_key, NULL::boolean AS ahead
 FROM acked, woken
 UNION ALL
 SELECT false, c.id, 'executing', c.queue, c.worker, c.args::text, c.meta::text, c.tags,
        c.errors::text, c.attempt, c.max_attempts, c.priority, c.inserted_at,
        least(c.scheduled_at, '9999-12-31 23:59:59.999999+00'),  -- as far as Python reads
        c.attempted_at, c.completed_at, c.discarded_at, c.cancelled_at, c.attempted_by,
-       c.unique_key
+       c.unique_key, c.ahead
 FROM claimed c

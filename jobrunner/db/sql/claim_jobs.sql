@@ -13,7 +13,8 @@ UPDATE jobrunner_jobs AS j
 SET state = 'executing',
     attempt = least(j.attempt + 1, 32767),  -- smallint: a failure there discards
     attempted_at = now(),
-    attempted_by = ARRAY[$2::text]
+    attempted_by = ARRAY[$2::text],
+    ahead = false
 FROM picked
 WHERE j.id = picked.id
 RETURNING j.id, 'executing' AS state, j.queue, j.worker, j.args::text AS args, j.meta::text AS meta,

@@ -11,14 +11,20 @@ WITH orphaned AS (
 ),
 rescued AS (
     UPDATE jobrunner_jobs AS j
-    SET state = CASE WHEN j.attempt >= j.max_attempts THEN 'discarded'
+    -- a job claimed ahead never started: its attempt is given back, it is never discarded
+    SET state = CASE WHEN j.attempt >= j.max_attempts AND NOT j.ahead THEN 'discarded'
                      ELSE 'available' END::jobrunner_job_state,
-        scheduled_at = CASE WHEN j.attempt >= j.max_attempts THEN j.scheduled_at ELSE now() END,
-        discarded_at = CASE WHEN j.attempt >= j.max_attempts THEN now() ELSE j.discarded_at END,
+        scheduled_at = CASE WHEN j.attempt >= j.max_attempts AND NOT j.ahead THEN j.scheduled_at
+                            ELSE now() END,
+        discarded_at = CASE WHEN j.attempt >= j.max_attempts AND NOT j.ahead THEN now()
+                            ELSE j.discarded_at END,
+        attempt = j.attempt - j.ahead::int,
+        ahead = false,
         errors = j.errors || jsonb_build_array(jsonb_build_object(
             'attempt', j.attempt,
             'at', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'),
-            'error', 'orphaned: node ' || $1 || ' restarted while running it',
+            'error', 'orphaned: node ' || $1 || ' restarted while running it'
+                     || CASE WHEN j.ahead THEN ' (claimed ahead, not started)' ELSE '' END,
             'traceback', NULL))
     FROM orphaned
     WHERE j.id = orphaned.id

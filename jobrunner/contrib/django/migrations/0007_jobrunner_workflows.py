@@ -20,7 +20,9 @@ class Migration(migrations.Migration):  # type: ignore[misc]
     """jobrunner's tables up to `schema_version` (see 0001_jobrunner_schema)."""
 
     schema_version = 7
-    dependencies: ClassVar[list[tuple[str, str]]] = [("jobrunner", "0003_jobrunner_queue_limits")]
+    dependencies: ClassVar[list[tuple[str, str]]] = [
+        ("jobrunner", "0006_jobrunner_limited_claim_acks")
+    ]
     operations: ClassVar[list[Any]] = [
         migrations.RunPython(apply_schema, migrations.RunPython.noop, elidable=False)
     ]

@@ -1,0 +1,131 @@
+"""A producer's jobs claimed ahead: a bounded local buffer, so that the next batch is ready
+when the current one ends and the claim overlaps the work instead of taking turns with it.
+
+A job claimed ahead is `executing` under the node's name and claim (the rescuer takes it back
+if the node dies, every ack treats it as the node's) with `ahead` set: `jobrunner status`
+tells it from a running one. It starts as soon as a slot frees up; if it still runs 50 ms
+later the node's next statement clears the flag (an ack to 'executing'), else its outcome
+does. A graceful stop, a pause or a smaller
+limit gives buffered jobs back to `available`, the attempt not counted. Queues with
+cluster-wide limits never claim ahead: a job counts against a global limit only once it runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from typing import TYPE_CHECKING
+
+import structlog
+
+from jobrunner.core.job import Job
+from jobrunner.core.limits import Limits
+from jobrunner.db.queries import Ack
+from jobrunner.engine import executor as _executor
+from jobrunner.engine.acker import Acker
+from jobrunner.engine.executor import RunKey, run_key
+
+log = structlog.get_logger("jobrunner.producer")
+
+START_MARK_DELAY_S = 0.05  # a job started from the buffer is written as started after this
+
+
+class AheadBuffer:
+    """The claimed-ahead half of `Producer`: its state is the producer's own."""
+
+    queue: str
+    limit: int
+    limits: Limits
+    paused: bool
+    dispatch_cooldown_s: float
+    _acker: Acker
+    _stopping: bool
+    _running: dict[RunKey, tuple[Job, asyncio.Task[None]]]
+    # run -> (job, flagged ahead in the database, when it was claimed: monotonic seconds)
+    _ahead: OrderedDict[RunKey, tuple[Job, bool, float]]
+    _ahead_max_age_s: float
+    claim_ahead: bool
+
+    if TYPE_CHECKING:
+
+        def _dispatch(self, job: Job) -> None: ...
+        def wake(self, _payload: str | None = None) -> None: ...
+
+    @property
+    def ahead_limit(self) -> int:
+        """How many jobs this queue may hold claimed ahead: one batch (its limit), none for
+        a queue with cluster-wide limits or a dispatch cooldown, while paused or stopping, or
+        with `claim_ahead = false`."""
+        if (
+            not self.claim_ahead
+            or self.limits
+            or self.dispatch_cooldown_s
+            or self.paused
+            or self._stopping
+        ):
+            return 0
+        return self.limit
+
+    @property
+    def ahead(self) -> int:
+        """Jobs claimed ahead, waiting here for a slot."""
+        return len(self._ahead)
+
+    def ahead_runs(self) -> list[RunKey]:
+        return list(self._ahead)
+
+    def _place(self, jobs: list[Job], started: int) -> None:
+        """Start claimed jobs while slots are free (earlier claims first), buffer the rest.
+
+        The first `started` of `jobs` were claimed to start now, the others ahead.
+        """
+        now = time.monotonic()
+        for i, job in enumerate(jobs):
+            self._ahead[run_key(job)] = (job, i >= started, now)
+        self._start_ahead()
+
+    def _start_ahead(self) -> None:
+        """Start buffered jobs in the free slots; give back what no longer fits the buffer."""
+        now = time.monotonic()
+        while self._ahead and len(self._running) < self.limit and not self._stopping:
+            if self.paused:
+                break
+            _, (job, flagged, claimed_at) = self._ahead.popitem(last=False)
+            if now - claimed_at > self._ahead_max_age_s:
+                # Held past half a lease (an event-loop stall): it may have been rescued.
+                self._acker.push(_executor.interrupted(job))
+                log.warning("job.ahead_expired", job_id=job.id, queue=job.queue)
+                continue
+            self._dispatch(job)
+            if flagged:  # written if it still runs in a moment: most short jobs end sooner,
+                # and their outcome clears the flag (one write instead of two)
+                loop = asyncio.get_running_loop()
+                loop.call_later(START_MARK_DELAY_S, self._mark_started, job)
+        excess = len(self._ahead) - self.ahead_limit
+        if excess > 0:
+            self._give_back_ahead(excess)
+
+    def _mark_started(self, job: Job) -> None:
+        if run_key(job) in self._running:
+            self._acker.push(started_ack(job))
+
+    def _give_back_ahead(self, count: int | None = None) -> None:
+        """Back to available, attempt undone: the last `count` buffered jobs (None: all)."""
+        keys = list(self._ahead)[-count:] if count is not None else list(self._ahead)
+        if not keys:
+            return
+        for key in keys:
+            job, _, _ = self._ahead.pop(key)
+            self._acker.push(_executor.interrupted(job))
+        log.info("producer.ahead_returned", queue=self.queue, count=len(keys))
+        self.wake()
+
+    def _drop_ahead(self, key: RunKey) -> bool:
+        """Forget a buffered run that is no longer this node's (cancelled, rescued)."""
+        return self._ahead.pop(key, None) is not None
+
+
+def started_ack(job: Job) -> Ack:
+    """The ack of a job claimed ahead that has started: it stays executing, not ahead."""
+    return Ack(job.id, job.attempt, "executing", claim=_executor.claim_of(job))
