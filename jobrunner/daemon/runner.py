@@ -22,7 +22,6 @@ from jobrunner.daemon.liveness import NodeLiveness
 from jobrunner.db import connection as _db
 from jobrunner.db import migrate as _migrate
 from jobrunner.db import queries as _queries
-from jobrunner.db.connection import Reach
 from jobrunner.db.lease import LeaseConnections
 from jobrunner.engine.acker import Acker
 from jobrunner.engine.leader import Leader
@@ -143,9 +142,8 @@ class Runner(NodeLiveness):
 
     @property
     def listening(self) -> bool:
-        """The notifier's connection is up (or, behind PgBouncer without listen_url, it polls)."""
-        notifier = self._notifier
-        return notifier is not None and (notifier.polling_only or notifier.connected.is_set())
+        """The notifier's connection is up, or it polls (behind PgBouncer, no listen_url)."""
+        return self._notifier is not None and self._notifier.listening
 
     @property
     def listener_connects(self) -> int:
@@ -192,11 +190,7 @@ class Runner(NodeLiveness):
             self.running.set()
             return
         import_apps(self.settings.app)  # the workers its crontab names, as `jobrunner start`
-        self._lease = LeaseConnections(
-            self.client.dsn,
-            wait_s=self.settings.heartbeat_interval_s,
-            reach=Reach.of(self.settings),
-        )
+        self._lease = LeaseConnections.of(self.client.dsn, self.settings)
         extensions = self._extensions()  # validates plugin settings (crontab) before anything runs
         self._started = True
         try:

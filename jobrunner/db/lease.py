@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 import structlog
 
+from jobrunner.core.config import Settings
 from jobrunner.core.errors import JobRunnerError, PoolTimeout
 from jobrunner.db import connection as _db
 
@@ -34,6 +35,12 @@ class LeaseConnections:
         self._reach = reach
         self.wait_s = wait_s
         self._pool: asyncpg.Pool | None = None
+
+    @classmethod
+    def of(cls, dsn: str, settings: Settings) -> LeaseConnections:
+        """A node's: waits bounded by its heartbeat interval, reaching the server as its
+        settings say (schema, PgBouncer)."""
+        return cls(dsn, wait_s=settings.heartbeat_interval_s, reach=_db.Reach.of(settings))
 
     @property
     def open(self) -> bool:

@@ -92,6 +92,11 @@ class Notifier:
         settings = self._settings
         return settings is not None and settings.pgbouncer and not self._listen_url
 
+    @property
+    def listening(self) -> bool:
+        """Its connection is up, or it has none to keep (`polling_only`)."""
+        return self.polling_only or self.connected.is_set()
+
     async def start(self) -> None:
         """Connect and LISTEN (raising DatabaseUnavailable if that fails), then keep it up."""
         poll_s = self._settings.poll_interval_s if self._settings is not None else None
