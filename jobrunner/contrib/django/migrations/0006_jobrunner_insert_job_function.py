@@ -20,7 +20,7 @@ class Migration(migrations.Migration):  # type: ignore[misc]
     """jobrunner's tables up to `schema_version` (see 0001_jobrunner_schema)."""
 
     schema_version = 8
-    dependencies: ClassVar[list[tuple[str, str]]] = [("jobrunner", "0007_jobrunner_workflows")]
+    dependencies: ClassVar[list[tuple[str, str]]] = [("jobrunner", "0005_jobrunner_workflows")]
     operations: ClassVar[list[Any]] = [
         migrations.RunPython(apply_schema, migrations.RunPython.noop, elidable=False)
     ]
