@@ -114,8 +114,8 @@ def scale(
         typer.Option(
             "--rate",
             metavar="N/PERIOD",
-            help="A new rate limit (e.g. 100/60s) for the live nodes of a queue that has one; "
-            "not persisted: a node that starts later takes its configured one.",
+            help="Jobs started across every node per period (e.g. 100/60s); persisted, it "
+            "wins over the nodes' rate_limit. --rate reset: back to their configured one.",
             show_default=False,
         ),
     ] = None,
@@ -183,22 +183,22 @@ def _scale_global(
 
 
 def _scale_rate(queue: str, raw: str, timeout: float, force: bool, settings: Settings) -> None:
-    try:
-        rate = RateLimit.parse(raw)
-    except ConfigError as exc:
-        fail(f"queue {queue!r} {exc}")
+    rate: RateLimit | None = None
+    if raw != "reset":
+        try:
+            rate = RateLimit.parse(raw)
+        except ConfigError as exc:
+            fail(f"queue {queue!r} {exc}")
 
     async def go(client: Client) -> ControlResult:
         return await _commands.scale_rate(client, queue, rate, timeout_s=timeout, force=force)
 
     result = with_client(settings, go)
-    ignored = [n for n, what in result.applied.items() if what.get("ignored")]
-    if ignored:
-        fail(f"queue {queue!r} has no rate limit on {', '.join(sorted(ignored))}; set one in "
-             "its configuration first", 1)  # fmt: skip
-    report(
-        result, f"queue {queue!r} starts at most {rate.allowed} every {rate.period_s:g}s", timeout
-    )
+    if rate is None:
+        report(result, f"queue {queue!r} back to each node's configured rate limit", timeout)
+    else:
+        done = f"queue {queue!r} starts at most {rate.allowed} every {rate.period_s:g}s"
+        report(result, done, timeout)
 
 
 @app.command()

@@ -10,7 +10,6 @@ snapshot in one statement, then applies exactly the commands that snapshot did n
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +44,7 @@ class Controller:
         self.applied: list[ControlCommand] = []
 
     async def prepare(self) -> None:
-        """Before producers start: load the persisted queue state (paused, limit override).
+        """Before producers start: load the persisted queue state (paused, limit overrides).
 
         A queue configured `paused` starts paused unless a resume was persisted for it.
         """
@@ -63,8 +62,16 @@ class Controller:
                 producer.scale(start.limits[name])
             if name in start.global_limits:
                 producer.scale_global(start.global_limits[name])
-        if paused or start.limits or start.global_limits:
-            log.info("control.loaded", node=runner.node, paused=sorted(paused), limits=start.limits)
+            if name in start.rate_limits:  # set live, persisted: wins over the config's
+                producer.scale_rate(start.rate_limits[name])
+        if paused or start.limits or start.global_limits or start.rate_limits:
+            log.info(
+                "control.loaded",
+                node=runner.node,
+                paused=sorted(paused),
+                limits=start.limits,
+                rate_limits={q: r.describe() for q, r in start.rate_limits.items()},
+            )
             await runner.heartbeat()
 
     async def start(self) -> None:
@@ -161,15 +168,12 @@ class Controller:
         return {"paused": producer.paused, "limit": producer.limit, "running": producer.running}
 
     def _scale_rate(self, producer: Any, raw: Any) -> dict[str, Any]:
-        """A new rate limit for this node's claims of the queue (None: its configured one);
-        the queue keeps its other limits, and a queue without a rate limit gets none."""
+        """A new rate limit for this node's claims of the queue (None: its configured one,
+        if any); the queue keeps its other limits."""
         config = self._runner.queues[producer.queue].rate_limit
-        if config is None:
-            return {"ignored": True, "reason": "the queue has no rate limit"}
         rate = config if raw is None else RateLimit(int(raw["allowed"]), float(raw["period_s"]))
-        producer.limits = dataclasses.replace(producer.limits, rate_limit=rate)
-        producer.wake()
-        return {"paused": producer.paused, "rate_limit": rate.describe()}
+        producer.scale_rate(rate)
+        return {"paused": producer.paused, "rate_limit": None if rate is None else rate.describe()}
 
 
 def _grace(payload: dict[str, Any]) -> float | None:

@@ -14,7 +14,7 @@ import structlog
 from jobrunner.core import threads as _threads
 from jobrunner.core.config import QueueConfig
 from jobrunner.core.job import Job
-from jobrunner.core.limits import Limits
+from jobrunner.core.limits import Limits, RateLimit
 from jobrunner.engine import executor as _executor
 from jobrunner.engine.acker import Acker
 from jobrunner.engine.ahead import AheadBuffer
@@ -158,6 +158,12 @@ class Producer(Fetcher, AheadBuffer):
         """Change the cluster-wide limit this node claims under (None: the configured one)."""
         self.limits = dataclasses.replace(self.limits, global_limit=global_limit)
         self._start_ahead()  # a limited queue holds none ahead
+        self.wake()
+
+    def scale_rate(self, rate_limit: RateLimit | None) -> None:
+        """Change the rate limit this node claims under (None: none)."""
+        self.limits = dataclasses.replace(self.limits, rate_limit=rate_limit)
+        self._start_ahead()
         self.wake()
 
     def cancel_job(self, job_id: int, reason: str = CANCELLED) -> bool:

@@ -41,7 +41,8 @@ class ControlResult:
     `targets` are the live nodes it was aimed at (those serving the queue, or the one named),
     `applied` maps each node that applied it to what it reported, and `missing` lists the
     targets that did not within the timeout. `persisted` is true when the queue state was
-    saved for nodes that start later (pause, resume and scale aimed at every node).
+    saved for nodes that start later (pause, resume and scale aimed at every node, and every
+    change of a global or rate limit).
 
     Example:
         >>> result = await client.pause_queue("emails")
@@ -155,8 +156,9 @@ async def issue(
 ) -> ControlResult:
     """Insert a command (persisting queue state when aimed at every node) and wait for it.
 
-    Pause, resume and scale aimed at every node update `jobrunner_queues` in the same
-    transaction, so nodes that start later honour them.
+    Pause, resume and scale (of the limit, the global limit or the rate limit) aimed at every
+    node update `jobrunner_queues` in the same transaction, so nodes that start later honour
+    them.
     """
     payload = dict(payload or {})
     persist = persisted_state(command, queue, node, payload)
@@ -172,6 +174,13 @@ async def issue(
         )
         if persist is not None and GLOBAL_LIMIT in payload:
             await _queries.persist_global_limit(conn, persist["queue"], payload[GLOBAL_LIMIT])
+        elif persist is not None and RATE_LIMIT in payload:
+            rate = payload[RATE_LIMIT]
+            await _queries.persist_rate_limit(
+                conn,
+                persist["queue"],
+                None if rate is None else RateLimit(rate["allowed"], rate["period_s"]),
+            )
         elif persist is not None:
             await _queries.persist_queue_state(conn, **persist)
     targets = tuple(await _queries.control_targets(client.pool, control_id))
@@ -185,8 +194,6 @@ def persisted_state(
     """persist_queue_state's arguments when the command is aimed at every node serving a
     queue (pause, resume, scale), for nodes that start later; None otherwise."""
     if node is not None or queue is None or command not in (PAUSE, RESUME, SCALE):
-        return None
-    if RATE_LIMIT in payload:  # a rate limit is the live nodes' own: nothing to persist
         return None
     return {
         "queue": queue,
@@ -300,9 +307,9 @@ async def scale_rate(
     force: bool,
     issued_by: str | None = None,
 ) -> ControlResult:
-    """Change the rate limit the live nodes serving `queue` claim under (None: back to each
-    node's configured one). Not persisted: a node that starts later, or restarts, takes the
-    rate limit of its configuration.
+    """Set the rate limit of `queue` on every node (None: back to each node's configured
+    one), persisted: it wins over the nodes' configured rate limit, and a node that starts
+    later, or restarts, claims under it too. A queue configured without a rate limit gets it.
     """
     await _check_target(client, queue, None, force)
     value = None if rate is None else {"allowed": rate.allowed, "period_s": rate.period_s}

@@ -201,12 +201,12 @@ async def test_status_shows_rate_window_use_and_busiest_partitions(
     assert '{"customer": "big"}: 0 executing, 16 waiting, 4 started in the window' in text
 
 
-async def test_scale_rate_changes_the_live_nodes_rate_limit(
+async def test_scale_rate_applies_live_persists_and_a_later_node_follows_it(
     dsn: str, db: asyncpg.Connection, client: jobrunner.Client, daemons: Callable[..., Daemon]
 ) -> None:
     await db.execute(LOG_TABLE)
     await db.execute("TRUNCATE limit_log")
-    await daemons(queues="imports:10:rate_limit=2/600s", app=APP).start().wait_ready()
+    first = await daemons(queues="imports:10:rate_limit=2/600s", app=APP).start().wait_ready()
     await client.insert_all([hold.new({}, queue="imports") for _ in range(6)])
 
     async def started(n: int) -> bool:
@@ -222,8 +222,41 @@ async def test_scale_rate_changes_the_live_nodes_rate_limit(
 
     done = run_cli("scale", "imports", "--rate", "5/600s", dsn=dsn)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "starts at most 5 every 600s" in done.stdout
+    assert "starts at most 5 every 600s on every node (persisted: nodes that start later " in (
+        done.stdout
+    )
     await eventually(lambda: started(5), timeout_s=20)  # three more, then the window is full
     assert await db.fetchval("SELECT count(*) FROM jobrunner_jobs WHERE state = 'available'") == 1
+    rate = "SELECT rate_allowed, rate_period_s FROM jobrunner_queues WHERE name = 'imports'"
+    assert tuple(await db.fetchrow(rate)) == (5, 600.0)
+
+    # With no node live, the change is only persisted; a node started later, configured
+    # with 2/600s (which the window's five starts already exceed), claims under it.
+    first.signal()
+    assert await first.wait() == 0
+    done = run_cli("scale", "imports", "--rate", "7/600s", dsn=dsn)
+    assert done.returncode == 0 and "no live node serves it" in done.stdout, done.stdout
+    await client.insert_all([hold.new({}, queue="imports") for _ in range(4)])
+    later = await daemons(queues="imports:10:rate_limit=2/600s", app=APP).start().wait_ready()
+    await eventually(lambda: started(7), timeout_s=20)
+    assert await db.fetchval("SELECT count(*) FROM jobrunner_jobs WHERE state = 'available'") == 3
+
+    async def node_rate(expected: dict[str, Any]) -> bool:
+        """The rate limit the live node reports claiming under (the first node is gone)."""
+        found = json.loads(run_cli("status", "--json", dsn=dsn).stdout)
+        (imports,) = [q for q in found["queues"] if q["name"] == "imports"]
+        assert imports["nodes"] == [later.node], imports
+        assert imports["limits"]["rate_limit"] == expected, imports
+        return True
+
+    await eventually(lambda: node_rate({"allowed": 7, "period_s": 600.0}), timeout_s=10)
+
+    # Reset: the row forgets it and the live node is back to its configuration.
+    done = run_cli("scale", "imports", "--rate", "reset", dsn=dsn)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "back to each node's configured rate limit on every node (persisted" in done.stdout
+    assert f"applied by 1 node: {later.node}" in done.stdout
+    assert tuple(await db.fetchrow(rate)) == (None, None)
+    await eventually(lambda: node_rate({"allowed": 2, "period_s": 600.0}), timeout_s=10)
     other = run_cli("scale", "nope", "--rate", "5/60s", dsn=dsn)
     assert other.returncode != 0 and "unknown queue 'nope'" in other.stderr

@@ -202,7 +202,9 @@ async def test_a_queues_global_and_rate_limits_are_edited_from_its_row(browser, 
     await row.get_by_label("new rate limit for payments").fill("50/30s")
     await row.get_by_role("button", name="Set rate").click()
     await expect(page.locator("ul.confirmed")).to_contain_text("web-node-1: confirmed")
-    await expect(page.locator("main")).to_contain_text("Not persisted")
+    await expect(page.locator("main")).to_contain_text(
+        "Persisted: nodes that start later follow it"
+    )
     await page.goto(dashboard)  # the node reports its new rate limit with its next heartbeat
     await expect(row.get_by_test_id("rate-limit")).to_have_text("rate 50/30s", timeout=10_000)
     persisted = "SELECT global_limit FROM jobrunner_queues WHERE name = 'payments'"

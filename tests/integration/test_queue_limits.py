@@ -1,4 +1,5 @@
-"""Cluster-wide limits inside one runner: weights against a rate limit, the local bound."""
+"""Cluster-wide limits inside one runner: weights against a rate limit, the local bound, a
+rate limit set live on a queue configured without one."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import Any
 import asyncpg
 
 import jobrunner
+from jobrunner.core.limits import RateLimit
+from jobrunner.ops import commands
 from tests.apps.limit_workers import LOG_TABLE, hold
 from tests.helpers import eventually
 
@@ -57,3 +60,42 @@ async def test_the_smaller_of_the_local_and_global_limits_wins(
         await eventually(four_running, timeout_s=10)
         assert await runner.producers["both"].fetch_now() == 0
         runner.producers["both"].interrupt()
+
+
+async def test_a_rate_limit_set_live_holds_on_a_queue_configured_without_one(
+    db: asyncpg.Connection, client: jobrunner.Client, make_runner: Callable[..., Any]
+) -> None:
+    await db.execute(LOG_TABLE)
+    await db.execute("TRUNCATE limit_log")
+    async with make_runner(queues={"api": 10}, node="rate-node-1") as runner:
+        done = await commands.scale_rate(
+            client, "api", RateLimit(2, 3600.0), timeout_s=5, force=True
+        )
+        assert (
+            done.ok
+            and done.persisted
+            and done.applied["rate-node-1"]["rate_limit"]
+            == {
+                "allowed": 2,
+                "period_s": 3600.0,
+            }
+        )
+        await client.insert_all([hold.new({}, queue="api") for _ in range(4)])
+
+        async def two_started() -> bool:
+            assert await db.fetchval("SELECT count(*) FROM limit_log") == 2
+            return True
+
+        await eventually(two_started, timeout_s=10)
+        await runner.producers["api"].fetch_now()  # one more look: the window is full
+        assert await db.fetchval("SELECT count(*) FROM limit_log") == 2
+
+        done = await commands.scale_rate(client, "api", None, timeout_s=5, force=True)
+        assert done.applied["rate-node-1"]["rate_limit"] is None  # none configured: none
+        assert runner.producers["api"].limits.rate_limit is None
+
+        async def all_started() -> bool:
+            assert await db.fetchval("SELECT count(*) FROM limit_log") == 4
+            return True
+
+        await eventually(all_started, timeout_s=10)

@@ -52,9 +52,17 @@ async def test_global_and_rate_limits_are_edited_through_the_control_table(
         done = await http.post(url, data={"action": "rate", "rate_limit": "20/30s", "csrf": token})
         assert done.status_code == 200, done.text
         assert 'limits-node-1: <span class="badge running">confirmed</span>' in done.text
-        assert "Not persisted: a node that starts later takes the rate limit" in done.text
+        assert "Persisted: nodes that start later follow it" in done.text
         rate = runner.producers["payments"].limits.rate_limit
         assert (rate.allowed, rate.period_s) == (20, 30.0)
+        persisted_rate = (
+            "SELECT rate_allowed, rate_period_s FROM jobrunner_queues WHERE name = 'payments'"
+        )
+        assert tuple(await db.fetchrow(persisted_rate)) == (20, 30.0)
+        # A node started after the change claims under the persisted rate, not its config's.
+        async with make_runner(queues=LIMITED, node="limits-node-2") as later:
+            rate = later.producers["payments"].limits.rate_limit
+            assert (rate.allowed, rate.period_s) == (20, 30.0)
 
         bad = await http.post(url, data={"action": "rate", "rate_limit": "lots", "csrf": token})
         assert bad.status_code == 400 and "rate_limit must look like 100/60s" in bad.text
@@ -67,6 +75,10 @@ async def test_global_and_rate_limits_are_edited_through_the_control_table(
         assert (rate.allowed, rate.period_s) == (10, 60.0)
         assert runner.producers["payments"].limits.global_limit == 3
         assert await db.fetchval(persisted) is None
+        assert tuple(await db.fetchrow(persisted_rate)) == (None, None)
+        async with make_runner(queues=LIMITED, node="limits-node-3") as later:
+            rate = later.producers["payments"].limits.rate_limit
+            assert (rate.allowed, rate.period_s) == (10, 60.0)  # its configuration's again
         # A queue without cluster-wide limits offers no such form.
         rows = dict(
             re.findall(r'<tr data-queue="(\w+)">(.*?)</tr>', (await http.get("/")).text, re.S)

@@ -113,6 +113,7 @@ from jobrunner.db.queries.limits import (
     GLOBAL_LIMITS,
     LIMIT_STATUS,
     PERSIST_GLOBAL_LIMIT,
+    PERSIST_RATE_LIMIT,
     RATE_WAIT,
     LimitUse,
     ack_and_claim_limited,
@@ -120,6 +121,7 @@ from jobrunner.db.queries.limits import (
     global_limits,
     limit_status,
     persist_global_limit,
+    persist_rate_limit,
     rate_wait,
 )
 from jobrunner.db.queries.maintenance import (
@@ -268,6 +270,7 @@ __all__ = [
     "PERSISTED_QUEUES",
     "PERSIST_GLOBAL_LIMIT",
     "PERSIST_QUEUE_STATE",
+    "PERSIST_RATE_LIMIT",
     "PRUNE_BATCHES",
     "PRUNE_CONTROL",
     "PRUNE_JOBS",
@@ -363,6 +366,7 @@ __all__ = [
     "pending_control",
     "persist_global_limit",
     "persist_queue_state",
+    "persist_rate_limit",
     "persisted_queues",
     "prune_batches",
     "prune_control",

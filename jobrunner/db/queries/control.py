@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from jobrunner.core.job import Job
+from jobrunner.core.limits import RateLimit
 from jobrunner.db.queries.jobs import Conn, _fetch, _sql
 
 INSERT_CONTROL = _sql("insert_control")
@@ -53,6 +54,7 @@ class ControlStart:
     limits: dict[str, int]
     resumed: frozenset[str] = frozenset()  # a resume was persisted: a configured pause yields
     global_limits: dict[str, int] = field(default_factory=dict)
+    rate_limits: dict[str, RateLimit] = field(default_factory=dict)  # set live, persisted
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,8 +130,19 @@ async def control_prepare(conn: Conn, *, node: str, queues: Sequence[str]) -> Co
     global_limits = {
         r["name"]: r["global_limit"] for r in rows if r["name"] is not None and r["global_limit"]
     }
+    rate_limits = {
+        r["name"]: RateLimit(r["rate_allowed"], r["rate_period_s"])
+        for r in rows
+        if r["name"] is not None and r["rate_allowed"]
+    }
     return ControlStart(
-        rows[0]["snapshot"], rows[0]["started_at"], paused, limits, resumed, global_limits
+        rows[0]["snapshot"],
+        rows[0]["started_at"],
+        paused,
+        limits,
+        resumed,
+        global_limits,
+        rate_limits,
     )
 
 

@@ -15,6 +15,7 @@ CLAIM_LIMITED = _sql("claim_limited")
 ACK_AND_CLAIM_LIMITED = _sql("ack_and_claim_limited")
 RATE_WAIT = _sql("rate_wait")
 PERSIST_GLOBAL_LIMIT = _sql("persist_global_limit")
+PERSIST_RATE_LIMIT = _sql("persist_rate_limit")
 LIMIT_STATUS = _sql("limit_status")
 GLOBAL_LIMITS = _sql("global_limits")
 
@@ -104,6 +105,12 @@ async def rate_wait(conn: Conn, *, queue: str, rate: RateLimit) -> float | None:
 
 async def persist_global_limit(conn: Conn, queue: str, global_limit: int | None) -> None:
     await conn.execute(PERSIST_GLOBAL_LIMIT, queue, global_limit)
+
+
+async def persist_rate_limit(conn: Conn, queue: str, rate: RateLimit | None) -> None:
+    """Persist `queue`'s rate limit (None: back to the nodes' configured one)."""
+    allowed, period_s = (None, None) if rate is None else (rate.allowed, rate.period_s)
+    await conn.execute(PERSIST_RATE_LIMIT, queue, allowed, period_s)
 
 
 async def global_limits(conn: Conn) -> dict[str, int]:

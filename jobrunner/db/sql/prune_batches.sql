@@ -1,7 +1,7 @@
 -- $1 minimum age seconds, $2 batch size. Deletes one bounded batch of batch rows none of
 -- whose jobs is left (a batch's callbacks are jobs of no batch: they do not keep it), inserted
 -- more than $1 seconds ago; rows another transaction holds (a job of the batch counting
--- itself off) are skipped. Each check is one probe of the batch index (migration 0010).
+-- itself off) are skipped. Each check is one probe of the batch index (migration 0009).
 -- Returns how many went.
 WITH doomed AS (
     SELECT b.id

@@ -1,4 +1,4 @@
-"""Applies jobrunner's SQL migrations up to 0007 (recorded results, workflows, batches)."""
+"""Applies jobrunner's SQL migrations up to 0010 (a queue's rate limit set live, persisted)."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ def apply_schema(apps: Any, schema_editor: Any) -> None:
 class Migration(migrations.Migration):  # type: ignore[misc]
     """jobrunner's tables up to `schema_version` (see 0001_jobrunner_schema)."""
 
-    schema_version = 7
+    schema_version = 10
     dependencies: ClassVar[list[tuple[str, str]]] = [
-        ("jobrunner", "0006_jobrunner_limited_claim_acks")
+        ("jobrunner", "0008_jobrunner_job_admin"),
     ]
     operations: ClassVar[list[Any]] = [
         migrations.RunPython(apply_schema, migrations.RunPython.noop, elidable=False)

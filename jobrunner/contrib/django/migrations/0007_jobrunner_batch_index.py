@@ -1,4 +1,4 @@
-"""Applies jobrunner's SQL migrations up to 0010 (the index of the jobs of a batch)."""
+"""Applies jobrunner's SQL migrations up to 0009 (the index of the jobs of a batch)."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ def apply_schema(apps: Any, schema_editor: Any) -> None:
 class Migration(migrations.Migration):  # type: ignore[misc]
     """jobrunner's tables up to `schema_version` (see 0001_jobrunner_schema)."""
 
-    schema_version = 10
+    schema_version = 9
     dependencies: ClassVar[list[tuple[str, str]]] = [
-        ("jobrunner", "0008_jobrunner_insert_job_function")
+        ("jobrunner", "0006_jobrunner_insert_job_function")
     ]
     operations: ClassVar[list[Any]] = [
         migrations.RunPython(apply_schema, migrations.RunPython.noop, elidable=False)

@@ -1,4 +1,4 @@
-"""Applies jobrunner's SQL migrations up to 0008 (jobrunner_insert_job, for any writer)."""
+"""Applies jobrunner's SQL migrations up to 0007 (recorded results, workflows, batches)."""
 
 from __future__ import annotations
 
@@ -19,8 +19,10 @@ def apply_schema(apps: Any, schema_editor: Any) -> None:
 class Migration(migrations.Migration):  # type: ignore[misc]
     """jobrunner's tables up to `schema_version` (see 0001_jobrunner_schema)."""
 
-    schema_version = 8
-    dependencies: ClassVar[list[tuple[str, str]]] = [("jobrunner", "0007_jobrunner_workflows")]
+    schema_version = 7
+    dependencies: ClassVar[list[tuple[str, str]]] = [
+        ("jobrunner", "0004_jobrunner_limited_claim_acks")
+    ]
     operations: ClassVar[list[Any]] = [
         migrations.RunPython(apply_schema, migrations.RunPython.noop, elidable=False)
     ]

@@ -28,10 +28,8 @@ def _text_array(**options: Any) -> Any:
 class Migration(migrations.Migration):  # type: ignore[misc]
     """jobrunner's tables up to `schema_version` (see 0001_jobrunner_schema), as before."""
 
-    schema_version = 8
-    dependencies: ClassVar[list[tuple[str, str]]] = [
-        ("jobrunner", "0008_jobrunner_insert_job_function")
-    ]
+    schema_version = 9
+    dependencies: ClassVar[list[tuple[str, str]]] = [("jobrunner", "0007_jobrunner_batch_index")]
     operations: ClassVar[list[Any]] = [
         migrations.CreateModel(
             name="Job",

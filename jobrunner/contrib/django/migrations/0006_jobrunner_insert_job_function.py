@@ -1,0 +1,26 @@
+"""Applies jobrunner's SQL migrations up to 0008 (jobrunner_insert_job, for any writer)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from django.db import migrations
+
+
+def apply_schema(apps: Any, schema_editor: Any) -> None:
+    from jobrunner.contrib.django import driver_connection
+    from jobrunner.db import psycopg as _psycopg
+
+    connection = schema_editor.connection
+    connection.ensure_connection()
+    _psycopg.migrate(driver_connection(connection), in_transaction=True)
+
+
+class Migration(migrations.Migration):  # type: ignore[misc]
+    """jobrunner's tables up to `schema_version` (see 0001_jobrunner_schema)."""
+
+    schema_version = 8
+    dependencies: ClassVar[list[tuple[str, str]]] = [("jobrunner", "0005_jobrunner_workflows")]
+    operations: ClassVar[list[Any]] = [
+        migrations.RunPython(apply_schema, migrations.RunPython.noop, elidable=False)
+    ]
