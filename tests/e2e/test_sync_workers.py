@@ -67,8 +67,11 @@ async def test_sync_jobs_overlap_up_to_the_queue_limit(client, db, daemons, even
     starts, ends = await times(db, "start"), await times(db, "end")
     most = max(sum(1 for j in starts if starts[j] <= at < ends[j]) for at in starts.values())
     assert most == 3, f"at most {most} ran at once, expected the queue's limit 3"
+    # The pool may start a fresh thread when the next job is handed over before the last
+    # one's thread is counted idle again (ThreadPoolExecutor's own bookkeeping); its bound
+    # is --threads.
     threads = await db.fetchval("SELECT count(DISTINCT thread) FROM sync_events")
-    assert 1 < threads <= 3
+    assert 1 < threads <= 10
     assert all(name.startswith("jobrunner-sync-") for name in await _threads(db))
     await completed(client, jobs)
 
