@@ -169,14 +169,35 @@ BEGIN
         WHERE queue = p_queue AND started_at <= v_now - make_interval(secs => p_rate_period_s);
     END IF;
 
-    IF v_partitioned THEN
+    IF NOT v_partitioned AND p_rate_allowed IS NULL THEN
+        -- Only a global limit: the room and the claim in one statement, as the plain claim.
+        RETURN QUERY
+        UPDATE jobrunner_jobs AS j
+        SET state = 'executing',
+            attempt = least(j.attempt + 1, 32767),
+            attempted_at = v_now,
+            attempted_by = array_remove(ARRAY[p_node, p_claim], NULL),
+            ahead = false
+        WHERE j.id = ANY (ARRAY(
+            SELECT l.id FROM jobrunner_jobs AS l
+            WHERE l.state = 'available' AND l.queue = p_queue
+            ORDER BY l.priority, l.scheduled_at, l.id
+            LIMIT greatest(least(p_demand, v_global - (
+                SELECT count(*) FROM (
+                    SELECT FROM jobrunner_jobs AS e
+                    WHERE e.state = 'executing' AND e.queue = p_queue
+                    LIMIT v_global) AS x)), 0)
+            FOR UPDATE SKIP LOCKED))
+        RETURNING j.*;
+        RETURN;
+    ELSIF v_partitioned THEN
         PERFORM jobrunner_file_partitions(p_queue, p_fields, p_keys);
         v_tag := jobrunner_partition_tag(p_fields, p_keys);
         v_ids := jobrunner_pick_partitioned(
             p_queue, p_demand, v_global, p_rate_allowed, p_fields, p_keys,
             v_tag, left(v_tag, 8) || ';');
     ELSE
-        -- One partition: the queue's own order, through the fetch index.
+        -- One partition under a rate limit: the queue's own order, through the fetch index.
         WITH room AS (
             SELECT least(
                 p_demand,
