@@ -141,6 +141,9 @@ def to_ack(
     retries after `backoff_s`, or discards when the job has no attempts left. The ack names
     the run's claim, so that it only ever ends this run.
     """
+    if exc is None and value is None:  # most jobs: built once, not copied to add the claim
+        final = job.attempt >= job.max_attempts
+        return Ack(job.id, job.attempt, "completed", final=final, claim=claim_of(job)), COMPLETED
     ack, outcome = _outcome(job, value, exc, backoff_s)
     return replace(ack, claim=claim_of(job)), outcome
 

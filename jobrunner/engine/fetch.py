@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("jobrunner.producer")
 
+MAX_FETCHES = 2  # fetches of one queue in flight at once (the second only under load)
+
 
 class Fetcher:
     """The fetching half of `Producer`: its state is the producer's own."""
@@ -72,11 +74,26 @@ class Fetcher:
         held = len(self._running) + self.ahead + self._reserved
         return self.limit + self.ahead_limit - held, max(0, self.limit - held)
 
+    def _overlap(self) -> bool:
+        """Under load (the last fetch came back full) a queue that claims ahead may start a
+        second fetch while one is in flight, for the slots that free up meanwhile: two
+        round trips overlap, so a batch's work never waits for the whole of the next claim.
+        Only for a whole batch (jobs that end one by one, as sync ones do, would otherwise
+        split the claims into many small statements), and never for a queue with
+        cluster-wide limits or a dispatch cooldown (no buffer)."""
+        return (
+            self._busy
+            and self.ahead_limit > 0
+            and 0 < len(self._fetches) < MAX_FETCHES
+            and self._demand()[0] >= self.limit
+        )
+
     def _launch(self) -> bool:
-        """Start a fetch for the free slots and the buffer's room, unless one is in flight;
-        whether it started."""
+        """Start a fetch for the free slots and the buffer's room, unless one is in flight
+        (two under load); whether it started."""
         demand, started = self._demand()
-        if self.paused or not self._more or self._stopping or self._fetches or demand <= 0:
+        ready = self._overlap() if self._fetches else self._more
+        if self.paused or not ready or self._stopping or demand <= 0:
             self._acker.poke()  # no fetch to carry the acks
             return False
         # Cleared before the fetch so that a wake() during it is not lost.

@@ -330,5 +330,5 @@ class Producer(Fetcher, AheadBuffer):
         if self._held and self.limits.global_limit is not None:  # its slot may be what the
             # last limited claim lacked
             self._more = True
-        if self._more and not self._stopping:
+        if (self._more or self._overlap()) and not self._stopping:
             self._wake.set()
