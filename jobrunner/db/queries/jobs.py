@@ -186,6 +186,20 @@ async def ack_jobs(conn: Conn, node: str, acks: Sequence[Ack]) -> set[int]:
     return owned
 
 
+def ack_columns(acks: Sequence[Ack]) -> tuple[list[Any], ...]:
+    """The acks' leading statement parameters, one array per field (job ids, attempts,
+    states, delays, errors, attempts to give back), as every ack-and-claim statement takes
+    them."""
+    return (
+        [a.job_id for a in acks],
+        [a.attempt for a in acks],
+        [a.state for a in acks],
+        [a.delay_s for a in acks],
+        [a.error for a in acks],
+        [a.undo_attempt for a in acks],
+    )
+
+
 async def ack_and_fetch_jobs(
     conn: Conn,
     node: str,
@@ -207,12 +221,7 @@ async def ack_and_fetch_jobs(
         conn,
         ACK_AND_FETCH_JOBS,
         node,
-        [a.job_id for a in acks],
-        [a.attempt for a in acks],
-        [a.state for a in acks],
-        [a.delay_s for a in acks],
-        [a.error for a in acks],
-        [a.undo_attempt for a in acks],
+        *ack_columns(acks),
         queue,
         demand,
         claim,

@@ -9,7 +9,7 @@ from typing import Any
 
 from jobrunner.core.job import Job
 from jobrunner.core.limits import Limits, RateLimit
-from jobrunner.db.queries.jobs import Ack, Conn, Unreadable, _claimed, _fetch, _sql
+from jobrunner.db.queries.jobs import Ack, Conn, Unreadable, _claimed, _fetch, _sql, ack_columns
 
 CLAIM_LIMITED = _sql("claim_limited")
 ACK_AND_CLAIM_LIMITED = _sql("ack_and_claim_limited")
@@ -75,12 +75,7 @@ async def ack_and_claim_limited(
         conn,
         ACK_AND_CLAIM_LIMITED,
         node,
-        [a.job_id for a in acks],
-        [a.attempt for a in acks],
-        [a.state for a in acks],
-        [a.delay_s for a in acks],
-        [a.error for a in acks],
-        [a.undo_attempt for a in acks],
+        *ack_columns(acks),
         queue,
         demand,
         claim,
