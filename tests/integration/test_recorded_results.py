@@ -61,6 +61,8 @@ async def test_a_job_that_records_nothing_has_no_result(client, make_runner) -> 
         ({"at": object()}, "a recorded result must be JSON"),
         ({"ratio": float("nan")}, "a recorded result must be JSON"),
         ({"text": "a\x00b"}, "a recorded result cannot hold a NUL character"),
+        ({"text": "a\ud800b"}, "a recorded result cannot hold a lone surrogate"),
+        ({"big": float("inf")}, "a recorded result must be JSON"),
     ],
 )
 async def test_a_result_that_cannot_be_stored_fails_the_attempt(
