@@ -135,6 +135,12 @@ class Limits:
             self.global_limit is None and self.rate_limit is None and self.partition is None
         )
 
+    @property
+    def slotted(self) -> bool:
+        """Only a global limit: counted in slots that nodes hold (migration 12), so that a
+        node may claim jobs ahead of its free slots."""
+        return self.global_limit is not None and self.rate_limit is None and self.partition is None
+
     def partition_args(self) -> tuple[list[str] | None, list[str] | None]:
         if self.partition is None:
             return None, None

@@ -7,7 +7,9 @@ tells it from a running one. It starts as soon as a slot frees up; if it still r
 later the node's next statement clears the flag (an ack to 'executing'), else its outcome
 does. A graceful stop, a pause or a smaller
 limit gives buffered jobs back to `available`, the attempt not counted. Queues with
-cluster-wide limits never claim ahead: a job counts against a global limit only once it runs.
+cluster-wide limits never claim ahead (a job counts against them once claimed), except a
+queue whose only one is a global limit: it is counted in slots the node holds
+(`engine.slots`), and a buffered job takes one only when it starts.
 """
 
 from __future__ import annotations
@@ -51,15 +53,17 @@ class AheadBuffer:
 
         def _dispatch(self, job: Job) -> None: ...
         def wake(self, _payload: str | None = None) -> None: ...
+        @property
+        def run_limit(self) -> int: ...
 
     @property
     def ahead_limit(self) -> int:
         """How many jobs this queue may hold claimed ahead: one batch (its limit), none for
-        a queue with cluster-wide limits or a dispatch cooldown, while paused or stopping, or
-        with `claim_ahead = false`."""
+        a queue with cluster-wide limits (but a global limit alone) or a dispatch cooldown,
+        while paused or stopping, or with `claim_ahead = false`."""
         if (
             not self.claim_ahead
-            or self.limits
+            or (self.limits and not self.limits.slotted)
             or self.dispatch_cooldown_s
             or self.paused
             or self._stopping
@@ -88,7 +92,7 @@ class AheadBuffer:
     def _start_ahead(self) -> None:
         """Start buffered jobs in the free slots; give back what no longer fits the buffer."""
         now = time.monotonic()
-        while self._ahead and len(self._running) < self.limit and not self._stopping:
+        while self._ahead and len(self._running) < self.run_limit and not self._stopping:
             if self.paused:
                 break
             _, (job, flagged, claimed_at) = self._ahead.popitem(last=False)

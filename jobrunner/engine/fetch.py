@@ -60,6 +60,17 @@ class Fetcher:
         def wake(self, _payload: str | None = None) -> None: ...
         def _dispatch(self, job: Job) -> None: ...
         def _place(self, jobs: list[Job], started: int) -> None: ...
+        def _slot_release_due(self) -> bool: ...
+        async def _claim_slotted(
+            self,
+            demand: int,
+            started: int,
+            acks: list[Ack],
+            claim: str,
+            unreadable: list[_queries.Unreadable],
+        ) -> tuple[set[int], list[Job]]: ...
+        @property
+        def run_limit(self) -> int: ...
         @property
         def ahead_limit(self) -> int: ...
         @property
@@ -72,7 +83,7 @@ class Fetcher:
         Refilling only by half batches was tried: with the buffer full, no fetch was about
         to follow, so the acks went out in statements of their own (more CPU per job)."""
         held = len(self._running) + self.ahead + self._reserved
-        return self.limit + self.ahead_limit - held, max(0, self.limit - held)
+        return self.run_limit + self.ahead_limit - held, max(0, self.run_limit - held)
 
     def _overlap(self) -> bool:
         """Under load (the last fetch came back full) a queue that claims ahead may start a
@@ -94,6 +105,9 @@ class Fetcher:
         demand, started = self._demand()
         ready = self._overlap() if self._fetches else self._more
         if self.paused or not ready or self._stopping or demand <= 0:
+            if self._slot_release_due():  # an ask for slots alone, carrying the acks
+                self._start_fetch(0, 0)
+                return True
             self._acker.poke()  # no fetch to carry the acks
             return False
         # Cleared before the fetch so that a wake() during it is not lost.
@@ -123,38 +137,13 @@ class Fetcher:
         task.add_done_callback(self._fetches.discard)
         task.add_done_callback(self._claiming.discard)
 
-    # Long: the three claim statements share one failure path that settles acks and slots.
     async def _fetch(self, demand: int, started: int, acks: list[Ack]) -> None:
         """Claim up to `demand` jobs, writing `acks` in the same statement, and start them:
         the first `started` at once, the others claimed ahead (as slots free up)."""
         claim = secrets.token_hex(8)
-        pool = self._client.pool
         unreadable: list[_queries.Unreadable] = []
         try:
-            if self.limits:
-                owned, jobs = await self._claim_limited(demand, acks, claim, unreadable)
-            elif acks:
-                owned, jobs = await _queries.ack_and_fetch_jobs(
-                    pool,
-                    self._node,
-                    acks,
-                    queue=self.queue,
-                    demand=demand,
-                    claim=claim,
-                    started=started,
-                    unreadable=unreadable,
-                )
-            else:  # the lighter statement: a wake-up's fetch, on an idle node
-                owned = set()
-                jobs = await _queries.fetch_jobs(
-                    pool,
-                    queue=self.queue,
-                    demand=demand,
-                    node=self._node,
-                    claim=claim,
-                    started=started,
-                    unreadable=unreadable,
-                )
+            owned, jobs = await self._claim(demand, started, acks, claim, unreadable)
         except BaseException as exc:
             if _queries.refused(exc):
                 self._acker.refuse(acks)  # written apart, so that one bad ack stops nothing
@@ -176,7 +165,8 @@ class Fetcher:
         self.fetches += 1
         self.carried += len(acks)
         _telemetry.batch("fetch", self.queue, len(jobs))
-        self._busy = len(jobs) + len(unreadable) == demand
+        if demand:  # (not an ask for slots alone)
+            self._busy = len(jobs) + len(unreadable) == demand
         if self._busy:
             self._more = True
         if unreadable:
@@ -185,6 +175,42 @@ class Fetcher:
             await self._give_back(jobs)
             return
         self._place(jobs, started)
+
+    async def _claim(
+        self,
+        demand: int,
+        started: int,
+        acks: list[Ack],
+        claim: str,
+        unreadable: list[_queries.Unreadable],
+    ) -> tuple[set[int], list[Job]]:
+        """The claim statement for this queue's limits, carrying `acks`."""
+        pool = self._client.pool
+        if self.limits.slotted:
+            return await self._claim_slotted(demand, started, acks, claim, unreadable)
+        if self.limits:
+            return await self._claim_limited(demand, acks, claim, unreadable)
+        if not acks:  # the lighter statement: a wake-up's fetch, on an idle node
+            jobs = await _queries.fetch_jobs(
+                pool,
+                queue=self.queue,
+                demand=demand,
+                node=self._node,
+                claim=claim,
+                started=started,
+                unreadable=unreadable,
+            )
+            return set(), jobs
+        return await _queries.ack_and_fetch_jobs(
+            pool,
+            self._node,
+            acks,
+            queue=self.queue,
+            demand=demand,
+            claim=claim,
+            started=started,
+            unreadable=unreadable,
+        )
 
     async def _claim_limited(
         self, demand: int, acks: list[Ack], claim: str, unreadable: list[_queries.Unreadable]

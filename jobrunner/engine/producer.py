@@ -20,6 +20,7 @@ from jobrunner.engine.acker import Acker
 from jobrunner.engine.ahead import AheadBuffer
 from jobrunner.engine.executor import RunKey, run_key
 from jobrunner.engine.fetch import Fetcher
+from jobrunner.engine.slots import SlotHolder
 
 if TYPE_CHECKING:
     from jobrunner.db.connection import Connected as Client
@@ -30,13 +31,14 @@ SHUTDOWN, CANCELLED, ABANDONED, LOST = _executor.INTERRUPTED, "cancelled", "aban
 STUBBORN_WAIT_S = 5.0  # how long interrupted jobs get to honour their cancellation
 
 
-class Producer(Fetcher, AheadBuffer):
+class Producer(Fetcher, AheadBuffer, SlotHolder):
     """Claims up to `limit - running` jobs per fetch, plus up to a batch ahead, and runs
     each in its own task.
 
     Woken by NOTIFY (an insert into its queue), by a finished job when the last fetch
     was full, or by its poll timer, so a lost notification only costs latency. Its fetches
-    are in `engine.fetch`, its jobs claimed ahead in `engine.ahead`.
+    are in `engine.fetch`, its jobs claimed ahead in `engine.ahead`, the slots of a global
+    limit it holds in `engine.slots`.
     """
 
     _task: asyncio.Task[None] | None = None
@@ -89,6 +91,11 @@ class Producer(Fetcher, AheadBuffer):
         self._failures = 0
         self._held = False  # the last limited claim came back short: a finished job frees room
         self._rate_timer: asyncio.TimerHandle | None = None
+        self.slots = 0
+        self._slot_cap: int | None = None
+        self._slot_asking = False
+        self._slot_asked = 0.0
+        self._slot_timer: asyncio.TimerHandle | None = None
         self.fetches = 0
         self.carried = 0  # acks written by this producer's fetches
         acker.add_carrier(self.about_to_fetch)
@@ -157,12 +164,14 @@ class Producer(Fetcher, AheadBuffer):
     def scale_global(self, global_limit: int | None) -> None:
         """Change the cluster-wide limit this node claims under (None: the configured one)."""
         self.limits = dataclasses.replace(self.limits, global_limit=global_limit)
-        self._start_ahead()  # a limited queue holds none ahead
+        self._reset_slots()
+        self._start_ahead()  # a limited queue holds none ahead, unless counted in slots
         self.wake()
 
     def scale_rate(self, rate_limit: RateLimit | None) -> None:
         """Change the rate limit this node claims under (None: none)."""
         self.limits = dataclasses.replace(self.limits, rate_limit=rate_limit)
+        self._reset_slots()
         self._start_ahead()
         self.wake()
 
@@ -195,9 +204,10 @@ class Producer(Fetcher, AheadBuffer):
         """Stop fetching; running jobs go on."""
         self._stopping = True
         self._give_back_ahead()
-        if self._rate_timer is not None:
-            self._rate_timer.cancel()
-            self._rate_timer = None
+        for timer in (self._rate_timer, self._slot_timer):
+            if timer is not None:
+                timer.cancel()
+        self._rate_timer = self._slot_timer = None
         self._wake.set()
         self._acker.poke()
 
@@ -330,5 +340,5 @@ class Producer(Fetcher, AheadBuffer):
         if self._held and self.limits.global_limit is not None:  # its slot may be what the
             # last limited claim lacked
             self._more = True
-        if (self._more or self._overlap()) and not self._stopping:
+        if (self._more or self._overlap() or self._slot_release_due()) and not self._stopping:
             self._wake.set()

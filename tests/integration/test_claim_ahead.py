@@ -1,5 +1,6 @@
 """Jobs claimed ahead: a batch held ready while the current one runs, visible as such, given
-back on pause, scale-down and stop, never for a queue with cluster-wide limits."""
+back on pause, scale-down and stop, never for a queue with cluster-wide limits but a global
+limit alone (counted in slots the node holds)."""
 
 from __future__ import annotations
 
@@ -102,26 +103,60 @@ async def test_pause_scale_down_and_stop_give_jobs_claimed_ahead_back(
     assert len(_started) == 4
 
 
-async def test_a_queue_with_a_global_limit_never_claims_ahead(
+async def test_a_queue_with_a_rate_limit_never_claims_ahead(
     client: jobrunner.Client, make_runner, db: asyncpg.Connection
 ) -> None:
     _reset()
     await client.insert_all([hold_limited.new({"n": n}) for n in range(10)])
-    # A global limit above the local one: the database would let a claim ahead through.
-    queues = {LIMITED: {"limit": 3, "global_limit": 10}}
+    # Limits above the local one: the database would let a claim ahead through.
+    rate = {"allowed": 1000, "period": "60s"}
+    queues = {LIMITED: {"limit": 3, "global_limit": 10, "rate_limit": rate}}
     async with make_runner(queues=queues) as runner:
         producer = runner.producers[LIMITED]
         assert await eventually(lambda: _is(_executing(db, LIMITED), (3, 0)))
         # With every slot taken, a fetch would claim nothing: no room ahead, unlike the
-        # same queue without its global limit.
+        # same queue without its limits.
         assert producer.ahead_limit == 0 and producer._demand() == (0, 0)
+        producer.scale_rate(None)
         producer.scale_global(None)
-        producer.limits = type(producer.limits)()
         assert producer.ahead_limit == 3 and producer._demand() == (3, 0)
         assert await eventually(lambda: _is(_executing(db, LIMITED), (3, 3)))
         assert len(_started) == 3
         _release.set()
         await eventually(lambda: _is(_count_state(db, "completed"), 10))
+
+
+async def test_a_global_limit_alone_claims_ahead_and_counts_only_started_jobs(
+    client: jobrunner.Client, make_runner, db: asyncpg.Connection
+) -> None:
+    """The node holds slots of the global limit; jobs it claims ahead wait without one."""
+    _reset()
+    await client.insert_all([hold_limited.new({"n": n}) for n in range(10)])
+    queues = {LIMITED: {"limit": 5, "global_limit": 3}}
+    async with make_runner(queues=queues) as runner:
+        producer = runner.producers[LIMITED]
+        # 3 running (the global limit, under the local 5), 5 claimed ahead (one batch)
+        assert await eventually(lambda: _is(_executing(db, LIMITED), (3, 5)))
+        assert len(_started) == 3 and producer.slots == 3 and producer.run_limit == 3
+        held = await db.fetchval(
+            "SELECT held FROM jobrunner_queue_slots WHERE queue = $1 AND node = $2",
+            LIMITED,
+            runner.node,
+        )
+        assert held == 3
+        # Another node of the cluster gets no slot while these are held: a claim by count
+        # sees the limit taken.
+        taken = await db.fetchval("SELECT jobrunner_limit_used($1, 3)", LIMITED)
+        assert taken == 3
+        _release.set()
+        assert await eventually(lambda: _is(_count_state(db, "completed"), 10))
+        # The queue ran dry: its slots go back.
+        assert await eventually(
+            lambda: db.fetchval(
+                "SELECT coalesce(sum(held), 0) = 0 FROM jobrunner_queue_slots WHERE queue = $1",
+                LIMITED,
+            )
+        )
 
 
 async def _is(value: object, expected: object) -> bool:

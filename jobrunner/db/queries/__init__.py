@@ -109,6 +109,7 @@ from jobrunner.db.queries.jobs import (
 )
 from jobrunner.db.queries.limits import (
     ACK_AND_CLAIM_LIMITED,
+    ACK_AND_CLAIM_SLOTS,
     CLAIM_LIMITED,
     GLOBAL_LIMITS,
     LIMIT_STATUS,
@@ -116,7 +117,9 @@ from jobrunner.db.queries.limits import (
     PERSIST_RATE_LIMIT,
     RATE_WAIT,
     LimitUse,
+    Slots,
     ack_and_claim_limited,
+    ack_and_claim_slots,
     claim_limited,
     global_limits,
     limit_status,
@@ -215,6 +218,7 @@ from jobrunner.db.queries.workflows import (
 
 __all__ = [
     "ACK_AND_CLAIM_LIMITED",
+    "ACK_AND_CLAIM_SLOTS",
     "ACK_AND_FETCH_JOBS",
     "BATCH_CALLBACKS",
     "CANCELLED_JOBS",
@@ -307,8 +311,10 @@ __all__ = [
     "IndexTarget",
     "LimitUse",
     "NodeRow",
+    "Slots",
     "Unreadable",
     "ack_and_claim_limited",
+    "ack_and_claim_slots",
     "ack_and_fetch_jobs",
     "ack_jobs",
     "batch_callbacks",

@@ -13,6 +13,7 @@ from jobrunner.db.queries.jobs import Ack, Conn, Unreadable, _claimed, _fetch, _
 
 CLAIM_LIMITED = _sql("claim_limited")
 ACK_AND_CLAIM_LIMITED = _sql("ack_and_claim_limited")
+ACK_AND_CLAIM_SLOTS = _sql("ack_and_claim_slots")
 RATE_WAIT = _sql("rate_wait")
 PERSIST_GLOBAL_LIMIT = _sql("persist_global_limit")
 PERSIST_RATE_LIMIT = _sql("persist_rate_limit")
@@ -89,6 +90,56 @@ async def ack_and_claim_limited(
     )
     owned = {row["id"] for row in rows if row["acked"]}
     return owned, _claimed([row for row in rows if not row["acked"]], unreadable)
+
+
+@dataclass(frozen=True, slots=True)
+class Slots:
+    """A node's slots of a slot-counted queue, as its last ask left them: how many it holds,
+    and its fair share while other nodes wait for slots (None: nobody waits)."""
+
+    held: int
+    cap: int | None
+
+
+async def ack_and_claim_slots(
+    conn: Conn,
+    node: str,
+    acks: Sequence[Ack],
+    *,
+    queue: str,
+    demand: int,
+    claim: str | None,
+    started: int,
+    global_limit: int,
+    limit: int,
+    have: int,
+    keep: int,
+    unreadable: list[Unreadable] | None = None,
+) -> tuple[set[int], list[Job], Slots]:
+    """Write `acks`, claim up to `demand` jobs of `queue` (the first `started` start now),
+    and ask for the node's slots: it keeps `keep`, holds `have` jobs that need one, and runs
+    at most `limit`. Returns the acked ids this node still owned, the claimed jobs, and its
+    slots now."""
+    rows = await _fetch(
+        conn,
+        ACK_AND_CLAIM_SLOTS,
+        node,
+        *ack_columns(acks),
+        queue,
+        demand,
+        claim,
+        [a.claim for a in acks],
+        started,
+        global_limit,
+        limit,
+        have,
+        keep,
+        [a.result for a in acks],
+    )
+    owned = {row["id"] for row in rows if row["acked"]}
+    last = rows[-1]
+    jobs = [row for row in rows if row["acked"] is False]
+    return owned, _claimed(jobs, unreadable), Slots(last["held"], last["cap"])
 
 
 async def rate_wait(conn: Conn, *, queue: str, rate: RateLimit) -> float | None:

@@ -1,10 +1,11 @@
 -- $1 queue, $2 rate period seconds (null: no rate limit), $3 partition fields text[],
 -- $4 partition keys text[], $5 how many partitions to list.
--- A limited queue's use: the persisted global limit, jobs executing, the weight started in
--- the rate window, and the busiest partitions (executing, then waiting, then started).
+-- A limited queue's use: the persisted global limit, jobs executing (not those claimed ahead:
+-- they wait for a slot), the weight started in the rate window, and the busiest partitions
+-- (executing, then waiting, then started).
 WITH parts AS (
     SELECT jobrunner_partition(j.worker, j.args, $3::text[], $4::text[]) AS pkey,
-           count(*) FILTER (WHERE j.state = 'executing') AS executing,
+           count(*) FILTER (WHERE j.state = 'executing' AND NOT j.ahead) AS executing,
            count(*) FILTER (WHERE j.state = 'available') AS available
     FROM jobrunner_jobs AS j
     WHERE j.queue = $1 AND j.state IN ('executing', 'available')
