@@ -140,6 +140,40 @@ async def test_a_killed_node_gives_back_its_global_slots_when_its_lease_expires(
     assert await second.stop() == 0
 
 
+async def test_slots_of_a_global_limit_never_exceed_it_and_are_shared_between_nodes(
+    db: asyncpg.Connection, client: jobrunner.Client, daemons: Callable[..., Daemon]
+) -> None:
+    """A global limit alone is counted in slots the nodes hold, each node claiming ahead:
+    with short jobs (many asks, slots moving between nodes) and long ones (busy nodes that
+    must share), never more than the limit at once, and every node gets its share."""
+    await db.execute(LOG_TABLE)
+    await db.execute("TRUNCATE limit_log")
+    nodes = await start_daemons(daemons, 3, "flat:4:global_limit=4")
+    jobs = [hold.new({"sleep": 0.002 * (i % 7)}, queue="flat") for i in range(400)]
+    jobs += [hold.new({"sleep": 0.25}, queue="flat") for _ in range(48)]
+    await client.insert_all(jobs)
+
+    async def all_done() -> bool:
+        done = await db.fetchval("SELECT count(*) FROM limit_log WHERE ended_at IS NOT NULL")
+        assert done == len(jobs), f"{done} of {len(jobs)} done"
+        return True
+
+    await eventually(all_done, timeout_s=90, interval_s=0.2)
+    flat = await log_rows(db, "flat")
+    assert len(flat) == len(jobs)  # each ran once
+    assert most_at_once([(r["started_at"], r["ended_at"]) for r in flat]) <= 4
+    # The long jobs: 12 rounds of 4 if the slots are used; each node ran some of them.
+    long_rows = [r for r in flat if r["ended_at"] - r["started_at"] >= timedelta(seconds=0.2)]
+    per_node = defaultdict(int)
+    for r in long_rows:
+        per_node[r["node"]] += 1
+    assert len(per_node) == 3 and min(per_node.values()) >= 4, dict(per_node)
+    for node in nodes:
+        assert await node.stop() == 0
+    # Stopped nodes hold no slots once another node asks, or once their rows go.
+    assert await db.fetchval("SELECT coalesce(sum(held), 0) FROM jobrunner_queue_slots") <= 4
+
+
 @pytest.mark.parametrize("burst", [5_000])
 async def test_a_burst_in_one_partition_never_holds_back_another(
     db: asyncpg.Connection,
