@@ -20,17 +20,20 @@ CREATE TABLE jobrunner_queue_slots (
     PRIMARY KEY (queue, node)
 );
 
--- How much of a queue's global limit is taken: the slots held by nodes, plus the executing
--- jobs of nodes without a slots row (counted up to the limit). Called under the queue's
--- advisory lock.
+-- How much of a queue's global limit is taken: the slots held by live nodes (a row of
+-- jobrunner_nodes), plus the executing jobs of nodes without such slots (counted up to the
+-- limit). Called under the queue's advisory lock.
 CREATE FUNCTION jobrunner_limit_used(p_queue text, p_global integer)
 RETURNS integer LANGUAGE sql STABLE AS $$
     SELECT (coalesce((SELECT sum(s.held) FROM jobrunner_queue_slots AS s
-                      WHERE s.queue = p_queue), 0)
+                      WHERE s.queue = p_queue
+                        AND EXISTS (SELECT FROM jobrunner_nodes AS n WHERE n.name = s.node)),
+                     0)
             + (SELECT count(*) FROM (
                    SELECT FROM jobrunner_jobs AS e
                    WHERE e.state = 'executing' AND e.queue = p_queue
                      AND NOT EXISTS (SELECT FROM jobrunner_queue_slots AS s
+                                     JOIN jobrunner_nodes AS n ON n.name = s.node
                                      WHERE s.queue = p_queue AND s.node = e.attempted_by[1])
                    LIMIT p_global) AS x))::integer
 $$;
