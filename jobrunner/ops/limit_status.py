@@ -42,6 +42,7 @@ class QueueLimits:
             else self.limits.partition.describe(),
             "partitions": self.use.partitions if self.limits.partition is not None else None,
             "busiest_partitions": self.use.busiest,
+            "slots": self.use.slots if self.limits.slotted else None,
         }
 
 
@@ -106,6 +107,9 @@ def render(limited: Sequence[QueueLimits], table: Any) -> list[str]:
         *table(headers, rows),
     ]
     for q in limited:
+        if q.limits.slotted and q.use.slots:
+            held = ", ".join(f"{node} {n}" for node, n in q.use.slots.items())
+            lines.append(f"slots of {q.name} held by node: {held}")
         if q.use.busiest:
             lines.append(f"busiest partitions of {q.name}:")
             for part in q.use.busiest:

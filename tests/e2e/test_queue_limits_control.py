@@ -141,11 +141,14 @@ async def test_scale_global_applies_live_persists_and_shows_in_status(
         assert done.returncode == 0, done.stderr
         (pay,) = [q for q in json.loads(done.stdout)["queues"] if q["name"] == "pay"]
         assert pay["limits"]["global_limit"] == 1 and pay["limits"]["executing"] == 1
+        # a global limit alone: the one slot, held by the node running the job
+        assert list(pay["limits"]["slots"].values()) == [1]
         return pay
 
     await eventually(status_shows_it, timeout_s=10)
     text = run_cli("status", dsn=dsn).stdout
     assert "LIMITS" in text and "pay" in text.split("LIMITS", 1)[1]
+    assert "slots of pay held by node: " in text
 
     # Raised live: the nodes started before and after the command both take more.
     assert run_cli("scale", "pay", "--global", "3", dsn=dsn).returncode == 0

@@ -173,6 +173,7 @@ class LimitUse:
     started: int
     partitions: int
     busiest: list[dict[str, Any]]
+    slots: dict[str, int]  # node -> slots of the global limit it holds (a global limit alone)
 
 
 async def limit_status(conn: Conn, *, queue: str, limits: Limits, top: int = 5) -> LimitUse:
@@ -193,4 +194,5 @@ async def limit_status(conn: Conn, *, queue: str, limits: Limits, top: int = 5) 
         started=row["started"],
         partitions=row["partitions"] if limits.partition is not None else 0,
         busiest=busiest,
+        slots=json.loads(row["slots"]),
     )

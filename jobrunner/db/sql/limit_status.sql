@@ -2,7 +2,8 @@
 -- $4 partition keys text[], $5 how many partitions to list.
 -- A limited queue's use: the persisted global limit, jobs executing (not those claimed ahead:
 -- they wait for a slot), the weight started in the rate window, and the busiest partitions
--- (executing, then waiting, then started).
+-- (executing, then waiting, then started); for a queue with a global limit alone, the slots
+-- each live node holds (migration 12).
 WITH parts AS (
     SELECT jobrunner_partition(j.worker, j.args, $3::text[], $4::text[]) AS pkey,
            count(*) FILTER (WHERE j.state = 'executing' AND NOT j.ahead) AS executing,
@@ -33,4 +34,8 @@ SELECT (SELECT q.global_limit FROM jobrunner_queues AS q WHERE q.name = $1) AS g
                  FROM (SELECT * FROM merged
                        WHERE pkey <> ''
                        ORDER BY executing DESC, available DESC, started DESC, pkey
-                       LIMIT $5) AS b), '[]')::text AS busiest
+                       LIMIT $5) AS b), '[]')::text AS busiest,
+       coalesce((SELECT jsonb_object_agg(s.node, s.held ORDER BY s.node)
+                 FROM jobrunner_queue_slots AS s
+                 JOIN jobrunner_nodes AS n ON n.name = s.node
+                 WHERE s.queue = $1 AND s.held > 0), '{}')::text AS slots
