@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import TYPE_CHECKING
 
 import structlog
@@ -48,6 +48,8 @@ class AheadBuffer:
     _ahead: OrderedDict[RunKey, tuple[Job, bool, float]]
     _ahead_max_age_s: float
     claim_ahead: bool
+    _to_mark: deque[tuple[float, Job]]  # (started at, job): started from the buffer, unwritten
+    _mark_timer: asyncio.TimerHandle | None
 
     if TYPE_CHECKING:
 
@@ -104,15 +106,29 @@ class AheadBuffer:
             self._dispatch(job)
             if flagged:  # written if it still runs in a moment: most short jobs end sooner,
                 # and their outcome clears the flag (one write instead of two)
-                loop = asyncio.get_running_loop()
-                loop.call_later(START_MARK_DELAY_S, self._mark_started, job)
+                self._to_mark.append((now, job))
+                if self._mark_timer is None:
+                    self._mark_timer = asyncio.get_running_loop().call_later(
+                        START_MARK_DELAY_S, self._mark_started
+                    )
         excess = len(self._ahead) - self.ahead_limit
         if excess > 0:
             self._give_back_ahead(excess)
 
-    def _mark_started(self, job: Job) -> None:
-        if run_key(job) in self._running:
-            self._acker.push(started_ack(job))
+    def _mark_started(self) -> None:
+        """Write as started the jobs started from the buffer `START_MARK_DELAY_S` ago or more
+        that still run; one timer for all of them (a timer a job cost a heap's work each)."""
+        self._mark_timer = None
+        now = time.monotonic()
+        marks = self._to_mark
+        while marks and now - marks[0][0] >= START_MARK_DELAY_S:
+            job = marks.popleft()[1]
+            if run_key(job) in self._running:
+                self._acker.push(started_ack(job))
+        if marks:
+            self._mark_timer = asyncio.get_running_loop().call_later(
+                START_MARK_DELAY_S - (now - marks[0][0]), self._mark_started
+            )
 
     def _give_back_ahead(self, count: int | None = None) -> None:
         """Back to available, attempt undone: the last `count` buffered jobs (None: all)."""

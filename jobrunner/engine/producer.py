@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -80,6 +80,8 @@ class Producer(Fetcher, AheadBuffer, SlotHolder):
         self._ahead: OrderedDict[RunKey, tuple[Job, bool, float]] = OrderedDict()
         self._ahead_max_age_s = ahead_max_age_s  # older buffered jobs go back, never start
         self.claim_ahead = claim_ahead
+        self._to_mark: deque[tuple[float, Job]] = deque()
+        self._mark_timer: asyncio.TimerHandle | None = None
         self._unsettled: list[str] = []  # fetches whose reply was lost: they may have claimed
         self._drained = asyncio.Event()
         self._drained.set()
