@@ -281,7 +281,7 @@ async def scrape(port: int, interval_s: float, scrapes: list[int]) -> None:
     """GET /metrics every `interval_s` as Prometheus would; each body's size in `scrapes`."""
     while True:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"GET /metrics HTTP/1.1\r\nhost: bench\r\n\r\n")
+        writer.write(b"GET /metrics HTTP/1.1\r\nhost: bench\r\nconnection: close\r\n\r\n")
         body = await reader.read()
         writer.close()
         if not body.startswith(b"HTTP/1.1 200"):
