@@ -32,7 +32,8 @@ SCHEMA = os.environ.get("JOBRUNNER_SCHEMA", "public")
 TABLES = (
     "jobrunner_jobs, jobrunner_nodes, jobrunner_queues, jobrunner_control, "
     "jobrunner_control_applied, jobrunner_leader, jobrunner_cron, jobrunner_rate_starts, "
-    "jobrunner_partition_files, jobrunner_workflows, jobrunner_job_deps, jobrunner_batches"
+    "jobrunner_partition_files, jobrunner_workflows, jobrunner_job_deps, jobrunner_batches, "
+    "jobrunner_queue_slots"
 )
 
 
