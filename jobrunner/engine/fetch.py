@@ -61,7 +61,8 @@ class Fetcher:
         def _dispatch(self, job: Job) -> None: ...
         def _place(self, jobs: list[Job], started: int) -> None: ...
         def _slot_release_due(self) -> bool: ...
-        async def _claim_slotted(
+        def _slot_ask_due(self, demand: int) -> bool: ...
+        async def _ask_slots(
             self,
             demand: int,
             started: int,
@@ -184,11 +185,13 @@ class Fetcher:
         claim: str,
         unreadable: list[_queries.Unreadable],
     ) -> tuple[set[int], list[Job]]:
-        """The claim statement for this queue's limits, carrying `acks`."""
+        """The claim statement for this queue's limits, carrying `acks`: a queue counted in
+        slots claims as one without limits between its asks for slots."""
         pool = self._client.pool
         if self.limits.slotted:
-            return await self._claim_slotted(demand, started, acks, claim, unreadable)
-        if self.limits:
+            if self._slot_ask_due(demand):
+                return await self._ask_slots(demand, started, acks, claim, unreadable)
+        elif self.limits:
             return await self._claim_limited(demand, acks, claim, unreadable)
         if not acks:  # the lighter statement: a wake-up's fetch, on an idle node
             jobs = await _queries.fetch_jobs(

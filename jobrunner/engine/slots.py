@@ -102,7 +102,7 @@ class SlotHolder:
             return False
         return min(self.limit, have) > self.slots and stale
 
-    async def _claim_slotted(
+    async def _ask_slots(
         self,
         demand: int,
         started: int,
@@ -110,26 +110,14 @@ class SlotHolder:
         claim: str,
         unreadable: list[_queries.Unreadable],
     ) -> tuple[set[int], list[Job]]:
-        """Claim for a queue counted in slots: the plain claim, or with an ask for slots."""
-        pool = self._client.pool
-        if not self._slot_ask_due(demand):
-            return await _queries.ack_and_fetch_jobs(
-                pool,
-                self._node,
-                acks,
-                queue=self.queue,
-                demand=demand,
-                claim=claim,
-                started=started,
-                unreadable=unreadable,
-            )
+        """The claim of a queue counted in slots that asks for them (`_slot_ask_due`)."""
         assert self.limits.global_limit is not None
         keep = self._slot_keep()
         self.slots = keep  # until the reply: PostgreSQL counts at least this many for us
         self._slot_asking = True
         try:
             owned, jobs, slots = await _queries.ack_and_claim_slots(
-                pool,
+                self._client.pool,
                 self._node,
                 acks,
                 queue=self.queue,
