@@ -60,6 +60,13 @@ def emit(event: str, level: int, fields: dict[str, Any]) -> None:
             log.exception("telemetry.handler_failed", handler=repr(handler))
 
 
+def start_wanted() -> bool:
+    """Whether a job's start event goes anywhere: a subscriber, or the job log at its level
+    (`job.start` is at debug unless `log_job_start`). The executor skips building it if not."""
+    job_log = _job_log or _default_job_log()
+    return bool(_handlers[JOB_START]) or job_log.writes_start()
+
+
 # Hooks for metrics, tracing and error reports. Each is empty or None unless a daemon or an
 # integration installs one, so the job path pays one check for each when nothing listens.
 
@@ -255,6 +262,10 @@ class _JobLog:
         self._via_structlog = via_structlog
         self._timestamper = _Timestamper()
         self._logger = _TurnFlushedLogger(sys.stdout)
+
+    def writes_start(self) -> bool:
+        """Whether a `job.start` line is written (or handed to structlog)."""
+        return self._via_structlog or self._start_level >= self._level
 
     def write(self, event: str, level: int, fields: dict[str, Any]) -> None:
         if event == JOB_START:

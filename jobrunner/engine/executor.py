@@ -234,7 +234,8 @@ async def execute(
     """
     fields = _fields(job)
     fields["queue_time_s"] = _queue_time(job)
-    _telemetry.emit(_telemetry.JOB_START, logging.INFO, dict(fields))
+    if _telemetry.start_wanted():
+        _telemetry.emit(_telemetry.JOB_START, logging.INFO, dict(fields))
     ends = _telemetry.attempt_started(job) if _telemetry.attempt_observers else None
     token = CURRENT_CLIENT.set(client)
     reader = dep_results_reader.set(partial(_dep_results, client))
