@@ -62,7 +62,9 @@ class AheadBuffer:
     def ahead_limit(self) -> int:
         """How many jobs this queue may hold claimed ahead: one batch (its limit), none for
         a queue with cluster-wide limits (but a global limit alone) or a dispatch cooldown,
-        while paused or stopping, or with `claim_ahead = false`."""
+        while paused or stopping, or with `claim_ahead = false`. A queue counted in slots
+        holds a batch of what it may run (at least one job: the claim that asks for slots),
+        so that a tight global limit does not park other nodes' work here."""
         if (
             not self.claim_ahead
             or (self.limits and not self.limits.slotted)
@@ -71,6 +73,8 @@ class AheadBuffer:
             or self._stopping
         ):
             return 0
+        if self.limits.slotted:
+            return max(1, min(self.limit, self.run_limit))
         return self.limit
 
     @property
