@@ -150,4 +150,4 @@ class SlotHolder:
     def _reset_slots(self) -> None:
         """The queue's limits changed: ask at the next claim."""
         self._slot_asked = 0.0
-        self._slot_cap = None if self.limits.slotted else self._slot_cap
+        self._slot_cap = None

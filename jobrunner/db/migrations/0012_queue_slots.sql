@@ -56,6 +56,7 @@ DECLARE
     v_rank integer;
     v_starved boolean;
     v_share integer;
+    v_used integer;
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtextextended('jobrunner_limit:' || p_queue, 0));
     SELECT coalesce(q.global_limit, p_global_limit) INTO v_global
@@ -81,9 +82,10 @@ BEGIN
                     THEN v_global / v_wanting + (v_rank < v_global % v_wanting)::int END;
     -- what is left once the others' slots and loose jobs are counted, and ours kept; no more
     -- than our share while others wait
+    v_used := jobrunner_limit_used(p_queue, v_global);  -- ours counted as p_keep
     v_held := greatest(p_keep, least(
         p_need,
-        p_keep + v_global - jobrunner_limit_used(p_queue, v_global),
+        p_keep + v_global - v_used,
         CASE WHEN v_starved THEN v_share END));
     UPDATE jobrunner_queue_slots AS s SET held = v_held
     WHERE s.queue = p_queue AND s.node = p_node;
@@ -91,8 +93,7 @@ BEGIN
         PERFORM pg_notify('jobrunner_insert', p_queue);
     END IF;
     held := v_held;
-    cap := CASE WHEN v_starved OR jobrunner_limit_used(p_queue, v_global) > v_global
-                THEN v_share END;
+    cap := CASE WHEN v_starved OR v_used - p_keep + v_held > v_global THEN v_share END;
     RETURN NEXT;
 END;
 $$;

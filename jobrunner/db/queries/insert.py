@@ -305,7 +305,9 @@ async def find_unique_jobs(conn: Conn, keys: Sequence[str]) -> dict[str, Job]:
     return {row["unique_key"]: Job.from_record(row) for row in rows}
 
 
-def _columns(jobs: Sequence[NewJob], keys: Sequence[str | None]) -> tuple[list[Any], ...]:
+def job_columns(jobs: Sequence[NewJob]) -> tuple[list[Any], ...]:
+    """The statement parameters every insert of jobs takes, a list per column: worker,
+    queue, args, meta, tags, priority, max_attempts, scheduled_at, schedule_in."""
     return (
         [j.worker for j in jobs],
         [j.queue for j in jobs],
@@ -316,6 +318,12 @@ def _columns(jobs: Sequence[NewJob], keys: Sequence[str | None]) -> tuple[list[A
         [j.max_attempts for j in jobs],
         [j.scheduled_at for j in jobs],
         [j.schedule_in for j in jobs],
+    )
+
+
+def _columns(jobs: Sequence[NewJob], keys: Sequence[str | None]) -> tuple[list[Any], ...]:
+    return (
+        *job_columns(jobs),
         list(keys),
         ["{" + ",".join(j.unique.states) + "}" if j.unique else None for j in jobs],
         [j.unique.period if j.unique else None for j in jobs],

@@ -15,7 +15,7 @@ import asyncpg
 from jobrunner.core.job import _STATES, Job, inserted
 from jobrunner.core.new_job import NewJob
 from jobrunner.core.workflow import InsertedBatch, InsertedWorkflow, InvalidWorkflow, Workflow
-from jobrunner.db.queries.insert import _new_job, _tags_json, insert_jobs
+from jobrunner.db.queries.insert import _new_job, insert_jobs, job_columns
 from jobrunner.db.queries.jobs import Conn, _fetch, _sql, readable
 
 INSERT_WORKFLOW = _sql("insert_workflow")
@@ -41,20 +41,6 @@ def refusal(exc: BaseException) -> InvalidWorkflow | None:
     return None
 
 
-def _job_columns(jobs: Sequence[NewJob]) -> tuple[list[Any], ...]:
-    return (
-        [j.worker for j in jobs],
-        [j.queue for j in jobs],
-        [j.encoded_args() for j in jobs],
-        [j.encoded_meta() for j in jobs],
-        [_tags_json(j) for j in jobs],
-        [j.priority for j in jobs],
-        [j.max_attempts for j in jobs],
-        [j.scheduled_at for j in jobs],
-        [j.schedule_in for j in jobs],
-    )
-
-
 def workflow_params(wf: Workflow) -> tuple[Any, ...]:
     """INSERT_WORKFLOW's parameters: the steps in an order where deps come first."""
     steps = wf.check()
@@ -63,7 +49,7 @@ def workflow_params(wf: Workflow) -> tuple[Any, ...]:
         wf.name,
         wf.of_job,
         [s.name for s in steps],
-        *_job_columns([s.job for s in steps]),
+        *job_columns([s.job for s in steps]),
         [json.dumps(list(s.deps)) for s in steps],
         [s.ignore_cancelled for s in steps],
         [s.ignore_discarded for s in steps],
@@ -113,7 +99,7 @@ def batch_params(jobs: Sequence[NewJob], callbacks: dict[str, NewJob]) -> tuple[
         }
         for condition, job in callbacks.items()
     }
-    return (json.dumps(encoded), *_job_columns(jobs))
+    return (json.dumps(encoded), *job_columns(jobs))
 
 
 def batch_result(jobs: Sequence[NewJob], rows: list[Any]) -> InsertedBatch:
@@ -145,7 +131,7 @@ def chain_groups(jobs: Sequence[NewJob]) -> list[tuple[str, list[int]]]:
 
 
 def chain_params(chain: str, jobs: Sequence[NewJob]) -> tuple[Any, ...]:
-    return (chain, *_job_columns(jobs))
+    return (chain, *job_columns(jobs))
 
 
 def chain_result(jobs: Sequence[NewJob], rows: list[Any]) -> list[Job]:
