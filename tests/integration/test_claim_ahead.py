@@ -35,6 +35,13 @@ async def hold_limited(job: Job) -> None:
     await _release.wait()
 
 
+@worker(queue=QUEUE)
+async def quick_or_hold(job: Job) -> None:
+    _started.append(job.id)
+    if not job.args.get("quick"):
+        await _release.wait()
+
+
 def _reset() -> None:
     global _release
     _release = asyncio.Event()
@@ -69,6 +76,24 @@ async def test_a_batch_is_claimed_ahead_and_shown_apart_from_running_jobs(
         _release.set()
         await eventually(lambda: _is(_count_state(db, "completed"), 10))
     assert await _executing(db, QUEUE) == (0, 0)
+
+
+async def test_jobs_started_from_the_buffer_are_written_as_started_while_they_run(
+    client: jobrunner.Client, make_runner, db: asyncpg.Connection
+) -> None:
+    """Two quick jobs run first; the two held ones buffered behind them start when they end,
+    claimed ahead, and are written as started 50 ms later (one timer for both)."""
+    _reset()
+    await client.insert_all([quick_or_hold.new({"quick": True}, priority=0) for _ in range(2)])
+    await client.insert_all([quick_or_hold.new({"n": n}, priority=1) for n in range(4)])
+    async with make_runner(queues={QUEUE: 2}) as runner:
+        producer = runner.producers[QUEUE]
+        assert await eventually(lambda: _is(_count_state(db, "completed"), 2))
+        # the two that started from the buffer show as running, two more are claimed ahead
+        assert await eventually(lambda: _is(_executing(db, QUEUE), (2, 2)))
+        assert producer.running == 2 and producer.ahead == 2 and len(_started) == 4
+        _release.set()
+        await eventually(lambda: _is(_count_state(db, "completed"), 6))
 
 
 async def test_pause_scale_down_and_stop_give_jobs_claimed_ahead_back(

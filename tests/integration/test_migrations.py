@@ -29,6 +29,7 @@ TABLES = {
     "jobrunner_workflows",
     "jobrunner_job_deps",
     "jobrunner_batches",
+    "jobrunner_queue_slots",
 }
 
 
@@ -71,6 +72,16 @@ async def test_migrate_an_empty_database_then_no_op(fresh: str) -> None:
         ]
         assert await _migrate.migrate(conn) == []
         assert await conn.fetchval("SELECT count(*) FROM jobrunner_migrations") == len(rows)
+        # the jobs table is vacuumed at a fixed number of dead rows (migration 11)
+        options = await conn.fetchval(
+            "SELECT reloptions FROM pg_class WHERE oid = 'jobrunner_jobs'::regclass"
+        )
+        assert {
+            "autovacuum_vacuum_scale_factor=0.0",
+            "autovacuum_vacuum_threshold=10000",
+            "autovacuum_vacuum_insert_scale_factor=0.0",
+            "autovacuum_vacuum_insert_threshold=100000",
+        } == set(options)
     finally:
         await conn.close()
 
